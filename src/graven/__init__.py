@@ -1,0 +1,1 @@
+"""Graven: a tamper-evident audit trail."""
