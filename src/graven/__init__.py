@@ -1,1 +1,48 @@
-"""Graven: a tamper-evident audit trail."""
+"""Graven: a tamper-evident audit trail.
+
+    import graven
+    with graven.open("sqlite:///audit.db", signing_key="audit.key") as trail:
+        index = trail.record(action="user.password.change", actor={"type": "user", "id": "u-7"},
+                             targets=[{"type": "customer", "id": "c-1042"}])
+        assert trail.verify().ok
+"""
+
+from graven.core.audit import Problem, Report
+from graven.core.bundle import verify_bundle
+from graven.core.model import Actor, Change, Entry, Event, Target
+from graven.errors import (
+    ConfigError,
+    GravenError,
+    ImmutableError,
+    IntegrityError,
+    NotFoundError,
+    StoreError,
+    ValidationError,
+)
+from graven.trail import Page, Trail, init
+from graven.trail import open_trail as open
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Actor",
+    "Change",
+    "ConfigError",
+    "Entry",
+    "Event",
+    "GravenError",
+    "ImmutableError",
+    "IntegrityError",
+    "NotFoundError",
+    "Page",
+    "Problem",
+    "Report",
+    "StoreError",
+    "Target",
+    "Trail",
+    "ValidationError",
+    "__version__",
+    "init",
+    "open",
+    "verify_bundle",
+]

@@ -1,0 +1,349 @@
+"""The ``graven`` command: a thin skin over :class:`graven.Trail`, one library call per command.
+
+Exit codes: 0 success; 1 damage found by ``verify`` (or a bundle that does not hold); 2 bad input
+or configuration, reported as one line on stderr without a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from graven import render
+from graven.core.bundle import verify_bundle
+from graven.core.model import Entry
+from graven.errors import GravenError, ValidationError
+from graven.keys import load_verifier
+from graven.trail import MAX_PAGE, Trail, init, open_trail
+
+EXIT_DAMAGE = 1
+EXIT_USAGE = 2
+
+# Piped output is not squeezed into 80 columns: tables stay readable in files and CI logs.
+_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 140
+out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class _Options:
+    def __init__(self, db: str | None, signing_key: str | None) -> None:
+        self.db = db
+        self.signing_key = signing_key
+
+    def open(self, *, create: bool = False) -> Trail:
+        return open_trail(self.db, signing_key=self.signing_key, create=create)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--db", envvar="GRAVEN_DB", metavar="URL", help="The log: a path, sqlite:///path (default .graven/trail.db).")
+@click.option("--signing-key", envvar="GRAVEN_SIGNING_KEY", metavar="FILE", help="The log's signing key file (default .graven/signing.key).")
+@click.version_option(package_name="graven")
+@click.pass_context
+def cli(ctx: click.Context, db: str | None, signing_key: str | None) -> None:
+    """Graven: a tamper-evident audit trail you can query, prove and verify."""
+    ctx.obj = _Options(db, signing_key)
+
+
+pass_options = click.make_pass_decorator(_Options)
+
+
+@cli.command("init")
+@pass_options
+def init_command(options: _Options) -> None:
+    """Create the log and its signing key (key file apart from the database, mode 0600)."""
+    trail = init(options.db, signing_key=options.signing_key)
+    with trail:
+        out.print(f"log       {trail.store.url}")
+        out.print(f"origin    {trail.origin}")
+        out.print(f"verifier  {trail.verifier_key}")
+
+
+# --- record -----------------------------------------------------------------------------------
+
+
+@cli.command("record")
+@click.argument("stdin", required=False, metavar="[-]")
+@click.option("--action", help="Dotted noun.verb, e.g. user.password.change.")
+@click.option("--actor", help="Who: an id, or TYPE:ID (default $GRAVEN_ACTOR).")
+@click.option("--actor-name", help="The actor's display name.")
+@click.option("--ip", help="The actor's IP address.")
+@click.option("--user-agent", help="The actor's user agent.")
+@click.option("--target", "targets", multiple=True, metavar="TYPE:ID", help="What it was done to (repeatable).")
+@click.option("--outcome", type=click.Choice(["success", "denied", "failure"]), default="success", show_default=True)
+@click.option("--reason", help="Why: a ticket, a justification, the denied permission.")
+@click.option("--change", "changes", multiple=True, nargs=3, metavar="FIELD OLD NEW", help="A field change (repeatable).")
+@click.option("--redacted", multiple=True, metavar="FIELD", help="A secret field that changed; its values are not stored.")
+@click.option("--source", default="cli", show_default=True, help="How: web, api, cli, job, db, ...")
+@click.option("--tenant", help="The tenant this entry belongs to.")
+@click.option("--context", "context_items", multiple=True, metavar="KEY=VALUE", help="Context such as request_id=... (repeatable).")
+@click.option("--metadata", help="Free-form JSON object.")
+@click.option("--id", "event_id", help="Event id (idempotency key; default a new UUIDv7).")
+@click.option("--occurred-at", help="When it happened (ISO 8601 with timezone; default now).")
+@pass_options
+def record_command(options: _Options, stdin: str | None, **flags: Any) -> None:
+    """Record one event from flags, or JSON / JSON Lines from stdin with `graven record -`.
+
+    Prints the index assigned to each event. A batch from stdin is recorded entirely or not at all.
+    """
+    if stdin is not None:
+        if stdin != "-":
+            raise click.UsageError(f"unexpected argument {stdin!r}; use - to read events from stdin")
+        events = _read_events(sys.stdin.buffer.read())
+        with options.open() as trail:
+            for index in trail.record_many(events):
+                out.print(index)
+        return
+    if not flags["action"]:
+        raise click.UsageError("--action is required (or pass - to read JSON events from stdin)")
+    event = _event_from_flags(flags)
+    with options.open() as trail:
+        out.print(trail.record(event))
+
+
+def _event_from_flags(flags: dict[str, Any]) -> dict[str, Any]:
+    actor_text = flags["actor"] or os.environ.get("GRAVEN_ACTOR")
+    if not actor_text:
+        raise click.UsageError("--actor is required (or set GRAVEN_ACTOR)")
+    kind, sep, ident = actor_text.partition(":")
+    actor: dict[str, Any] = {"type": kind, "id": ident} if sep and kind in ("user", "service", "system", "anonymous") else {"type": "user", "id": actor_text}
+    for key in ("actor_name", "ip", "user_agent"):
+        if flags[key]:
+            actor[key.removeprefix("actor_")] = flags[key]
+    event: dict[str, Any] = {"action": flags["action"], "actor": actor, "outcome": flags["outcome"], "source": flags["source"]}
+    targets = []
+    for text in flags["targets"]:
+        kind, sep, ident = text.partition(":")
+        if not sep or not kind or not ident:
+            raise ValidationError("--target", "must be TYPE:ID, such as customer:c-1042", text)
+        targets.append({"type": kind, "id": ident})
+    event["targets"] = targets
+    changes: list[dict[str, Any]] = [{"field": f, "old": o, "new": n} for f, o, n in flags["changes"]]
+    changes += [{"field": f, "redacted": True} for f in flags["redacted"]]
+    event["changes"] = changes
+    for key in ("reason", "tenant", "occurred_at"):
+        if flags[key]:
+            event[key] = flags[key]
+    if flags["event_id"]:
+        event["id"] = flags["event_id"]
+    if flags["context_items"]:
+        context = {}
+        for item in flags["context_items"]:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise ValidationError("--context", "must be KEY=VALUE", item)
+            context[key] = value
+        event["context"] = context
+    if flags["metadata"]:
+        try:
+            event["metadata"] = orjson.loads(flags["metadata"])
+        except orjson.JSONDecodeError as exc:
+            raise ValidationError("--metadata", "must be a JSON object", f"invalid JSON ({exc})") from None
+    return event
+
+
+def _read_events(data: bytes) -> list[Any]:
+    text = data.strip()
+    if not text:
+        raise ValidationError("stdin", "must hold a JSON object, a JSON array or JSON Lines", "nothing")
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        value = None
+        events = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                events.append(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                raise ValidationError(f"stdin line {number}", "must be one JSON object per line", f"invalid JSON ({exc})") from None
+        return events
+    return value if isinstance(value, list) else [value]
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def _filters(function: Any) -> Any:
+    options = [
+        click.option("--actor", help="Actor id."),
+        click.option("--action", help="Action, exact, or a prefix like user.*"),
+        click.option("--target", metavar="TYPE:ID", help="Everything done to one target."),
+        click.option("--outcome", type=click.Choice(["success", "denied", "failure"])),
+        click.option("--source", help="web, api, cli, job, db, ..."),
+        click.option("--tenant"),
+        click.option("--since", metavar="TIME", help="Occurred at or after (ISO 8601)."),
+        click.option("--until", metavar="TIME", help="Occurred before (ISO 8601)."),
+        click.option("--text", help="Free text anywhere in the entry (ASCII case-insensitive)."),
+        click.option("--after", type=int, metavar="INDEX", help="Cursor: entries after this index."),
+        click.option("--before", type=int, metavar="INDEX", help="Cursor: entries before this index."),
+        click.option("--limit", type=click.IntRange(1), help="At most this many entries (default: all for --json, 50 for the table)."),
+        click.option("--newest-first", is_flag=True, help="Newest entries first."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+@cli.command("log")
+@_filters
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines: each entry's stored fields plus index.")
+@pass_options
+def log_command(options: _Options, as_json: bool, limit: int | None, **filters: Any) -> None:
+    """List entries matching the filters, as a table or as JSON Lines."""
+    with options.open() as trail:
+        if as_json:
+            for entry in _iterate(trail, filters, limit):
+                sys.stdout.buffer.write(orjson.dumps(entry.to_json()) + b"\n")
+            return
+        entries = list(_iterate(trail, filters, limit or 50))
+        if not entries:
+            err.print("no entries match")
+            return
+        out.print(render.entries_table(entries))
+
+
+def _iterate(trail: Trail, filters: dict[str, Any], limit: int | None) -> Iterator[Entry]:
+    remaining = limit
+    cursor_key = "before" if filters.get("newest_first") else "after"
+    while remaining is None or remaining > 0:
+        page = trail.query(**filters, limit=min(remaining or MAX_PAGE, MAX_PAGE))
+        yield from page.entries
+        if remaining is not None:
+            remaining -= len(page.entries)
+        if page.next_cursor is None:
+            return
+        filters = {**filters, cursor_key: page.next_cursor}
+
+
+@cli.command("show")
+@click.argument("index", type=click.IntRange(0))
+@click.option("--json", "as_json", is_flag=True, help="The entry as JSON.")
+@pass_options
+def show_command(options: _Options, index: int, as_json: bool) -> None:
+    """Print one entry, its context and its field changes as a diff."""
+    with options.open() as trail:
+        entry = trail.get(index)
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps(entry.to_json(), option=orjson.OPT_INDENT_2) + b"\n")
+        return
+    out.print(render.entry_detail(entry))
+
+
+# --- proving and verifying --------------------------------------------------------------------
+
+
+@cli.command("verify")
+@click.option("--json", "as_json", is_flag=True, help='Print {"ok", "first_bad_index", "kind", "message", ...}.')
+@click.option("--key", metavar="KEY", help="Trust only this verifier key (its text form, or a file holding it).")
+@click.option("--bundle", type=click.Path(dir_okay=False, path_type=Path), help="Check an offline proof bundle instead of the log (needs --key).")
+@pass_options
+def verify_command(options: _Options, as_json: bool, key: str | None, bundle: Path | None) -> None:
+    """Check every entry, the Merkle tree and every signed checkpoint.
+
+    Exits 0 when the log is intact, 1 when damage is found, 2 on bad input.
+    """
+    if bundle is not None:
+        if key is None:
+            raise click.UsageError("--bundle needs --key (the log's verifier key) to check the signature")
+        verifier = load_verifier(key)
+        try:
+            data = orjson.loads(bundle.read_bytes())
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise ValidationError("--bundle", "must be a readable JSON proof bundle", f"{bundle} ({exc})") from None
+        check = verify_bundle(data, [verifier])
+        if as_json:
+            sys.stdout.buffer.write(orjson.dumps({"ok": check.ok, "index": check.index, "message": check.message}) + b"\n")
+        else:
+            (out if check.ok else err).print(("OK: " if check.ok else "FAILED: ") + check.message)
+        sys.exit(0 if check.ok else EXIT_DAMAGE)
+    with options.open() as trail:
+        if as_json or not out.is_terminal:
+            report = trail.verify(key=key)
+        else:
+            with Progress(TextColumn("verifying"), BarColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
+                bar.add_task("verify", total=None)
+                report = trail.verify(key=key)
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps(report.to_json()) + b"\n")
+    elif report.ok:
+        out.print(Text("OK  ", style="bold green") + Text(report.message))
+    else:
+        err.print(Text("TAMPERED  ", style="bold red") + Text(f"first bad index {report.first_bad_index} ({report.kind}): {report.message}"))
+    sys.exit(0 if report.ok else EXIT_DAMAGE)
+
+
+@cli.command("prove")
+@click.argument("index", type=click.IntRange(0))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the bundle here (default stdout).")
+@pass_options
+def prove_command(options: _Options, index: int, output: Path | None) -> None:
+    """Write an offline proof bundle: the entry, its inclusion proof and a signed checkpoint."""
+    with options.open() as trail:
+        data = orjson.dumps(trail.prove(index), option=orjson.OPT_INDENT_2) + b"\n"
+    if output is None:
+        sys.stdout.buffer.write(data)
+    else:
+        output.write_bytes(data)
+        err.print(f"wrote {output}")
+
+
+@cli.command("key")
+@pass_options
+def key_command(options: _Options) -> None:
+    """Print the log's verifier key (public; give it to whoever checks the log)."""
+    with options.open() as trail:
+        out.print(trail.verifier_key)
+
+
+@cli.command("checkpoint")
+@pass_options
+def checkpoint_command(options: _Options) -> None:
+    """Print the latest signed checkpoint (signing a new one first if the tree grew)."""
+    with options.open() as trail:
+        note = trail.checkpoint() if trail.signer is not None else trail.latest_checkpoint()
+    if note is None:
+        raise click.ClickException("the log has no signed checkpoint yet")
+    sys.stdout.write(note)
+
+
+@cli.command("demo")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path(".graven/demo"), show_default=True, help="Where the demo log and key go (recreated each run).")
+def demo_command(directory: Path) -> None:
+    """Walk through the locked-out-customer story on an embedded SQLite log, then verify it."""
+    from graven import demo
+
+    sys.exit(demo.run(directory, out))
+
+
+def main() -> NoReturn:
+    """Entry point: run the CLI, turning every expected error into one line and an exit code."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        err.print(f"graven: {exc.format_message()}", markup=False)
+        sys.exit(EXIT_USAGE)
+    except click.exceptions.Abort:
+        err.print("graven: aborted", markup=False)
+        sys.exit(EXIT_USAGE)
+    except GravenError as exc:
+        err.print(f"graven: {exc}", markup=False)
+        sys.exit(EXIT_USAGE)
+    except BrokenPipeError:
+        sys.exit(0)
+    except OSError as exc:
+        err.print(f"graven: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), markup=False)
+        sys.exit(EXIT_USAGE)
+    sys.exit(0)

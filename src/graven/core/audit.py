@@ -1,0 +1,345 @@
+"""Verification of a whole log from its raw stored rows: pure, given the rows and trusted keys.
+
+The entries' stored bytes are the only thing believed: every leaf is recomputed from them, the
+tree is rebuilt, and the result is compared with the stored tree rows, with every signed
+checkpoint (whose signature MUST verify with a trusted key) and with checkpoints kept elsewhere
+(witnesses). The report names the first bad index and the kind of damage:
+
+- ``modified``  an entry's content differs from what was hashed into the log;
+- ``missing``   an entry was removed (a gap, or later entries moved down to close it);
+- ``inserted``  an entry that was never appended sits in the log;
+- ``reordered`` entries were swapped;
+- ``truncated`` the newest entries were cut off;
+- ``forked``    the log disagrees with a checkpoint signed by the trusted key, or its checkpoints are
+  signed by another key: its history was rewritten or replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+
+from graven.core import merkle
+from graven.core.note import Checkpoint, NoteError, Verifier, open_checkpoint
+
+KINDS = ("modified", "missing", "inserted", "reordered", "truncated", "forked")
+_CHUNK = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One finding: where, what kind, and a sentence a person understands."""
+
+    index: int
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Report:
+    """The outcome of a verification. ``ok`` is true only when nothing at all was found."""
+
+    size: int
+    entries: int
+    checkpoints: int
+    problems: list[Problem] = field(default_factory=list)
+    witnessed: int = 0
+    trusted_keys: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def first(self) -> Problem | None:
+        return min(self.problems, key=lambda p: (p.index, KINDS.index(p.kind))) if self.problems else None
+
+    @property
+    def first_bad_index(self) -> int | None:
+        first = self.first
+        return None if first is None else first.index
+
+    @property
+    def kind(self) -> str | None:
+        first = self.first
+        return None if first is None else first.kind
+
+    @property
+    def message(self) -> str:
+        first = self.first
+        if first is None:
+            return (
+                f"The log is intact: {self.entries} entries match the Merkle tree and all "
+                f"{self.checkpoints} signed checkpoints"
+                + (f" and {self.witnessed} witnessed checkpoints." if self.witnessed else ".")
+            )
+        return first.message
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "first_bad_index": self.first_bad_index,
+            "kind": self.kind,
+            "message": self.message,
+            "size": self.size,
+            "entries": self.entries,
+            "checkpoints": self.checkpoints,
+            "witnessed": self.witnessed,
+            "trusted_keys": list(self.trusted_keys),
+            "problems": [{"index": p.index, "kind": p.kind, "message": p.message} for p in self.problems],
+        }
+
+
+def leaf_hashes(rows: Iterable[tuple[int, bytes]]) -> tuple[list[int], list[bytes]]:
+    """Indices and recomputed leaf hashes of stored (index, leaf bytes) rows, in chunks for speed."""
+    indices: list[int] = []
+    leaves: list[bytes] = []
+    sha = hashlib.sha256
+    iterator = iter(rows)
+    while chunk := list(islice(iterator, _CHUNK)):
+        indices += [i for i, _ in chunk]
+        leaves += [sha(b"\x00" + body).digest() for _, body in chunk]
+    return indices, leaves
+
+
+def tree_levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
+    """Every perfect subtree hash of the tree over ``leaves``, level by level (level 0 = leaves)."""
+    sha = hashlib.sha256
+    levels = [list(leaves)]
+    while len(levels[-1]) >= 2:
+        prev = levels[-1]
+        levels.append([sha(b"\x01" + prev[i] + prev[i + 1]).digest() for i in range(0, len(prev) - 1, 2)])
+    return levels
+
+
+def root_at(levels: Sequence[Sequence[bytes]], size: int) -> bytes:
+    """The RFC 9162 root of the first ``size`` leaves, from precomputed perfect subtrees."""
+    if size == 0:
+        return merkle.EMPTY_ROOT
+    parts: list[bytes] = []
+    start = 0
+    for level in reversed(range(size.bit_length())):
+        if size >> level & 1:
+            parts.append(levels[level][start >> level])
+            start += 1 << level
+    root = parts[-1]
+    for part in reversed(parts[:-1]):
+        root = merkle.node_hash(part, root)
+    return root
+
+
+def verify_log(
+    entries: Iterable[tuple[int, bytes]],
+    tree_rows: Iterable[tuple[int, bytes]],
+    checkpoints: Sequence[tuple[int, str]],
+    trusted: Sequence[Verifier],
+    *,
+    witnessed: Sequence[str] = (),
+) -> Report:
+    """Check everything stored against itself, the signed checkpoints and the witnessed ones."""
+    entry_indices, leaves = leaf_hashes(entries)
+    tree_indices: list[int] = []
+    blobs: list[bytes] = []
+    for idx, blob in tree_rows:
+        tree_indices.append(idx)
+        blobs.append(bytes(blob))
+    problems: list[Problem] = []
+    count = len(entry_indices)
+    tree_size = len(tree_indices)
+    entries_contiguous = count == 0 or (entry_indices[0] == 0 and entry_indices[-1] == count - 1)
+    tree_contiguous = tree_size == 0 or (tree_indices[0] == 0 and tree_indices[-1] == tree_size - 1)
+    stored = [blob[:32] for blob in blobs]
+    if not (entries_contiguous and tree_contiguous and leaves == stored):
+        problems += _compare_rows(entry_indices, leaves, tree_indices, stored)
+    elif tree_contiguous:
+        problems += _check_tree_rows(leaves, blobs)
+    levels = tree_levels(leaves)
+    size = count
+    problems += _check_checkpoints(checkpoints, trusted, levels, size, witnessed=False)
+    problems += _check_checkpoints(
+        [(0, note) for note in witnessed], trusted, levels, size, witnessed=True
+    )
+    return Report(
+        size=max(tree_size, count),
+        entries=count,
+        checkpoints=len(checkpoints),
+        problems=problems,
+        witnessed=len(witnessed),
+        trusted_keys=tuple(v.to_text() for v in trusted),
+    )
+
+
+def derived_problem(index: int) -> Problem:
+    """The finding for query columns that disagree with an entry's stored content."""
+    return Problem(
+        index,
+        "modified",
+        f"Entry {index}: its indexed columns or target rows were edited and no longer match its "
+        "content, so searches would return wrong results.",
+    )
+
+
+def _compare_rows(
+    entry_indices: Sequence[int], leaves: Sequence[bytes], tree_indices: Sequence[int], stored: Sequence[bytes]
+) -> list[Problem]:
+    """Locate and classify the first place where the entries and the stored tree disagree."""
+    entry_at = dict(zip(entry_indices, leaves, strict=True))
+    tree_at = dict(zip(tree_indices, stored, strict=True))
+    last = max(max(entry_at, default=-1), max(tree_at, default=-1))
+    where_stored = {leaf: i for i, leaf in tree_at.items()}
+    for i in range(last + 1):
+        have, want = entry_at.get(i), tree_at.get(i)
+        if have == want:
+            continue
+        if want is None:
+            if i in tree_at or any(j > i for j in tree_at):
+                return [Problem(i, "modified", f"Entry {i}: its stored tree hash was removed.")]
+            return [
+                Problem(
+                    i,
+                    "inserted",
+                    f"Entry {i} was never appended to the log: it sits after the last entry of the "
+                    f"Merkle tree (size {len(tree_at)}), so someone inserted it directly.",
+                )
+            ]
+        if have is None:
+            if not any(j > i for j in entry_at):
+                return [
+                    Problem(
+                        i,
+                        "truncated",
+                        f"The log was truncated: entries from index {i} on ({last + 1 - i} of them) "
+                        "are gone although the Merkle tree still records them.",
+                    )
+                ]
+            return [Problem(i, "missing", f"Entry {i} was deleted: the log has a gap at index {i}.")]
+        if have == tree_at.get(i + 1):
+            return [
+                Problem(
+                    i,
+                    "missing",
+                    f"Entry {i} was deleted and the later entries were renumbered to hide the gap.",
+                )
+            ]
+        if entry_at.get(i + 1) == want:
+            return [
+                Problem(
+                    i,
+                    "inserted",
+                    f"A forged entry was inserted at index {i}; the original entries {i} and after "
+                    "were moved up by one.",
+                )
+            ]
+        j = where_stored.get(have)
+        if j is not None and j != i:
+            return [
+                Problem(
+                    min(i, j),
+                    "reordered",
+                    f"Entries {min(i, j)} and {max(i, j)} were swapped: each holds the content that "
+                    "was appended at the other's position.",
+                )
+            ]
+        return [
+            Problem(
+                i,
+                "modified",
+                f"Entry {i} was modified after it was recorded: its content no longer matches the "
+                "hash the log stored for it.",
+            )
+        ]
+    return []
+
+
+def _check_tree_rows(leaves: Sequence[bytes], blobs: Sequence[bytes]) -> list[Problem]:
+    """Every stored internal node must equal the one rebuilt from the leaves."""
+    levels = tree_levels(leaves)
+    for level in range(1, len(levels)):
+        step = 1 << level
+        offset = 32 * level
+        stored = [blob[offset : offset + 32] for blob in blobs[step - 1 :: step]]
+        if stored != levels[level]:
+            j = next(k for k, (a, b) in enumerate(zip(stored, levels[level], strict=False)) if a != b)
+            return [
+                Problem(
+                    j * step,
+                    "modified",
+                    f"The stored tree hash over entries {j * step}..{(j + 1) * step - 1} was altered; "
+                    "the entries themselves match, but proofs served from this log would be wrong.",
+                )
+            ]
+    return []
+
+
+def _check_checkpoints(
+    checkpoints: Sequence[tuple[int, str]],
+    trusted: Sequence[Verifier],
+    levels: Sequence[Sequence[bytes]],
+    size: int,
+    *,
+    witnessed: bool,
+) -> list[Problem]:
+    problems: list[Problem] = []
+    where = "witnessed" if witnessed else "stored"
+    good_size = 0
+    opened: list[tuple[int, Checkpoint]] = []
+    for stored_size, note in checkpoints:
+        try:
+            checkpoint, _ = open_checkpoint(note, trusted)
+        except NoteError as exc:
+            if witnessed:
+                continue  # a witness copy from another log or key says nothing about this one
+            keys = ", ".join(v.to_text() for v in trusted) or "none"
+            problems.append(
+                Problem(
+                    0,
+                    "forked",
+                    f"The {where} checkpoint of size {stored_size} is not signed by the trusted key "
+                    f"({keys}): {exc}. The log was replaced or rewritten by someone holding another key.",
+                )
+            )
+            continue
+        if not witnessed and checkpoint.size != stored_size:
+            problems.append(
+                Problem(
+                    min(stored_size, checkpoint.size),
+                    "modified",
+                    f"A checkpoint was filed under size {stored_size} but signs size {checkpoint.size}.",
+                )
+            )
+        opened.append((checkpoint.size, checkpoint))
+    opened.sort(key=lambda item: item[0])
+    for cp_size, checkpoint in opened:
+        if cp_size > size:
+            problems.append(
+                Problem(
+                    size,
+                    "forked" if witnessed else "truncated",
+                    f"The log has {size} entries but a {where} checkpoint signed {cp_size}: "
+                    f"entries from index {size} on were cut off.",
+                )
+            )
+            break
+        if root_at(levels, cp_size) != checkpoint.root_hash:
+            kind = "forked" if witnessed else "modified"
+            problems.append(
+                Problem(
+                    good_size,
+                    kind,
+                    f"The {where} checkpoint of size {cp_size} no longer matches the log: an entry "
+                    f"between index {good_size} and {cp_size - 1} was changed, removed or added and "
+                    "the stored hashes were recomputed to hide it"
+                    + (" (the log's history forked from what the witness saw)." if witnessed else "."),
+                )
+            )
+            break
+        good_size = cp_size
+    if problems:
+        # Forked-by-signature findings point at the first entry no trusted checkpoint vouches for.
+        problems = [
+            Problem(good_size, p.kind, p.message) if p.kind == "forked" and p.index == 0 and not witnessed else p
+            for p in problems
+        ]
+    return problems

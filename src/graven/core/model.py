@@ -1,0 +1,555 @@
+"""The entry model, schema version 1: validation, normalisation and the leaf bytes.
+
+An event arrives as a plain dict in the JSON shape of the design (or as keyword arguments, or as an
+:class:`Event`). :func:`prepare` checks every rule before anything is written and returns a
+:class:`Prepared` entry whose ``leaf`` is the RFC 8785 encoding of every stored field: the exact
+bytes the Merkle leaf hashes. Pure: the clock and the id generator are passed in.
+
+MUST: a value that breaks a rule raises :class:`~graven.errors.ValidationError` naming the field,
+the rule and what was given. MUST NOT: silently change a value's meaning (NaN, lone surrogates and
+naive timestamps are refused, not coerced).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+
+from graven.core import canonical, merkle
+from graven.errors import ValidationError
+
+SCHEMA_VERSION: Final = 1
+
+MAX_ACTION = 200
+MAX_NAME = 200  # ids, types, names, field paths, sources, tenants
+MAX_STRING = 64 * 1024  # any other string, in UTF-8 bytes
+MAX_METADATA = 64 * 1024  # metadata, encoded
+MAX_ENTRY = 1024 * 1024  # the whole entry, encoded
+MAX_DEPTH = 32  # nesting of objects and arrays inside an entry
+MAX_TARGETS = 100
+MAX_CHANGES = 1000
+MAX_SAFE_INTEGER = 2**53 - 1
+
+ACTOR_TYPES: Final = ("user", "service", "system", "anonymous")
+OUTCOMES: Final = ("success", "denied", "failure")
+ACTION_RE: Final = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)+")
+SOURCE_RE: Final = re.compile(r"[a-z][a-z0-9_.-]*")
+
+FIELDS: Final = frozenset(
+    {
+        "v", "id", "occurred_at", "recorded_at", "actor", "action", "targets", "outcome",
+        "reason", "changes", "source", "context", "tenant", "metadata",
+    }
+)  # fmt: skip
+ACTOR_FIELDS: Final = ("type", "id", "name", "ip", "user_agent", "session")
+TARGET_FIELDS: Final = ("type", "id", "name")
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who acted, and from where."""
+
+    type: str = "user"
+    id: str | None = None
+    name: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    session: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What an action was done to."""
+
+    type: str
+    id: str
+    name: str | None = None
+
+
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One field's old and new value; a redacted change keeps neither."""
+
+    field: str
+    old: Any = _UNSET
+    new: Any = _UNSET
+    redacted: bool = False
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An event as the caller describes it (schema v1); the log adds index and recorded_at."""
+
+    action: str
+    actor: Actor | Mapping[str, Any] | str
+    targets: Iterable[Target | Mapping[str, Any] | tuple[str, str]] = ()
+    outcome: str = "success"
+    reason: str | None = None
+    changes: Iterable[Change | Mapping[str, Any]] = ()
+    source: str | None = None
+    context: Mapping[str, Any] | None = None
+    tenant: str | None = None
+    metadata: Mapping[str, Any] | None = None
+    id: str | None = None
+    occurred_at: datetime | str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event in its JSON shape, ready for :func:`prepare`."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if f.name == "actor" and isinstance(value, Actor):
+                value = {k: v for k, v in dataclasses.asdict(value).items() if v is not None}
+            elif f.name == "targets":
+                value = [_target_dict(t) for t in value]
+            elif f.name == "changes":
+                value = [_change_dict(c) for c in value]
+            out[f.name] = value
+        return out
+
+
+def _target_dict(t: Any) -> Any:
+    if isinstance(t, Target):
+        return {k: v for k, v in dataclasses.asdict(t).items() if v is not None}
+    return t
+
+
+def _change_dict(c: Any) -> Any:
+    if not isinstance(c, Change):
+        return c
+    out: dict[str, Any] = {"field": c.field}
+    if c.redacted:
+        out["redacted"] = True
+        if c.fingerprint is not None:
+            out["fingerprint"] = c.fingerprint
+        return out
+    if c.old is not _UNSET:
+        out["old"] = c.old
+    if c.new is not _UNSET:
+        out["new"] = c.new
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A validated entry: its stored fields, the leaf bytes and the leaf hash."""
+
+    doc: dict[str, Any]
+    leaf: bytes
+    leaf_hash: bytes = field(repr=False)
+
+    @property
+    def id(self) -> str:
+        return str(self.doc["id"])
+
+
+def event_from(value: Any = None, /, **kwargs: Any) -> dict[str, Any]:
+    """Turn a dict, an :class:`Event` or keyword arguments into the JSON-shaped dict."""
+    if value is None:
+        return dict(kwargs)
+    if kwargs:
+        raise TypeError("pass an event or keyword arguments, not both")
+    if isinstance(value, Event):
+        return value.to_dict()
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise ValidationError("event", "must be a dict, an Event or keyword arguments", value)
+
+
+def prepare(
+    event: Mapping[str, Any], *, now: datetime, new_id: Callable[[], str]
+) -> Prepared:
+    """Validate and normalise one event; ``now`` becomes recorded_at (and occurred_at if absent)."""
+    unknown = set(event) - FIELDS
+    if unknown:
+        name = sorted(unknown)[0]
+        raise ValidationError(name, "is not a field of schema v1 (" + ", ".join(sorted(FIELDS)) + ")")
+    version = event.get("v", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        raise ValidationError("v", f"must be {SCHEMA_VERSION} (the only schema version)", version)
+    recorded_at = format_time(now, "recorded_at")
+    doc: dict[str, Any] = {"v": SCHEMA_VERSION}
+    doc["id"] = _name(event["id"], "id") if event.get("id") is not None else new_id()
+    occurred = event.get("occurred_at")
+    doc["occurred_at"] = recorded_at if occurred is None else parse_time(occurred, "occurred_at")
+    doc["recorded_at"] = recorded_at
+    doc["actor"] = _actor(event.get("actor"))
+    doc["action"] = _action(event.get("action"))
+    doc["targets"] = _targets(event.get("targets", ()))
+    doc["outcome"] = _choice(event.get("outcome", "success"), "outcome", OUTCOMES)
+    doc["changes"] = _changes(event.get("changes", ()))
+    keys_safe = True
+    for key in ("reason", "source", "tenant", "context", "metadata"):
+        value = event.get(key)
+        if value is None:
+            continue
+        if key == "reason":
+            doc[key] = _string(value, key)
+        elif key == "source":
+            doc[key] = _source(value)
+        elif key == "tenant":
+            doc[key] = _name(value, key)
+        else:
+            if not isinstance(value, Mapping):
+                raise ValidationError(key, "must be a JSON object", value)
+            doc[key] = value
+    # One walk over the free-form parts: depth, strings, numbers; floats become JCS fragments.
+    prepared = dict(doc)
+    for key in ("context", "metadata"):
+        if key in doc:
+            prepared[key], safe = _walk(doc[key], key, 1)
+            keys_safe = keys_safe and safe
+    if doc["changes"]:
+        prepared_changes = []
+        for i, change in enumerate(doc["changes"]):
+            pc = dict(change)
+            for part in ("old", "new"):
+                if part in change:
+                    pc[part], safe = _walk(change[part], f"changes[{i}].{part}", 3)
+                    keys_safe = keys_safe and safe
+            prepared_changes.append(pc)
+        prepared["changes"] = prepared_changes
+    if "metadata" in doc:
+        size = len(orjson.dumps(prepared["metadata"]))
+        if size > MAX_METADATA:
+            raise ValidationError("metadata", f"must encode to at most {MAX_METADATA} bytes", f"<{size} bytes>")
+    try:
+        leaf = (
+            orjson.dumps(prepared, option=orjson.OPT_SORT_KEYS)
+            if keys_safe
+            else canonical.encode_reference(doc)
+        )
+    except (orjson.JSONEncodeError, canonical.CanonicalError) as exc:
+        raise _diagnose(doc) from exc
+    if len(leaf) > MAX_ENTRY:
+        raise ValidationError("entry", f"must encode to at most {MAX_ENTRY} bytes", f"<{len(leaf)} bytes>")
+    return Prepared(doc, leaf, merkle.leaf_hash(leaf))
+
+
+# --- scalar fields ---------------------------------------------------------------------------
+
+
+def format_time(moment: datetime, name: str) -> str:
+    """A timezone-aware datetime as UTC ISO 8601 with microseconds and a ``Z``."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValidationError(name, "must be timezone-aware (naive datetimes are ambiguous)", str(moment))
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(value: Any, name: str) -> str:
+    """Accept a timezone-aware datetime or ISO 8601 text with an offset; return the stored form."""
+    if isinstance(value, datetime):
+        return format_time(value, name)
+    if not isinstance(value, str):
+        raise ValidationError(name, "must be an ISO 8601 timestamp with a timezone", value)
+    text = value.strip()
+    try:
+        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except ValueError:
+        raise ValidationError(name, "must be an ISO 8601 timestamp with a timezone", value) from None
+    if moment.year < 1970:
+        raise ValidationError(name, "must not be before 1970-01-01", value)
+    return format_time(moment, name)
+
+
+def _name(value: Any, name: str, limit: int = MAX_NAME) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(name, "must be a string", value)
+    if not value or value.isspace():
+        raise ValidationError(name, "must not be empty", value)
+    if len(value) > limit:
+        raise ValidationError(name, f"must be at most {limit} characters", f"<{len(value)} characters>")
+    _unicode(value, name)
+    return value
+
+
+def _string(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(name, "must be a string", value)
+    _check_str(value, name)
+    return value
+
+
+def _check_str(value: str, name: str) -> None:
+    if len(value) > MAX_STRING // 4 and len(value.encode("utf-8", "surrogatepass")) > MAX_STRING:
+        raise ValidationError(name, f"must be at most {MAX_STRING} bytes of UTF-8", f"<{len(value)} characters>")
+    _unicode(value, name)
+
+
+def _unicode(value: str, name: str) -> None:
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError(name, "must be valid Unicode (no lone surrogates)", value) from None
+
+
+def _choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices or not isinstance(value, str):
+        raise ValidationError(name, "must be one of " + ", ".join(choices), value)
+    return value
+
+
+def _action(value: Any) -> str:
+    if value is None:
+        raise ValidationError("action", "is required (a dotted noun.verb such as user.password.change)")
+    action = _name(value, "action", MAX_ACTION)
+    if not ACTION_RE.fullmatch(action):
+        raise ValidationError(
+            "action", "must be dotted words such as user.password.change (letters, digits, _ and -)", value
+        )
+    return action
+
+
+def _source(value: Any) -> str:
+    source = _name(value, "source", 64)
+    if not SOURCE_RE.fullmatch(source):
+        raise ValidationError("source", "must be a lower-case word such as web, api, cli, job or db", value)
+    return source
+
+
+def _actor(value: Any) -> dict[str, str]:
+    if value is None:
+        raise ValidationError("actor", "is required (who did it: an object with at least a type)")
+    if isinstance(value, Actor):
+        value = {k: v for k, v in dataclasses.asdict(value).items() if v is not None}
+    elif isinstance(value, str):
+        value = {"type": "user", "id": value}
+    if not isinstance(value, Mapping):
+        raise ValidationError("actor", "must be an object such as {\"type\": \"user\", \"id\": \"u-1\"}", value)
+    for key in value:
+        if key not in ACTOR_FIELDS:
+            raise ValidationError(f"actor.{key}", "is not an actor field (" + ", ".join(ACTOR_FIELDS) + ")")
+    out: dict[str, str] = {"type": _choice(value.get("type", "user"), "actor.type", ACTOR_TYPES)}
+    for key in ACTOR_FIELDS[1:]:
+        item = value.get(key)
+        if item is None:
+            continue
+        if key == "ip":
+            out[key] = _ip(item)
+        elif key == "user_agent":
+            out[key] = _name(item, "actor.user_agent", 1024)
+        else:
+            out[key] = _name(item, f"actor.{key}")
+    if out["type"] in ("user", "service") and "id" not in out:
+        raise ValidationError("actor.id", f"is required for a {out['type']} actor")
+    return out
+
+
+def _ip(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValidationError("actor.ip", "must be an IPv4 or IPv6 address as text", value)
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        raise ValidationError("actor.ip", "must be an IPv4 or IPv6 address", value) from None
+
+
+def _targets(value: Any) -> list[dict[str, str]]:
+    if isinstance(value, Mapping | Target) or (isinstance(value, tuple) and len(value) == 2
+                                               and all(isinstance(v, str) for v in value)):
+        value = [value]
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise ValidationError("targets", "must be a list of {type, id, name} objects", value)
+    out = []
+    for i, item in enumerate(value):
+        path = f"targets[{i}]"
+        if i >= MAX_TARGETS:
+            raise ValidationError("targets", f"must have at most {MAX_TARGETS} items", "<more>")
+        if isinstance(item, Target):
+            item = _target_dict(item)
+        elif isinstance(item, tuple | list) and len(item) in (2, 3):
+            item = dict(zip(TARGET_FIELDS, item, strict=False))
+        if not isinstance(item, Mapping):
+            raise ValidationError(path, "must be an object with type and id", item)
+        for key in item:
+            if key not in TARGET_FIELDS:
+                raise ValidationError(f"{path}.{key}", "is not a target field (type, id, name)")
+        target = {"type": _name(item.get("type"), f"{path}.type"), "id": _name(_idtext(item.get("id")), f"{path}.id")}
+        if item.get("name") is not None:
+            target["name"] = _name(item["name"], f"{path}.name")
+        out.append(target)
+    return out
+
+
+def _idtext(value: Any) -> Any:
+    """Integer ids are common (primary keys); store them as text so queries match either way."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _changes(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise ValidationError("changes", "must be a list of {field, old, new} objects", value)
+    out = []
+    for i, item in enumerate(value):
+        path = f"changes[{i}]"
+        if i >= MAX_CHANGES:
+            raise ValidationError("changes", f"must have at most {MAX_CHANGES} items", "<more>")
+        item = _change_dict(item)
+        if not isinstance(item, Mapping):
+            raise ValidationError(path, "must be an object with field, old and new", item)
+        for key in item:
+            if key not in ("field", "old", "new", "redacted", "fingerprint"):
+                raise ValidationError(f"{path}.{key}", "is not a change field (field, old, new, redacted, fingerprint)")
+        change: dict[str, Any] = {"field": _name(item.get("field"), f"{path}.field", 1000)}
+        redacted = item.get("redacted", False)
+        if redacted not in (True, False):
+            raise ValidationError(f"{path}.redacted", "must be true or false", redacted)
+        if redacted:
+            if "old" in item or "new" in item:
+                raise ValidationError(path, "a redacted change must not carry old or new values")
+            change["redacted"] = True
+            if item.get("fingerprint") is not None:
+                change["fingerprint"] = _name(item["fingerprint"], f"{path}.fingerprint")
+        else:
+            if "fingerprint" in item:
+                raise ValidationError(f"{path}.fingerprint", "is only allowed on a redacted change")
+            if "old" not in item and "new" not in item:
+                raise ValidationError(path, "must have old, new, or redacted: true")
+            for part in ("old", "new"):
+                if part in item:
+                    change[part] = item[part]
+        out.append(change)
+    return out
+
+
+# --- free-form JSON ----------------------------------------------------------------------------
+
+
+def _walk(value: Any, path: str, depth: int) -> tuple[Any, bool]:
+    """Check one free-form JSON value; return it prepared for orjson and whether its keys sort safely.
+
+    Floats become JCS number fragments; keys with characters at or above U+D800 (where UTF-8 byte
+    order and UTF-16 order may differ) clear the safe flag so the reference encoder is used.
+    """
+    if isinstance(value, str):
+        if len(value) > MAX_STRING // 4:
+            _check_str(value, path)
+        return value, True
+    if value is None or value is True or value is False:
+        return value, True
+    if isinstance(value, int):
+        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            return value, True
+        raise ValidationError(path, f"integers must be within ±{MAX_SAFE_INTEGER} (I-JSON)", value)
+    if depth > MAX_DEPTH:
+        if isinstance(value, Mapping | list | tuple):
+            raise ValidationError(path, f"must not nest deeper than {MAX_DEPTH} levels", "<deeper>")
+    if isinstance(value, Mapping):
+        safe = True
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValidationError(path, "object keys must be strings", key)
+            if not key.isascii() and max(key) >= "\ud800":
+                safe = False
+            out[key], item_safe = _walk(item, f"{path}.{key}", depth + 1)
+            safe = safe and item_safe
+        return out, safe
+    if isinstance(value, list | tuple):
+        safe = True
+        items = []
+        for i, item in enumerate(value):
+            prepared, item_safe = _walk(item, f"{path}[{i}]", depth + 1)
+            items.append(prepared)
+            safe = safe and item_safe
+        return items, safe
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            raise ValidationError(path, "must be a finite number (no NaN or Infinity)", value)
+        if value.is_integer() and abs(value) <= MAX_SAFE_INTEGER:
+            return int(value), True
+        return orjson.Fragment(canonical.format_number(value).encode()), True
+    raise ValidationError(path, "must be JSON (object, array, string, number, true, false or null)", value)
+
+
+def _diagnose(doc: Mapping[str, Any]) -> ValidationError:
+    """Find the first string that cannot be encoded (orjson only says that something failed)."""
+
+    def find(value: Any, path: str) -> ValidationError | None:
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return ValidationError(path, "must be valid Unicode (no lone surrogates)", value)
+            return None
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                found = find(key, f"{path}.<key>") or find(item, f"{path}.{key}" if path else key)
+                if found:
+                    return found
+        if isinstance(value, list | tuple):
+            for i, item in enumerate(value):
+                found = find(item, f"{path}[{i}]")
+                if found:
+                    return found
+        return None
+
+    return find(doc, "") or ValidationError("entry", "must be encodable as canonical JSON", "<unencodable>")
+
+
+def leaf_of(stored: Mapping[str, Any]) -> bytes:
+    """The leaf bytes of an entry as stored (the RFC 8785 encoding of every field but ``index``)."""
+    return canonical.canonical({k: v for k, v in stored.items() if k != "index"})
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """An entry as read back from the log: its position and its stored fields."""
+
+    index: int
+    data: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return str(self.data["id"])
+
+    @property
+    def action(self) -> str:
+        return str(self.data["action"])
+
+    @property
+    def outcome(self) -> str:
+        return str(self.data["outcome"])
+
+    @property
+    def actor(self) -> dict[str, str]:
+        return dict(self.data["actor"])
+
+    @property
+    def targets(self) -> list[dict[str, str]]:
+        return list(self.data["targets"])
+
+    @property
+    def changes(self) -> list[dict[str, Any]]:
+        return list(self.data["changes"])
+
+    @property
+    def occurred_at(self) -> datetime:
+        return datetime.fromisoformat(self.data["occurred_at"])
+
+    @property
+    def recorded_at(self) -> datetime:
+        return datetime.fromisoformat(self.data["recorded_at"])
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A stored field, or ``default`` when the entry does not have it."""
+        return self.data.get(key, default)
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored fields plus ``index``: the form ``graven log --json`` prints."""
+        return {"index": self.index, **self.data}

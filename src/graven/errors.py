@@ -1,0 +1,58 @@
+"""The project's one error hierarchy.
+
+Every message says what was wrong and, where it helps, what to do about it. Driver errors are
+translated into these at the storage boundary so callers never see sqlite3 or psycopg exceptions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GravenError(Exception):
+    """Base class of every error Graven raises on purpose."""
+
+
+class ValidationError(GravenError, ValueError):
+    """An event was rejected before anything was written.
+
+    ``field`` is a dotted path (``actor.type``, ``changes[1].old``), ``rule`` says what the field must
+    satisfy and ``given`` is a short description of the value that broke it.
+    """
+
+    def __init__(self, field: str, rule: str, given: Any = None) -> None:
+        self.field = field
+        self.rule = rule
+        self.given = given if isinstance(given, str) and given.startswith("<") else _show(given)
+        super().__init__(f"{field}: {rule}; got {self.given}")
+
+
+class ConfigError(GravenError):
+    """A URL, path, key or option cannot be used as given."""
+
+
+class StoreError(GravenError):
+    """The storage engine refused or failed an operation (locked, unreachable, read-only, ...)."""
+
+
+class ImmutableError(StoreError):
+    """Something tried to change or remove a stored entry, tree hash or checkpoint."""
+
+
+class NotFoundError(GravenError, LookupError):
+    """A requested index, entry or checkpoint does not exist."""
+
+
+class IntegrityError(GravenError):
+    """The stored log contradicts its own hashes or signed checkpoints; refusing to go on."""
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    """A short, printable description of a rejected value."""
+    if isinstance(value, str):
+        text = repr(value)
+    elif isinstance(value, bool | int | float) or value is None:
+        text = repr(value)
+    else:
+        text = f"{type(value).__name__} {value!r}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

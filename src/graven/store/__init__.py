@@ -1,0 +1,159 @@
+"""The storage port: a small protocol that every backend implements, and ``open_store(url)``.
+
+A backend keeps four things: the entries (their leaf bytes plus derived query columns), the tree
+rows (per leaf, the hashes of the perfect subtrees that leaf completes), the signed checkpoints, and
+a few settings. Every backend MUST refuse UPDATE and DELETE of stored entries, tree rows and
+checkpoints inside the engine, and MUST make an appended batch durable before ``WriteTx`` returns
+from its context (all of the batch or none of it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from graven.core.merkle import Node
+from graven.core.model import Prepared
+from graven.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """Filters for reading entries; every one given must match. ``after``/``before`` are cursors.
+
+    ``action`` matches exactly, or as a prefix when it ends in ``.*`` (``user.*``). ``text`` finds
+    entries whose stored JSON contains it, ignoring ASCII case. Times are stored-form UTC strings.
+    """
+
+    actor: str | None = None
+    action: str | None = None
+    target: tuple[str, str] | None = None
+    target_type: str | None = None
+    outcome: str | None = None
+    source: str | None = None
+    tenant: str | None = None
+    since: str | None = None
+    until: str | None = None
+    text: str | None = None
+    after: int | None = None
+    before: int | None = None
+    limit: int = 100
+    newest_first: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    """A signed checkpoint note as stored, with the tree size it commits to."""
+
+    size: int
+    note: str
+
+
+class WriteTx(Protocol):
+    """One write transaction holding the log head exclusively (one writer per log at a time)."""
+
+    def size(self) -> int:
+        """The number of leaves integrated into the tree."""
+        ...
+
+    def tree_hashes(self, nodes: Iterable[Node]) -> dict[Node, bytes]:
+        """The stored hashes of the given perfect subtrees (missing ones are left out)."""
+        ...
+
+    def existing_ids(self, ids: Sequence[str]) -> dict[str, int]:
+        """The index of each given event id already in the log."""
+        ...
+
+    def insert(self, first: int, entries: Sequence[Prepared], rows: Sequence[bytes]) -> None:
+        """Append entries at first, first+1, ... with their tree rows. MUST NOT overwrite."""
+        ...
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None: ...
+
+    def insert_checkpoint(self, checkpoint: StoredCheckpoint) -> None: ...
+
+
+class Scan(Protocol):
+    """A read snapshot of the raw stored rows, anomalies included (gaps, extra rows)."""
+
+    def size(self) -> int: ...
+
+    def entries(self) -> Iterator[tuple[int, bytes]]:
+        """Stored (index, leaf bytes) in index order."""
+        ...
+
+    def tree_rows(self) -> Iterator[tuple[int, bytes]]:
+        """Stored (index, concatenated subtree hashes) in index order."""
+        ...
+
+    def checkpoints(self) -> list[StoredCheckpoint]: ...
+
+
+class Store(Protocol):
+    """A log's storage. Reads see a consistent snapshot per call."""
+
+    url: str
+
+    def initialize(self, settings: Mapping[str, str]) -> None:
+        """Create the schema if absent (idempotent) and store settings that are not yet set."""
+        ...
+
+    def settings(self) -> dict[str, str]: ...
+
+    def write(self) -> AbstractContextManager[WriteTx]:
+        """An exclusive write transaction; committed durably on a clean exit, rolled back otherwise."""
+        ...
+
+    def size(self) -> int: ...
+
+    def entry(self, index: int) -> bytes | None:
+        """The stored leaf bytes of one entry."""
+        ...
+
+    def scan(self) -> AbstractContextManager[Scan]:
+        """One consistent read snapshot of everything stored, for verification."""
+        ...
+
+    def tree_hashes(self, nodes: Iterable[Node], size: int | None = None) -> tuple[int, dict[Node, bytes]]:
+        """The tree size and the requested hashes, read in one snapshot."""
+        ...
+
+    def checkpoints(self) -> list[StoredCheckpoint]: ...
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None: ...
+
+    def query(self, query: Query) -> list[tuple[int, bytes]]: ...
+
+    def derived_mismatch(self) -> int | None:
+        """The first index whose derived query columns or target rows disagree with its leaf bytes."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def open_store(url: str | Path) -> Store:
+    """Open the store a URL names: a path, ``sqlite:///path``, or ``postgresql://...``."""
+    text = str(url)
+    if text.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"{text.split('@')[-1]!r}: the PostgreSQL backend is not available in this version; use a SQLite path")
+    if "://" in text and not text.startswith("sqlite://"):
+        scheme = text.split("://", 1)[0]
+        raise ConfigError(f"unsupported log URL scheme {scheme!r}: use a path, sqlite:///path or postgresql://...")
+    from graven.store.sqlite import SQLiteStore
+
+    return SQLiteStore(sqlite_path(text))
+
+
+def sqlite_path(url: str) -> Path:
+    """The file a SQLite URL or plain path names (``sqlite:///rel.db``, ``sqlite:////abs.db``)."""
+    if url.startswith("sqlite://"):
+        rest = url[len("sqlite://") :]
+        if not rest.startswith("/") or rest == "/":
+            raise ConfigError(f"malformed SQLite URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db")
+        url = rest[1:]
+    if not url:
+        raise ConfigError("empty log path: give a file path or a sqlite:/// URL")
+    return Path(url)

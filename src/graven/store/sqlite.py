@@ -1,0 +1,450 @@
+"""The embedded SQLite store (standard ``sqlite3``, WAL, ``synchronous=FULL``).
+
+Durability: a write transaction commits with ``synchronous=FULL`` in WAL mode, so a returned
+commit survives power loss. Immutability: triggers refuse UPDATE and DELETE on every table that
+holds log data; this stops accidents and the application's own mistakes, while the hashes and
+signed checkpoints catch anyone who removes the triggers. Several processes may write one file:
+``BEGIN IMMEDIATE`` takes SQLite's single write lock before the head is read.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from graven.core import merkle
+from graven.core.merkle import Node
+from graven.core.model import Prepared
+from graven.errors import ConfigError, ImmutableError, StoreError
+from graven.store import Query, StoredCheckpoint
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 60_000
+
+_TABLES = ("entries", "entry_targets", "tree", "checkpoints", "graven_settings")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS graven_settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+-- body is the entry's leaf: its RFC 8785 JSON. The other columns are copies kept for indexes;
+-- verification checks them against body.
+CREATE TABLE IF NOT EXISTS entries (
+    idx         INTEGER PRIMARY KEY,
+    body        TEXT NOT NULL,
+    event_id    TEXT NOT NULL,
+    occurred_at TEXT NOT NULL,
+    actor_id    TEXT,
+    action      TEXT NOT NULL,
+    outcome     TEXT NOT NULL,
+    source      TEXT,
+    tenant      TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS entries_event_id ON entries (event_id);
+CREATE INDEX IF NOT EXISTS entries_actor ON entries (actor_id);
+CREATE INDEX IF NOT EXISTS entries_action ON entries (action);
+CREATE INDEX IF NOT EXISTS entries_occurred_at ON entries (occurred_at);
+CREATE INDEX IF NOT EXISTS entries_not_success ON entries (outcome) WHERE outcome <> 'success';
+CREATE TABLE IF NOT EXISTS entry_targets (
+    type TEXT NOT NULL,
+    id   TEXT NOT NULL,
+    idx  INTEGER NOT NULL,
+    PRIMARY KEY (type, id, idx)
+) WITHOUT ROWID;
+-- Row i holds the hashes of the perfect subtrees completed by leaf i, level 0 (the leaf hash) first.
+CREATE TABLE IF NOT EXISTS tree (
+    idx    INTEGER PRIMARY KEY,
+    hashes BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    size INTEGER PRIMARY KEY,
+    note TEXT NOT NULL
+);
+"""
+
+
+def _immutability_triggers() -> str:
+    parts = []
+    for table in _TABLES:
+        for op in ("UPDATE", "DELETE"):
+            parts.append(
+                f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, 'graven: {table} is append-only; {op} is refused'); END;"
+            )
+    return "\n".join(parts)
+
+
+class SQLiteStore:
+    """A log in one SQLite file. Thread-safe: one write connection, one read connection per thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.url = f"sqlite:///{path}"
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._writer: sqlite3.Connection | None = None
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        if not path.parent.exists():
+            raise ConfigError(f"{path}: folder {path.parent} does not exist")
+
+    # --- connections -----------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+            )
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode})")
+            conn.execute("PRAGMA synchronous = FULL")
+        except sqlite3.DatabaseError as exc:
+            raise _translate(exc, self.path) from exc
+        with self._connections_lock:
+            self._connections.append(conn)
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        conn = self._reader()
+        try:
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            raise _translate(exc, self.path) from exc
+
+    def close(self) -> None:
+        """Close every connection this store opened."""
+        with self._connections_lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._writer = None
+        self._local = threading.local()
+
+    # --- schema ----------------------------------------------------------------------------
+
+    def initialize(self, settings: Mapping[str, str]) -> None:
+        """Create tables, indexes and immutability triggers if absent; add missing settings."""
+        conn = self._connect()
+        try:
+            conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + _immutability_triggers() + "COMMIT;")
+            conn.execute("BEGIN IMMEDIATE")
+            stored = dict(conn.execute("SELECT key, value FROM graven_settings").fetchall())
+            wanted = {"schema_version": str(SCHEMA_VERSION), **settings}
+            conn.executemany(
+                "INSERT INTO graven_settings (key, value) VALUES (?, ?)",
+                [(k, v) for k, v in wanted.items() if k not in stored],
+            )
+            conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise _translate(exc, self.path) from exc
+
+    def settings(self) -> dict[str, str]:
+        try:
+            return dict(self._reader().execute("SELECT key, value FROM graven_settings").fetchall())
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                raise ConfigError(f"{self.path} is not a Graven log; create one with `graven init`") from exc
+            raise _translate(exc, self.path) from exc
+        except sqlite3.DatabaseError as exc:
+            raise _translate(exc, self.path) from exc
+
+    # --- writing ---------------------------------------------------------------------------
+
+    @contextmanager
+    def write(self) -> Iterator[_SQLiteWriteTx]:
+        """Take the file's write lock, yield a transaction, commit durably (or roll back)."""
+        with self._write_lock:
+            if self._writer is None:
+                self._writer = self._connect()
+            conn = self._writer
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.DatabaseError as exc:
+                raise _translate(exc, self.path) from exc
+            try:
+                yield _SQLiteWriteTx(conn)
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.DatabaseError):
+                    raise _translate(exc, self.path) from exc
+                raise
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def size(self) -> int:
+        return _size(self._reader())
+
+    def entry(self, index: int) -> bytes | None:
+        row = self._reader().execute("SELECT body FROM entries WHERE idx = ?", (index,)).fetchone()
+        return None if row is None else row[0].encode()
+
+    @contextmanager
+    def scan(self) -> Iterator[_SQLiteScan]:
+        """One read snapshot over the whole log, on its own connection (for verification)."""
+        conn = self._connect()
+        conn.text_factory = bytes
+        try:
+            conn.execute("BEGIN")
+            yield _SQLiteScan(conn)
+            conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            raise _translate(exc, self.path) from exc
+        finally:
+            self._forget(conn)
+
+    def _forget(self, conn: sqlite3.Connection) -> None:
+        with self._connections_lock:
+            if conn in self._connections:
+                self._connections.remove(conn)
+        conn.close()
+
+    def tree_hashes(self, nodes: Iterable[Node], size: int | None = None) -> tuple[int, dict[Node, bytes]]:
+        with self._snapshot() as conn:
+            current = _size(conn)
+            return current, _tree_hashes(conn, nodes)
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        rows = self._reader().execute("SELECT size, note FROM checkpoints ORDER BY size").fetchall()
+        return [StoredCheckpoint(size, note) for size, note in rows]
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        return _latest_checkpoint(self._reader())
+
+    def query(self, query: Query) -> list[tuple[int, bytes]]:
+        sql, params = _query_sql(query)
+        try:
+            rows = self._reader().execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise _translate(exc, self.path) from exc
+        return [(idx, body.encode()) for idx, body in rows]
+
+    def derived_mismatch(self) -> int | None:
+        conn = self._connect()
+        try:
+            bad = conn.execute(_DERIVED_MISMATCH).fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "malformed JSON" in str(exc):
+                return _first_malformed(conn)
+            raise _translate(exc, self.path) from exc
+        finally:
+            self._forget(conn)
+        return None if bad is None else int(bad)
+
+
+_MAX = 2**63 - 1
+
+_DERIVED_MISMATCH = """
+SELECT min(idx) FROM (
+    SELECT idx FROM entries
+     WHERE event_id IS NOT body ->> '$.id'
+        OR occurred_at IS NOT body ->> '$.occurred_at'
+        OR actor_id IS NOT body ->> '$.actor.id'
+        OR action IS NOT body ->> '$.action'
+        OR outcome IS NOT body ->> '$.outcome'
+        OR source IS NOT body ->> '$.source'
+        OR tenant IS NOT body ->> '$.tenant'
+    UNION ALL
+    SELECT e.idx FROM entries e, json_each(e.body, '$.targets') t
+     WHERE NOT EXISTS (SELECT 1 FROM entry_targets x
+                        WHERE x.type = t.value ->> 'type' AND x.id = t.value ->> 'id' AND x.idx = e.idx)
+    UNION ALL
+    SELECT x.idx FROM entry_targets x
+     WHERE NOT EXISTS (SELECT 1 FROM entries e, json_each(e.body, '$.targets') t
+                        WHERE e.idx = x.idx AND t.value ->> 'type' = x.type AND t.value ->> 'id' = x.id)
+)
+"""
+
+
+def _first_malformed(conn: sqlite3.Connection) -> int | None:
+    row = conn.execute("SELECT min(idx) FROM entries WHERE NOT json_valid(body)").fetchone()
+    return None if row[0] is None else int(row[0])
+
+
+class _SQLiteScan:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def size(self) -> int:
+        return _size(self.conn)
+
+    def entries(self) -> Iterator[tuple[int, bytes]]:
+        return iter(self.conn.execute("SELECT idx, body FROM entries ORDER BY idx"))
+
+    def tree_rows(self) -> Iterator[tuple[int, bytes]]:
+        return iter(self.conn.execute("SELECT idx, hashes FROM tree ORDER BY idx"))
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        rows = self.conn.execute("SELECT size, note FROM checkpoints ORDER BY size").fetchall()
+        return [StoredCheckpoint(int(size), note.decode()) for size, note in rows]
+
+
+class _SQLiteWriteTx:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def size(self) -> int:
+        return _size(self.conn)
+
+    def tree_hashes(self, nodes: Iterable[Node]) -> dict[Node, bytes]:
+        return _tree_hashes(self.conn, nodes)
+
+    def existing_ids(self, ids: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                self.conn.execute(f"SELECT event_id, idx FROM entries WHERE event_id IN ({marks})", chunk)
+            )
+        return found
+
+    def insert(self, first: int, entries: Sequence[Prepared], rows: Sequence[bytes]) -> None:
+        conn = self.conn
+        entry_rows = []
+        target_rows = []
+        for offset, item in enumerate(entries):
+            doc = item.doc
+            idx = first + offset
+            entry_rows.append(
+                (
+                    idx, item.leaf.decode(), doc["id"], doc["occurred_at"], doc["actor"].get("id"),
+                    doc["action"], doc["outcome"], doc.get("source"), doc.get("tenant"),
+                )
+            )  # fmt: skip
+            for target in doc["targets"]:
+                target_rows.append((target["type"], target["id"], idx))
+        conn.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", entry_rows)
+        if target_rows:
+            conn.executemany("INSERT OR IGNORE INTO entry_targets VALUES (?, ?, ?)", target_rows)
+        conn.executemany(
+            "INSERT INTO tree (idx, hashes) VALUES (?, ?)",
+            [(first + offset, row) for offset, row in enumerate(rows)],
+        )
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        return _latest_checkpoint(self.conn)
+
+    def insert_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
+        self.conn.execute("INSERT INTO checkpoints (size, note) VALUES (?, ?)", (checkpoint.size, checkpoint.note))
+
+
+def _size(conn: sqlite3.Connection) -> int:
+    try:
+        row = conn.execute("SELECT max(idx) FROM tree").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise _translate(exc, None) from exc
+    return 0 if row[0] is None else int(row[0]) + 1
+
+
+def _tree_hashes(conn: sqlite3.Connection, nodes: Iterable[Node]) -> dict[Node, bytes]:
+    wanted: dict[int, list[tuple[Node, int]]] = {}
+    for node in nodes:
+        row, offset = merkle.node_row(node)
+        wanted.setdefault(row, []).append((node, offset))
+    if not wanted:
+        return {}
+    marks = ",".join("?" * len(wanted))
+    out: dict[Node, bytes] = {}
+    for idx, blob in conn.execute(f"SELECT idx, hashes FROM tree WHERE idx IN ({marks})", list(wanted)):
+        for node, offset in wanted[idx]:
+            chunk = blob[offset : offset + merkle.HASH_SIZE]
+            if len(chunk) == 32:
+                out[node] = chunk
+    return out
+
+
+def _latest_checkpoint(conn: sqlite3.Connection) -> StoredCheckpoint | None:
+    row = conn.execute("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+    return None if row is None else StoredCheckpoint(int(row[0]), row[1])
+
+
+def _query_sql(q: Query) -> tuple[str, list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if q.actor is not None:
+        where.append("actor_id = ?")
+        params.append(q.actor)
+    if q.action is not None:
+        if q.action.endswith(".*"):
+            prefix = q.action[:-1]
+            where.append("action >= ? AND action < ?")
+            params += [prefix, prefix + "\U0010ffff"]
+        else:
+            where.append("action = ?")
+            params.append(q.action)
+    if q.target is not None:
+        where.append("idx IN (SELECT idx FROM entry_targets WHERE type = ? AND id = ?)")
+        params += list(q.target)
+    if q.target_type is not None:
+        where.append("idx IN (SELECT idx FROM entry_targets WHERE type = ?)")
+        params.append(q.target_type)
+    for column in ("outcome", "source", "tenant"):
+        value = getattr(q, column)
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if q.since is not None:
+        where.append("occurred_at >= ?")
+        params.append(q.since)
+    if q.until is not None:
+        where.append("occurred_at < ?")
+        params.append(q.until)
+    if q.text:
+        where.append("body LIKE ? ESCAPE '\\'")
+        escaped = q.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        params.append(f"%{escaped}%")
+    if q.after is not None:
+        where.append("idx > ?")
+        params.append(q.after)
+    if q.before is not None:
+        where.append("idx < ?")
+        params.append(q.before)
+    sql = "SELECT idx, body FROM entries"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY idx {'DESC' if q.newest_first else 'ASC'} LIMIT ?"
+    params.append(q.limit)
+    return sql, params
+
+
+def _translate(exc: sqlite3.DatabaseError, path: Path | None) -> Exception:
+    """Turn a driver error into one of the project's own, with what to do about it."""
+    where = f"{path}: " if path else ""
+    message = str(exc)
+    if "is append-only" in message:
+        return ImmutableError(message.removeprefix("graven: "))
+    if isinstance(exc, sqlite3.OperationalError):
+        if "database is locked" in message:
+            return StoreError(f"{where}the log is locked by another writer for over {BUSY_TIMEOUT_MS // 1000}s")
+        if "no such table" in message:
+            return ConfigError(f"{where}not a Graven log (missing tables); create one with `graven init`")
+        if "readonly" in message or "read-only" in message:
+            return StoreError(f"{where}the log file is read-only")
+        if "unable to open" in message:
+            return ConfigError(f"{where}cannot open the log file (check the path and permissions)")
+    if isinstance(exc, sqlite3.DatabaseError) and "file is not a database" in message:
+        return ConfigError(f"{where}this file is not a SQLite database")
+    return StoreError(f"{where}{message}")

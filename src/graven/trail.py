@@ -1,0 +1,382 @@
+"""The façade: one object to record, read, prove and verify a log.
+
+``record()`` and ``record_many()`` validate every event before anything is written, then return
+indices only after the entries are durably committed. Reads return :class:`Entry` objects built
+from the stored bytes, which are the leaves themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import orjson
+
+from graven.core import audit, merkle
+from graven.core.bundle import make_bundle
+from graven.core.ids import uuid7
+from graven.core.model import Entry, Prepared, event_from, parse_time, prepare
+from graven.core.note import Signer, Verifier, note_signatures
+from graven.errors import ConfigError, NotFoundError, ValidationError
+from graven.keys import create_signing_key, load_signing_key, load_verifier
+from graven.sequencer import Sequencer
+from graven.store import Query, Store, StoredCheckpoint, open_store, sqlite_path
+from graven.witness import CheckpointFile
+
+MAX_PAGE = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of query results; pass ``next_cursor`` as ``after`` (or ``before``) for the next."""
+
+    entries: list[Entry]
+    next_cursor: int | None
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+class Trail:
+    """An open log. Safe to share between threads; close it (or use ``with``) when done."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        signer: Signer | None = None,
+        witness: CheckpointFile | None = None,
+        clock: Callable[[], datetime] | None = None,
+        new_id: Callable[[], str] = uuid7,
+        checkpoint_interval: float = 1.0,
+    ) -> None:
+        self.store = store
+        settings = store.settings()
+        self.origin = settings["origin"]
+        self.signer = signer
+        self.witness = witness
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._new_id = new_id
+        self._sequencer = Sequencer(
+            store, self.origin, signer, checkpoint_interval, on_signed=self._push_witness
+        )
+        self._stored_key = settings.get("verifier_key")
+        self._pushed = threading.Lock()
+
+    # --- writing -----------------------------------------------------------------------------
+
+    def prepare(self, event: Any = None, /, **fields: Any) -> Prepared:
+        """Validate one event without writing it (raises ValidationError)."""
+        return prepare(event_from(event, **fields), now=self._clock(), new_id=self._new_id)
+
+    def record(self, event: Any = None, /, **fields: Any) -> int:
+        """Record one event (a dict, an Event, or keyword arguments); returns its index once durable."""
+        return self._append([self.prepare(event, **fields)])[0]
+
+    def record_many(self, events: Iterable[Any]) -> list[int]:
+        """Record a batch all-or-nothing: if any event is invalid, none is written."""
+        now = self._clock()
+        prepared = []
+        for i, event in enumerate(events):
+            try:
+                prepared.append(prepare(event_from(event), now=now, new_id=self._new_id))
+            except ValidationError as exc:
+                raise ValidationError(f"events[{i}].{exc.field}", exc.rule, exc.given) from None
+        return self._append(prepared)
+
+    def _append(self, prepared: list[Prepared]) -> list[int]:
+        return self._sequencer.append(prepared)
+
+    def checkpoint(self) -> str:
+        """Sign a checkpoint of the current tree (unless one exists) and return its note text."""
+        if self.signer is None:
+            raise ConfigError(
+                "this log was opened without its signing key; pass signing_key= or set GRAVEN_SIGNING_KEY"
+            )
+        stored = self._sequencer.checkpoint()
+        assert stored is not None
+        return stored.note
+
+    def _latest_size(self) -> int:
+        latest = self.store.latest_checkpoint()
+        return -1 if latest is None else latest.size
+
+    def _push_witness(self, checkpoint: StoredCheckpoint) -> None:
+        if self.witness is not None:
+            with self._pushed:
+                self.witness.push(checkpoint.note)
+
+    # --- reading -----------------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        """The number of entries in the log."""
+        return self.store.size()
+
+    def get(self, index: int) -> Entry:
+        """The entry at ``index``."""
+        if not isinstance(index, int) or index < 0:
+            raise ValidationError("index", "must be a non-negative integer", index)
+        body = self.store.entry(index)
+        if body is None:
+            raise NotFoundError(f"no entry {index}: the log has {self.size} entries (0..{self.size - 1})")
+        return _entry(index, body)
+
+    def query(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        target: tuple[str, str] | str | None = None,
+        target_type: str | None = None,
+        outcome: str | None = None,
+        source: str | None = None,
+        tenant: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        text: str | None = None,
+        after: int | None = None,
+        before: int | None = None,
+        limit: int = 100,
+        newest_first: bool = False,
+    ) -> Page:
+        """Entries matching every filter given, in index order, one page at a time."""
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise ValidationError("limit", f"must be between 1 and {MAX_PAGE}", limit)
+        for name, cursor in (("after", after), ("before", before)):
+            if cursor is not None and (not isinstance(cursor, int) or cursor < -1):
+                raise ValidationError(name, "must be an entry index (a non-negative integer)", cursor)
+        if outcome is not None and outcome not in ("success", "denied", "failure"):
+            raise ValidationError("outcome", "must be one of success, denied, failure", outcome)
+        q = Query(
+            actor=actor, action=action, target=parse_target(target) if target is not None else None,
+            target_type=target_type, outcome=outcome, source=source, tenant=tenant,
+            since=parse_time(since, "since") if since is not None else None,
+            until=parse_time(until, "until") if until is not None else None,
+            text=text, after=after, before=before, limit=limit, newest_first=newest_first,
+        )  # fmt: skip
+        rows = self.store.query(q)
+        entries = [_entry(idx, body) for idx, body in rows]
+        return Page(entries, entries[-1].index if len(entries) == limit else None)
+
+    def history(self, target: tuple[str, str] | str, *, limit: int = MAX_PAGE) -> list[Entry]:
+        """Everything done to one target, oldest first (all of it, read page by page)."""
+        out: list[Entry] = []
+        after: int | None = None
+        while True:
+            page = self.query(target=target, after=after, limit=min(limit, MAX_PAGE))
+            out += page.entries
+            if page.next_cursor is None or len(out) >= limit:
+                return out[:limit]
+            after = page.next_cursor
+
+    # --- proving -----------------------------------------------------------------------------
+
+    def prove(self, index: int) -> dict[str, Any]:
+        """An offline bundle: the entry, its inclusion proof and a signed checkpoint covering it."""
+        entry = self.get(index)
+        latest = self.store.latest_checkpoint()
+        if latest is None or latest.size <= index:
+            self.checkpoint()
+            latest = self.store.latest_checkpoint()
+            assert latest is not None
+        size = latest.size
+        nodes = merkle.inclusion_nodes(index, size)
+        _, hashes = self.store.tree_hashes(nodes)
+        proof = merkle.inclusion_proof(index, size, hashes)
+        return make_bundle(entry.to_json(), size, proof, latest.note)
+
+    def consistency(self, old_size: int, new_size: int) -> list[bytes]:
+        """The RFC 9162 consistency proof between two tree sizes."""
+        size = self.size
+        if not 0 <= old_size <= new_size <= size:
+            raise ValidationError("new_size", f"sizes must satisfy 0 <= old <= new <= {size}", f"{old_size}, {new_size}")
+        nodes = merkle.consistency_nodes(old_size, new_size)
+        _, hashes = self.store.tree_hashes(nodes)
+        return merkle.consistency_proof(old_size, new_size, hashes)
+
+    @property
+    def verifier_key(self) -> str:
+        """The public key that checks this log's checkpoints (signed-note verifier text form)."""
+        if self.signer is not None:
+            return self.signer.verifier().to_text()
+        if self._stored_key:
+            return self._stored_key
+        raise ConfigError("this log has no verifier key on record")
+
+    def latest_checkpoint(self) -> str | None:
+        """The newest signed checkpoint note, if any."""
+        latest = self.store.latest_checkpoint()
+        return None if latest is None else latest.note
+
+    # --- verifying ---------------------------------------------------------------------------
+
+    def verify(self, key: str | Path | Verifier | None = None) -> audit.Report:
+        """Check every entry, the tree, every checkpoint and the witnessed checkpoint.
+
+        Trust comes from ``key`` when given; otherwise from this log's signing key; as a last resort
+        from the verifier key recorded in the database (which an attacker could replace too).
+        """
+        trusted = [self._trusted(key)]
+        witnessed: list[str] = []
+        if self.witness is not None and (note := self.witness.read()) is not None:
+            witnessed.append(note)
+        derived: list[int | None] = []
+        checker = threading.Thread(target=lambda: derived.append(self.store.derived_mismatch()))
+        checker.start()
+        try:
+            with self.store.scan() as scan:
+                report = audit.verify_log(
+                    scan.entries(), scan.tree_rows(),
+                    [(c.size, c.note) for c in scan.checkpoints()], trusted, witnessed=witnessed,
+                )  # fmt: skip
+        finally:
+            checker.join()
+        if derived and derived[0] is not None:
+            report.problems.append(audit.derived_problem(derived[0]))
+        return report
+
+    def _trusted(self, key: str | Path | Verifier | None) -> Verifier:
+        if key is not None:
+            return load_verifier(key)
+        if self.signer is not None:
+            return self.signer.verifier()
+        if self._stored_key:
+            return Verifier.from_text(self._stored_key)
+        raise ConfigError("no verifier key: pass --key (the log's public key)")
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Sign a final checkpoint if the tree grew, then close the store."""
+        try:
+            if self.signer is not None and self.store.size() != self._latest_size():
+                self.checkpoint()
+        finally:
+            self.store.close()
+
+    def __enter__(self) -> Trail:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _entry(index: int, body: bytes) -> Entry:
+    return Entry(index, orjson.loads(body))
+
+
+def parse_target(value: tuple[str, str] | list[str] | str) -> tuple[str, str]:
+    """A target as ``(type, id)`` or ``"type:id"``."""
+    if isinstance(value, str):
+        kind, sep, ident = value.partition(":")
+        if not sep or not kind or not ident:
+            raise ValidationError("target", "must be type:id, such as customer:c-1042", value)
+        return kind, ident
+    if isinstance(value, tuple | list) and len(value) == 2 and all(isinstance(v, str | int) for v in value):
+        return str(value[0]), str(value[1])
+    raise ValidationError("target", "must be (type, id) or type:id", value)
+
+
+def init(
+    url: str | Path | None = None,
+    *,
+    signing_key: str | Path | None = None,
+    witness: str | Path | None = None,
+    origin: str | None = None,
+) -> Trail:
+    """Create a log (idempotent) and its signing key if the key file does not exist yet."""
+    db = url if url is not None else os.environ.get("GRAVEN_DB") or ".graven/trail.db"
+    key_path = Path(signing_key or os.environ.get("GRAVEN_SIGNING_KEY") or ".graven/signing.key")
+    if not str(db).startswith(("postgresql://", "postgres://")):
+        sqlite_path(str(db)).parent.mkdir(parents=True, exist_ok=True)
+    store = open_store(db)
+    try:
+        existing = store.settings()
+    except ConfigError:
+        existing = {}
+    name = existing.get("origin") or origin or f"graven.local/{uuid.uuid4().hex[:16]}"
+    signer = load_signing_key(key_path) if key_path.exists() else create_signing_key(key_path, name)
+    if existing and existing.get("verifier_key") not in (None, signer.verifier().to_text()):
+        store.close()
+        raise ConfigError(f"{key_path} is not the signing key of the log at {db}")
+    store.initialize({"origin": name, "verifier_key": signer.verifier().to_text()})
+    trail = Trail(store, signer=signer, witness=_witness(witness, key_path))
+    trail.checkpoint()
+    return trail
+
+
+def open_trail(
+    url: str | Path | None = None,
+    *,
+    signing_key: str | Path | Signer | None = None,
+    witness: str | Path | None = None,
+    create: bool = True,
+    clock: Callable[[], datetime] | None = None,
+    checkpoint_interval: float = 1.0,
+) -> Trail:
+    """Open the log at ``url`` (default ``GRAVEN_DB`` or ``.graven/trail.db``), creating it if asked.
+
+    The signing key comes from ``signing_key`` or ``GRAVEN_SIGNING_KEY`` (default
+    ``.graven/signing.key``); without it the log can be read, recorded to and verified against a
+    given key, but not checkpointed.
+    """
+    db = url if url is not None else os.environ.get("GRAVEN_DB") or ".graven/trail.db"
+    key_source = signing_key or os.environ.get("GRAVEN_SIGNING_KEY") or ".graven/signing.key"
+    store = open_store(db)
+    try:
+        store.settings()
+    except ConfigError:
+        store.close()
+        if not create:
+            raise
+        if isinstance(key_source, Signer):
+            raise ConfigError("create the log with graven.init(url, signing_key=path) first") from None
+        init(db, signing_key=key_source, witness=witness).close()
+        store = open_store(db)
+    signer: Signer | None
+    if isinstance(key_source, Signer):
+        signer = key_source
+    else:
+        key_path = Path(key_source)
+        signer = load_signing_key(key_path) if key_path.exists() else None
+        if signer is None and signing_key is not None:
+            store.close()
+            raise ConfigError(f"signing key {key_path} does not exist")
+    trail = Trail(
+        store, signer=signer, clock=clock, checkpoint_interval=checkpoint_interval,
+        witness=_witness(witness, None if isinstance(key_source, Signer) else Path(key_source)),
+    )  # fmt: skip
+    if signer is not None and trail._stored_key not in (None, signer.verifier().to_text()):
+        store.close()
+        raise ConfigError(f"the signing key {key_source} does not belong to the log at {db}")
+    return trail
+
+
+def _witness(witness: str | Path | None, key_path: Path | None) -> CheckpointFile | None:
+    """The checkpoint file kept beside the signing key (or where ``witness`` says)."""
+    if witness is not None:
+        return CheckpointFile(Path(witness))
+    if key_path is not None:
+        return CheckpointFile(key_path.with_name(key_path.name + ".checkpoint"))
+    return None
+
+
+def bundle_json(bundle: Mapping[str, Any]) -> bytes:
+    """A bundle as pretty JSON bytes."""
+    return orjson.dumps(bundle, option=orjson.OPT_INDENT_2)
+
+
+__all__ = ["Page", "Trail", "init", "note_signatures", "open_trail", "parse_target"]
