@@ -30,11 +30,16 @@ _CHUNK = 20_000
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """One finding: where, what kind, and a sentence a person understands."""
+    """One finding: where, what kind, and a sentence a person understands.
+
+    ``rank`` orders findings at the same index: the entries themselves (0) before signed
+    checkpoints (1) before derived query columns (2).
+    """
 
     index: int
     kind: str
     message: str
+    rank: int = 0
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,7 @@ class Report:
 
     @property
     def first(self) -> Problem | None:
-        return min(self.problems, key=lambda p: (p.index, KINDS.index(p.kind))) if self.problems else None
+        return min(self.problems, key=lambda p: (p.index, p.rank)) if self.problems else None
 
     @property
     def first_bad_index(self) -> int | None:
@@ -157,10 +162,16 @@ def verify_log(
         problems += _check_tree_rows(leaves, blobs)
     levels = tree_levels(leaves)
     size = count
-    problems += _check_checkpoints(checkpoints, trusted, levels, size, witnessed=False)
-    problems += _check_checkpoints(
-        [(0, note) for note in witnessed], trusted, levels, size, witnessed=True
-    )
+    found, good_size = _check_checkpoints(checkpoints, trusted, levels, size, witnessed=False)
+    if not problems:
+        # Row-level findings are precise; checkpoint ranges would only repeat them less exactly.
+        problems += found
+    if not problems:
+        # The last line of defence: a log consistent with itself but not with what a witness saw.
+        found, _ = _check_checkpoints(
+            [(0, note) for note in witnessed], trusted, levels, size, witnessed=True, good_size=good_size
+        )
+        problems += found
     return Report(
         size=max(tree_size, count),
         entries=count,
@@ -178,6 +189,7 @@ def derived_problem(index: int) -> Problem:
         "modified",
         f"Entry {index}: its indexed columns or target rows were edited and no longer match its "
         "content, so searches would return wrong results.",
+        rank=2,
     )
 
 
@@ -280,10 +292,11 @@ def _check_checkpoints(
     size: int,
     *,
     witnessed: bool,
-) -> list[Problem]:
+    good_size: int = 0,
+) -> tuple[list[Problem], int]:
+    """Findings from signed checkpoints, and the largest size they vouch for."""
     problems: list[Problem] = []
     where = "witnessed" if witnessed else "stored"
-    good_size = 0
     opened: list[tuple[int, Checkpoint]] = []
     for stored_size, note in checkpoints:
         try:
@@ -316,13 +329,15 @@ def _check_checkpoints(
             problems.append(
                 Problem(
                     size,
-                    "forked" if witnessed else "truncated",
+                    "truncated",
                     f"The log has {size} entries but a {where} checkpoint signed {cp_size}: "
                     f"entries from index {size} on were cut off.",
                 )
             )
             break
         if root_at(levels, cp_size) != checkpoint.root_hash:
+            if witnessed:
+                good_size = 0  # whoever rewrote it held the key: no stored checkpoint is evidence
             kind = "forked" if witnessed else "modified"
             problems.append(
                 Problem(
@@ -335,11 +350,11 @@ def _check_checkpoints(
                 )
             )
             break
-        good_size = cp_size
+        good_size = max(good_size, cp_size)
     if problems:
         # Forked-by-signature findings point at the first entry no trusted checkpoint vouches for.
         problems = [
-            Problem(good_size, p.kind, p.message) if p.kind == "forked" and p.index == 0 and not witnessed else p
+            Problem(good_size if p.kind == "forked" and p.index == 0 and not witnessed else p.index, p.kind, p.message, 1)
             for p in problems
         ]
-    return problems
+    return problems, good_size

@@ -106,7 +106,7 @@ class SQLiteStore:
                 raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode})")
             conn.execute("PRAGMA synchronous = FULL")
         except sqlite3.DatabaseError as exc:
-            raise _translate(exc, self.path) from exc
+            raise translate_error(exc, self.path) from exc
         with self._connections_lock:
             self._connections.append(conn)
         return conn
@@ -128,7 +128,7 @@ class SQLiteStore:
             finally:
                 conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
-            raise _translate(exc, self.path) from exc
+            raise translate_error(exc, self.path) from exc
 
     def close(self) -> None:
         """Close every connection this store opened."""
@@ -157,7 +157,7 @@ class SQLiteStore:
         except sqlite3.DatabaseError as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            raise _translate(exc, self.path) from exc
+            raise translate_error(exc, self.path) from exc
 
     def settings(self) -> dict[str, str]:
         try:
@@ -165,9 +165,9 @@ class SQLiteStore:
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
                 raise ConfigError(f"{self.path} is not a Graven log; create one with `graven init`") from exc
-            raise _translate(exc, self.path) from exc
+            raise translate_error(exc, self.path) from exc
         except sqlite3.DatabaseError as exc:
-            raise _translate(exc, self.path) from exc
+            raise translate_error(exc, self.path) from exc
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -181,7 +181,7 @@ class SQLiteStore:
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.DatabaseError as exc:
-                raise _translate(exc, self.path) from exc
+                raise translate_error(exc, self.path) from exc
             try:
                 yield _SQLiteWriteTx(conn)
                 conn.execute("COMMIT")
@@ -189,7 +189,7 @@ class SQLiteStore:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.DatabaseError):
-                    raise _translate(exc, self.path) from exc
+                    raise translate_error(exc, self.path) from exc
                 raise
 
     # --- reading ---------------------------------------------------------------------------
@@ -211,7 +211,7 @@ class SQLiteStore:
             yield _SQLiteScan(conn)
             conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
-            raise _translate(exc, self.path) from exc
+            raise translate_error(exc, self.path) from exc
         finally:
             self._forget(conn)
 
@@ -238,7 +238,7 @@ class SQLiteStore:
         try:
             rows = self._reader().execute(sql, params).fetchall()
         except sqlite3.DatabaseError as exc:
-            raise _translate(exc, self.path) from exc
+            raise translate_error(exc, self.path) from exc
         return [(idx, body.encode()) for idx, body in rows]
 
     def derived_mismatch(self) -> int | None:
@@ -248,7 +248,7 @@ class SQLiteStore:
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError) and "malformed JSON" in str(exc):
                 return _first_malformed(conn)
-            raise _translate(exc, self.path) from exc
+            raise translate_error(exc, self.path) from exc
         finally:
             self._forget(conn)
         return None if bad is None else int(bad)
@@ -355,7 +355,7 @@ def _size(conn: sqlite3.Connection) -> int:
     try:
         row = conn.execute("SELECT max(idx) FROM tree").fetchone()
     except sqlite3.DatabaseError as exc:
-        raise _translate(exc, None) from exc
+        raise translate_error(exc, None) from exc
     return 0 if row[0] is None else int(row[0]) + 1
 
 
@@ -430,7 +430,7 @@ def _query_sql(q: Query) -> tuple[str, list[Any]]:
     return sql, params
 
 
-def _translate(exc: sqlite3.DatabaseError, path: Path | None) -> Exception:
+def translate_error(exc: sqlite3.DatabaseError, path: Path | None) -> Exception:
     """Turn a driver error into one of the project's own, with what to do about it."""
     where = f"{path}: " if path else ""
     message = str(exc)

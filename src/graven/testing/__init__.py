@@ -1,0 +1,1 @@
+"""Test helpers that ship with Graven: the Store contract suite for backend authors."""

@@ -1,0 +1,18 @@
+"""Shared fixtures: real SQLite files in a temporary folder, fixed clocks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import graven
+from graven.trail import Trail
+
+
+@pytest.fixture
+def trail(tmp_path: Path) -> Iterator[Trail]:
+    """A fresh log on a real SQLite file, with its signing key beside it."""
+    with graven.init(tmp_path / "trail.db", signing_key=tmp_path / "signing.key") as t:
+        yield t

@@ -1,0 +1,196 @@
+"""Tampering with a real SQLite file, as someone with access to it would, after dropping the triggers.
+
+Every kind of damage is detected by verification, with the right first bad index and kind.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import graven
+from graven.core import merkle
+from graven.core.note import Signer
+from graven.testing.store_contract import make_event
+from graven.trail import Trail
+
+SIZE = 20
+BATCH = 4
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Iterator[Path]:
+    """A closed 20-entry log, recorded in batches of 4 with a checkpoint after each batch."""
+    db, key = tmp_path / "trail.db", tmp_path / "signing.key"
+    graven.init(db, signing_key=key).close()
+    with graven.open(db, signing_key=key, checkpoint_interval=0) as trail:
+        for start in range(0, SIZE, BATCH):
+            trail.record_many(make_event(n) for n in range(start, start + BATCH))
+    return db
+
+
+def attacker(db: Path) -> sqlite3.Connection:
+    """A raw connection with the immutability triggers dropped."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+        conn.execute(f"DROP TRIGGER {name}")
+    return conn
+
+
+def verify(db: Path, **kw: object) -> graven.Report:
+    with graven.open(db, signing_key=db.with_name("signing.key")) as trail:
+        return trail.verify(**kw)  # type: ignore[arg-type]
+
+
+def shift(conn: sqlite3.Connection, table: str, start: int, delta: int) -> None:
+    """Renumber rows from ``start`` on by ``delta``, one at a time so the key never collides."""
+    rows = conn.execute(f"SELECT idx FROM {table} WHERE idx >= ? ORDER BY idx", (start,)).fetchall()
+    for (idx,) in rows if delta < 0 else reversed(rows):
+        conn.execute(f"UPDATE {table} SET idx = ? WHERE idx = ?", (idx + delta, idx))
+
+
+class TestIntact:
+    def test_untouched_log_verifies(self, log: Path) -> None:
+        """A log nobody touched verifies, checking every checkpoint."""
+        report = verify(log)
+        assert report.ok, report.message
+        assert (SIZE, SIZE // BATCH + 1) == (report.entries, report.checkpoints)
+
+
+class TestTamper:
+    def test_one_field_changed(self, log: Path) -> None:
+        """Editing one field of one entry is reported as modified at that index."""
+        attacker(log).execute("UPDATE entries SET body = replace(body, '\"u-2\"', '\"u-9\"') WHERE idx = 5")
+        report = verify(log)
+        assert (5, "modified") == (report.first_bad_index, report.kind)
+        assert "Entry 5 was modified" in report.message
+
+    def test_entry_deleted(self, log: Path) -> None:
+        """Deleting an entry leaves a gap, reported as missing at that index."""
+        attacker(log).execute("DELETE FROM entries WHERE idx = 7")
+        report = verify(log)
+        assert (7, "missing") == (report.first_bad_index, report.kind)
+
+    def test_entry_deleted_and_renumbered(self, log: Path) -> None:
+        """Deleting an entry and moving the later ones down is still reported as missing there."""
+        conn = attacker(log)
+        conn.execute("DELETE FROM entries WHERE idx = 7")
+        conn.execute("DELETE FROM entry_targets WHERE idx = 7")
+        shift(conn, "entries", 8, -1)
+        report = verify(log)
+        assert (7, "missing") == (report.first_bad_index, report.kind)
+
+    def test_forged_entry_inserted_in_the_middle(self, log: Path) -> None:
+        """A forged entry slipped in with the later ones moved up is reported as inserted."""
+        conn = attacker(log)
+        body, *rest = conn.execute("SELECT body, event_id, occurred_at, actor_id, action, outcome, source, tenant FROM entries WHERE idx = 4").fetchone()
+        shift(conn, "entries", 4, +1)
+        forged = body.replace("evt-00000004", "evt-forged")
+        conn.execute("INSERT INTO entries VALUES (4, ?, ?, ?, ?, ?, ?, ?, ?)", (forged, "evt-forged", *rest[1:]))
+        report = verify(log)
+        assert (4, "inserted") == (report.first_bad_index, report.kind)
+
+    def test_forged_entry_appended(self, log: Path) -> None:
+        """A row added after the last entry, never integrated into the tree, is reported as inserted."""
+        conn = attacker(log)
+        body = conn.execute("SELECT body FROM entries WHERE idx = 3").fetchone()[0].replace("evt-00000003", "evt-x")
+        conn.execute(
+            "INSERT INTO entries (idx, body, event_id, occurred_at, action, outcome) VALUES (?, ?, 'evt-x', 't', 'a.b', 'success')",
+            (SIZE, body),
+        )
+        report = verify(log)
+        assert (SIZE, "inserted") == (report.first_bad_index, report.kind)
+
+    def test_two_entries_swapped(self, log: Path) -> None:
+        """Swapping the content of two entries is reported as reordered at the first of them."""
+        conn = attacker(log)
+        a = conn.execute("SELECT body FROM entries WHERE idx = 3").fetchone()[0]
+        b = conn.execute("SELECT body FROM entries WHERE idx = 9").fetchone()[0]
+        conn.execute("UPDATE entries SET body = ? WHERE idx = 3", (b,))
+        conn.execute("UPDATE entries SET body = ? WHERE idx = 9", (a,))
+        report = verify(log)
+        assert (3, "reordered") == (report.first_bad_index, report.kind)
+        assert "3 and 9" in report.message
+
+    def test_tail_cut(self, log: Path) -> None:
+        """Deleting the newest entries is reported as truncated where the cut starts."""
+        attacker(log).execute("DELETE FROM entries WHERE idx >= 15")
+        report = verify(log)
+        assert (15, "truncated") == (report.first_bad_index, report.kind)
+
+    def test_tail_cut_with_its_hashes_and_checkpoints(self, log: Path) -> None:
+        """Removing the tail together with its tree rows and checkpoints is caught by the kept checkpoint."""
+        conn = attacker(log)
+        for table in ("entries", "tree", "entry_targets"):
+            conn.execute(f"DELETE FROM {table} WHERE idx >= 15")
+        conn.execute("DELETE FROM checkpoints WHERE size > 12")
+        report = verify(log)
+        assert (15, "truncated") == (report.first_bad_index, report.kind)
+
+    def test_entry_changed_and_hashes_recomputed(self, log: Path) -> None:
+        """Rewriting an entry and every stored hash is caught by the signed checkpoints, within the batch."""
+        conn = attacker(log)
+        conn.execute("UPDATE entries SET body = replace(body, '\"u-2\"', '\"u-9\"') WHERE idx = 5")
+        bodies = [b.encode() for (b,) in conn.execute("SELECT body FROM entries ORDER BY idx")]
+        rows = merkle.append(0, [], [merkle.leaf_hash(b) for b in bodies]).rows
+        for idx, row in enumerate(rows):
+            conn.execute("UPDATE tree SET hashes = ? WHERE idx = ?", (row, idx))
+        report = verify(log)
+        assert (4, "modified") == (report.first_bad_index, report.kind)
+        assert "between index 4 and 7" in report.message
+
+    def test_query_column_edited(self, log: Path) -> None:
+        """Editing an indexed column (not the content) is caught: searches would lie."""
+        attacker(log).execute("UPDATE entries SET actor_id = 'u-7' WHERE idx = 6")
+        report = verify(log)
+        assert (6, "modified") == (report.first_bad_index, report.kind)
+        assert "indexed columns" in report.message
+
+    def test_target_row_deleted(self, log: Path) -> None:
+        """Hiding an entry from a target's history by deleting its target row is caught."""
+        attacker(log).execute("DELETE FROM entry_targets WHERE idx = 9")
+        report = verify(log)
+        assert (9, "modified") == (report.first_bad_index, report.kind)
+
+    def test_stored_tree_hash_altered(self, log: Path) -> None:
+        """Altering an internal tree hash (proofs would break) is reported at its first entry."""
+        conn = attacker(log)
+        row = conn.execute("SELECT hashes FROM tree WHERE idx = 7").fetchone()[0]
+        conn.execute("UPDATE tree SET hashes = ? WHERE idx = 7", (row[:64] + bytes(32) + row[96:],))
+        report = verify(log)
+        assert (4, "modified") == (report.first_bad_index, report.kind)
+        assert "stored tree hash over entries 4..7" in report.message
+
+    def test_file_replaced_by_log_under_another_key(self, log: Path, tmp_path: Path) -> None:
+        """A log rebuilt from scratch under another key and copied over the file is reported as forked."""
+        other = tmp_path / "other"
+        other.mkdir()
+        db2 = other / "trail.db"
+        with graven.init(db2, signing_key=other / "k") as forged:
+            forged.record_many(make_event(n, reason="rewritten" if n == 6 else None) for n in range(SIZE))
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(log) + suffix).unlink(missing_ok=True)
+        shutil.copy(db2, log)
+        with graven.open(log, signing_key=None, create=False) as trail:
+            report = trail.verify(key=Signer.from_text(log.with_name("signing.key").read_text().strip()).verifier())
+        assert "forked" == report.kind
+        assert 0 == report.first_bad_index
+
+    def test_pinned_key_rejects_other_signer(self, log: Path) -> None:
+        """Given a pinned verifier key, checkpoints signed by any other key are rejected."""
+        stranger = Signer.generate("stranger.example/log").verifier()
+        report = verify(log, key=stranger.to_text())
+        assert "forked" == report.kind
+        assert not report.ok
+
+
+def test_trail_refuses_to_sign_inconsistent_tree(log: Path) -> None:
+    """After the stored tree is rewritten, the sequencer refuses to sign a new checkpoint."""
+    conn = attacker(log)
+    conn.execute("UPDATE tree SET hashes = zeroblob(length(hashes)) WHERE idx = 19")
+    with graven.open(log, signing_key=log.with_name("signing.key"), checkpoint_interval=0) as trail, pytest.raises(graven.IntegrityError, match="refusing to sign"):
+        Trail.record(trail, make_event(100))
