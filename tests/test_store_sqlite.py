@@ -21,7 +21,7 @@ class TestSQLiteStore(StoreContract):
         self.folder = tmp_path
 
     def make_store(self) -> Store:
-        return SQLiteStore(self.folder / "log.db")
+        return SQLiteStore(self.folder / "log.db", create=True)
 
     def raw_execute(self, store: Store, sql: str) -> None:
         assert isinstance(store, SQLiteStore)
@@ -79,7 +79,7 @@ class TestURLs:
 
     def test_wal_and_full_sync(self, tmp_path: Path) -> None:
         """The store runs in WAL mode with synchronous=FULL (durable commits)."""
-        store = SQLiteStore(tmp_path / "x.db")
+        store = SQLiteStore(tmp_path / "x.db", create=True)
         store.initialize({"origin": "o"})
         conn = store._reader()
         assert "wal" == conn.execute("PRAGMA journal_mode").fetchone()[0]

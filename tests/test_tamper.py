@@ -87,7 +87,9 @@ class TestTamper:
     def test_forged_entry_inserted_in_the_middle(self, log: Path) -> None:
         """A forged entry slipped in with the later ones moved up is reported as inserted."""
         conn = attacker(log)
-        body, *rest = conn.execute("SELECT body, event_id, occurred_at, actor_id, action, outcome, source, tenant FROM entries WHERE idx = 4").fetchone()
+        body, *rest = conn.execute(
+            "SELECT body, event_id, occurred_at, actor_id, action, outcome, source, tenant FROM entries WHERE idx = 4"
+        ).fetchone()
         shift(conn, "entries", 4, +1)
         forged = body.replace("evt-00000004", "evt-forged")
         conn.execute("INSERT INTO entries VALUES (4, ?, ?, ?, ?, ?, ?, ?, ?)", (forged, "evt-forged", *rest[1:]))
@@ -99,7 +101,8 @@ class TestTamper:
         conn = attacker(log)
         body = conn.execute("SELECT body FROM entries WHERE idx = 3").fetchone()[0].replace("evt-00000003", "evt-x")
         conn.execute(
-            "INSERT INTO entries (idx, body, event_id, occurred_at, action, outcome) VALUES (?, ?, 'evt-x', 't', 'a.b', 'success')",
+            "INSERT INTO entries (idx, body, event_id, occurred_at, action, outcome) "
+            "VALUES (?, ?, 'evt-x', 't', 'a.b', 'success')",
             (SIZE, body),
         )
         report = verify(log)
@@ -192,5 +195,8 @@ def test_trail_refuses_to_sign_inconsistent_tree(log: Path) -> None:
     """After the stored tree is rewritten, the sequencer refuses to sign a new checkpoint."""
     conn = attacker(log)
     conn.execute("UPDATE tree SET hashes = zeroblob(length(hashes)) WHERE idx = 19")
-    with graven.open(log, signing_key=log.with_name("signing.key"), checkpoint_interval=0) as trail, pytest.raises(graven.IntegrityError, match="refusing to sign"):
+    with (
+        graven.open(log, signing_key=log.with_name("signing.key"), checkpoint_interval=0) as trail,
+        pytest.raises(graven.IntegrityError, match="refusing to sign"),
+    ):
         Trail.record(trail, make_event(100))

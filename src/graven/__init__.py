@@ -1,10 +1,10 @@
 """Graven: a tamper-evident audit trail.
 
-    import graven
-    with graven.open("sqlite:///audit.db", signing_key="audit.key") as trail:
-        index = trail.record(action="user.password.change", actor={"type": "user", "id": "u-7"},
-                             targets=[{"type": "customer", "id": "c-1042"}])
-        assert trail.verify().ok
+import graven
+with graven.open("sqlite:///audit.db", signing_key="audit.key") as trail:
+    index = trail.record(action="user.password.change", actor={"type": "user", "id": "u-7"},
+                         targets=[{"type": "customer", "id": "c-1042"}])
+    assert trail.verify().ok
 """
 
 from graven.core.audit import Problem, Report

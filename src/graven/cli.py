@@ -16,7 +16,6 @@ import click
 import orjson
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from rich.text import Text
 
 from graven import render
@@ -45,8 +44,15 @@ class _Options:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--db", envvar="GRAVEN_DB", metavar="URL", help="The log: a path, sqlite:///path (default .graven/trail.db).")
-@click.option("--signing-key", envvar="GRAVEN_SIGNING_KEY", metavar="FILE", help="The log's signing key file (default .graven/signing.key).")
+@click.option(
+    "--db", envvar="GRAVEN_DB", metavar="URL", help="The log: a path, sqlite:///path (default .graven/trail.db)."
+)
+@click.option(
+    "--signing-key",
+    envvar="GRAVEN_SIGNING_KEY",
+    metavar="FILE",
+    help="The log's signing key file (default .graven/signing.key).",
+)
 @click.version_option(package_name="graven")
 @click.pass_context
 def cli(ctx: click.Context, db: str | None, signing_key: str | None) -> None:
@@ -81,16 +87,26 @@ def init_command(options: _Options) -> None:
 @click.option("--target", "targets", multiple=True, metavar="TYPE:ID", help="What it was done to (repeatable).")
 @click.option("--outcome", type=click.Choice(["success", "denied", "failure"]), default="success", show_default=True)
 @click.option("--reason", help="Why: a ticket, a justification, the denied permission.")
-@click.option("--change", "changes", multiple=True, nargs=3, metavar="FIELD OLD NEW", help="A field change (repeatable).")
-@click.option("--redacted", multiple=True, metavar="FIELD", help="A secret field that changed; its values are not stored.")
+@click.option(
+    "--change", "changes", multiple=True, nargs=3, metavar="FIELD OLD NEW", help="A field change (repeatable)."
+)
+@click.option(
+    "--redacted", multiple=True, metavar="FIELD", help="A secret field that changed; its values are not stored."
+)
 @click.option("--source", default="cli", show_default=True, help="How: web, api, cli, job, db, ...")
 @click.option("--tenant", help="The tenant this entry belongs to.")
-@click.option("--context", "context_items", multiple=True, metavar="KEY=VALUE", help="Context such as request_id=... (repeatable).")
+@click.option(
+    "--context",
+    "context_items",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Context such as request_id=... (repeatable).",
+)
 @click.option("--metadata", help="Free-form JSON object.")
 @click.option("--id", "event_id", help="Event id (idempotency key; default a new UUIDv7).")
 @click.option("--occurred-at", help="When it happened (ISO 8601 with timezone; default now).")
 @pass_options
-def record_command(options: _Options, stdin: str | None, **flags: Any) -> None:
+def record_command(options: _Options, /, stdin: str | None, **flags: Any) -> None:
     """Record one event from flags, or JSON / JSON Lines from stdin with `graven record -`.
 
     Prints the index assigned to each event. A batch from stdin is recorded entirely or not at all.
@@ -115,11 +131,20 @@ def _event_from_flags(flags: dict[str, Any]) -> dict[str, Any]:
     if not actor_text:
         raise click.UsageError("--actor is required (or set GRAVEN_ACTOR)")
     kind, sep, ident = actor_text.partition(":")
-    actor: dict[str, Any] = {"type": kind, "id": ident} if sep and kind in ("user", "service", "system", "anonymous") else {"type": "user", "id": actor_text}
+    actor: dict[str, Any] = (
+        {"type": kind, "id": ident}
+        if sep and kind in ("user", "service", "system", "anonymous")
+        else {"type": "user", "id": actor_text}
+    )
     for key in ("actor_name", "ip", "user_agent"):
         if flags[key]:
             actor[key.removeprefix("actor_")] = flags[key]
-    event: dict[str, Any] = {"action": flags["action"], "actor": actor, "outcome": flags["outcome"], "source": flags["source"]}
+    event: dict[str, Any] = {
+        "action": flags["action"],
+        "actor": actor,
+        "outcome": flags["outcome"],
+        "source": flags["source"],
+    }
     targets = []
     for text in flags["targets"]:
         kind, sep, ident = text.partition(":")
@@ -166,7 +191,9 @@ def _read_events(data: bytes) -> list[Any]:
             try:
                 events.append(orjson.loads(line))
             except orjson.JSONDecodeError as exc:
-                raise ValidationError(f"stdin line {number}", "must be one JSON object per line", f"invalid JSON ({exc})") from None
+                raise ValidationError(
+                    f"stdin line {number}", "must be one JSON object per line", f"invalid JSON ({exc})"
+                ) from None
         return events
     return value if isinstance(value, list) else [value]
 
@@ -187,7 +214,11 @@ def _filters(function: Any) -> Any:
         click.option("--text", help="Free text anywhere in the entry (ASCII case-insensitive)."),
         click.option("--after", type=int, metavar="INDEX", help="Cursor: entries after this index."),
         click.option("--before", type=int, metavar="INDEX", help="Cursor: entries before this index."),
-        click.option("--limit", type=click.IntRange(1), help="At most this many entries (default: all for --json, 50 for the table)."),
+        click.option(
+            "--limit",
+            type=click.IntRange(1),
+            help="At most this many entries (default: all for --json, 50 for the table).",
+        ),
         click.option("--newest-first", is_flag=True, help="Newest entries first."),
     ]
     for option in reversed(options):
@@ -199,7 +230,7 @@ def _filters(function: Any) -> Any:
 @_filters
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines: each entry's stored fields plus index.")
 @pass_options
-def log_command(options: _Options, as_json: bool, limit: int | None, **filters: Any) -> None:
+def log_command(options: _Options, /, as_json: bool, limit: int | None, **filters: Any) -> None:
     """List entries matching the filters, as a table or as JSON Lines."""
     with options.open() as trail:
         if as_json:
@@ -246,7 +277,11 @@ def show_command(options: _Options, index: int, as_json: bool) -> None:
 @cli.command("verify")
 @click.option("--json", "as_json", is_flag=True, help='Print {"ok", "first_bad_index", "kind", "message", ...}.')
 @click.option("--key", metavar="KEY", help="Trust only this verifier key (its text form, or a file holding it).")
-@click.option("--bundle", type=click.Path(dir_okay=False, path_type=Path), help="Check an offline proof bundle instead of the log (needs --key).")
+@click.option(
+    "--bundle",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Check an offline proof bundle instead of the log (needs --key).",
+)
 @pass_options
 def verify_command(options: _Options, as_json: bool, key: str | None, bundle: Path | None) -> None:
     """Check every entry, the Merkle tree and every signed checkpoint.
@@ -263,7 +298,9 @@ def verify_command(options: _Options, as_json: bool, key: str | None, bundle: Pa
             raise ValidationError("--bundle", "must be a readable JSON proof bundle", f"{bundle} ({exc})") from None
         check = verify_bundle(data, [verifier])
         if as_json:
-            sys.stdout.buffer.write(orjson.dumps({"ok": check.ok, "index": check.index, "message": check.message}) + b"\n")
+            sys.stdout.buffer.write(
+                orjson.dumps({"ok": check.ok, "index": check.index, "message": check.message}) + b"\n"
+            )
         else:
             (out if check.ok else err).print(("OK: " if check.ok else "FAILED: ") + check.message)
         sys.exit(0 if check.ok else EXIT_DAMAGE)
@@ -271,7 +308,9 @@ def verify_command(options: _Options, as_json: bool, key: str | None, bundle: Pa
         if as_json or not out.is_terminal:
             report = trail.verify(key=key)
         else:
-            with Progress(TextColumn("verifying"), BarColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
+            with Progress(
+                TextColumn("verifying"), BarColumn(), TimeElapsedColumn(), console=err, transient=True
+            ) as bar:
                 bar.add_task("verify", total=None)
                 report = trail.verify(key=key)
     if as_json:
@@ -279,13 +318,18 @@ def verify_command(options: _Options, as_json: bool, key: str | None, bundle: Pa
     elif report.ok:
         out.print(Text("OK  ", style="bold green") + Text(report.message))
     else:
-        err.print(Text("TAMPERED  ", style="bold red") + Text(f"first bad index {report.first_bad_index} ({report.kind}): {report.message}"))
+        err.print(
+            Text("TAMPERED  ", style="bold red")
+            + Text(f"first bad index {report.first_bad_index} ({report.kind}): {report.message}")
+        )
     sys.exit(0 if report.ok else EXIT_DAMAGE)
 
 
 @cli.command("prove")
 @click.argument("index", type=click.IntRange(0))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the bundle here (default stdout).")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the bundle here (default stdout)."
+)
 @pass_options
 def prove_command(options: _Options, index: int, output: Path | None) -> None:
     """Write an offline proof bundle: the entry, its inclusion proof and a signed checkpoint."""
@@ -318,7 +362,14 @@ def checkpoint_command(options: _Options) -> None:
 
 
 @cli.command("demo")
-@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path(".graven/demo"), show_default=True, help="Where the demo log and key go (recreated each run).")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".graven/demo"),
+    show_default=True,
+    help="Where the demo log and key go (recreated each run).",
+)
 def demo_command(directory: Path) -> None:
     """Walk through the locked-out-customer story on an embedded SQLite log, then verify it."""
     from graven import demo

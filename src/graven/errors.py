@@ -20,9 +20,14 @@ class ValidationError(GravenError, ValueError):
     satisfy and ``given`` is a short description of the value that broke it.
     """
 
-    def __init__(self, field: str, rule: str, given: Any = None) -> None:
+    def __init__(self, field: str, rule: str, given: Any = ...) -> None:
         self.field = field
         self.rule = rule
+        self.value = given
+        if given is ...:  # nothing to show: the field is absent or the rule is about its shape
+            self.given = ""
+            super().__init__(f"{field}: {rule}")
+            return
         self.given = given if isinstance(given, str) and given.startswith("<") else _show(given)
         super().__init__(f"{field}: {rule}; got {self.given}")
 
@@ -49,10 +54,5 @@ class IntegrityError(GravenError):
 
 def _show(value: Any, limit: int = 80) -> str:
     """A short, printable description of a rejected value."""
-    if isinstance(value, str):
-        text = repr(value)
-    elif isinstance(value, bool | int | float) or value is None:
-        text = repr(value)
-    else:
-        text = f"{type(value).__name__} {value!r}"
+    text = repr(value) if isinstance(value, str | bool | int | float | None) else f"{type(value).__name__} {value!r}"
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -46,7 +46,7 @@ def entries_table(entries: Sequence[Entry]) -> Table:
     """A readable timeline of entries."""
     table = Table(show_lines=False, header_style="bold")
     for column in ("#", "occurred (UTC)", "actor", "from", "action", "target", "outcome", "changes"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column in ("#", "occurred (UTC)", "action", "outcome"))
     for entry in entries:
         actor = entry.actor
         table.add_row(

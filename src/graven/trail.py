@@ -67,9 +67,7 @@ class Trail:
         self.witness = witness
         self._clock = clock or (lambda: datetime.now(UTC))
         self._new_id = new_id
-        self._sequencer = Sequencer(
-            store, self.origin, signer, checkpoint_interval, on_signed=self._push_witness
-        )
+        self._sequencer = Sequencer(store, self.origin, signer, checkpoint_interval, on_signed=self._push_witness)
         self._stored_key = settings.get("verifier_key")
         self._pushed = threading.Lock()
 
@@ -91,7 +89,7 @@ class Trail:
             try:
                 prepared.append(prepare(event_from(event), now=now, new_id=self._new_id))
             except ValidationError as exc:
-                raise ValidationError(f"events[{i}].{exc.field}", exc.rule, exc.given) from None
+                raise ValidationError(f"events[{i}].{exc.field}", exc.rule, exc.value) from None
         return self._append(prepared)
 
     def _append(self, prepared: list[Prepared]) -> list[int]:
@@ -200,7 +198,9 @@ class Trail:
         """The RFC 9162 consistency proof between two tree sizes."""
         size = self.size
         if not 0 <= old_size <= new_size <= size:
-            raise ValidationError("new_size", f"sizes must satisfy 0 <= old <= new <= {size}", f"{old_size}, {new_size}")
+            raise ValidationError(
+                "new_size", f"sizes must satisfy 0 <= old <= new <= {size}", f"{old_size}, {new_size}"
+            )
         nodes = merkle.consistency_nodes(old_size, new_size)
         _, hashes = self.store.tree_hashes(nodes)
         return merkle.consistency_proof(old_size, new_size, hashes)
@@ -302,7 +302,7 @@ def init(
     key_path = Path(signing_key or os.environ.get("GRAVEN_SIGNING_KEY") or ".graven/signing.key")
     if not str(db).startswith(("postgresql://", "postgres://")):
         sqlite_path(str(db)).parent.mkdir(parents=True, exist_ok=True)
-    store = open_store(db)
+    store = open_store(db, create=True)
     try:
         existing = store.settings()
     except ConfigError:
@@ -335,11 +335,10 @@ def open_trail(
     """
     db = url if url is not None else os.environ.get("GRAVEN_DB") or ".graven/trail.db"
     key_source = signing_key or os.environ.get("GRAVEN_SIGNING_KEY") or ".graven/signing.key"
-    store = open_store(db)
     try:
+        store = open_store(db)
         store.settings()
     except ConfigError:
-        store.close()
         if not create:
             raise
         if isinstance(key_source, Signer):

@@ -227,6 +227,9 @@ def _compare_rows(
                     )
                 ]
             return [Problem(i, "missing", f"Entry {i} was deleted: the log has a gap at index {i}.")]
+        j = where_stored.get(have)
+        if j is not None and j != i and entry_at.get(j) == want:
+            return [_swapped(i, j)]
         if have == tree_at.get(i + 1):
             return [
                 Problem(
@@ -244,16 +247,8 @@ def _compare_rows(
                     "were moved up by one.",
                 )
             ]
-        j = where_stored.get(have)
         if j is not None and j != i:
-            return [
-                Problem(
-                    min(i, j),
-                    "reordered",
-                    f"Entries {min(i, j)} and {max(i, j)} were swapped: each holds the content that "
-                    "was appended at the other's position.",
-                )
-            ]
+            return [_swapped(i, j)]
         return [
             Problem(
                 i,
@@ -263,6 +258,15 @@ def _compare_rows(
             )
         ]
     return []
+
+
+def _swapped(i: int, j: int) -> Problem:
+    low, high = min(i, j), max(i, j)
+    return Problem(
+        low,
+        "reordered",
+        f"Entries {low} and {high} were swapped: each holds the content that was appended at the other's position.",
+    )
 
 
 def _check_tree_rows(leaves: Sequence[bytes], blobs: Sequence[bytes]) -> list[Problem]:
@@ -354,7 +358,9 @@ def _check_checkpoints(
     if problems:
         # Forked-by-signature findings point at the first entry no trusted checkpoint vouches for.
         problems = [
-            Problem(good_size if p.kind == "forked" and p.index == 0 and not witnessed else p.index, p.kind, p.message, 1)
+            Problem(
+                good_size if p.kind == "forked" and p.index == 0 and not witnessed else p.index, p.kind, p.message, 1
+            )
             for p in problems
         ]
     return problems, good_size

@@ -16,6 +16,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, TypeAlias
 
@@ -105,27 +106,22 @@ def _unsafe_integer(x: int) -> CanonicalError:
 
 
 def _format_float(x: float) -> str:
-    if x != x:
-        raise CanonicalError("NaN is not a JSON number")
-    if x in (float("inf"), float("-inf")):
-        raise CanonicalError(f"{x} is not a JSON number")
+    if not math.isfinite(x):
+        raise CanonicalError(f"{'NaN' if x != x else x} is not a JSON number")
+    if x == 0:
+        return "0"
     # repr() yields the shortest digit string that round-trips, choosing the closest (then even)
-    # candidate: the same digits ECMAScript picks. Only the layout differs, so re-lay them out.
-    text = repr(abs(x))
-    mantissa, _, exponent = text.partition("e")
-    if exponent:  # "d.ddde-07": the point sits after the first digit
-        digits = mantissa.replace(".", "")
-        point = int(exponent) + 1
-    else:  # "ddd.ddd"
-        whole, _, fraction = mantissa.partition(".")
-        digits = whole + fraction
-        point = len(whole)
-    significant = digits.lstrip("0")
-    point -= len(digits) - len(significant)
-    digits = significant.rstrip("0")
-    # Now |x| == 0.<digits> * 10**point, i.e. ECMAScript's s * 10**(n - k) with n == point.
+    # candidate: the same digits ECMAScript picks. Only the layout can differ.
+    text = repr(x)
+    if "e" not in text:
+        # repr() uses fixed notation exactly for 1e-4 <= |x| < 1e16, well inside ECMAScript's
+        # fixed range, and lays the digits out identically except for a trailing ".0".
+        return text[:-2] if text.endswith(".0") else text
+    # Exponent form "d.ddde-07" or "de+16": the first digit is non-zero and the point follows it.
+    mantissa, _, exponent = repr(abs(x)).partition("e")
+    digits = mantissa.replace(".", "").rstrip("0")
+    n = int(exponent) + 1  # now |x| == 0.<digits> * 10**n, ECMAScript's s * 10**(n - k)
     k = len(digits)
-    n = point
     if k <= n <= 21:
         body = digits + "0" * (n - k)
     elif 0 < n <= 21:
@@ -363,7 +359,7 @@ def _prep_dict(d: dict[Any, Any], keys_safe: list[bool]) -> dict[str, object]:
                 prepared = _prep_other(value, keys_safe)
             if prepared is not value:
                 if out is None:
-                    out = dict(d)
+                    out = d.copy()
                 out[key] = prepared
         else:
             return d if out is None else out
@@ -398,7 +394,7 @@ def _prep_list(items: list[Any], keys_safe: list[bool]) -> list[object]:
                 prepared = _prep_other(value, keys_safe)
             if prepared is not value:
                 if out is None:
-                    out = list(items)
+                    out = items.copy()
                 out[index] = prepared
     except CanonicalError as exc:
         exc._within(index)

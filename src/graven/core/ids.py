@@ -8,9 +8,7 @@ import uuid
 from collections.abc import Callable
 
 
-def uuid7(
-    now_ns: Callable[[], int] = time.time_ns, randbytes: Callable[[int], bytes] = os.urandom
-) -> str:
+def uuid7(now_ns: Callable[[], int] = time.time_ns, randbytes: Callable[[int], bytes] = os.urandom) -> str:
     """A new UUIDv7 as text: 48-bit Unix milliseconds, version 7, variant 10, 74 random bits."""
     millis = now_ns() // 1_000_000
     rand = int.from_bytes(randbytes(10), "big")

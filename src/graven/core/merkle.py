@@ -357,16 +357,11 @@ def append(size: int, frontier: Sequence[bytes], leaf_hashes: Sequence[bytes]) -
     _check_non_negative("size", size)
     expected = size.bit_count()
     if len(frontier) != expected:
-        raise ProofError(
-            f"frontier must hold {expected} hashes (one per set bit of size {size}), "
-            f"got {len(frontier)}"
-        )
+        raise ProofError(f"frontier must hold {expected} hashes (one per set bit of size {size}), got {len(frontier)}")
     for name, hashes in (("frontier", frontier), ("leaf_hashes", leaf_hashes)):
         for position, h in enumerate(hashes):
             if len(h) != HASH_SIZE:
-                raise ProofError(
-                    f"{name}[{position}] must be {HASH_SIZE} bytes long, got {len(h)} bytes"
-                )
+                raise ProofError(f"{name}[{position}] must be {HASH_SIZE} bytes long, got {len(h)} bytes")
     stack = list(frontier)
     rows: list[bytes] = []
     i = size
@@ -428,9 +423,7 @@ def _well_formed(*hashes: bytes, proof: Sequence[bytes]) -> bool:
     return all(len(h) == HASH_SIZE for h in hashes) and all(len(h) == HASH_SIZE for h in proof)
 
 
-def verify_inclusion(
-    leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
-) -> bool:
+def verify_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes) -> bool:
     """Check an inclusion proof by the RFC 9162 section 2.1.3.2 algorithm; never raises."""
     if not 0 <= index < size or not _well_formed(leaf_hash, root, proof=proof):
         return False
@@ -451,15 +444,15 @@ def verify_inclusion(
     return sn == 0 and r == root
 
 
-def verify_consistency(
-    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
-) -> bool:
+def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]) -> bool:
     """Check a consistency proof by the RFC 9162 section 2.1.4.2 algorithm; never raises.
 
     Equal sizes need an empty proof and equal roots. The empty tree is consistent with
     every tree: from size 0 the proof must be empty and ``old_root`` must be EMPTY_ROOT.
     """
     if not 0 <= old_size <= new_size or not _well_formed(old_root, new_root, proof=proof):
+        return False
+    if old_size == 0 and old_root != EMPTY_ROOT:
         return False
     if old_size == new_size:
         return not proof and old_root == new_root

@@ -49,6 +49,7 @@ FIELDS: Final = frozenset(
         "reason", "changes", "source", "context", "tenant", "metadata",
     }
 )  # fmt: skip
+INPUT_FIELDS: Final = FIELDS - {"recorded_at"}
 ACTOR_FIELDS: Final = ("type", "id", "name", "ip", "user_agent", "session")
 TARGET_FIELDS: Final = ("type", "id", "name")
 
@@ -134,9 +135,8 @@ def _change_dict(c: Any) -> Any:
     out: dict[str, Any] = {"field": c.field}
     if c.redacted:
         out["redacted"] = True
-        if c.fingerprint is not None:
-            out["fingerprint"] = c.fingerprint
-        return out
+    if c.fingerprint is not None:
+        out["fingerprint"] = c.fingerprint
     if c.old is not _UNSET:
         out["old"] = c.old
     if c.new is not _UNSET:
@@ -170,14 +170,16 @@ def event_from(value: Any = None, /, **kwargs: Any) -> dict[str, Any]:
     raise ValidationError("event", "must be a dict, an Event or keyword arguments", value)
 
 
-def prepare(
-    event: Mapping[str, Any], *, now: datetime, new_id: Callable[[], str]
-) -> Prepared:
+def prepare(event: Mapping[str, Any], *, now: datetime, new_id: Callable[[], str]) -> Prepared:
     """Validate and normalise one event; ``now`` becomes recorded_at (and occurred_at if absent)."""
-    unknown = set(event) - FIELDS
+    unknown = set(event) - INPUT_FIELDS
     if unknown:
-        name = sorted(unknown)[0]
-        raise ValidationError(name, "is not a field of schema v1 (" + ", ".join(sorted(FIELDS)) + ")")
+        name = sorted(map(str, unknown))[0]
+        if name in ("recorded_at", "index"):
+            raise ValidationError(name, "is set by the log, not by the caller", event[name])
+        raise ValidationError(
+            name, "is not a field of schema v1 (" + ", ".join(sorted(INPUT_FIELDS)) + ")", event[name]
+        )
     version = event.get("v", SCHEMA_VERSION)
     if version != SCHEMA_VERSION or isinstance(version, bool):
         raise ValidationError("v", f"must be {SCHEMA_VERSION} (the only schema version)", version)
@@ -192,7 +194,6 @@ def prepare(
     doc["targets"] = _targets(event.get("targets", ()))
     doc["outcome"] = _choice(event.get("outcome", "success"), "outcome", OUTCOMES)
     doc["changes"] = _changes(event.get("changes", ()))
-    keys_safe = True
     for key in ("reason", "source", "tenant", "context", "metadata"):
         value = event.get(key)
         if value is None:
@@ -207,32 +208,26 @@ def prepare(
             if not isinstance(value, Mapping):
                 raise ValidationError(key, "must be a JSON object", value)
             doc[key] = value
-    # One walk over the free-form parts: depth, strings, numbers; floats become JCS fragments.
-    prepared = dict(doc)
+    # One walk over the free-form parts: depth, strings, numbers; it returns plain copies.
+    flags = _Flags()
     for key in ("context", "metadata"):
         if key in doc:
-            prepared[key], safe = _walk(doc[key], key, 1)
-            keys_safe = keys_safe and safe
-    if doc["changes"]:
-        prepared_changes = []
-        for i, change in enumerate(doc["changes"]):
-            pc = dict(change)
-            for part in ("old", "new"):
-                if part in change:
-                    pc[part], safe = _walk(change[part], f"changes[{i}].{part}", 3)
-                    keys_safe = keys_safe and safe
-            prepared_changes.append(pc)
-        prepared["changes"] = prepared_changes
+            doc[key] = _walk(doc[key], key, 1, flags)
+    for i, change in enumerate(doc["changes"]):
+        for part in ("old", "new"):
+            if part in change:
+                change[part] = _walk(change[part], f"changes[{i}].{part}", 3, flags)
     if "metadata" in doc:
-        size = len(orjson.dumps(prepared["metadata"]))
+        size = len(orjson.dumps(doc["metadata"]))
         if size > MAX_METADATA:
             raise ValidationError("metadata", f"must encode to at most {MAX_METADATA} bytes", f"<{size} bytes>")
     try:
-        leaf = (
-            orjson.dumps(prepared, option=orjson.OPT_SORT_KEYS)
-            if keys_safe
-            else canonical.encode_reference(doc)
-        )
+        if not flags.keys_safe:
+            leaf = canonical.encode_reference(doc)
+        elif flags.floats:
+            leaf = orjson.dumps(_with_fragments(doc), option=orjson.OPT_SORT_KEYS)
+        else:
+            leaf = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
     except (orjson.JSONEncodeError, canonical.CanonicalError) as exc:
         raise _diagnose(doc) from exc
     if len(leaf) > MAX_ENTRY:
@@ -243,11 +238,21 @@ def prepare(
 # --- scalar fields ---------------------------------------------------------------------------
 
 
-def format_time(moment: datetime, name: str) -> str:
-    """A timezone-aware datetime as UTC ISO 8601 with microseconds and a ``Z``."""
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def format_time(moment: datetime, name: str, given: Any = None) -> str:
+    """A timezone-aware datetime as UTC ISO 8601 with microseconds and a ``Z`` (1970..9999)."""
+    shown = moment.isoformat() if given is None else given
     if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValidationError(name, "must be timezone-aware (naive datetimes are ambiguous)", str(moment))
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        raise ValidationError(name, "must be timezone-aware (naive datetimes are ambiguous)", shown)
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError(name, "must be between 1970-01-01 and 9999-12-31 UTC", shown) from None
+    if utc < EPOCH:
+        raise ValidationError(name, "must not be before 1970-01-01 UTC", shown)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_time(value: Any, name: str) -> str:
@@ -261,9 +266,7 @@ def parse_time(value: Any, name: str) -> str:
         moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
     except ValueError:
         raise ValidationError(name, "must be an ISO 8601 timestamp with a timezone", value) from None
-    if moment.year < 1970:
-        raise ValidationError(name, "must not be before 1970-01-01", value)
-    return format_time(moment, name)
+    return format_time(moment, name, value)
 
 
 def _name(value: Any, name: str, limit: int = MAX_NAME) -> str:
@@ -286,7 +289,8 @@ def _string(value: Any, name: str) -> str:
 
 def _check_str(value: str, name: str) -> None:
     if len(value) > MAX_STRING // 4 and len(value.encode("utf-8", "surrogatepass")) > MAX_STRING:
-        raise ValidationError(name, f"must be at most {MAX_STRING} bytes of UTF-8", f"<{len(value)} characters>")
+        size = len(value.encode("utf-8", "surrogatepass"))
+        raise ValidationError(name, f"must be at most {MAX_STRING} bytes of UTF-8", f"<{size} bytes>")
     _unicode(value, name)
 
 
@@ -330,10 +334,10 @@ def _actor(value: Any) -> dict[str, str]:
     elif isinstance(value, str):
         value = {"type": "user", "id": value}
     if not isinstance(value, Mapping):
-        raise ValidationError("actor", "must be an object such as {\"type\": \"user\", \"id\": \"u-1\"}", value)
+        raise ValidationError("actor", 'must be an object such as {"type": "user", "id": "u-1"}', value)
     for key in value:
         if key not in ACTOR_FIELDS:
-            raise ValidationError(f"actor.{key}", "is not an actor field (" + ", ".join(ACTOR_FIELDS) + ")")
+            raise ValidationError(f"actor.{key}", "is not an actor field (" + ", ".join(ACTOR_FIELDS) + ")", value[key])
     out: dict[str, str] = {"type": _choice(value.get("type", "user"), "actor.type", ACTOR_TYPES)}
     for key in ACTOR_FIELDS[1:]:
         item = value.get(key)
@@ -360,8 +364,10 @@ def _ip(value: Any) -> str:
 
 
 def _targets(value: Any) -> list[dict[str, str]]:
-    if isinstance(value, Mapping | Target) or (isinstance(value, tuple) and len(value) == 2
-                                               and all(isinstance(v, str) for v in value)):
+    if isinstance(value, Mapping | Target) or (
+        isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str)
+        and isinstance(value[1], str | int)
+    ):  # fmt: skip
         value = [value]
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise ValidationError("targets", "must be a list of {type, id, name} objects", value)
@@ -378,7 +384,7 @@ def _targets(value: Any) -> list[dict[str, str]]:
             raise ValidationError(path, "must be an object with type and id", item)
         for key in item:
             if key not in TARGET_FIELDS:
-                raise ValidationError(f"{path}.{key}", "is not a target field (type, id, name)")
+                raise ValidationError(f"{path}.{key}", "is not a target field (type, id, name)", item[key])
         target = {"type": _name(item.get("type"), f"{path}.type"), "id": _name(_idtext(item.get("id")), f"{path}.id")}
         if item.get("name") is not None:
             target["name"] = _name(item["name"], f"{path}.name")
@@ -404,10 +410,12 @@ def _changes(value: Any) -> list[dict[str, Any]]:
             raise ValidationError(path, "must be an object with field, old and new", item)
         for key in item:
             if key not in ("field", "old", "new", "redacted", "fingerprint"):
-                raise ValidationError(f"{path}.{key}", "is not a change field (field, old, new, redacted, fingerprint)")
+                raise ValidationError(
+                    f"{path}.{key}", "is not a change field (field, old, new, redacted, fingerprint)", item[key]
+                )
         change: dict[str, Any] = {"field": _name(item.get("field"), f"{path}.field", 1000)}
         redacted = item.get("redacted", False)
-        if redacted not in (True, False):
+        if not isinstance(redacted, bool):
             raise ValidationError(f"{path}.redacted", "must be true or false", redacted)
         if redacted:
             if "old" in item or "new" in item:
@@ -430,51 +438,69 @@ def _changes(value: Any) -> list[dict[str, Any]]:
 # --- free-form JSON ----------------------------------------------------------------------------
 
 
-def _walk(value: Any, path: str, depth: int) -> tuple[Any, bool]:
-    """Check one free-form JSON value; return it prepared for orjson and whether its keys sort safely.
+class _Flags:
+    """What one walk found: floats (need JCS number text) and keys that orjson may sort wrongly."""
 
-    Floats become JCS number fragments; keys with characters at or above U+D800 (where UTF-8 byte
-    order and UTF-16 order may differ) clear the safe flag so the reference encoder is used.
+    __slots__ = ("floats", "keys_safe")
+
+    def __init__(self) -> None:
+        self.floats = False
+        self.keys_safe = True
+
+
+def _walk(value: Any, path: str, depth: int, flags: _Flags) -> Any:
+    """Check one free-form JSON value and return a plain copy (dicts, lists, str, int, float...).
+
+    Integral floats become ints (the same JSON number); other floats set ``flags.floats``. Keys
+    with characters at or above U+D800, where UTF-8 byte order and UTF-16 order may differ,
+    clear ``flags.keys_safe`` so that the reference encoder is used.
     """
     if isinstance(value, str):
+        if not value.isascii():
+            _unicode(value, path)
         if len(value) > MAX_STRING // 4:
             _check_str(value, path)
-        return value, True
+        return value
     if value is None or value is True or value is False:
-        return value, True
+        return value
     if isinstance(value, int):
         if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
-            return value, True
+            return int(value)
         raise ValidationError(path, f"integers must be within ±{MAX_SAFE_INTEGER} (I-JSON)", value)
-    if depth > MAX_DEPTH:
-        if isinstance(value, Mapping | list | tuple):
-            raise ValidationError(path, f"must not nest deeper than {MAX_DEPTH} levels", "<deeper>")
+    if isinstance(value, Mapping | list | tuple) and depth > MAX_DEPTH:
+        raise ValidationError(path, f"must not nest deeper than {MAX_DEPTH} levels", "<deeper>")
     if isinstance(value, Mapping):
-        safe = True
         out = {}
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ValidationError(path, "object keys must be strings", key)
-            if not key.isascii() and max(key) >= "\ud800":
-                safe = False
-            out[key], item_safe = _walk(item, f"{path}.{key}", depth + 1)
-            safe = safe and item_safe
-        return out, safe
+            if not key.isascii():
+                _unicode(key, f"{path}.<key>")
+                if max(key) >= "\ud800":
+                    flags.keys_safe = False
+            out[str(key)] = _walk(item, f"{path}.{key}", depth + 1, flags)
+        return out
     if isinstance(value, list | tuple):
-        safe = True
-        items = []
-        for i, item in enumerate(value):
-            prepared, item_safe = _walk(item, f"{path}[{i}]", depth + 1)
-            items.append(prepared)
-            safe = safe and item_safe
-        return items, safe
+        return [_walk(item, f"{path}[{i}]", depth + 1, flags) for i, item in enumerate(value)]
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             raise ValidationError(path, "must be a finite number (no NaN or Infinity)", value)
         if value.is_integer() and abs(value) <= MAX_SAFE_INTEGER:
-            return int(value), True
-        return orjson.Fragment(canonical.format_number(value).encode()), True
+            return int(value)
+        flags.floats = True
+        return float(value)
     raise ValidationError(path, "must be JSON (object, array, string, number, true, false or null)", value)
+
+
+def _with_fragments(value: Any) -> Any:
+    """A copy in which every float is its RFC 8785 number text, for orjson to splice in."""
+    if isinstance(value, float):
+        return orjson.Fragment(canonical.format_number(value).encode())
+    if isinstance(value, dict):
+        return {k: _with_fragments(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_with_fragments(v) for v in value]
+    return value
 
 
 def _diagnose(doc: Mapping[str, Any]) -> ValidationError:

@@ -113,9 +113,7 @@ def _utf8(text: str, what: str) -> bytes:
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise NoteError(
-            f"{what} is not valid UTF-8 (unpaired surrogate at index {exc.start}): {_show(text)}"
-        ) from None
+        raise NoteError(f"{what} is not valid UTF-8 (unpaired surrogate at index {exc.start}): {_show(text)}") from None
 
 
 def _check_chars(text: str, what: str) -> bytes:
@@ -124,8 +122,7 @@ def _check_chars(text: str, what: str) -> bytes:
     bad = _CONTROL.search(text)
     if bad is not None:
         raise NoteError(
-            f"{what} contains control character U+{ord(bad.group()):04X} "
-            f"at index {bad.start()}: {_show(text)}"
+            f"{what} contains control character U+{ord(bad.group()):04X} at index {bad.start()}: {_show(text)}"
         )
     return data
 
@@ -147,13 +144,10 @@ def _check_name(name: str, what: str, *, secret: bool = False) -> None:
     for index, char in enumerate(name):
         if char == "+" or char < " " or char.isspace():
             raise NoteError(
-                f"{what} must not contain spaces, '+' or control characters "
-                f"(U+{ord(char):04X} at index {index}){shown}"
+                f"{what} must not contain spaces, '+' or control characters (U+{ord(char):04X} at index {index}){shown}"
             )
         if "\ud800" <= char <= "\udfff":
-            raise NoteError(
-                f"{what} is not valid UTF-8 (unpaired surrogate at index {index}){shown}"
-            )
+            raise NoteError(f"{what} is not valid UTF-8 (unpaired surrogate at index {index}){shown}")
 
 
 def _b64decode(text: str, what: str, *, secret: bool = False) -> bytes:
@@ -189,9 +183,7 @@ def _check_key_type(raw: bytes, sig_type: int, what: str) -> None:
     if raw[0] != sig_type:
         raise NoteError(f"{what} has signature type 0x{raw[0]:02x}, expected 0x{sig_type:02x}")
     if len(raw) != 33:
-        raise NoteError(
-            f"{what} has {len(raw) - 1} key bytes after the type byte, expected 32 (Ed25519)"
-        )
+        raise NoteError(f"{what} has {len(raw) - 1} key bytes after the type byte, expected 32 (Ed25519)")
 
 
 def _parse_vkey(text: str, sig_type: int, kind: str) -> tuple[str, Ed25519PublicKey]:
@@ -207,10 +199,7 @@ def _parse_vkey(text: str, sig_type: int, kind: str) -> tuple[str, Ed25519Public
     raw = _b64decode(key_text, f"{kind} public key")
     computed = int.from_bytes(hashlib.sha256(name.encode() + b"\n" + raw).digest()[:4], "big")
     if computed != key_id:
-        raise NoteError(
-            f"{kind} key id {key_id:08x} does not match the key (computed {computed:08x}): "
-            f"{_show(text)}"
-        )
+        raise NoteError(f"{kind} key id {key_id:08x} does not match the key (computed {computed:08x}): {_show(text)}")
     _check_key_type(raw, sig_type, f"{kind} public key")
     return name, Ed25519PublicKey.from_public_bytes(raw[1:])
 
@@ -233,9 +222,7 @@ def _parse_skey(text: str, sig_type: int, kind: str) -> tuple[str, Ed25519Privat
     private_key = Ed25519PrivateKey.from_private_bytes(raw[1:])
     computed = compute_key_id(name, sig_type, _public_bytes(private_key.public_key()))
     if computed != key_id:
-        raise NoteError(
-            f"{kind} key id {key_id:08x} does not match the key (computed {computed:08x})"
-        )
+        raise NoteError(f"{kind} key id {key_id:08x} does not match the key (computed {computed:08x})")
     return name, private_key
 
 
@@ -472,10 +459,7 @@ def _parse_signature_line(line: str, number: int) -> NoteSignature:
     _check_name(name, f"{what} key name")
     raw = _b64decode(encoded, f"{what} signature")
     if len(raw) < 5:
-        raise NoteError(
-            f"{what} has {len(raw)} signature bytes, need a 4-byte key id and a signature: "
-            f"{_show(line)}"
-        )
+        raise NoteError(f"{what} has {len(raw)} signature bytes, need a 4-byte key id and a signature: {_show(line)}")
     return NoteSignature(name, int.from_bytes(raw[:4], "big"), raw[4:])
 
 
@@ -487,8 +471,7 @@ def _split_note(note: str | bytes) -> tuple[str, list[NoteSignature]]:
         except UnicodeDecodeError as exc:
             shown = _show(data.decode("utf-8", errors="replace"))
             raise NoteError(
-                f"note is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}): "
-                f"{shown}"
+                f"note is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}): {shown}"
             ) from None
     _check_chars(note, "note")
     split = note.rfind("\n\n")
@@ -501,9 +484,7 @@ def _split_note(note: str | bytes) -> tuple[str, list[NoteSignature]]:
         raise NoteError(f"note does not end with a newline: {_show(note[-_SHOW_LIMIT:])}")
     lines = block[:-1].split("\n")
     if len(lines) > MAX_SIGNATURES:
-        raise NoteError(
-            f"note has {len(lines)} signature lines, at most {MAX_SIGNATURES} are accepted"
-        )
+        raise NoteError(f"note has {len(lines)} signature lines, at most {MAX_SIGNATURES} are accepted")
     return text, [_parse_signature_line(line, n) for n, line in enumerate(lines, start=1)]
 
 
@@ -526,10 +507,7 @@ def sign_note(text: str, signers: Sequence[Signer]) -> str:
         raise NoteError(f"note text must end with a newline: {_show(text[-_SHOW_LIMIT:])}")
     if not signers:
         raise NoteError("sign_note needs at least one signer")
-    lines = {
-        NoteSignature(signer.name, signer.key_id, signer.sign(message)).to_line(): None
-        for signer in signers
-    }
+    lines = {NoteSignature(signer.name, signer.key_id, signer.sign(message)).to_line(): None for signer in signers}
     if len(lines) > MAX_SIGNATURES:
         raise NoteError(f"{len(lines)} signers, at most {MAX_SIGNATURES} are allowed")
     return text + "\n" + "".join(lines)
@@ -545,9 +523,7 @@ def _index_verifiers(verifiers: Sequence[NoteVerifier]) -> dict[tuple[str, int],
     return known
 
 
-def open_note(
-    note: str | bytes, verifiers: Sequence[NoteVerifier]
-) -> tuple[str, list[NoteSignature]]:
+def open_note(note: str | bytes, verifiers: Sequence[NoteVerifier]) -> tuple[str, list[NoteSignature]]:
     """Verify a signed note; return its text and the distinct signatures by trusted keys.
 
     A trusted key matches a signature line on both key name and key id; lines by other
@@ -571,8 +547,7 @@ def open_note(
         signed_by = ", ".join(f"{s.name}+{s.key_id:08x}" for s in signatures)
         trusted = ", ".join(f"{name}+{key_id:08x}" for name, key_id in known)
         raise SignatureError(
-            f"note has no signature by a trusted key: signed by {_show(signed_by)}, "
-            f"trusted {_show(trusted)}"
+            f"note has no signature by a trusted key: signed by {_show(signed_by)}, trusted {_show(trusted)}"
         )
     return text, verified
 
@@ -590,9 +565,7 @@ def add_signatures(note: str | bytes, signatures: Sequence[NoteSignature]) -> st
             raise TypeError(f"signatures must be NoteSignature, got {type(sig).__name__}")
         lines[(sig.name, sig.key_id)] = sig
     if len(lines) > MAX_SIGNATURES:
-        raise NoteError(
-            f"note would have {len(lines)} signature lines, at most {MAX_SIGNATURES} are allowed"
-        )
+        raise NoteError(f"note would have {len(lines)} signature lines, at most {MAX_SIGNATURES} are allowed")
     return text + "\n" + "".join(sig.to_line() for sig in lines.values())
 
 
@@ -616,13 +589,9 @@ class Checkpoint:
         if not 0 <= self.size <= MAX_TREE_SIZE:
             raise NoteError(f"checkpoint tree size must be from 0 to 2**64 - 1, got {self.size}")
         if not isinstance(self.root_hash, bytes | bytearray):
-            raise NoteError(
-                f"checkpoint root hash must be bytes, got {type(self.root_hash).__name__}"
-            )
+            raise NoteError(f"checkpoint root hash must be bytes, got {type(self.root_hash).__name__}")
         if len(self.root_hash) != _ROOT_HASH_SIZE:
-            raise NoteError(
-                f"checkpoint root hash must be {_ROOT_HASH_SIZE} bytes, got {len(self.root_hash)}"
-            )
+            raise NoteError(f"checkpoint root hash must be {_ROOT_HASH_SIZE} bytes, got {len(self.root_hash)}")
         object.__setattr__(self, "root_hash", bytes(self.root_hash))
         if isinstance(self.extensions, str):
             raise NoteError("checkpoint extensions must be a sequence of lines, not one str")
@@ -650,25 +619,20 @@ class Checkpoint:
         lines = text[:-1].split("\n")
         if len(lines) < 3:
             raise NoteError(
-                f"checkpoint has {len(lines)} line(s), needs origin, tree size and root hash: "
-                f"{_show(text)}"
+                f"checkpoint has {len(lines)} line(s), needs origin, tree size and root hash: {_show(text)}"
             )
         origin, size_text, root_text, *extensions = lines
         if not origin:
             raise NoteError(f"checkpoint origin line is empty: {_show(text)}")
         if _DECIMAL.fullmatch(size_text) is None:
-            raise NoteError(
-                f"checkpoint tree size must be decimal digits without leading zeros: "
-                f"{_show(size_text)}"
-            )
+            raise NoteError(f"checkpoint tree size must be decimal digits without leading zeros: {_show(size_text)}")
         size = int(size_text)
         if size > MAX_TREE_SIZE:
             raise NoteError(f"checkpoint tree size {size} exceeds 2**64 - 1")
         root_hash = _b64decode(root_text, "checkpoint root hash")
         if len(root_hash) != _ROOT_HASH_SIZE:
             raise NoteError(
-                f"checkpoint root hash must be {_ROOT_HASH_SIZE} bytes, got {len(root_hash)}: "
-                f"{_show(root_text)}"
+                f"checkpoint root hash must be {_ROOT_HASH_SIZE} bytes, got {len(root_hash)}: {_show(root_text)}"
             )
         for number, line in enumerate(extensions, start=4):
             if not line:
@@ -681,9 +645,7 @@ def sign_checkpoint(checkpoint: Checkpoint, signer: Signer) -> str:
     return sign_note(checkpoint.to_text(), [signer])
 
 
-def open_checkpoint(
-    note: str | bytes, verifiers: Sequence[NoteVerifier]
-) -> tuple[Checkpoint, list[NoteSignature]]:
+def open_checkpoint(note: str | bytes, verifiers: Sequence[NoteVerifier]) -> tuple[Checkpoint, list[NoteSignature]]:
     """Verify a signed checkpoint note with open_note, then parse its text.
 
     The verifiers MUST be the log's keys: a checkpoint is accepted on any one of them.
@@ -723,9 +685,7 @@ def cosignature_timestamp(signature: NoteSignature) -> int:
     return timestamp
 
 
-def verify_cosignature(
-    checkpoint_text: str, signature: NoteSignature, verifier: CosignerVerifier
-) -> int | None:
+def verify_cosignature(checkpoint_text: str, signature: NoteSignature, verifier: CosignerVerifier) -> int | None:
     """The cosignature's timestamp if it is verifier's valid cosignature of checkpoint_text.
 
     MUST NOT accept a signature whose key name or key id differs from the verifier's;

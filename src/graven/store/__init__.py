@@ -134,17 +134,22 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(url: str | Path) -> Store:
-    """Open the store a URL names: a path, ``sqlite:///path``, or ``postgresql://...``."""
+def open_store(url: str | Path, *, create: bool = False) -> Store:
+    """Open the store a URL names: a path, ``sqlite:///path``, or ``postgresql://...``.
+
+    Without ``create`` a log that does not exist yet is an error (nothing is created by reading).
+    """
     text = str(url)
     if text.startswith(("postgresql://", "postgres://")):
-        raise ConfigError(f"{text.split('@')[-1]!r}: the PostgreSQL backend is not available in this version; use a SQLite path")
+        raise ConfigError(
+            f"{text.split('@')[-1]!r}: the PostgreSQL backend is not available in this version; use a SQLite path"
+        )
     if "://" in text and not text.startswith("sqlite://"):
         scheme = text.split("://", 1)[0]
         raise ConfigError(f"unsupported log URL scheme {scheme!r}: use a path, sqlite:///path or postgresql://...")
     from graven.store.sqlite import SQLiteStore
 
-    return SQLiteStore(sqlite_path(text))
+    return SQLiteStore(sqlite_path(text), create=create)
 
 
 def sqlite_path(url: str) -> Path:
@@ -152,7 +157,9 @@ def sqlite_path(url: str) -> Path:
     if url.startswith("sqlite://"):
         rest = url[len("sqlite://") :]
         if not rest.startswith("/") or rest == "/":
-            raise ConfigError(f"malformed SQLite URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db")
+            raise ConfigError(
+                f"malformed SQLite URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db"
+            )
         url = rest[1:]
     if not url:
         raise ConfigError("empty log path: give a file path or a sqlite:/// URL")

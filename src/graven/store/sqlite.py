@@ -82,7 +82,7 @@ def _immutability_triggers() -> str:
 class SQLiteStore:
     """A log in one SQLite file. Thread-safe: one write connection, one read connection per thread."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, create: bool = False) -> None:
         self.path = path
         self.url = f"sqlite:///{path}"
         self._local = threading.local()
@@ -90,7 +90,10 @@ class SQLiteStore:
         self._writer: sqlite3.Connection | None = None
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
-        if not path.parent.exists():
+        if not create and not path.exists():
+            hint = "" if path.parent.is_dir() else f" (folder {path.parent} does not exist)"
+            raise ConfigError(f"no log at {path}{hint}; create one with `graven init`")
+        if not path.parent.is_dir():
             raise ConfigError(f"{path}: folder {path.parent} does not exist")
 
     # --- connections -----------------------------------------------------------------------
@@ -316,9 +319,7 @@ class _SQLiteWriteTx:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            found.update(
-                self.conn.execute(f"SELECT event_id, idx FROM entries WHERE event_id IN ({marks})", chunk)
-            )
+            found.update(self.conn.execute(f"SELECT event_id, idx FROM entries WHERE event_id IN ({marks})", chunk))
         return found
 
     def insert(self, first: int, entries: Sequence[Prepared], rows: Sequence[bytes]) -> None:

@@ -104,9 +104,13 @@ class StoreContract:
         """An exception inside a write transaction rolls every row of it back."""
         item = self.prepared(0)
         appended = merkle.append(0, [], [item.leaf_hash])
-        with pytest.raises(RuntimeError), store.write() as tx:
-            tx.insert(0, [item], appended.rows)
-            raise RuntimeError("boom")
+        def failing_write() -> None:
+            with store.write() as tx:
+                tx.insert(0, [item], appended.rows)
+                raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError):
+            failing_write()
         assert 0 == store.size()
         assert None is store.entry(0)
 
@@ -131,7 +135,8 @@ class StoreContract:
         sizes = [c.size for c in store.checkpoints()]
         assert [2, 5] == sizes
         latest = store.latest_checkpoint()
-        assert latest is not None and 5 == latest.size
+        assert latest is not None
+        assert 5 == latest.size
 
     def test_explicit_checkpoint_is_not_repeated(self, store: Store, sequencer: Sequencer) -> None:
         """Asking for a checkpoint when the latest covers the tree returns that one."""
