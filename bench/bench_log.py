@@ -248,9 +248,7 @@ def space_by_object(db: Path) -> list[tuple[str, int]]:
     """Bytes per table and index (SQLite's dbstat), largest first; empty when dbstat is missing."""
     conn = sqlite3.connect(db)
     try:
-        return conn.execute(
-            "SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC"
-        ).fetchall()
+        return conn.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC").fetchall()
     except sqlite3.DatabaseError:
         return []
     finally:
@@ -306,9 +304,7 @@ class Stopwatch:
 INSERT = "INSERT INTO rows (body) VALUES (?)"
 
 
-def record_pair(
-    lib_db: Path, plain_db: Path, blocks: list[list[dict[str, Any]]], *, batched: bool
-) -> tuple[Run, Run]:
+def record_pair(lib_db: Path, plain_db: Path, blocks: list[list[dict[str, Any]]], *, batched: bool) -> tuple[Run, Run]:
     """Record the same events through the library and plain sqlite3, block by block.
 
     The two sides take turns block by block (and swap who goes first on every block), so that
@@ -431,10 +427,7 @@ def big_log(workdir: Path, size: int, seed: int) -> tuple[Path, str]:
             trail.checkpoint()
     finally:
         trail.close()
-    return db, (
-        f"built in {whole.wall:.1f} s ({inside:.1f} s inside record_many, "
-        f"{size / inside:,.0f} entries/s)"
-    )
+    return db, (f"built in {whole.wall:.1f} s ({inside:.1f} s inside record_many, {size / inside:,.0f} entries/s)")
 
 
 @dataclass
@@ -479,9 +472,7 @@ def point_read(conn: sqlite3.Connection, index: int) -> Any:
     return conn.execute("SELECT body FROM entries WHERE idx = ?", (index,)).fetchone()
 
 
-def proof_timings(
-    db: Path, size: int, cold_runs: int, warm_runs: int, seed: int
-) -> dict[str, Timings]:
+def proof_timings(db: Path, size: int, cold_runs: int, warm_runs: int, seed: int) -> dict[str, Timings]:
     """Cold (first call on a freshly opened trail) and warm (many calls) proof latencies."""
     rng = random.Random(seed)
     out: dict[str, list[float]] = {}
@@ -611,9 +602,7 @@ def print_table(rows: list[Row]) -> None:
     widths = [max(len(row[i]) for row in cells) for i in range(6)]
     right = (False, True, True, True, False, False)
     for n, row in enumerate(cells):
-        parts = [
-            c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right, strict=True)
-        ]
+        parts = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right, strict=True)]
         print("  ".join(parts).rstrip())
         if n == 0:
             print("  ".join("-" * w for w in widths))
@@ -785,8 +774,10 @@ def run(workdir: Path, sizes: Sizes, seed: int) -> None:
           f"{orjson.__version__}, graven {graven.__version__}, {platform.system()} "
           f"{platform.machine()}, {os.cpu_count()} CPUs; load average {load_before:.1f} at the "
           f"start, {os.getloadavg()[0]:.1f} at the end")  # fmt: skip
-    print(f"  events: {event_bytes:,.0f} bytes of JSON on average (actor, 1 target, 2 changes, "
-          f"reason, source, context); stored by graven as {leaf_bytes:,.0f}-byte RFC 8785 leaves")
+    print(
+        f"  events: {event_bytes:,.0f} bytes of JSON on average (actor, 1 target, 2 changes, "
+        f"reason, source, context); stored by graven as {leaf_bytes:,.0f}-byte RFC 8785 leaves"
+    )
     print(f"  throughput: the BEST of {repeat} runs; within a run library and baseline take turns "
           f"every {SINGLE_BLOCK} records or batch; latencies: medians")  # fmt: skip
     print()
@@ -836,8 +827,10 @@ def run(workdir: Path, sizes: Sizes, seed: int) -> None:
         print(f"    {label:<14} graven {fmt_runs(ours)} ({least_cpu(ours):,.1f} us); "
               f"baseline {fmt_runs(base)} ({least_cpu(base):,.1f} us)")  # fmt: skip
     print(f"  big log ({big:,} entries): {how}; {big_bytes / big:,.0f} bytes on disk per entry")
-    print(f"  bytes on disk, {entries:,} entries after PRAGMA wal_checkpoint(TRUNCATE): graven "
-          f"{lib_bytes:,}, baseline {plain_bytes:,}; graven per table and index (dbstat):")
+    print(
+        f"  bytes on disk, {entries:,} entries after PRAGMA wal_checkpoint(TRUNCATE): graven "
+        f"{lib_bytes:,}, baseline {plain_bytes:,}; graven per table and index (dbstat):"
+    )
     shown = [(name, used) for name, used in breakdown if used >= 4 * entries]
     width = max((len(name) for name, _ in shown), default=0)
     for name, used in shown:

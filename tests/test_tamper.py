@@ -200,3 +200,12 @@ def test_trail_refuses_to_sign_inconsistent_tree(log: Path) -> None:
         pytest.raises(graven.IntegrityError, match="refusing to sign"),
     ):
         Trail.record(trail, make_event(100))
+
+
+def test_forged_target_row_does_not_leak_into_history(log: Path) -> None:
+    """A target row pointing an entry at a target it does not name never shows up in that history."""
+    attacker(log).execute("INSERT INTO entry_targets VALUES ('customer', 'c-secret', 5)")
+    with graven.open(log, signing_key=log.with_name("signing.key")) as trail:
+        assert [] == trail.history("customer:c-secret")
+        report = trail.verify()
+        assert (5, "modified") == (report.first_bad_index, report.kind)

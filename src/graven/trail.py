@@ -165,7 +165,10 @@ class Trail:
         )  # fmt: skip
         rows = self.store.query(q)
         entries = [_entry(idx, body) for idx, body in rows]
-        return Page(entries, entries[-1].index if len(entries) == limit else None)
+        if q.target is not None or q.target_type is not None:
+            # Target rows are an index kept beside the entries; the entry itself has the last word.
+            entries = [e for e in entries if _names_target(e, q.target, q.target_type)]
+        return Page(entries, rows[-1][0] if len(rows) == limit else None)
 
     def history(self, target: tuple[str, str] | str, *, limit: int = MAX_PAGE) -> list[Entry]:
         """Everything done to one target, oldest first (all of it, read page by page)."""
@@ -272,6 +275,13 @@ class Trail:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _names_target(entry: Entry, target: tuple[str, str] | None, target_type: str | None) -> bool:
+    for t in entry.data["targets"]:
+        if (target is None or (t["type"], t["id"]) == target) and (target_type is None or t["type"] == target_type):
+            return True
+    return False
 
 
 def _entry(index: int, body: bytes) -> Entry:

@@ -1361,6 +1361,14 @@ _ACTOR = st.one_of(
     ),
     st.builds(Actor, type=st.sampled_from(["system", "anonymous"])),
 )
+
+
+def _target_key(t: Any) -> tuple[str, str]:
+    """What makes two generated targets the same target (ids compare as text)."""
+    kind, ident = (t["type"], t["id"]) if isinstance(t, dict) else (t[0], t[1])
+    return kind, str(ident)
+
+
 _TARGET = st.one_of(
     st.tuples(_NAME, _ID),
     st.tuples(_NAME, _ID, _NAME),
@@ -1379,7 +1387,7 @@ _OCCURRED = st.datetimes(
 _EVENT = st.fixed_dictionaries(
     {"actor": _ACTOR, "action": _ACTION},
     optional={
-        "targets": st.lists(_TARGET, max_size=4),
+        "targets": st.lists(_TARGET, max_size=4, unique_by=_target_key),
         "changes": st.lists(_CHANGE, max_size=4),
         "outcome": st.sampled_from(OUTCOMES),
         "reason": _TEXT,
@@ -1559,3 +1567,26 @@ class TestEntry:
         expected = [{"type": "c", "id": "5"}]
         assert expected == entry.targets
         assert prepared.id == entry.id
+
+
+class TestUUID7:
+    def test_layout(self) -> None:
+        """uuid7 text is a valid RFC 9562 version-7 UUID carrying the given milliseconds."""
+        import uuid
+
+        from graven.core.ids import uuid7
+
+        text = uuid7(lambda: 1_700_000_000_123_456_789, lambda n: b"\xff" * n)
+        parsed = uuid.UUID(text)
+        assert text == str(parsed)
+        assert 7 == parsed.version
+        assert uuid.RFC_4122 == parsed.variant
+        assert 1_700_000_000_123 == parsed.int >> 80
+
+
+class TestDuplicateTargets:
+    def test_repeated_target_is_rejected(self) -> None:
+        """Naming the same target twice in one event is refused at the repeat."""
+        exc = _rejected(_event(targets=[("customer", "c-1"), ("file", "f"), {"type": "customer", "id": "c-1"}]))
+        expected = "targets[2]: must not repeat a target already named; got 'customer:c-1'"
+        assert expected == str(exc)

@@ -17,9 +17,10 @@ checkpoint (whose signature MUST verify with a trusted key) and with checkpoints
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
+from typing import Any
 
 from graven.core import merkle
 from graven.core.note import Checkpoint, NoteError, Verifier, open_checkpoint
@@ -75,11 +76,10 @@ class Report:
     def message(self) -> str:
         first = self.first
         if first is None:
-            return (
-                f"The log is intact: {self.entries} entries match the Merkle tree and all "
-                f"{self.checkpoints} signed checkpoints"
-                + (f" and {self.witnessed} witnessed checkpoints." if self.witnessed else ".")
-            )
+            checked = [f"{self.checkpoints} signed checkpoint{'s' if self.checkpoints != 1 else ''}"]
+            if self.witnessed:
+                checked.append(f"{self.witnessed} witnessed checkpoint{'s' if self.witnessed != 1 else ''}")
+            return f"The log is intact: {self.entries} entries match the Merkle tree and " + " and ".join(checked) + "."
         return first.message
 
     def to_json(self) -> dict[str, object]:
@@ -101,12 +101,18 @@ def leaf_hashes(rows: Iterable[tuple[int, bytes]]) -> tuple[list[int], list[byte
     """Indices and recomputed leaf hashes of stored (index, leaf bytes) rows, in chunks for speed."""
     indices: list[int] = []
     leaves: list[bytes] = []
-    sha = hashlib.sha256
     iterator = iter(rows)
     while chunk := list(islice(iterator, _CHUNK)):
         indices += [i for i, _ in chunk]
-        leaves += [sha(b"\x00" + body).digest() for _, body in chunk]
+        leaves += [_leaf(body) for _, body in chunk]
     return indices, leaves
+
+
+def _leaf(body: bytes, _copy: Callable[[], Any] = hashlib.sha256(b"\x00").copy) -> bytes:
+    h = _copy()
+    h.update(body)
+    digest: bytes = h.digest()
+    return digest
 
 
 def tree_levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
@@ -145,22 +151,20 @@ def verify_log(
 ) -> Report:
     """Check everything stored against itself, the signed checkpoints and the witnessed ones."""
     entry_indices, leaves = leaf_hashes(entries)
-    tree_indices: list[int] = []
-    blobs: list[bytes] = []
-    for idx, blob in tree_rows:
-        tree_indices.append(idx)
-        blobs.append(bytes(blob))
+    tree = list(tree_rows)
+    tree_indices = [idx for idx, _ in tree]
+    blobs = [blob for _, blob in tree]
     problems: list[Problem] = []
     count = len(entry_indices)
     tree_size = len(tree_indices)
     entries_contiguous = count == 0 or (entry_indices[0] == 0 and entry_indices[-1] == count - 1)
     tree_contiguous = tree_size == 0 or (tree_indices[0] == 0 and tree_indices[-1] == tree_size - 1)
     stored = [blob[:32] for blob in blobs]
+    levels = tree_levels(leaves)
     if not (entries_contiguous and tree_contiguous and leaves == stored):
         problems += _compare_rows(entry_indices, leaves, tree_indices, stored)
     elif tree_contiguous:
-        problems += _check_tree_rows(leaves, blobs)
-    levels = tree_levels(leaves)
+        problems += _check_tree_rows(levels, blobs)
     size = count
     found, good_size = _check_checkpoints(checkpoints, trusted, levels, size, witnessed=False)
     if not problems:
@@ -269,9 +273,8 @@ def _swapped(i: int, j: int) -> Problem:
     )
 
 
-def _check_tree_rows(leaves: Sequence[bytes], blobs: Sequence[bytes]) -> list[Problem]:
+def _check_tree_rows(levels: Sequence[Sequence[bytes]], blobs: Sequence[bytes]) -> list[Problem]:
     """Every stored internal node must equal the one rebuilt from the leaves."""
-    levels = tree_levels(leaves)
     for level in range(1, len(levels)):
         step = 1 << level
         offset = 32 * level

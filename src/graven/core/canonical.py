@@ -122,6 +122,8 @@ def _format_float(x: float) -> str:
     digits = mantissa.replace(".", "").rstrip("0")
     n = int(exponent) + 1  # now |x| == 0.<digits> * 10**n, ECMAScript's s * 10**(n - k)
     k = len(digits)
+    # ECMAScript Number::toString steps 6-10 (the first two cannot occur after an exponent-form
+    # repr, which only happens for |x| < 1e-4 or |x| >= 1e16, but are kept to mirror the spec).
     if k <= n <= 21:
         body = digits + "0" * (n - k)
     elif 0 < n <= 21:
@@ -140,9 +142,7 @@ def _format_float(x: float) -> str:
 # Strings and shared helpers
 
 _ESCAPES: dict[int, str] = {code: f"\\u{code:04x}" for code in range(0x20)}
-_ESCAPES.update(
-    {0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r", 0x22: '\\"', 0x5C: "\\\\"}
-)
+_ESCAPES.update({0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r", 0x22: '\\"', 0x5C: "\\\\"})
 
 
 # Paths end up in messages and logs, so they also spell lone surrogates as escapes.
@@ -262,9 +262,10 @@ def _ref(value: object, out: list[str]) -> None:
 # orjson already writes strings exactly as JCS does (only '"', '\\' and U+0000..U+001F escaped,
 # with the same short forms and lowercase \u00XX; U+007F, U+2028/9, '/' and non-ASCII raw) and
 # OPT_SORT_KEYS orders keys by UTF-8 bytes, which equals UTF-16 code-unit order unless a key
-# holds a character >= U+D800. What orjson gets wrong is numbers ("1.0", "-0.0", "1e-07"-style
-# layouts differ), so every float becomes an int or a pre-rendered Fragment. The walk copies a
-# container only when something inside it had to change.
+# holds a character >= U+D800. What orjson gets wrong is floats (it writes "1.0", "-0.0",
+# "1e+16" and "1e-6" where ECMAScript writes "1", "0", "10000000000000000" and "0.000001"), so
+# every float becomes an int or a Fragment rendered by format_number. The walk copies a container
+# only when something inside it had to change.
 
 
 def prepare(value: JSONValue) -> tuple[object, bool]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Callable
 
 
@@ -15,4 +14,5 @@ def uuid7(now_ns: Callable[[], int] = time.time_ns, randbytes: Callable[[int], b
     value = (millis & 0xFFFF_FFFF_FFFF) << 80 | rand
     value = (value & ~(0xF << 76)) | (0x7 << 76)  # version
     value = (value & ~(0x3 << 62)) | (0x2 << 62)  # variant
-    return str(uuid.UUID(int=value))
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

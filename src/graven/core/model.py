@@ -13,6 +13,7 @@ naive timestamps are refused, not coerced).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import math
 import re
@@ -52,6 +53,10 @@ FIELDS: Final = frozenset(
 INPUT_FIELDS: Final = FIELDS - {"recorded_at"}
 ACTOR_FIELDS: Final = ("type", "id", "name", "ip", "user_agent", "session")
 TARGET_FIELDS: Final = ("type", "id", "name")
+_ACTOR_FIELD_SET: Final = frozenset(ACTOR_FIELDS)
+_ACTOR_TYPE_SET: Final = frozenset(ACTOR_TYPES)
+_TARGET_FIELD_SET: Final = frozenset(TARGET_FIELDS)
+_CHANGE_FIELD_SET: Final = frozenset(("field", "old", "new", "redacted", "fingerprint"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +188,7 @@ def prepare(event: Mapping[str, Any], *, now: datetime, new_id: Callable[[], str
     version = event.get("v", SCHEMA_VERSION)
     if version != SCHEMA_VERSION or isinstance(version, bool):
         raise ValidationError("v", f"must be {SCHEMA_VERSION} (the only schema version)", version)
-    recorded_at = format_time(now, "recorded_at")
+    recorded_at = _format_now(now)
     doc: dict[str, Any] = {"v": SCHEMA_VERSION}
     doc["id"] = _name(event["id"], "id") if event.get("id") is not None else new_id()
     occurred = event.get("occurred_at")
@@ -193,7 +198,8 @@ def prepare(event: Mapping[str, Any], *, now: datetime, new_id: Callable[[], str
     doc["action"] = _action(event.get("action"))
     doc["targets"] = _targets(event.get("targets", ()))
     doc["outcome"] = _choice(event.get("outcome", "success"), "outcome", OUTCOMES)
-    doc["changes"] = _changes(event.get("changes", ()))
+    flags = _Flags()
+    doc["changes"] = _changes(event.get("changes", ()), flags)
     for key in ("reason", "source", "tenant", "context", "metadata"):
         value = event.get(key)
         if value is None:
@@ -205,18 +211,13 @@ def prepare(event: Mapping[str, Any], *, now: datetime, new_id: Callable[[], str
         elif key == "tenant":
             doc[key] = _name(value, key)
         else:
-            if not isinstance(value, Mapping):
+            if type(value) is not dict and not isinstance(value, Mapping):
                 raise ValidationError(key, "must be a JSON object", value)
             doc[key] = value
-    # One walk over the free-form parts: depth, strings, numbers; it returns plain copies.
-    flags = _Flags()
+    # One walk over the free-form parts (depth, strings, numbers) returns plain copies.
     for key in ("context", "metadata"):
         if key in doc:
-            doc[key] = _walk(doc[key], key, 1, flags)
-    for i, change in enumerate(doc["changes"]):
-        for part in ("old", "new"):
-            if part in change:
-                change[part] = _walk(change[part], f"changes[{i}].{part}", 3, flags)
+            doc[key] = _walk_at(doc[key], key, 1, flags)
     if "metadata" in doc:
         size = len(orjson.dumps(doc["metadata"]))
         if size > MAX_METADATA:
@@ -239,6 +240,12 @@ def prepare(event: Mapping[str, Any], *, now: datetime, new_id: Callable[[], str
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@functools.lru_cache(maxsize=16)
+def _format_now(now: datetime) -> str:
+    """recorded_at for a batch: one clock reading formatted once."""
+    return format_time(now, "recorded_at")
 
 
 def format_time(moment: datetime, name: str, given: Any = None) -> str:
@@ -267,6 +274,11 @@ def parse_time(value: Any, name: str) -> str:
     except ValueError:
         raise ValidationError(name, "must be an ISO 8601 timestamp with a timezone", value) from None
     return format_time(moment, name, value)
+
+
+def _good(value: Any, limit: int = MAX_NAME) -> bool:
+    """The common case, checked cheaply: a non-blank ASCII string within ``limit``."""
+    return type(value) is str and 0 < len(value) <= limit and value.isascii() and not value.isspace()
 
 
 def _name(value: Any, name: str, limit: int = MAX_NAME) -> str:
@@ -335,10 +347,11 @@ def _actor(value: Any) -> dict[str, str]:
         value = {"type": "user", "id": value}
     if not isinstance(value, Mapping):
         raise ValidationError("actor", 'must be an object such as {"type": "user", "id": "u-1"}', value)
-    for key in value:
-        if key not in ACTOR_FIELDS:
-            raise ValidationError(f"actor.{key}", "is not an actor field (" + ", ".join(ACTOR_FIELDS) + ")", value[key])
-    out: dict[str, str] = {"type": _choice(value.get("type", "user"), "actor.type", ACTOR_TYPES)}
+    if value.keys() - _ACTOR_FIELD_SET:
+        key = next(k for k in value if k not in _ACTOR_FIELD_SET)
+        raise ValidationError(f"actor.{key}", "is not an actor field (" + ", ".join(ACTOR_FIELDS) + ")", value[key])
+    kind = value.get("type", "user")
+    out: dict[str, str] = {"type": kind if kind in _ACTOR_TYPE_SET else _choice(kind, "actor.type", ACTOR_TYPES)}
     for key in ACTOR_FIELDS[1:]:
         item = value.get(key)
         if item is None:
@@ -346,10 +359,10 @@ def _actor(value: Any) -> dict[str, str]:
         if key == "ip":
             out[key] = _ip(item)
         elif key == "user_agent":
-            out[key] = _name(item, "actor.user_agent", 1024)
+            out[key] = item if _good(item, 1024) else _name(item, "actor.user_agent", 1024)
         else:
-            out[key] = _name(item, f"actor.{key}")
-    if out["type"] in ("user", "service") and "id" not in out:
+            out[key] = item if _good(item) else _name(item, f"actor.{key}")
+    if "id" not in out and out["type"] in ("user", "service"):
         raise ValidationError("actor.id", f"is required for a {out['type']} actor")
     return out
 
@@ -357,37 +370,53 @@ def _actor(value: Any) -> dict[str, str]:
 def _ip(value: Any) -> str:
     if not isinstance(value, str):
         raise ValidationError("actor.ip", "must be an IPv4 or IPv6 address as text", value)
+    normal = _normal_ip(value)
+    if normal is None:
+        raise ValidationError("actor.ip", "must be an IPv4 or IPv6 address", value)
+    return normal
+
+
+@functools.lru_cache(maxsize=4096)
+def _normal_ip(value: str) -> str | None:
+    """The canonical text of an IP address (cached: the same addresses recur)."""
     try:
         return str(ipaddress.ip_address(value.strip()))
     except ValueError:
-        raise ValidationError("actor.ip", "must be an IPv4 or IPv6 address", value) from None
+        return None
 
 
 def _targets(value: Any) -> list[dict[str, str]]:
-    if isinstance(value, Mapping | Target) or (
+    if type(value) is not list and (isinstance(value, Mapping | Target) or (
         isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str)
         and isinstance(value[1], str | int)
-    ):  # fmt: skip
+    )):  # fmt: skip
         value = [value]
-    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+    if type(value) is not list and (isinstance(value, str | bytes) or not isinstance(value, Iterable)):
         raise ValidationError("targets", "must be a list of {type, id, name} objects", value)
     out = []
     for i, item in enumerate(value):
-        path = f"targets[{i}]"
         if i >= MAX_TARGETS:
             raise ValidationError("targets", f"must have at most {MAX_TARGETS} items", "<more>")
-        if isinstance(item, Target):
+        if type(item) is dict:
+            pass
+        elif isinstance(item, Target):
             item = _target_dict(item)
         elif isinstance(item, tuple | list) and len(item) in (2, 3):
             item = dict(zip(TARGET_FIELDS, item, strict=False))
-        if not isinstance(item, Mapping):
-            raise ValidationError(path, "must be an object with type and id", item)
-        for key in item:
-            if key not in TARGET_FIELDS:
-                raise ValidationError(f"{path}.{key}", "is not a target field (type, id, name)", item[key])
-        target = {"type": _name(item.get("type"), f"{path}.type"), "id": _name(_idtext(item.get("id")), f"{path}.id")}
-        if item.get("name") is not None:
-            target["name"] = _name(item["name"], f"{path}.name")
+        if type(item) is not dict and not isinstance(item, Mapping):
+            raise ValidationError(f"targets[{i}]", "must be an object with type and id", item)
+        if item.keys() - _TARGET_FIELD_SET:
+            key = next(k for k in item if k not in _TARGET_FIELD_SET)
+            raise ValidationError(f"targets[{i}].{key}", "is not a target field (type, id, name)", item[key])
+        kind, ident, name = item.get("type"), _idtext(item.get("id")), item.get("name")
+        target = {
+            "type": kind if _good(kind) else _name(kind, f"targets[{i}].type"),
+            "id": ident if _good(ident) else _name(ident, f"targets[{i}].id"),
+        }
+        if name is not None:
+            target["name"] = name if _good(name) else _name(name, f"targets[{i}].name")
+        if out and any(t["type"] == target["type"] and t["id"] == target["id"] for t in out):
+            raise ValidationError(f"targets[{i}]", "must not repeat a target already named", f"{kind}:{ident}")
         out.append(target)
     return out
 
@@ -397,40 +426,42 @@ def _idtext(value: Any) -> Any:
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-def _changes(value: Any) -> list[dict[str, Any]]:
-    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+def _changes(value: Any, flags: _Flags) -> list[dict[str, Any]]:
+    if type(value) is not list and (isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable)):
         raise ValidationError("changes", "must be a list of {field, old, new} objects", value)
     out = []
     for i, item in enumerate(value):
-        path = f"changes[{i}]"
         if i >= MAX_CHANGES:
             raise ValidationError("changes", f"must have at most {MAX_CHANGES} items", "<more>")
-        item = _change_dict(item)
-        if not isinstance(item, Mapping):
-            raise ValidationError(path, "must be an object with field, old and new", item)
-        for key in item:
-            if key not in ("field", "old", "new", "redacted", "fingerprint"):
-                raise ValidationError(
-                    f"{path}.{key}", "is not a change field (field, old, new, redacted, fingerprint)", item[key]
-                )
-        change: dict[str, Any] = {"field": _name(item.get("field"), f"{path}.field", 1000)}
+        if type(item) is not dict:
+            if isinstance(item, Change):
+                item = _change_dict(item)
+            if not isinstance(item, Mapping):
+                raise ValidationError(f"changes[{i}]", "must be an object with field, old and new", item)
+        if item.keys() - _CHANGE_FIELD_SET:
+            key = next(k for k in item if k not in _CHANGE_FIELD_SET)
+            raise ValidationError(
+                f"changes[{i}].{key}", "is not a change field (field, old, new, redacted, fingerprint)", item[key]
+            )
+        name = item.get("field")
+        change: dict[str, Any] = {"field": name if _good(name, 1000) else _name(name, f"changes[{i}].field", 1000)}
         redacted = item.get("redacted", False)
-        if not isinstance(redacted, bool):
-            raise ValidationError(f"{path}.redacted", "must be true or false", redacted)
-        if redacted:
-            if "old" in item or "new" in item:
-                raise ValidationError(path, "a redacted change must not carry old or new values")
-            change["redacted"] = True
-            if item.get("fingerprint") is not None:
-                change["fingerprint"] = _name(item["fingerprint"], f"{path}.fingerprint")
-        else:
+        if redacted is False:
             if "fingerprint" in item:
-                raise ValidationError(f"{path}.fingerprint", "is only allowed on a redacted change")
+                raise ValidationError(f"changes[{i}].fingerprint", "is only allowed on a redacted change")
             if "old" not in item and "new" not in item:
-                raise ValidationError(path, "must have old, new, or redacted: true")
+                raise ValidationError(f"changes[{i}]", "must have old, new, or redacted: true")
             for part in ("old", "new"):
                 if part in item:
-                    change[part] = item[part]
+                    change[part] = _walk_at(item[part], f"changes[{i}].{part}", 3, flags)
+        elif redacted is True:
+            if "old" in item or "new" in item:
+                raise ValidationError(f"changes[{i}]", "a redacted change must not carry old or new values")
+            change["redacted"] = True
+            if item.get("fingerprint") is not None:
+                change["fingerprint"] = _name(item["fingerprint"], f"changes[{i}].fingerprint")
+        else:
+            raise ValidationError(f"changes[{i}].redacted", "must be true or false", redacted)
         out.append(change)
     return out
 
@@ -448,48 +479,93 @@ class _Flags:
         self.keys_safe = True
 
 
-def _walk(value: Any, path: str, depth: int, flags: _Flags) -> Any:
+class _Invalid(Exception):
+    """A rule broken deep inside a free-form value; ``parts`` grows into its path while unwinding."""
+
+    def __init__(self, rule: str, given: Any) -> None:
+        super().__init__(rule)
+        self.rule = rule
+        self.given = given
+        self.parts: list[str | int] = []
+
+
+def _walk_at(value: Any, path: str, depth: int, flags: _Flags) -> Any:
+    """:func:`_walk`, turning a failure into a ValidationError that names the exact path."""
+    try:
+        return _walk(value, depth, flags)
+    except _Invalid as bad:
+        where = path + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in reversed(bad.parts))
+        raise ValidationError(where, bad.rule, bad.given) from None
+
+
+def _walk(value: Any, depth: int, flags: _Flags) -> Any:
     """Check one free-form JSON value and return a plain copy (dicts, lists, str, int, float...).
 
     Integral floats become ints (the same JSON number); other floats set ``flags.floats``. Keys
     with characters at or above U+D800, where UTF-8 byte order and UTF-16 order may differ,
-    clear ``flags.keys_safe`` so that the reference encoder is used.
+    clear ``flags.keys_safe`` so that the reference encoder is used. Paths are only built on
+    failure (see :class:`_Invalid`), so the common case allocates nothing but the copy.
     """
-    if isinstance(value, str):
-        if not value.isascii():
-            _unicode(value, path)
-        if len(value) > MAX_STRING // 4:
-            _check_str(value, path)
+    kind = type(value)
+    if kind is str:
+        if not value.isascii() or len(value) > MAX_STRING // 4:
+            _check_free_str(value)
         return value
     if value is None or value is True or value is False:
         return value
-    if isinstance(value, int):
+    if kind is int or (isinstance(value, int) and not isinstance(value, bool)):
         if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
             return int(value)
-        raise ValidationError(path, f"integers must be within ±{MAX_SAFE_INTEGER} (I-JSON)", value)
-    if isinstance(value, Mapping | list | tuple) and depth > MAX_DEPTH:
-        raise ValidationError(path, f"must not nest deeper than {MAX_DEPTH} levels", "<deeper>")
-    if isinstance(value, Mapping):
+        raise _Invalid(f"integers must be within ±{MAX_SAFE_INTEGER} (I-JSON)", value)
+    if kind is dict or isinstance(value, Mapping):
+        if depth > MAX_DEPTH:
+            raise _Invalid(f"must not nest deeper than {MAX_DEPTH} levels", "<deeper>")
         out = {}
         for key, item in value.items():
-            if not isinstance(key, str):
-                raise ValidationError(path, "object keys must be strings", key)
+            if type(key) is not str:
+                if not isinstance(key, str):
+                    raise _Invalid("object keys must be strings", key)
+                key = str(key)
             if not key.isascii():
-                _unicode(key, f"{path}.<key>")
+                try:
+                    _check_free_str(key)
+                except _Invalid as bad:
+                    bad.parts.append("<key>")
+                    raise
                 if max(key) >= "\ud800":
                     flags.keys_safe = False
-            out[str(key)] = _walk(item, f"{path}.{key}", depth + 1, flags)
+            try:
+                out[key] = _walk(item, depth + 1, flags)
+            except _Invalid as bad:
+                bad.parts.append(key)
+                raise
         return out
-    if isinstance(value, list | tuple):
-        return [_walk(item, f"{path}[{i}]", depth + 1, flags) for i, item in enumerate(value)]
+    if kind is list or kind is tuple or isinstance(value, list | tuple):
+        if depth > MAX_DEPTH:
+            raise _Invalid(f"must not nest deeper than {MAX_DEPTH} levels", "<deeper>")
+        items = []
+        for i, item in enumerate(value):
+            try:
+                items.append(_walk(item, depth + 1, flags))
+            except _Invalid as bad:
+                bad.parts.append(i)
+                raise
+        return items
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
-            raise ValidationError(path, "must be a finite number (no NaN or Infinity)", value)
+            raise _Invalid("must be a finite number (no NaN or Infinity)", value)
         if value.is_integer() and abs(value) <= MAX_SAFE_INTEGER:
             return int(value)
         flags.floats = True
         return float(value)
-    raise ValidationError(path, "must be JSON (object, array, string, number, true, false or null)", value)
+    raise _Invalid("must be JSON (object, array, string, number, true, false or null)", value)
+
+
+def _check_free_str(value: str) -> None:
+    try:
+        _check_str(value, "")
+    except ValidationError as exc:
+        raise _Invalid(exc.rule, exc.value) from None
 
 
 def _with_fragments(value: Any) -> Any:

@@ -247,7 +247,12 @@ class SQLiteStore:
     def derived_mismatch(self) -> int | None:
         conn = self._connect()
         try:
-            bad = conn.execute(_DERIVED_MISMATCH).fetchone()[0]
+            columns = conn.execute(_COLUMNS_MISMATCH).fetchone()[0]
+            named, missing = conn.execute(_TARGETS_MISSING).fetchone()
+            extra = None
+            if named != conn.execute("SELECT count(*) FROM entry_targets").fetchone()[0]:
+                extra = conn.execute(_TARGETS_EXTRA).fetchone()[0]  # slow, but only after tampering
+            bad = min((i for i in (columns, missing, extra) if i is not None), default=None)
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError) and "malformed JSON" in str(exc):
                 return _first_malformed(conn)
@@ -259,25 +264,24 @@ class SQLiteStore:
 
 _MAX = 2**63 - 1
 
-_DERIVED_MISMATCH = """
-SELECT min(idx) FROM (
-    SELECT idx FROM entries
-     WHERE event_id IS NOT body ->> '$.id'
-        OR occurred_at IS NOT body ->> '$.occurred_at'
-        OR actor_id IS NOT body ->> '$.actor.id'
-        OR action IS NOT body ->> '$.action'
-        OR outcome IS NOT body ->> '$.outcome'
-        OR source IS NOT body ->> '$.source'
-        OR tenant IS NOT body ->> '$.tenant'
-    UNION ALL
-    SELECT e.idx FROM entries e, json_each(e.body, '$.targets') t
-     WHERE NOT EXISTS (SELECT 1 FROM entry_targets x
-                        WHERE x.type = t.value ->> 'type' AND x.id = t.value ->> 'id' AND x.idx = e.idx)
-    UNION ALL
-    SELECT x.idx FROM entry_targets x
-     WHERE NOT EXISTS (SELECT 1 FROM entries e, json_each(e.body, '$.targets') t
-                        WHERE e.idx = x.idx AND t.value ->> 'type' = x.type AND t.value ->> 'id' = x.id)
-)
+# Copied columns and target rows against the entry's own JSON. Rows missing or copied wrongly
+# would hide an entry from searches; extra rows (cheaply noticed by their count) would show it in
+# a search it does not match, which reads also guard against by checking the entry itself.
+_COLUMNS_MISMATCH = """
+SELECT min(idx) FROM entries
+ WHERE json_extract(body, '$.id', '$.occurred_at', '$.actor.id', '$.action', '$.outcome', '$.source', '$.tenant')
+       IS NOT json_array(event_id, occurred_at, actor_id, action, outcome, source, tenant)
+"""
+_TARGETS_MISSING = """
+SELECT count(*), min(CASE WHEN NOT EXISTS (SELECT 1 FROM entry_targets x
+                                            WHERE x.type = t.value ->> 'type' AND x.id = t.value ->> 'id'
+                                              AND x.idx = e.idx) THEN e.idx END)
+  FROM entries e, json_each(e.body, '$.targets') t
+"""
+_TARGETS_EXTRA = """
+SELECT min(x.idx) FROM entry_targets x
+ WHERE NOT EXISTS (SELECT 1 FROM entries e, json_each(e.body, '$.targets') t
+                    WHERE e.idx = x.idx AND t.value ->> 'type' = x.type AND t.value ->> 'id' = x.id)
 """
 
 
@@ -339,7 +343,7 @@ class _SQLiteWriteTx:
                 target_rows.append((target["type"], target["id"], idx))
         conn.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", entry_rows)
         if target_rows:
-            conn.executemany("INSERT OR IGNORE INTO entry_targets VALUES (?, ?, ?)", target_rows)
+            conn.executemany("INSERT INTO entry_targets VALUES (?, ?, ?)", target_rows)
         conn.executemany(
             "INSERT INTO tree (idx, hashes) VALUES (?, ?)",
             [(first + offset, row) for offset, row in enumerate(rows)],

@@ -104,6 +104,7 @@ class StoreContract:
         """An exception inside a write transaction rolls every row of it back."""
         item = self.prepared(0)
         appended = merkle.append(0, [], [item.leaf_hash])
+
         def failing_write() -> None:
             with store.write() as tx:
                 tx.insert(0, [item], appended.rows)
