@@ -108,7 +108,10 @@ def leaf_hashes(rows: Iterable[tuple[int, bytes]]) -> tuple[list[int], list[byte
     return indices, leaves
 
 
-def _leaf(body: bytes, _copy: Callable[[], Any] = hashlib.sha256(b"\x00").copy) -> bytes:
+_LEAF_PREFIX = hashlib.sha256(b"\x00")
+
+
+def _leaf(body: bytes, _copy: Callable[[], Any] = _LEAF_PREFIX.copy) -> bytes:
     h = _copy()
     h.update(body)
     digest: bytes = h.digest()

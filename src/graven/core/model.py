@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 import orjson
 
@@ -276,7 +276,7 @@ def parse_time(value: Any, name: str) -> str:
     return format_time(moment, name, value)
 
 
-def _good(value: Any, limit: int = MAX_NAME) -> bool:
+def _good(value: Any, limit: int = MAX_NAME) -> TypeGuard[str]:
     """The common case, checked cheaply: a non-blank ASCII string within ``limit``."""
     return type(value) is str and 0 < len(value) <= limit and value.isascii() and not value.isspace()
 
@@ -393,7 +393,7 @@ def _targets(value: Any) -> list[dict[str, str]]:
         value = [value]
     if type(value) is not list and (isinstance(value, str | bytes) or not isinstance(value, Iterable)):
         raise ValidationError("targets", "must be a list of {type, id, name} objects", value)
-    out = []
+    out: list[dict[str, str]] = []
     for i, item in enumerate(value):
         if i >= MAX_TARGETS:
             raise ValidationError("targets", f"must have at most {MAX_TARGETS} items", "<more>")
@@ -409,7 +409,7 @@ def _targets(value: Any) -> list[dict[str, str]]:
             key = next(k for k in item if k not in _TARGET_FIELD_SET)
             raise ValidationError(f"targets[{i}].{key}", "is not a target field (type, id, name)", item[key])
         kind, ident, name = item.get("type"), _idtext(item.get("id")), item.get("name")
-        target = {
+        target: dict[str, str] = {
             "type": kind if _good(kind) else _name(kind, f"targets[{i}].type"),
             "id": ident if _good(ident) else _name(ident, f"targets[{i}].id"),
         }
