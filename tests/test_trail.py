@@ -190,3 +190,11 @@ class TestOpen:
         with pytest.raises(sqlite3.DatabaseError, match="entries is append-only; DELETE is refused"):
             conn.execute("DELETE FROM entries")
         conn.close()
+
+
+def test_verify_reports_progress(trail: Trail) -> None:
+    """verify() calls its progress callback with the running count of entries hashed."""
+    trail.record_many(make_event(n) for n in range(7))
+    seen: list[int] = []
+    assert trail.verify(progress=seen.append).ok
+    assert 7 == seen[-1]

@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 import click
 import orjson
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from graven import render
@@ -305,14 +305,13 @@ def verify_command(options: _Options, as_json: bool, key: str | None, bundle: Pa
             (out if check.ok else err).print(("OK: " if check.ok else "FAILED: ") + check.message)
         sys.exit(0 if check.ok else EXIT_DAMAGE)
     with options.open() as trail:
-        if as_json or not out.is_terminal:
+        if as_json or not err.is_terminal:
             report = trail.verify(key=key)
         else:
-            with Progress(
-                TextColumn("verifying"), BarColumn(), TimeElapsedColumn(), console=err, transient=True
-            ) as bar:
-                bar.add_task("verify", total=None)
-                report = trail.verify(key=key)
+            columns = (TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            with Progress(*columns, console=err, transient=True) as bar:
+                task = bar.add_task("verify", total=trail.size)
+                report = trail.verify(key=key, progress=lambda done: bar.update(task, completed=done))
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(report.to_json()) + b"\n")
     elif report.ok:

@@ -224,11 +224,14 @@ class Trail:
 
     # --- verifying ---------------------------------------------------------------------------
 
-    def verify(self, key: str | Path | Verifier | None = None) -> audit.Report:
+    def verify(
+        self, key: str | Path | Verifier | None = None, *, progress: Callable[[int], None] | None = None
+    ) -> audit.Report:
         """Check every entry, the tree, every checkpoint and the witnessed checkpoint.
 
         Trust comes from ``key`` when given; otherwise from this log's signing key; as a last resort
         from the verifier key recorded in the database (which an attacker could replace too).
+        ``progress`` is called with the number of entries hashed so far.
         """
         trusted = [self._trusted(key)]
         witnessed: list[str] = []
@@ -242,6 +245,7 @@ class Trail:
                 report = audit.verify_log(
                     scan.entries(), scan.tree_rows(),
                     [(c.size, c.note) for c in scan.checkpoints()], trusted, witnessed=witnessed,
+                    progress=progress,
                 )  # fmt: skip
         finally:
             checker.join()

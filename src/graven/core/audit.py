@@ -97,14 +97,21 @@ class Report:
         }
 
 
-def leaf_hashes(rows: Iterable[tuple[int, bytes]]) -> tuple[list[int], list[bytes]]:
-    """Indices and recomputed leaf hashes of stored (index, leaf bytes) rows, in chunks for speed."""
+def leaf_hashes(
+    rows: Iterable[tuple[int, bytes]], progress: Callable[[int], None] | None = None
+) -> tuple[list[int], list[bytes]]:
+    """Indices and recomputed leaf hashes of stored (index, leaf bytes) rows, in chunks for speed.
+
+    ``progress`` is called with the number of rows hashed so far after each chunk.
+    """
     indices: list[int] = []
     leaves: list[bytes] = []
     iterator = iter(rows)
     while chunk := list(islice(iterator, _CHUNK)):
         indices += [i for i, _ in chunk]
         leaves += [_leaf(body) for _, body in chunk]
+        if progress is not None:
+            progress(len(leaves))
     return indices, leaves
 
 
@@ -151,9 +158,10 @@ def verify_log(
     trusted: Sequence[Verifier],
     *,
     witnessed: Sequence[str] = (),
+    progress: Callable[[int], None] | None = None,
 ) -> Report:
     """Check everything stored against itself, the signed checkpoints and the witnessed ones."""
-    entry_indices, leaves = leaf_hashes(entries)
+    entry_indices, leaves = leaf_hashes(entries, progress)
     tree = list(tree_rows)
     tree_indices = [idx for idx, _ in tree]
     blobs = [blob for _, blob in tree]

@@ -334,30 +334,13 @@ def _prep_key(key: str, keys_safe: list[bool]) -> None:
 
 def _prep_dict(d: dict[Any, Any], keys_safe: list[bool]) -> dict[str, object]:
     out: dict[str, object] | None = None
-    prepared: object
     try:
         for key, value in d.items():
             if type(key) is not str:
                 break
             if not key.isascii():
                 _prep_key(key, keys_safe)
-            t = type(value)
-            if t is str:
-                if not value.isascii():
-                    _check_text(value, "string")
-                continue
-            if t is dict:
-                prepared = _prep_dict(value, keys_safe)
-            elif t is list:
-                prepared = _prep_list(value, keys_safe)
-            elif t is int:
-                if _MIN_SAFE <= value <= MAX_SAFE_INTEGER:
-                    continue
-                raise _unsafe_integer(value)
-            elif t is bool or value is None:
-                continue
-            else:
-                prepared = _prep_other(value, keys_safe)
+            prepared = _prep_value(value, keys_safe)
             if prepared is not value:
                 if out is None:
                     out = d.copy()
@@ -373,26 +356,9 @@ def _prep_dict(d: dict[Any, Any], keys_safe: list[bool]) -> dict[str, object]:
 
 def _prep_list(items: list[Any], keys_safe: list[bool]) -> list[object]:
     out: list[object] | None = None
-    prepared: object
     try:
         for index, value in enumerate(items):
-            t = type(value)
-            if t is str:
-                if not value.isascii():
-                    _check_text(value, "string")
-                continue
-            if t is dict:
-                prepared = _prep_dict(value, keys_safe)
-            elif t is list:
-                prepared = _prep_list(value, keys_safe)
-            elif t is int:
-                if _MIN_SAFE <= value <= MAX_SAFE_INTEGER:
-                    continue
-                raise _unsafe_integer(value)
-            elif t is bool or value is None:
-                continue
-            else:
-                prepared = _prep_other(value, keys_safe)
+            prepared = _prep_value(value, keys_safe)
             if prepared is not value:
                 if out is None:
                     out = items.copy()

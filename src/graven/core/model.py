@@ -17,6 +17,7 @@ import functools
 import ipaddress
 import math
 import re
+import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -370,6 +371,12 @@ def _actor(value: Any) -> dict[str, str]:
 def _ip(value: Any) -> str:
     if not isinstance(value, str):
         raise ValidationError("actor.ip", "must be an IPv4 or IPv6 address as text", value)
+    if "." in value and ":" not in value:
+        try:  # the common case: dotted IPv4 already in canonical form, checked in C
+            if socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, value)) == value:
+                return value
+        except OSError:
+            pass
     normal = _normal_ip(value)
     if normal is None:
         raise ValidationError("actor.ip", "must be an IPv4 or IPv6 address", value)

@@ -24,6 +24,8 @@ from graven.store import Query, StoredCheckpoint
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 60_000
+CACHE_KIB = 64 * 1024
+MMAP_BYTES = 256 * 1024 * 1024
 
 _TABLES = ("entries", "entry_targets", "tree", "checkpoints", "graven_settings")
 
@@ -108,6 +110,9 @@ class SQLiteStore:
             if mode != "wal":
                 raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode})")
             conn.execute("PRAGMA synchronous = FULL")
+            # Indexes of a large log outgrow SQLite's 2 MB default page cache; reads scan via mmap.
+            conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+            conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
         except sqlite3.DatabaseError as exc:
             raise translate_error(exc, self.path) from exc
         with self._connections_lock:
@@ -389,9 +394,21 @@ def _latest_checkpoint(conn: sqlite3.Connection) -> StoredCheckpoint | None:
 def _query_sql(q: Query) -> tuple[str, list[Any]]:
     where: list[str] = []
     params: list[Any] = []
-    if q.actor is not None:
-        where.append("actor_id = ?")
-        params.append(q.actor)
+    simple = (
+        ("actor_id = ?", q.actor),
+        ("idx IN (SELECT idx FROM entry_targets WHERE type = ?)", q.target_type),
+        ("outcome = ?", q.outcome),
+        ("source = ?", q.source),
+        ("tenant = ?", q.tenant),
+        ("occurred_at >= ?", q.since),
+        ("occurred_at < ?", q.until),
+        ("idx > ?", q.after),
+        ("idx < ?", q.before),
+    )
+    for clause, value in simple:
+        if value is not None:
+            where.append(clause)
+            params.append(value)
     if q.action is not None:
         if q.action.endswith(".*"):
             prefix = q.action[:-1]
@@ -403,30 +420,10 @@ def _query_sql(q: Query) -> tuple[str, list[Any]]:
     if q.target is not None:
         where.append("idx IN (SELECT idx FROM entry_targets WHERE type = ? AND id = ?)")
         params += list(q.target)
-    if q.target_type is not None:
-        where.append("idx IN (SELECT idx FROM entry_targets WHERE type = ?)")
-        params.append(q.target_type)
-    for column in ("outcome", "source", "tenant"):
-        value = getattr(q, column)
-        if value is not None:
-            where.append(f"{column} = ?")
-            params.append(value)
-    if q.since is not None:
-        where.append("occurred_at >= ?")
-        params.append(q.since)
-    if q.until is not None:
-        where.append("occurred_at < ?")
-        params.append(q.until)
     if q.text:
         where.append("body LIKE ? ESCAPE '\\'")
         escaped = q.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         params.append(f"%{escaped}%")
-    if q.after is not None:
-        where.append("idx > ?")
-        params.append(q.after)
-    if q.before is not None:
-        where.append("idx < ?")
-        params.append(q.before)
     sql = "SELECT idx, body FROM entries"
     if where:
         sql += " WHERE " + " AND ".join(where)

@@ -1,0 +1,23 @@
+"""The benchmark script keeps working (its figures are read by people, not asserted here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench_log.py"
+
+
+@pytest.mark.slow
+def test_quick_benchmark_runs(tmp_path: Path) -> None:
+    """`bench_log.py --quick` completes and prints every measurement with its baseline."""
+    out = subprocess.run(
+        [sys.executable, BENCH, "--quick", "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert 0 == out.returncode, out.stderr[-2000:]
+    for label in ("record(), 1 per commit", "record_many(), 1,000 per commit", "verify()", "bytes on disk per entry"):
+        assert label in out.stdout
