@@ -209,3 +209,21 @@ def test_forged_target_row_does_not_leak_into_history(log: Path) -> None:
         assert [] == trail.history("customer:c-secret")
         report = trail.verify()
         assert (5, "modified") == (report.first_bad_index, report.kind)
+
+
+class TestWreckage:
+    def test_dropped_table_is_damage_not_a_usage_error(self, log: Path) -> None:
+        """Dropping a whole table of the log is reported as damage."""
+        attacker(log).execute("DROP TABLE tree")
+        report = verify(log)
+        assert (0, "modified") == (report.first_bad_index, report.kind)
+        assert "tree" in report.message
+
+    def test_garbage_body_reads_as_tampering(self, log: Path) -> None:
+        """An entry whose stored text is not JSON is refused on read and reported by verify."""
+        attacker(log).execute("UPDATE entries SET body = 'not json at all' WHERE idx = 3")
+        with graven.open(log, signing_key=log.with_name("signing.key")) as trail:
+            with pytest.raises(graven.IntegrityError, match="entry 3 is not a JSON object"):
+                trail.get(3)
+            report = trail.verify()
+        assert (3, "modified") == (report.first_bad_index, report.kind)

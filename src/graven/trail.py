@@ -23,8 +23,8 @@ from graven.core import audit, merkle
 from graven.core.bundle import make_bundle
 from graven.core.ids import uuid7
 from graven.core.model import Entry, Prepared, event_from, parse_time, prepare
-from graven.core.note import Signer, Verifier, note_signatures
-from graven.errors import ConfigError, NotFoundError, ValidationError
+from graven.core.note import Signer, Verifier
+from graven.errors import ConfigError, GravenError, IntegrityError, NotFoundError, ValidationError
 from graven.keys import create_signing_key, load_signing_key, load_verifier
 from graven.sequencer import Sequencer
 from graven.store import Query, Store, StoredCheckpoint, open_store, sqlite_path
@@ -70,6 +70,7 @@ class Trail:
         self._sequencer = Sequencer(store, self.origin, signer, checkpoint_interval, on_signed=self._push_witness)
         self._stored_key = settings.get("verifier_key")
         self._pushed = threading.Lock()
+        self._appended = False
 
     # --- writing -----------------------------------------------------------------------------
 
@@ -93,6 +94,7 @@ class Trail:
         return self._append(prepared)
 
     def _append(self, prepared: list[Prepared]) -> list[int]:
+        self._appended = True
         return self._sequencer.append(prepared)
 
     def checkpoint(self) -> str:
@@ -238,7 +240,14 @@ class Trail:
         if self.witness is not None and (note := self.witness.read()) is not None:
             witnessed.append(note)
         derived: list[int | None] = []
-        checker = threading.Thread(target=lambda: derived.append(self.store.derived_mismatch()))
+
+        def check_derived() -> None:
+            try:
+                derived.append(self.store.derived_mismatch())
+            except GravenError:
+                derived.append(None)  # a dropped table is reported by the scan below
+
+        checker = threading.Thread(target=check_derived)
         checker.start()
         try:
             with self.store.scan() as scan:
@@ -247,6 +256,10 @@ class Trail:
                     [(c.size, c.note) for c in scan.checkpoints()], trusted, witnessed=witnessed,
                     progress=progress,
                 )  # fmt: skip
+        except IntegrityError as exc:
+            checker.join()
+            damaged = audit.Problem(0, "modified", f"{str(exc)[0].upper()}{str(exc)[1:]}: nothing can be checked.")
+            return audit.Report(size=0, entries=0, checkpoints=0, problems=[damaged], trusted_keys=(trusted[0].to_text(),))
         finally:
             checker.join()
         if derived and derived[0] is not None:
@@ -265,9 +278,9 @@ class Trail:
     # --- lifecycle ---------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Sign a final checkpoint if the tree grew, then close the store."""
+        """Sign a final checkpoint if this trail appended since the last one, then close the store."""
         try:
-            if self.signer is not None and self.store.size() != self._latest_size():
+            if self._appended and self.signer is not None and self.store.size() != self._latest_size():
                 self.checkpoint()
         finally:
             self.store.close()
@@ -289,7 +302,13 @@ def _names_target(entry: Entry, target: tuple[str, str] | None, target_type: str
 
 
 def _entry(index: int, body: bytes) -> Entry:
-    return Entry(index, orjson.loads(body))
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict):
+        raise IntegrityError(f"entry {index} is not a JSON object as stored: the log was tampered with; run `graven verify`")
+    return Entry(index, data)
 
 
 def parse_target(value: tuple[str, str] | list[str] | str) -> tuple[str, str]:
@@ -392,4 +411,4 @@ def bundle_json(bundle: Mapping[str, Any]) -> bytes:
     return orjson.dumps(bundle, option=orjson.OPT_INDENT_2)
 
 
-__all__ = ["Page", "Trail", "init", "note_signatures", "open_trail", "parse_target"]
+__all__ = ["Page", "Trail", "init", "open_trail", "parse_target"]

@@ -117,7 +117,7 @@ class Store(Protocol):
         """One consistent read snapshot of everything stored, for verification."""
         ...
 
-    def tree_hashes(self, nodes: Iterable[Node], size: int | None = None) -> tuple[int, dict[Node, bytes]]:
+    def tree_hashes(self, nodes: Iterable[Node]) -> tuple[int, dict[Node, bytes]]:
         """The tree size and the requested hashes, read in one snapshot."""
         ...
 

@@ -19,7 +19,7 @@ from typing import Any
 from graven.core import merkle
 from graven.core.merkle import Node
 from graven.core.model import Prepared
-from graven.errors import ConfigError, ImmutableError, StoreError
+from graven.errors import ConfigError, ImmutableError, IntegrityError, StoreError
 from graven.store import Query, StoredCheckpoint
 
 SCHEMA_VERSION = 1
@@ -216,6 +216,10 @@ class SQLiteStore:
         conn.text_factory = bytes
         try:
             conn.execute("BEGIN")
+            present = {row[0].decode() for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            missing = [t for t in ("entries", "entry_targets", "tree", "checkpoints") if t not in present]
+            if missing:
+                raise IntegrityError(f"the table{'s' if len(missing) > 1 else ''} {', '.join(missing)} of the log was dropped")
             yield _SQLiteScan(conn)
             conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
@@ -229,7 +233,8 @@ class SQLiteStore:
                 self._connections.remove(conn)
         conn.close()
 
-    def tree_hashes(self, nodes: Iterable[Node], size: int | None = None) -> tuple[int, dict[Node, bytes]]:
+    def tree_hashes(self, nodes: Iterable[Node]) -> tuple[int, dict[Node, bytes]]:
+        """The tree size and the requested subtree hashes, read in one snapshot."""
         with self._snapshot() as conn:
             current = _size(conn)
             return current, _tree_hashes(conn, nodes)
