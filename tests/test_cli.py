@@ -191,6 +191,9 @@ class TestInitAndRecord:
             (("--db", "sqlite://x/y.db", "log"), "", "malformed SQLite URL"),
             (("--db", "nowhere/x.db", "log"), "", "folder nowhere does not exist"),
             (("nosuchcommand",), "", "No such command"),
+            (("show", "99999999999999999999999"), "", "is not in the range"),
+            (("log", "--after", "99999999999999999999999"), "", "is not in the range"),
+            (("--db", ".", "log"), "", "cannot open the log file"),
         ],
     )
     def test_bad_input_is_one_line(self, graven, args: tuple[str, ...], stdin: str, message: str) -> None:  # type: ignore[no-untyped-def]

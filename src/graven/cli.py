@@ -23,7 +23,7 @@ from graven.core.bundle import verify_bundle
 from graven.core.model import Entry
 from graven.errors import GravenError, ValidationError
 from graven.keys import load_verifier
-from graven.trail import MAX_PAGE, Trail, init, open_trail
+from graven.trail import MAX_INDEX, MAX_PAGE, Trail, init, open_trail
 
 EXIT_DAMAGE = 1
 EXIT_USAGE = 2
@@ -212,8 +212,12 @@ def _filters(function: Any) -> Any:
         click.option("--since", metavar="TIME", help="Occurred at or after (ISO 8601)."),
         click.option("--until", metavar="TIME", help="Occurred before (ISO 8601)."),
         click.option("--text", help="Free text anywhere in the entry (ASCII case-insensitive)."),
-        click.option("--after", type=int, metavar="INDEX", help="Cursor: entries after this index."),
-        click.option("--before", type=int, metavar="INDEX", help="Cursor: entries before this index."),
+        click.option(
+            "--after", type=click.IntRange(-1, MAX_INDEX), metavar="INDEX", help="Cursor: entries after this index."
+        ),
+        click.option(
+            "--before", type=click.IntRange(0, MAX_INDEX), metavar="INDEX", help="Cursor: entries before this index."
+        ),
         click.option(
             "--limit",
             type=click.IntRange(1),
@@ -258,7 +262,7 @@ def _iterate(trail: Trail, filters: dict[str, Any], limit: int | None) -> Iterat
 
 
 @cli.command("show")
-@click.argument("index", type=click.IntRange(0))
+@click.argument("index", type=click.IntRange(0, MAX_INDEX))
 @click.option("--json", "as_json", is_flag=True, help="The entry as JSON.")
 @pass_options
 def show_command(options: _Options, index: int, as_json: bool) -> None:
@@ -325,7 +329,7 @@ def verify_command(options: _Options, as_json: bool, key: str | None, bundle: Pa
 
 
 @cli.command("prove")
-@click.argument("index", type=click.IntRange(0))
+@click.argument("index", type=click.IntRange(0, MAX_INDEX))
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the bundle here (default stdout)."
 )
@@ -396,4 +400,10 @@ def main() -> NoReturn:
     except OSError as exc:
         err.print(f"graven: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), markup=False)
         sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        err.print("graven: interrupted", markup=False)
+        sys.exit(130)
+    except Exception as exc:  # a bug of ours: still one line, never a traceback
+        err.print(f"graven: internal error ({type(exc).__name__}: {exc}); please report it", markup=False)
+        sys.exit(70)
     sys.exit(0)

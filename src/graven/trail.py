@@ -31,6 +31,7 @@ from graven.store import Query, Store, StoredCheckpoint, open_store, sqlite_path
 from graven.witness import CheckpointFile
 
 MAX_PAGE = 10_000
+MAX_INDEX = 2**63 - 1  # the largest index any store can hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +126,8 @@ class Trail:
 
     def get(self, index: int) -> Entry:
         """The entry at ``index``."""
-        if not isinstance(index, int) or index < 0:
-            raise ValidationError("index", "must be a non-negative integer", index)
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index <= MAX_INDEX:
+            raise ValidationError("index", f"must be an integer from 0 to {MAX_INDEX}", index)
         body = self.store.entry(index)
         if body is None:
             raise NotFoundError(f"no entry {index}: the log has {self.size} entries (0..{self.size - 1})")
@@ -154,8 +155,8 @@ class Trail:
         if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
             raise ValidationError("limit", f"must be between 1 and {MAX_PAGE}", limit)
         for name, cursor in (("after", after), ("before", before)):
-            if cursor is not None and (not isinstance(cursor, int) or cursor < -1):
-                raise ValidationError(name, "must be an entry index (a non-negative integer)", cursor)
+            if cursor is not None and (not isinstance(cursor, int) or not -1 <= cursor <= MAX_INDEX):
+                raise ValidationError(name, f"must be an entry index (an integer from 0 to {MAX_INDEX})", cursor)
         if outcome is not None and outcome not in ("success", "denied", "failure"):
             raise ValidationError("outcome", "must be one of success, denied, failure", outcome)
         q = Query(
@@ -259,7 +260,9 @@ class Trail:
         except IntegrityError as exc:
             checker.join()
             damaged = audit.Problem(0, "modified", f"{str(exc)[0].upper()}{str(exc)[1:]}: nothing can be checked.")
-            return audit.Report(size=0, entries=0, checkpoints=0, problems=[damaged], trusted_keys=(trusted[0].to_text(),))
+            return audit.Report(
+                size=0, entries=0, checkpoints=0, problems=[damaged], trusted_keys=(trusted[0].to_text(),)
+            )
         finally:
             checker.join()
         if derived and derived[0] is not None:
@@ -307,7 +310,9 @@ def _entry(index: int, body: bytes) -> Entry:
     except orjson.JSONDecodeError:
         data = None
     if not isinstance(data, dict):
-        raise IntegrityError(f"entry {index} is not a JSON object as stored: the log was tampered with; run `graven verify`")
+        raise IntegrityError(
+            f"entry {index} is not a JSON object as stored: the log was tampered with; run `graven verify`"
+        )
     return Entry(index, data)
 
 

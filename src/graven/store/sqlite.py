@@ -219,7 +219,9 @@ class SQLiteStore:
             present = {row[0].decode() for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             missing = [t for t in ("entries", "entry_targets", "tree", "checkpoints") if t not in present]
             if missing:
-                raise IntegrityError(f"the table{'s' if len(missing) > 1 else ''} {', '.join(missing)} of the log was dropped")
+                raise IntegrityError(
+                    f"the table{'s' if len(missing) > 1 else ''} {', '.join(missing)} of the log was dropped"
+                )
             yield _SQLiteScan(conn)
             conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
