@@ -9,7 +9,9 @@ checked with the public key alone, and a full verification of the log.
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -128,9 +130,10 @@ def run(directory: Path, console: Console, now: datetime | None = None) -> int:
         trail.record_many(story(now))
         investigate(trail, console)
         code = verify_and_prove(trail, console)
+    exe = "graven" if shutil.which("graven") else os.path.relpath(Path(sys.argv[0]).resolve())
     console.print(
-        f"\nTry it yourself:\n  graven --db {db} --signing-key {key} log --target customer:c-1042\n"
-        f"  graven --db {db} --signing-key {key} verify"
+        f"\nTry it yourself:\n  {exe} --db {db} --signing-key {key} log --target customer:c-1042\n"
+        f"  {exe} --db {db} --signing-key {key} verify"
     )
     return code
 
