@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 from dataclasses import dataclass, field
 
 from graven.core import merkle
@@ -44,11 +45,11 @@ class Sequencer:
     checkpoint_interval: float = 1.0
     monotonic: Callable[[], float] = time.monotonic
     on_signed: Callable[[StoredCheckpoint], None] | None = None
+    prepare_captured: Callable[[Any], Prepared] | None = None
     _cond: threading.Condition = field(default_factory=threading.Condition, init=False)
     _queue: list[_Request] = field(default_factory=list, init=False)
     _writing: bool = field(default=False, init=False)
     _last_signed: float = field(default=float("-inf"), init=False)
-    _signed: StoredCheckpoint | None = field(default=None, init=False)
 
     def append(self, items: Sequence[Prepared]) -> list[int]:
         """Append entries all-or-nothing; returns their indices once durably committed."""
@@ -82,12 +83,11 @@ class Sequencer:
         return batch
 
     def _write(self, batch: list[_Request]) -> None:
-        self._signed: StoredCheckpoint | None = None
         try:
             with self.store.write() as tx:
-                results = self._integrate(tx, [item for r in batch for item in r.items])
-            if self._signed is not None and self.on_signed is not None:
-                self.on_signed(self._signed)
+                results, signed = self._integrate(tx, [item for r in batch for item in r.items])
+            if signed is not None and self.on_signed is not None:
+                self.on_signed(signed)
         except BaseException as exc:
             for request in batch:
                 request.error, request.done = exc, True
@@ -100,8 +100,32 @@ class Sequencer:
             position += len(request.items)
             request.done = True
 
-    def _integrate(self, tx: WriteTx, items: Sequence[Prepared]) -> list[int]:
+    def integrate_captured(self) -> int:
+        """Move every event captured by the engine into the log now; returns how many."""
+        moved = 0
+        while True:
+            with self.store.write() as tx:
+                before = tx.size()
+                _, signed = self._integrate(tx, [])
+                grown = tx.size() - before
+            if signed is not None and self.on_signed is not None:
+                self.on_signed(signed)
+            moved += grown
+            if grown < MAX_BATCH:
+                return moved
+
+    def _integrate(self, tx: WriteTx, items: Sequence[Prepared]) -> tuple[list[int], StoredCheckpoint | None]:
+        """Append ``items`` (after any captured events) in ``tx``; the indices and a new checkpoint."""
+        extra: list[Prepared] = []
+        if self.prepare_captured is not None:
+            # Captured changes happened before this batch was handed over: they go first.
+            extra = [self.prepare_captured(event) for event in tx.take_captured(MAX_BATCH)]
+        indices, signed = self._integrate_items(tx, [*extra, *items] if extra else items)
+        return indices[len(extra) :], signed
+
+    def _integrate_items(self, tx: WriteTx, items: Sequence[Prepared]) -> tuple[list[int], StoredCheckpoint | None]:
         size = tx.size()
+        signed: StoredCheckpoint | None = None
         existing = tx.existing_ids([item.id for item in items])
         indices: list[int] = []
         new: list[Prepared] = []
@@ -122,9 +146,9 @@ class Sequencer:
             tx.insert(size, new, appended.rows)
             now = self.monotonic()
             if self.signer is not None and now - self._last_signed >= self.checkpoint_interval:
-                self._signed = self._sign(tx, size + len(new), appended.root)
+                signed = self._sign(tx, size + len(new), appended.root)
                 self._last_signed = now
-        return indices
+        return indices, signed
 
     def checkpoint(self) -> StoredCheckpoint | None:
         """Sign a checkpoint of the current tree unless the latest one already covers it."""

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from graven.core.merkle import Node
 from graven.core.model import Prepared
@@ -74,6 +74,12 @@ class WriteTx(Protocol):
     def latest_checkpoint(self) -> StoredCheckpoint | None: ...
 
     def insert_checkpoint(self, checkpoint: StoredCheckpoint) -> None: ...
+
+    def take_captured(self, limit: int) -> list[Any]:
+        """Events the engine captured itself (database triggers), oldest first, removed from the
+        capture table in this same transaction so each becomes exactly one entry. Backends
+        without trigger capture return an empty list."""
+        ...
 
 
 class Scan(Protocol):

@@ -367,6 +367,9 @@ class _SQLiteWriteTx:
     def insert_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
         self.conn.execute("INSERT INTO checkpoints (size, note) VALUES (?, ?)", (checkpoint.size, checkpoint.note))
 
+    def take_captured(self, limit: int) -> list[Any]:
+        return []  # SQLite has no trigger capture
+
 
 def _size(conn: sqlite3.Connection) -> int:
     try:

@@ -1,0 +1,1 @@
+"""Ways into the log from outside the Trail API: database triggers (and, later, ORM and ASGI hooks)."""
