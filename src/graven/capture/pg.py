@@ -197,7 +197,8 @@ def track(
     conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(_ident(truncate_trigger), target))
     conn.execute(
         sql.SQL(
-            "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {}.capture_row({}, {}, {})"
+            "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {} "
+            "FOR EACH ROW EXECUTE FUNCTION {}.capture_row({}, {}, {})"
         ).format(_ident(row_trigger), target, _ident(schema), *args)
     )
     conn.execute(
