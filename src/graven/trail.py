@@ -94,6 +94,28 @@ class Trail:
                 raise ValidationError(f"events[{i}].{exc.field}", exc.rule, exc.value) from None
         return self._append(prepared)
 
+    def integrate(self) -> int:
+        """Move events captured by database triggers into the log now; returns how many."""
+        moved = self._sequencer.integrate_captured()
+        self._appended = self._appended or moved > 0
+        return moved
+
+    def _prepare_captured(self, event: Any) -> Prepared:
+        """A captured event as an entry; one that breaks a rule is kept as a ``capture.invalid`` entry."""
+        now = self._clock()
+        try:
+            return prepare(_safe_numbers(event), now=now, new_id=self._new_id)
+        except ValidationError as exc:
+            kept: dict[str, Any] = {
+                "action": "capture.invalid",
+                "actor": {"type": "system", "id": "graven"},
+                "outcome": "failure",
+                "reason": f"a captured change could not be recorded as given: {exc}"[:4000],
+                "source": "db",
+                "metadata": {"captured": orjson.dumps(event, default=str).decode()[:60_000]},
+            }
+            return prepare(kept, now=now, new_id=self._new_id)
+
     def _append(self, prepared: list[Prepared]) -> list[int]:
         self._appended = True
         return self._sequencer.append(prepared)
@@ -295,6 +317,19 @@ class Trail:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _safe_numbers(value: Any) -> Any:
+    """Integers beyond what JSON numbers carry exactly (bigint ids) become text, as ids are."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and not -(2**53 - 1) <= value <= 2**53 - 1:
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _safe_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_safe_numbers(v) for v in value]
+    return value
 
 
 def _names_target(entry: Entry, target: tuple[str, str] | None, target_type: str | None) -> bool:

@@ -6,6 +6,7 @@ atomically (write, fsync, rename), so a crash leaves either the old or the new c
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
@@ -29,22 +30,24 @@ class CheckpointFile:
             raise ConfigError(f"cannot read witnessed checkpoint {self.path}: {exc.strerror}") from None
 
     def push(self, note: str) -> None:
-        """Keep ``note`` if it is newer than the kept one."""
-        current = self.read()
-        if current is not None and _size(current) >= _size(note):
-            return
+        """Keep ``note`` if it is newer than the kept one (safe across processes: a file lock)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w") as handle:
-            handle.write(note)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            current = self.read()
+            if current is not None and _size(current) >= _size(note):
+                return
+            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+            with open(tmp, "w") as handle:
+                handle.write(note)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+            dir_fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
 
 
 def _size(note: str) -> int:
