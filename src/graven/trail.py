@@ -11,6 +11,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,6 +100,16 @@ class Trail:
         moved = self._sequencer.integrate_captured()
         self._appended = self._appended or moved > 0
         return moved
+
+    def pg_context(self, conn: Any, **who: Any) -> AbstractContextManager[None]:
+        """Who and why for changes made through a psycopg connection to tracked tables.
+
+        ``with trail.pg_context(conn, actor="u-17", ip=..., reason=...):`` sets them for the
+        current transaction only (``set_config(..., true)``), so it is safe behind poolers.
+        """
+        from graven.capture.pg import context
+
+        return context(conn, **who)
 
     def _prepare_captured(self, event: Any) -> Prepared:
         """A captured event as an entry; one that breaks a rule is kept as a ``capture.invalid`` entry."""

@@ -46,11 +46,12 @@ CREATE TABLE IF NOT EXISTS {schema}.captured (
 );
 -- Targets name a table as it is usually written: bare in the public schema, qualified elsewhere.
 CREATE OR REPLACE FUNCTION {schema}.table_label(table_schema text, table_name text)
-RETURNS text LANGUAGE sql IMMUTABLE AS $fn$
+RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn$
     SELECT CASE WHEN table_schema = 'public' THEN table_name ELSE table_schema || '.' || table_name END
 $fn$;
+-- Runs as the log's owner, so application roles need no rights on the capture table.
 CREATE OR REPLACE FUNCTION {schema}.capture_event(action text, table_name text, target_id text, changes jsonb)
-RETURNS void LANGUAGE plpgsql AS $fn$
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     ctx jsonb := coalesce(nullif(current_setting('graven.context', true), ''), '{{}}')::jsonb;
     actor jsonb := ctx -> 'actor';
