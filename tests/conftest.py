@@ -9,6 +9,13 @@ import pytest
 
 import graven
 from graven.trail import Trail
+from tests.pgserver import Server, server_session
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[Server]:
+    """The session's database on the real PostgreSQL server."""
+    yield from server_session()
 
 
 @pytest.fixture

@@ -45,7 +45,10 @@ class _Options:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
-    "--db", envvar="GRAVEN_DB", metavar="URL", help="The log: a path, sqlite:///path (default .graven/trail.db)."
+    "--db",
+    envvar="GRAVEN_DB",
+    metavar="URL",
+    help="The log: a path, sqlite:///path or postgresql://...[?schema=NAME] (default .graven/trail.db).",
 )
 @click.option(
     "--signing-key",
@@ -418,6 +421,7 @@ def pg_track_command(options: _Options, table: str, exclude: str | None, redact:
     with options.open() as trail:
         trail.store.settings()
         conn = connect(target)
+        conn.execute("SET search_path TO DEFAULT")  # table names resolve as the application writes them
         try:
             with conn.transaction():
                 tracked = pg.track(conn, target.schema, table, exclude=_columns(exclude), redact=_columns(redact))
@@ -447,6 +451,7 @@ def pg_untrack_command(options: _Options, table: str) -> None:
     with options.open() as trail:
         trail.store.settings()
         conn = connect(target)
+        conn.execute("SET search_path TO DEFAULT")  # table names resolve as the application writes them
         try:
             with conn.transaction():
                 name = pg.untrack(conn, target.schema, table)

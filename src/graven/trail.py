@@ -69,7 +69,10 @@ class Trail:
         self.witness = witness
         self._clock = clock or (lambda: datetime.now(UTC))
         self._new_id = new_id
-        self._sequencer = Sequencer(store, self.origin, signer, checkpoint_interval, on_signed=self._push_witness)
+        self._sequencer = Sequencer(
+            store, self.origin, signer, checkpoint_interval,
+            on_signed=self._push_witness, prepare_captured=self._prepare_captured,
+        )  # fmt: skip
         self._stored_key = settings.get("verifier_key")
         self._pushed = threading.Lock()
         self._appended = False

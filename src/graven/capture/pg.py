@@ -58,8 +58,8 @@ DECLARE
     event jsonb;
 BEGIN
     IF actor IS NULL OR jsonb_typeof(actor) <> 'object' THEN
-        actor := jsonb_build_object('type', 'system', 'id', current_user::text,
-                                    'name', 'database role ' || current_user::text);
+        actor := jsonb_build_object('type', 'system', 'id', session_user::text,
+                                    'name', 'database role ' || session_user::text);
     END IF;
     event := jsonb_build_object(
         'id', gen_random_uuid()::text,
@@ -77,7 +77,10 @@ BEGIN
     INSERT INTO {schema}.captured (event) VALUES (event);
 END
 $fn$;
-CREATE OR REPLACE FUNCTION {schema}.capture_row() RETURNS trigger LANGUAGE plpgsql AS $fn$
+-- The trigger functions run as the log's owner (the application's roles need no rights in the
+-- log's schema); the actor without a context is the role that connected (session_user).
+CREATE OR REPLACE FUNCTION {schema}.capture_row() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     excluded text[] := TG_ARGV[0]::text[];
     redacted text[] := TG_ARGV[1]::text[];
@@ -112,13 +115,15 @@ BEGIN
     RETURN NULL;
 END
 $fn$;
-CREATE OR REPLACE FUNCTION {schema}.capture_truncate() RETURNS trigger LANGUAGE plpgsql AS $fn$
+CREATE OR REPLACE FUNCTION {schema}.capture_truncate() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 BEGIN
     PERFORM {schema}.capture_event(TG_TABLE_NAME || '.truncate',
                                    {schema}.table_label(TG_TABLE_SCHEMA, TG_TABLE_NAME), '*', '[]'::jsonb);
     RETURN NULL;
 END
 $fn$;
+REVOKE ALL ON FUNCTION {schema}.capture_event(text, text, text, jsonb) FROM PUBLIC;
 """
     ).format(schema=_ident(schema))
 

@@ -147,9 +147,9 @@ def open_store(url: str | Path, *, create: bool = False) -> Store:
     """
     text = str(url)
     if text.startswith(("postgresql://", "postgres://")):
-        raise ConfigError(
-            f"{text.split('@')[-1]!r}: the PostgreSQL backend is not available in this version; use a SQLite path"
-        )
+        from graven.store.postgres import PostgresStore
+
+        return PostgresStore(text, create=create)
     if "://" in text and not text.startswith("sqlite://"):
         scheme = text.split("://", 1)[0]
         raise ConfigError(f"unsupported log URL scheme {scheme!r}: use a path, sqlite:///path or postgresql://...")

@@ -1,0 +1,164 @@
+r"""The PostgreSQL store's schema, as versioned migrations applied once each, in order.
+
+Every object lives in the log's own schema (default ``graven``). ``schema_migrations`` records the
+versions applied; each migration runs in one transaction together with its row there, and
+initialisers serialise on an advisory lock, so concurrent ``graven init`` runs neither collide nor
+apply anything twice. Migrations run with ``search_path`` set to the log's schema, so their SQL
+names tables unqualified. Never edit a released migration: append a new one.
+
+Text columns use the "C" collation: byte order makes the ``action`` prefix range and the timestamp
+order exact whatever the database's locale, and makes ``ILIKE`` fold ASCII letters only (as SQLite's
+``LIKE`` does). The body is ``text`` holding the canonical JSON bytes exactly (they are the Merkle
+leaf); ``jsonb`` would re-serialise it, so jsonb appears only in ``entries_view`` and in checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: SQLSTATE raised by the append-only triggers (class Z is free for implementations; G for Graven).
+IMMUTABLE_SQLSTATE = "ZG001"
+
+#: Tables holding log data: UPDATE, DELETE and TRUNCATE are refused on each, even for the owner.
+LOG_TABLES = ("entries", "entry_targets", "tree", "checkpoints", "settings")
+
+#: Everything a reader may SELECT (the log tables, the migration record and the DBA view).
+READABLE = (*LOG_TABLES, "schema_migrations", "entries_view")
+
+#: What a writer may INSERT into (settings are written once, by whoever runs ``graven init``).
+WRITABLE = ("entries", "entry_targets", "tree", "checkpoints")
+
+#: The capture outbox, which a writer empties (SELECT and DELETE) as it moves events into the log.
+OUTBOX = "captured"
+
+BOOTSTRAP = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version     integer PRIMARY KEY,
+    description text NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    sql: str
+
+
+def _append_only_triggers() -> str:
+    parts = []
+    for table in LOG_TABLES:
+        parts.append(
+            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_change();\n"
+            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION refuse_change();"
+        )
+    return "\n".join(parts)
+
+
+_V1 = r"""
+CREATE TABLE settings (
+    key   text COLLATE "C" PRIMARY KEY,
+    value text NOT NULL
+);
+
+-- body is the entry's leaf: its RFC 8785 JSON, byte for byte. The other columns are copies kept
+-- for indexes; `graven verify` checks them against body.
+CREATE TABLE entries (
+    idx         bigint PRIMARY KEY CHECK (idx >= 0),
+    body        text COLLATE "C" NOT NULL,
+    event_id    text COLLATE "C" NOT NULL,
+    occurred_at timestamptz NOT NULL,
+    actor_id    text COLLATE "C",
+    action      text COLLATE "C" NOT NULL,
+    outcome     text COLLATE "C" NOT NULL,
+    source      text COLLATE "C",
+    tenant      text COLLATE "C"
+);
+CREATE UNIQUE INDEX entries_event_id ON entries (event_id);
+-- "everything actor A did between t1 and t2"
+CREATE INDEX entries_actor_time ON entries (actor_id, occurred_at);
+CREATE INDEX entries_action ON entries (action);
+CREATE INDEX entries_occurred_at ON entries (occurred_at);
+CREATE INDEX entries_not_success ON entries (outcome) WHERE outcome <> 'success';
+-- a tenant's log, page by page (costs nothing while no entry names a tenant)
+CREATE INDEX entries_tenant ON entries (tenant, idx) WHERE tenant IS NOT NULL;
+
+-- "the history of row K of table T": the primary key is the index.
+CREATE TABLE entry_targets (
+    type text COLLATE "C" NOT NULL,
+    id   text COLLATE "C" NOT NULL,
+    idx  bigint NOT NULL,
+    PRIMARY KEY (type, id, idx)
+);
+-- the targets of entry N (checks, the view's readers) and target_type filters in index order
+CREATE INDEX entry_targets_entry ON entry_targets (idx, type);
+
+-- Row i holds the hashes of the perfect subtrees completed by leaf i, level 0 (the leaf hash) first.
+CREATE TABLE tree (
+    idx    bigint PRIMARY KEY CHECK (idx >= 0),
+    hashes bytea NOT NULL
+);
+
+CREATE TABLE checkpoints (
+    size bigint PRIMARY KEY CHECK (size >= 0),
+    note text NOT NULL
+);
+
+CREATE FUNCTION refuse_change() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    RAISE EXCEPTION USING
+        ERRCODE = 'ZG001',
+        MESSAGE = format('graven: %s is append-only; %s is refused', TG_TABLE_NAME, TG_OP),
+        HINT = 'A Graven log is never changed in place: record a new event that corrects it.';
+END
+$fn$;
+
+-- The body as jsonb for people and checks. jsonb cannot hold U+0000, which canonical JSON writes
+-- as \u0000: show it as U+FFFD (escaped backslashes are set aside first so "\\u0000" survives).
+CREATE FUNCTION body_jsonb(body text) RETURNS jsonb LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
+    SELECT CASE WHEN strpos(body, '\u0000') = 0 THEN body::jsonb
+                ELSE replace(replace(replace(body, '\\', E'\x01'), '\u0000', '\ufffd'), E'\x01', '\\')::jsonb
+           END
+$fn$;
+
+CREATE VIEW entries_view AS
+SELECT e.idx AS "index",
+       e.occurred_at,
+       (j.doc ->> 'recorded_at')::timestamptz AS recorded_at,
+       j.doc -> 'actor' ->> 'type' AS actor_type,
+       e.actor_id,
+       e.action,
+       j.doc -> 'targets' -> 0 ->> 'type' AS target_type,
+       j.doc -> 'targets' -> 0 ->> 'id' AS target_id,
+       e.outcome,
+       e.source,
+       j.doc ->> 'reason' AS reason,
+       j.doc -> 'changes' AS changes,
+       j.doc AS body
+  FROM entries e
+ CROSS JOIN LATERAL (SELECT body_jsonb(e.body) AS doc OFFSET 0) j;
+COMMENT ON VIEW entries_view IS 'Graven entries for reading; the body column of entries holds the signed bytes.';
+""" + _append_only_triggers()
+
+# The outbox of trigger capture (graven.capture.pg writes it, in the transaction of each change; the
+# sequencer moves its rows into the log and deletes them in one transaction). Not log data: rows
+# leave it by design, so it has no append-only triggers. Same definition as capture's install_sql,
+# which may have created it first.
+_V2 = """
+CREATE TABLE IF NOT EXISTS captured (
+    seq        bigserial PRIMARY KEY,
+    event      jsonb NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "log tables, query indexes, append-only triggers, entries_view", _V1),
+    Migration(2, "captured: the outbox of trigger capture", _V2),
+)
+
+LATEST = MIGRATIONS[-1].version
