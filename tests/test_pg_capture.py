@@ -70,7 +70,8 @@ class TestCapture:
         assert 0 == result.returncode, result.stderr
         conn.execute(
             sql.SQL(
-                "INSERT INTO {} (id, email, password_hash, credit_limit) VALUES (1, 'ada@example.com', 'h1', 100), (2, 'bob@example.com', 'h2', 50)"
+                "INSERT INTO {} (id, email, password_hash, credit_limit) "
+                "VALUES (1, 'ada@example.com', 'h1', 100), (2, 'bob@example.com', 'h2', 50)"
             ).format(t)
         )
         with graven.open(url, signing_key=key) as trail:
@@ -83,7 +84,8 @@ class TestCapture:
             ):
                 conn.execute(
                     sql.SQL(
-                        "UPDATE {} SET email = 'ada@evil.example', password_hash = 'h3', updated_at = now() WHERE id = 1"
+                        "UPDATE {} SET email = 'ada@evil.example', password_hash = 'h3', updated_at = now() "
+                        "WHERE id = 1"
                     ).format(t)
                 )
             conn.execute(sql.SQL("UPDATE {} SET credit_limit = credit_limit * 2").format(t))  # bulk, raw SQL
@@ -170,7 +172,8 @@ class TestCapture:
             "SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass(%s) AND tgname LIKE 'graven_capture_%%'",
             (table,),
         ).fetchone()
-        assert triggers is not None and 0 == triggers[0]
+        assert triggers is not None
+        assert 0 == triggers[0]
 
     def test_table_without_primary_key(self, pg: Server, shop: tuple[str, Path, psycopg.Connection[Any], str]) -> None:
         """A table without a primary key cannot be tracked, and the message says what to add."""
