@@ -97,10 +97,7 @@ class TestPgTamper:
     def test_two_entries_swapped(self, log: tuple[str, Path]) -> None:
         """Swapping two entries' content: reordered at the first."""
         conn = attacker(log[0])
-        conn.execute(
-            "UPDATE entries e SET body = o.body FROM entries o "
-            "WHERE (e.idx, o.idx) IN ((3, 9), (9, 3))"
-        )
+        conn.execute("UPDATE entries e SET body = o.body FROM entries o WHERE (e.idx, o.idx) IN ((3, 9), (9, 3))")
         report = verify(*log)
         assert (3, "reordered") == (report.first_bad_index, report.kind)
 

@@ -198,3 +198,34 @@ def test_verify_reports_progress(trail: Trail) -> None:
     seen: list[int] = []
     assert trail.verify(progress=seen.append).ok
     assert 7 == seen[-1]
+
+
+class TestDefaultKey:
+    def test_default_key_of_another_log_reads_but_refuses_to_write(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A default key that does not match the log: reads work, writes are refused with a way out."""
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.delenv("GRAVEN_SIGNING_KEY", raising=False)
+        graven.init(".graven/trail.db").close()
+        graven.init("other.db", signing_key="other.key").close()
+        with graven.open("other.db") as trail:
+            assert 0 == trail.size
+            with pytest.raises(graven.ConfigError, match="does not match the log at other.db"):
+                trail.record(make_event(0))
+
+    def test_replaced_log_is_a_fork_under_the_default_key(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A log file swapped for one signed by another key verifies as forked with the default key."""
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.delenv("GRAVEN_SIGNING_KEY", raising=False)
+        with graven.init(".graven/trail.db") as trail:
+            trail.record(make_event(0))
+        with graven.init("forged.db", signing_key="forged.key") as forged:
+            forged.record(make_event(0, reason="forged"))
+        Path(".graven/trail.db").unlink()
+        Path("forged.db").rename(".graven/trail.db")
+        with graven.open() as trail:
+            report = trail.verify()
+        assert (0, "forked") == (report.first_bad_index, report.kind)

@@ -63,7 +63,21 @@ def cli(ctx: click.Context, db: str | None, signing_key: str | None) -> None:
     ctx.obj = _Options(db, signing_key)
 
 
-pass_options = click.make_pass_decorator(_Options)
+def _set_option(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        setattr(ctx.find_object(_Options), str(param.name), value)
+
+
+def pass_options(function: Any) -> Any:
+    """Hand the command the chosen log, accepting --db and --signing-key after the command too."""
+    function = click.make_pass_decorator(_Options)(function)
+    for name, help_text in (
+        ("--signing-key", "The log's signing key file."),
+        ("--db", "The log (as the global --db)."),
+    ):
+        function = click.option(name, metavar="URL" if name == "--db" else "FILE", expose_value=False,
+                                callback=_set_option, help=help_text)(function)  # fmt: skip
+    return function
 
 
 @cli.command("init")

@@ -76,6 +76,8 @@ class Trail:
         self._stored_key = settings.get("verifier_key")
         self._pushed = threading.Lock()
         self._appended = False
+        self.trusted_signer: Signer | None = None  # trusted for verification only (see open_trail)
+        self.write_refusal: str | None = None
 
     # --- writing -----------------------------------------------------------------------------
 
@@ -100,6 +102,8 @@ class Trail:
 
     def integrate(self) -> int:
         """Move events captured by database triggers into the log now; returns how many."""
+        if self.write_refusal is not None:
+            raise ConfigError(self.write_refusal)
         moved = self._sequencer.integrate_captured()
         self._appended = self._appended or moved > 0
         return moved
@@ -131,6 +135,8 @@ class Trail:
             return prepare(kept, now=now, new_id=self._new_id)
 
     def _append(self, prepared: list[Prepared]) -> list[int]:
+        if self.write_refusal is not None:
+            raise ConfigError(self.write_refusal)
         self._appended = True
         return self._sequencer.append(prepared)
 
@@ -308,8 +314,9 @@ class Trail:
     def _trusted(self, key: str | Path | Verifier | None) -> Verifier:
         if key is not None:
             return load_verifier(key)
-        if self.signer is not None:
-            return self.signer.verifier()
+        signer = self.signer or self.trusted_signer
+        if signer is not None:
+            return signer.verifier()
         if self._stored_key:
             return Verifier.from_text(self._stored_key)
         raise ConfigError("no verifier key: pass --key (the log's public key)")
@@ -432,22 +439,35 @@ def open_trail(
             raise ConfigError("create the log with graven.init(url, signing_key=path) first") from None
         init(db, signing_key=key_source, witness=witness).close()
         store = open_store(db)
+    explicit = signing_key is not None or bool(os.environ.get("GRAVEN_SIGNING_KEY"))
     signer: Signer | None
     if isinstance(key_source, Signer):
         signer = key_source
     else:
         key_path = Path(key_source)
         signer = load_signing_key(key_path) if key_path.exists() else None
-        if signer is None and signing_key is not None:
+        if signer is None and explicit:
             store.close()
             raise ConfigError(f"signing key {key_path} does not exist")
-    trail = Trail(
-        store, signer=signer, clock=clock, checkpoint_interval=checkpoint_interval,
-        witness=_witness(witness, None if isinstance(key_source, Signer) else Path(key_source)),
-    )  # fmt: skip
-    if signer is not None and trail._stored_key not in (None, signer.verifier().to_text()):
+    stored_key = store.settings().get("verifier_key")
+    foreign = signer is not None and stored_key not in (None, signer.verifier().to_text())
+    if foreign and explicit:
         store.close()
         raise ConfigError(f"the signing key {key_source} does not belong to the log at {db}")
+    trail = Trail(
+        store, signer=None if foreign else signer, clock=clock, checkpoint_interval=checkpoint_interval,
+        witness=_witness(witness, None if isinstance(key_source, Signer) else Path(key_source)),
+    )  # fmt: skip
+    if foreign:
+        # The default key does not match what the log says: either it belongs to another log, or
+        # the log was replaced. Reading works; verification trusts the key (and so reports a fork
+        # if the log was replaced); writing is refused until the right key is named.
+        assert signer is not None
+        trail.trusted_signer = signer
+        trail.write_refusal = (
+            f"the signing key {key_source} does not match the log at {db}; name this log's key with "
+            "--signing-key (or GRAVEN_SIGNING_KEY), or run `graven verify` if the log may have been replaced"
+        )
     return trail
 
 

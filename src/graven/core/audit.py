@@ -79,7 +79,8 @@ class Report:
             checked = [f"{self.checkpoints} signed checkpoint{'s' if self.checkpoints != 1 else ''}"]
             if self.witnessed:
                 checked.append(f"{self.witnessed} witnessed checkpoint{'s' if self.witnessed != 1 else ''}")
-            return f"The log is intact: {self.entries} entries match the Merkle tree and " + " and ".join(checked) + "."
+            entries = f"{self.entries} entr{'y' if self.entries == 1 else 'ies'}"
+            return f"The log is intact: {entries} match the Merkle tree and " + " and ".join(checked) + "."
         return first.message
 
     def to_json(self) -> dict[str, object]:
