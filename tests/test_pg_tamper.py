@@ -5,7 +5,6 @@ The same cases as on SQLite (tests/test_tamper.py), through `graven.open(...).ve
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +23,14 @@ BATCH = 4
 
 
 @pytest.fixture
-def log(pg: Server, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def log(pg: Server, tmp_path: Path) -> tuple[str, Path]:
     """A 20-entry log recorded in batches of 4, a checkpoint after each batch."""
     url, key = pg.schema_url("tamper"), tmp_path / "signing.key"
     graven.init(url, signing_key=key).close()
     with graven.open(url, signing_key=key, checkpoint_interval=0) as trail:
         for start in range(0, SIZE, BATCH):
             trail.record_many(make_event(n) for n in range(start, start + BATCH))
-    yield url, key
+    return url, key
 
 
 def attacker(url: str) -> psycopg.Connection[Any]:

@@ -211,7 +211,7 @@ class TestDefaultKey:
         graven.init("other.db", signing_key="other.key").close()
         with graven.open("other.db") as trail:
             assert 0 == trail.size
-            with pytest.raises(graven.ConfigError, match="does not match the log at other.db"):
+            with pytest.raises(graven.ConfigError, match=r"does not match the log at other\.db"):
                 trail.record(make_event(0))
 
     def test_replaced_log_is_a_fork_under_the_default_key(
