@@ -1,6 +1,6 @@
 """PostgreSQL trigger capture: every row change of a tracked table becomes an audit event.
 
-``track(conn, schema, table)`` installs AFTER INSERT/UPDATE/DELETE row triggers and an AFTER
+``track(conn, schema, table)`` installs AFTER INSERT, UPDATE and DELETE statement triggers with transition tables and an AFTER
 TRUNCATE statement trigger. In the same transaction as the change they write one event per row
 (bulk statements and raw SQL included) into ``<schema>.captured``: the table, the primary key,
 the operation and, for an update, only the columns that changed with old and new values; redacted
@@ -36,7 +36,7 @@ def _ident(name: str) -> sql.Identifier:
 
 
 def install_sql(schema: str) -> sql.Composed:
-    """The outbox table and the trigger functions, created if absent (idempotent)."""
+    """The outbox table and the trigger functions, created or replaced (idempotent)."""
     return sql.SQL(
         """
 CREATE TABLE IF NOT EXISTS {schema}.captured (
@@ -44,86 +44,116 @@ CREATE TABLE IF NOT EXISTS {schema}.captured (
     event      jsonb NOT NULL,
     created_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
--- Targets name a table as it is usually written: bare in the public schema, qualified elsewhere.
-CREATE OR REPLACE FUNCTION {schema}.table_label(table_schema text, table_name text)
-RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn$
-    SELECT CASE WHEN table_schema = 'public' THEN table_name ELSE table_schema || '.' || table_name END
-$fn$;
--- Runs as the log's owner, so application roles need no rights on the capture table.
-CREATE OR REPLACE FUNCTION {schema}.capture_event(action text, table_name text, target_id text, changes jsonb)
-RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+-- What every event of the current statement shares: when, actor, source, context, reason, tenant.
+-- Runs as the log's owner (SECURITY DEFINER), so application roles need no rights in this schema;
+-- without a context the actor is the role that connected (session_user).
+CREATE OR REPLACE FUNCTION {schema}.capture_base() RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     ctx jsonb := coalesce(nullif(current_setting('graven.context', true), ''), '{{}}')::jsonb;
     actor jsonb := ctx -> 'actor';
-    event jsonb;
+    base jsonb;
 BEGIN
     IF actor IS NULL OR jsonb_typeof(actor) <> 'object' THEN
         actor := jsonb_build_object('type', 'system', 'id', session_user::text,
                                     'name', 'database role ' || session_user::text);
     END IF;
-    event := jsonb_build_object(
-        'id', gen_random_uuid()::text,
+    base := jsonb_build_object(
         'occurred_at', to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
         'actor', actor,
-        'action', action,
-        'targets', jsonb_build_array(jsonb_build_object('type', table_name, 'id', target_id)),
-        'changes', changes,
         'source', coalesce(ctx ->> 'source', 'db'),
-        'context', coalesce(ctx -> 'context', '{{}}'::jsonb)
-                   || jsonb_build_object('txid', txid_current()::text)
+        'context', coalesce(ctx -> 'context', '{{}}'::jsonb) || jsonb_build_object('txid', txid_current()::text)
     );
-    IF ctx ? 'reason' THEN event := event || jsonb_build_object('reason', ctx -> 'reason'); END IF;
-    IF ctx ? 'tenant' THEN event := event || jsonb_build_object('tenant', ctx -> 'tenant'); END IF;
-    INSERT INTO {schema}.captured (event) VALUES (event);
+    IF ctx ? 'reason' THEN base := base || jsonb_build_object('reason', ctx -> 'reason'); END IF;
+    IF ctx ? 'tenant' THEN base := base || jsonb_build_object('tenant', ctx -> 'tenant'); END IF;
+    RETURN base;
 END
 $fn$;
--- The trigger functions run as the log's owner (the application's roles need no rights in the
--- log's schema); the actor without a context is the role that connected (session_user).
-CREATE OR REPLACE FUNCTION {schema}.capture_row() RETURNS trigger LANGUAGE plpgsql
-SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+CREATE OR REPLACE FUNCTION {schema}.capture_key(r jsonb, pk text[]) RETURNS text LANGUAGE sql IMMUTABLE AS $fn$
+    SELECT CASE WHEN cardinality(pk) = 1 THEN r ->> pk[1]
+                ELSE (SELECT string_agg(r ->> c, ',' ORDER BY ord) FROM unnest(pk) WITH ORDINALITY AS u(c, ord)) END
+$fn$;
+-- One INSERT per statement: every row of a bulk statement becomes one event, set-based.
+CREATE OR REPLACE FUNCTION {schema}.capture_statement() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     excluded text[] := TG_ARGV[0]::text[];
     redacted text[] := TG_ARGV[1]::text[];
     pk text[] := TG_ARGV[2]::text[];
-    old_row jsonb := CASE WHEN TG_OP IN ('UPDATE', 'DELETE') THEN to_jsonb(OLD) END;
-    new_row jsonb := CASE WHEN TG_OP IN ('INSERT', 'UPDATE') THEN to_jsonb(NEW) END;
-    key_row jsonb := coalesce(new_row, old_row);
-    changes jsonb := '[]'::jsonb;
-    col text;
-    target_id text;
+    label text := CASE WHEN TG_TABLE_SCHEMA = 'public' THEN TG_TABLE_NAME
+                       ELSE TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME END;
+    action text := TG_TABLE_NAME || '.' || lower(TG_OP);
+    base jsonb := {schema}.capture_base();
 BEGIN
-    SELECT string_agg(key_row ->> c, ',' ORDER BY ord) INTO target_id FROM unnest(pk) WITH ORDINALITY AS u(c, ord);
-    FOR col IN SELECT k FROM jsonb_object_keys(key_row) AS k ORDER BY k LOOP
-        CONTINUE WHEN col = ANY(excluded);
-        CONTINUE WHEN TG_OP = 'UPDATE' AND (old_row -> col) IS NOT DISTINCT FROM (new_row -> col);
-        IF col = ANY(redacted) THEN
-            changes := changes || jsonb_build_array(jsonb_build_object('field', col, 'redacted', true));
-        ELSIF TG_OP = 'INSERT' THEN
-            changes := changes || jsonb_build_array(jsonb_build_object('field', col, 'new', new_row -> col));
-        ELSIF TG_OP = 'DELETE' THEN
-            changes := changes || jsonb_build_array(jsonb_build_object('field', col, 'old', old_row -> col));
-        ELSE
-            changes := changes || jsonb_build_array(
-                jsonb_build_object('field', col, 'old', old_row -> col, 'new', new_row -> col));
-        END IF;
-    END LOOP;
-    IF TG_OP = 'UPDATE' AND changes = '[]'::jsonb THEN
-        RETURN NULL;  -- nothing tracked changed
+    -- The changed fields are computed inline (a LATERAL subquery), not by a function call per row.
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO {schema}.captured (event)
+        SELECT {schema}.capture_event(base, action, label, {schema}.capture_key(n, pk), c.changes)
+          FROM (SELECT to_jsonb(r) AS n FROM graven_new_rows r) AS b
+          CROSS JOIN LATERAL (
+              SELECT coalesce(jsonb_agg(CASE WHEN k = ANY(redacted) THEN jsonb_build_object('field', k, 'redacted', true)
+                                             ELSE jsonb_build_object('field', k, 'new', b.n -> k) END ORDER BY k),
+                              '[]'::jsonb) AS changes
+                FROM jsonb_object_keys(b.n) AS k WHERE NOT k = ANY(excluded)) AS c;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO {schema}.captured (event)
+        SELECT {schema}.capture_event(base, action, label, {schema}.capture_key(o, pk), c.changes)
+          FROM (SELECT to_jsonb(r) AS o FROM graven_old_rows r) AS a
+          CROSS JOIN LATERAL (
+              SELECT coalesce(jsonb_agg(CASE WHEN k = ANY(redacted) THEN jsonb_build_object('field', k, 'redacted', true)
+                                             ELSE jsonb_build_object('field', k, 'old', a.o -> k) END ORDER BY k),
+                              '[]'::jsonb) AS changes
+                FROM jsonb_object_keys(a.o) AS k WHERE NOT k = ANY(excluded)) AS c;
+    ELSE
+        -- Old and new images pair up by primary key; a row whose key changed shows as its old
+        -- image (all fields old) and its new image (all fields new).
+        INSERT INTO {schema}.captured (event)
+        SELECT {schema}.capture_event(base, action, label, coalesce(b.key, a.key), c.changes)
+          FROM (SELECT x.o, {schema}.capture_key(x.o, pk) AS key
+                  FROM (SELECT to_jsonb(r) AS o FROM graven_old_rows r) AS x) AS a
+          FULL JOIN (SELECT y.n, {schema}.capture_key(y.n, pk) AS key
+                       FROM (SELECT to_jsonb(r) AS n FROM graven_new_rows r) AS y) AS b ON a.key = b.key
+          CROSS JOIN LATERAL (
+              SELECT coalesce(jsonb_agg(
+                         CASE WHEN k = ANY(redacted) THEN jsonb_build_object('field', k, 'redacted', true)
+                              WHEN a.o IS NULL THEN jsonb_build_object('field', k, 'new', b.n -> k)
+                              WHEN b.n IS NULL THEN jsonb_build_object('field', k, 'old', a.o -> k)
+                              ELSE jsonb_build_object('field', k, 'old', a.o -> k, 'new', b.n -> k) END ORDER BY k),
+                         '[]'::jsonb) AS changes
+                FROM jsonb_object_keys(coalesce(b.n, a.o)) AS k
+               WHERE NOT k = ANY(excluded)
+                 AND (a.o IS NULL OR b.n IS NULL OR (a.o -> k) IS DISTINCT FROM (b.n -> k))) AS c
+         WHERE c.changes <> '[]'::jsonb;
     END IF;
-    PERFORM {schema}.capture_event(TG_TABLE_NAME || '.' || lower(TG_OP),
-                                   {schema}.table_label(TG_TABLE_SCHEMA, TG_TABLE_NAME), target_id, changes);
     RETURN NULL;
 END
 $fn$;
-CREATE OR REPLACE FUNCTION {schema}.capture_truncate() RETURNS trigger LANGUAGE plpgsql
-SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+-- One event; ``base`` carries actor, context and, for a statement's rows, one occurred_at.
+CREATE OR REPLACE FUNCTION {schema}.capture_event(base jsonb, action text, label text, target_id text, changes jsonb)
+RETURNS jsonb LANGUAGE sql VOLATILE AS $fn$
+    SELECT base || jsonb_build_object(
+        'id', gen_random_uuid()::text,
+        'action', action,
+        'targets', jsonb_build_array(jsonb_build_object('type', label, 'id', target_id)),
+        'changes', changes)
+$fn$;
+CREATE OR REPLACE FUNCTION {schema}.capture_truncate() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 BEGIN
-    PERFORM {schema}.capture_event(TG_TABLE_NAME || '.truncate',
-                                   {schema}.table_label(TG_TABLE_SCHEMA, TG_TABLE_NAME), '*', '[]'::jsonb);
+    INSERT INTO {schema}.captured (event)
+    VALUES ({schema}.capture_event({schema}.capture_base(), TG_TABLE_NAME || '.truncate',
+            CASE WHEN TG_TABLE_SCHEMA = 'public' THEN TG_TABLE_NAME ELSE TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME END,
+            '*', '[]'::jsonb));
     RETURN NULL;
 END
 $fn$;
-REVOKE ALL ON FUNCTION {schema}.capture_event(text, text, text, jsonb) FROM PUBLIC;
+-- Track and untrack record themselves through this one, as the owner.
+CREATE OR REPLACE FUNCTION {schema}.capture_note(action text, label text, target_id text, changes jsonb)
+RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+    INSERT INTO {schema}.captured (event)
+    VALUES ({schema}.capture_event({schema}.capture_base(), action, label, target_id, changes))
+$fn$;
+REVOKE ALL ON FUNCTION {schema}.capture_note(text, text, text, jsonb) FROM PUBLIC;
 """
     ).format(schema=_ident(schema))
 
@@ -138,9 +168,12 @@ class Tracked:
     redacted: tuple[str, ...]
 
 
-def _trigger_names(table: str) -> tuple[str, str]:
-    base = "graven_capture_" + table.replace(".", "_")
-    return base[:55] + "_row", base[:55] + "_truncate"
+_OPERATIONS = ("insert", "update", "delete")
+
+
+def _trigger_names(table: str) -> list[str]:
+    base = "graven_capture_" + table.replace(".", "_").replace('"', "")
+    return [f"{base[:50]}_{op}" for op in (*_OPERATIONS, "truncate")]
 
 
 def table_info(conn: psycopg.Connection[Any], table: str) -> tuple[str, list[str], list[str]]:
@@ -196,21 +229,25 @@ def track(
     if overlap:
         raise ConfigError(f"column {sorted(overlap)[0]!r} cannot be both excluded and redacted")
     conn.execute(install_sql(schema))
-    row_trigger, truncate_trigger = _trigger_names(qualified)
+    names = _trigger_names(qualified)
     target = sql.SQL(qualified)
-    args = [sql.Literal("{" + ",".join(json.dumps(c) for c in names) + "}") for names in (exclude, redact, pk)]
-    conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(_ident(row_trigger), target))
-    conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(_ident(truncate_trigger), target))
-    conn.execute(
-        sql.SQL(
-            "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {} "
-            "FOR EACH ROW EXECUTE FUNCTION {}.capture_row({}, {}, {})"
-        ).format(_ident(row_trigger), target, _ident(schema), *args)
-    )
+    args = [sql.Literal("{" + ",".join(json.dumps(c) for c in cols) + "}") for cols in (exclude, redact, pk)]
+    for name in names:
+        conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(_ident(name), target))
+    # PostgreSQL allows transition tables on triggers for one event each: three statement triggers.
+    transitions = {"insert": "NEW TABLE AS graven_new_rows", "delete": "OLD TABLE AS graven_old_rows",
+                   "update": "OLD TABLE AS graven_old_rows NEW TABLE AS graven_new_rows"}  # fmt: skip
+    for name, op in zip(names, _OPERATIONS, strict=False):
+        conn.execute(
+            sql.SQL(
+                "CREATE TRIGGER {} AFTER " + op.upper() + " ON {} REFERENCING " + transitions[op] + " "
+                "FOR EACH STATEMENT EXECUTE FUNCTION {}.capture_statement({}, {}, {})"
+            ).format(_ident(name), target, _ident(schema), *args)
+        )
     conn.execute(
         sql.SQL(
             "CREATE TRIGGER {} AFTER TRUNCATE ON {} FOR EACH STATEMENT EXECUTE FUNCTION {}.capture_truncate()"
-        ).format(_ident(truncate_trigger), target, _ident(schema))
+        ).format(_ident(names[-1]), target, _ident(schema))
     )
     changes = [
         {"field": "primary_key", "new": pk},
@@ -233,7 +270,7 @@ def untrack(conn: psycopg.Connection[Any], schema: str, table: str) -> str:
 
 def _record(conn: psycopg.Connection[Any], schema: str, action: str, table: str, changes: list[dict[str, Any]]) -> None:
     conn.execute(
-        sql.SQL("SELECT {}.capture_event(%s, 'table', %s, %s::jsonb)").format(_ident(schema)),
+        sql.SQL("SELECT {}.capture_note(%s, 'table', %s, %s::jsonb)").format(_ident(schema)),
         (action, table, json.dumps(changes)),
     )
 
@@ -241,7 +278,7 @@ def _record(conn: psycopg.Connection[Any], schema: str, action: str, table: str,
 def tracked_tables(conn: psycopg.Connection[Any]) -> list[str]:
     """Tables that currently carry Graven's capture triggers."""
     rows = conn.execute(
-        "SELECT DISTINCT tgrelid::regclass::text FROM pg_trigger WHERE tgname LIKE 'graven_capture_%%_row' ORDER BY 1"
+        "SELECT DISTINCT tgrelid::regclass::text FROM pg_trigger WHERE tgname LIKE 'graven_capture_%%_insert' ORDER BY 1"
     ).fetchall()
     return [r[0] for r in rows]
 
