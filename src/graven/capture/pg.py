@@ -1,7 +1,7 @@
 """PostgreSQL trigger capture: every row change of a tracked table becomes an audit event.
 
-``track(conn, schema, table)`` installs AFTER INSERT, UPDATE and DELETE statement triggers with transition tables and an AFTER
-TRUNCATE statement trigger. In the same transaction as the change they write one event per row
+``track(conn, schema, table)`` installs AFTER INSERT, UPDATE and DELETE statement triggers with
+transition tables and an AFTER TRUNCATE trigger. In the same transaction as the change they write one event per row
 (bulk statements and raw SQL included) into ``<schema>.captured``: the table, the primary key,
 the operation and, for an update, only the columns that changed with old and new values; redacted
 columns are marked changed without values; excluded columns are ignored. The actor and context
@@ -91,7 +91,8 @@ BEGIN
         SELECT {schema}.capture_event(base, action, label, {schema}.capture_key(n, pk), c.changes)
           FROM (SELECT to_jsonb(r) AS n FROM graven_new_rows r) AS b
           CROSS JOIN LATERAL (
-              SELECT coalesce(jsonb_agg(CASE WHEN k = ANY(redacted) THEN jsonb_build_object('field', k, 'redacted', true)
+              SELECT coalesce(jsonb_agg(CASE WHEN k = ANY(redacted)
+                                             THEN jsonb_build_object('field', k, 'redacted', true)
                                              ELSE jsonb_build_object('field', k, 'new', b.n -> k) END ORDER BY k),
                               '[]'::jsonb) AS changes
                 FROM jsonb_object_keys(b.n) AS k WHERE NOT k = ANY(excluded)) AS c;
@@ -100,7 +101,8 @@ BEGIN
         SELECT {schema}.capture_event(base, action, label, {schema}.capture_key(o, pk), c.changes)
           FROM (SELECT to_jsonb(r) AS o FROM graven_old_rows r) AS a
           CROSS JOIN LATERAL (
-              SELECT coalesce(jsonb_agg(CASE WHEN k = ANY(redacted) THEN jsonb_build_object('field', k, 'redacted', true)
+              SELECT coalesce(jsonb_agg(CASE WHEN k = ANY(redacted)
+                                             THEN jsonb_build_object('field', k, 'redacted', true)
                                              ELSE jsonb_build_object('field', k, 'old', a.o -> k) END ORDER BY k),
                               '[]'::jsonb) AS changes
                 FROM jsonb_object_keys(a.o) AS k WHERE NOT k = ANY(excluded)) AS c;
@@ -278,7 +280,8 @@ def _record(conn: psycopg.Connection[Any], schema: str, action: str, table: str,
 def tracked_tables(conn: psycopg.Connection[Any]) -> list[str]:
     """Tables that currently carry Graven's capture triggers."""
     rows = conn.execute(
-        "SELECT DISTINCT tgrelid::regclass::text FROM pg_trigger WHERE tgname LIKE 'graven_capture_%%_insert' ORDER BY 1"
+        "SELECT DISTINCT tgrelid::regclass::text FROM pg_trigger "
+        "WHERE tgname LIKE 'graven_capture_%%_insert' ORDER BY 1"
     ).fetchall()
     return [r[0] for r in rows]
 
