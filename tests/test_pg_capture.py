@@ -195,3 +195,20 @@ class TestCapture:
         denied = run(as_reader, key, "record", "--action", "a.b", "--actor", "u")
         assert 2 == denied.returncode
         assert "graven pg grant" in denied.stderr
+
+
+def test_an_unrecordable_change_is_kept_as_invalid(
+    pg: Server, shop: tuple[str, Path, psycopg.Connection[Any], str]
+) -> None:
+    """A captured change that breaks a rule (here: an action from an odd table name) becomes a capture.invalid entry."""
+    url, key, _, _ = shop
+    odd = f"Odd Table {secrets.token_hex(2)}"
+    pg.db.execute(sql.SQL("CREATE TABLE {} (id int PRIMARY KEY)").format(sql.Identifier(odd)))
+    assert 0 == run(url, key, "pg", "track", f'"{odd}"').returncode
+    pg.db.execute(sql.SQL("INSERT INTO {} VALUES (1)").format(sql.Identifier(odd)))
+    with graven.open(url, signing_key=key) as trail:
+        trail.integrate()
+        invalid = trail.query(action="capture.invalid").entries
+        assert 1 == len(invalid)
+        assert "action: must be dotted words" in str(invalid[0].get("reason"))
+        assert trail.verify().ok

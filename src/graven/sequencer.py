@@ -45,7 +45,7 @@ class Sequencer:
     checkpoint_interval: float = 1.0
     monotonic: Callable[[], float] = time.monotonic
     on_signed: Callable[[StoredCheckpoint], None] | None = None
-    prepare_captured: Callable[[Any], Prepared] | None = None
+    prepare_captured: Callable[[list[Any]], list[Prepared]] | None = None
     _cond: threading.Condition = field(default_factory=threading.Condition, init=False)
     _queue: list[_Request] = field(default_factory=list, init=False)
     _writing: bool = field(default=False, init=False)
@@ -119,7 +119,8 @@ class Sequencer:
         extra: list[Prepared] = []
         if self.prepare_captured is not None:
             # Captured changes happened before this batch was handed over: they go first.
-            extra = [self.prepare_captured(event) for event in tx.take_captured(MAX_BATCH)]
+            captured = tx.take_captured(MAX_BATCH)
+            extra = self.prepare_captured(captured) if captured else []
         indices, signed = self._integrate_items(tx, [*extra, *items] if extra else items)
         return indices[len(extra) :], signed
 

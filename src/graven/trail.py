@@ -118,21 +118,25 @@ class Trail:
 
         return context(conn, **who)
 
-    def _prepare_captured(self, event: Any) -> Prepared:
-        """A captured event as an entry; one that breaks a rule is kept as a ``capture.invalid`` entry."""
+    def _prepare_captured(self, events: list[Any]) -> list[Prepared]:
+        """Captured events as entries (one clock reading for the batch); an event that breaks a
+        rule is kept as a ``capture.invalid`` entry saying why, so one bad row never blocks the rest."""
         now = self._clock()
-        try:
-            return prepare(_safe_numbers(event), now=now, new_id=self._new_id)
-        except ValidationError as exc:
-            kept: dict[str, Any] = {
-                "action": "capture.invalid",
-                "actor": {"type": "system", "id": "graven"},
-                "outcome": "failure",
-                "reason": f"a captured change could not be recorded as given: {exc}"[:4000],
-                "source": "db",
-                "metadata": {"captured": orjson.dumps(event, default=str).decode()[:60_000]},
-            }
-            return prepare(kept, now=now, new_id=self._new_id)
+        out = []
+        for event in events:
+            try:
+                out.append(prepare(_safe_numbers(event), now=now, new_id=self._new_id))
+            except ValidationError as exc:
+                kept: dict[str, Any] = {
+                    "action": "capture.invalid",
+                    "actor": {"type": "system", "id": "graven"},
+                    "outcome": "failure",
+                    "reason": f"a captured change could not be recorded as given: {exc}"[:4000],
+                    "source": "db",
+                    "metadata": {"captured": orjson.dumps(event, default=str).decode()[:60_000]},
+                }
+                out.append(prepare(kept, now=now, new_id=self._new_id))
+        return out
 
     def _append(self, prepared: list[Prepared]) -> list[int]:
         if self.write_refusal is not None:

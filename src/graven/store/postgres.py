@@ -675,10 +675,10 @@ class _PgWriteTx:
         """
         rows = self.conn.execute(
             "WITH taken AS (DELETE FROM captured WHERE seq IN (SELECT seq FROM captured ORDER BY seq LIMIT %s) "
-            "RETURNING seq, event) SELECT event FROM taken ORDER BY seq",
+            "RETURNING seq, event) SELECT event::text FROM taken ORDER BY seq",
             (limit,),
         ).fetchall()
-        return [row[0] for row in rows]
+        return [orjson.loads(row[0]) for row in rows]  # orjson: far faster than the driver's json
 
 
 class _PgScan:
