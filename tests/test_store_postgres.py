@@ -632,7 +632,7 @@ class TestCapture:
         as_writer = PostgresStore(with_url(pg.url, user=writer, schema=store.schema))
         seq = Sequencer(
             as_writer, ORIGIN, signer, checkpoint_interval=0,
-            prepare_captured=lambda event: prepare(event, now=T0, new_id=lambda: "unused"),
+            prepare_captured=lambda events: [prepare(e, now=T0, new_id=lambda: "unused") for e in events],
         )  # fmt: skip
         assert 4 == seq.integrate_captured()
         assert 0 == captured_count(pg, store)

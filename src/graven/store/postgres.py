@@ -49,6 +49,7 @@ from graven.store.postgres_schema import (
     READABLE,
     WRITABLE,
 )
+from graven.store.querying import Dialect, select_entries
 
 SCHEMA_VERSION = 1  # the log format, as SQLiteStore records it; the DDL's version is in schema_migrations
 DEFAULT_SCHEMA = "graven"
@@ -762,45 +763,8 @@ def query_sql(q: Query) -> tuple[str, list[Any]] | None:
     plain = (q.action, q.outcome, q.since, q.until, q.text)
     if any(v is not None and "\x00" in v for v in plain):
         return None  # these columns and the stored JSON never hold a raw U+0000
-    where: list[str] = []
-    params: list[Any] = []
-    simple = (
-        ("actor_id = %s", column_value(q.actor)),
-        ("idx IN (SELECT idx FROM entry_targets WHERE type = %s)", column_value(q.target_type)),
-        ("outcome = %s", q.outcome),
-        ("source = %s", column_value(q.source)),
-        ("tenant = %s", column_value(q.tenant)),
-        ("occurred_at >= %s::timestamptz", q.since),
-        ("occurred_at < %s::timestamptz", q.until),
-        ("idx > %s", q.after),
-        ("idx < %s", q.before),
-    )
-    for clause, value in simple:
-        if value is not None:
-            where.append(clause)
-            params.append(value)
-    if q.action is not None:
-        if q.action.endswith(".*"):
-            prefix = q.action[:-1]
-            where.append("action >= %s AND action < %s")
-            params += [prefix, prefix + "\U0010ffff"]
-        else:
-            where.append("action = %s")
-            params.append(q.action)
-    if q.target is not None:
-        where.append("idx IN (SELECT idx FROM entry_targets WHERE type = %s AND id = %s)")
-        params += [column_value(q.target[0]), column_value(q.target[1])]
-    if q.text:
-        # body is COLLATE "C": ILIKE folds ASCII letters only, like SQLite's LIKE.
-        where.append("body ILIKE %s ESCAPE '\\'")
-        escaped = q.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        params.append(f"%{escaped}%")
-    text = "SELECT idx, body FROM entries"
-    if where:
-        text += " WHERE " + " AND ".join(where)
-    text += f" ORDER BY idx {'DESC' if q.newest_first else 'ASC'} LIMIT %s"
-    params.append(q.limit)
-    return text, params
+    # body is COLLATE "C": ILIKE folds ASCII letters only, like SQLite's LIKE.
+    return select_entries(q, Dialect(mark="%s", like="ILIKE", time="%s::timestamptz", name=column_value))
 
 
 # --- derived columns -------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from graven.core.merkle import Node
 from graven.core.model import Prepared
 from graven.errors import ConfigError, ImmutableError, IntegrityError, StoreError
 from graven.store import Query, StoredCheckpoint
+from graven.store.querying import Dialect, select_entries
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 60_000
@@ -401,45 +402,12 @@ def _latest_checkpoint(conn: sqlite3.Connection) -> StoredCheckpoint | None:
     return None if row is None else StoredCheckpoint(int(row[0]), row[1])
 
 
+# SQLite's LIKE already folds ASCII case; times are compared in their stored text form.
+_DIALECT = Dialect(mark="?", like="LIKE", time="?")
+
+
 def _query_sql(q: Query) -> tuple[str, list[Any]]:
-    where: list[str] = []
-    params: list[Any] = []
-    simple = (
-        ("actor_id = ?", q.actor),
-        ("idx IN (SELECT idx FROM entry_targets WHERE type = ?)", q.target_type),
-        ("outcome = ?", q.outcome),
-        ("source = ?", q.source),
-        ("tenant = ?", q.tenant),
-        ("occurred_at >= ?", q.since),
-        ("occurred_at < ?", q.until),
-        ("idx > ?", q.after),
-        ("idx < ?", q.before),
-    )
-    for clause, value in simple:
-        if value is not None:
-            where.append(clause)
-            params.append(value)
-    if q.action is not None:
-        if q.action.endswith(".*"):
-            prefix = q.action[:-1]
-            where.append("action >= ? AND action < ?")
-            params += [prefix, prefix + "\U0010ffff"]
-        else:
-            where.append("action = ?")
-            params.append(q.action)
-    if q.target is not None:
-        where.append("idx IN (SELECT idx FROM entry_targets WHERE type = ? AND id = ?)")
-        params += list(q.target)
-    if q.text:
-        where.append("body LIKE ? ESCAPE '\\'")
-        escaped = q.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        params.append(f"%{escaped}%")
-    sql = "SELECT idx, body FROM entries"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += f" ORDER BY idx {'DESC' if q.newest_first else 'ASC'} LIMIT ?"
-    params.append(q.limit)
-    return sql, params
+    return select_entries(q, _DIALECT)
 
 
 def translate_error(exc: sqlite3.DatabaseError, path: Path | None) -> Exception:
