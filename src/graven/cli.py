@@ -419,6 +419,28 @@ def _columns(text: str | None) -> list[str]:
     return [c.strip() for c in text.split(",") if c.strip()] if text else []
 
 
+def _capture_change(options: _Options, change: Any) -> Any:
+    """Run ``change(conn, schema)`` in one transaction on the log's database, then integrate it."""
+    import psycopg
+
+    from graven.store.postgres import connect, translate_error
+
+    target = _pg_target(options)
+    with options.open() as trail:
+        trail.store.settings()  # the log must exist
+        conn = connect(target)
+        conn.execute("SET search_path TO DEFAULT")  # table names resolve as the application writes them
+        try:
+            with conn.transaction():
+                result = change(conn, target.schema)
+        except psycopg.Error as exc:
+            raise translate_error(exc, target) from exc
+        finally:
+            conn.close()
+        trail.integrate()
+    return result
+
+
 @pg_group.command("track")
 @click.argument("table")
 @click.option("--exclude", metavar="COL,...", help="Columns whose changes are not recorded at all.")
@@ -426,24 +448,11 @@ def _columns(text: str | None) -> list[str]:
 @pass_options
 def pg_track_command(options: _Options, table: str, exclude: str | None, redact: str | None) -> None:
     """Record every INSERT, UPDATE, DELETE and TRUNCATE of TABLE, in the same transaction."""
-    import psycopg
-
     from graven.capture import pg
-    from graven.store.postgres import connect, translate_error
 
-    target = _pg_target(options)
-    with options.open() as trail:
-        trail.store.settings()
-        conn = connect(target)
-        conn.execute("SET search_path TO DEFAULT")  # table names resolve as the application writes them
-        try:
-            with conn.transaction():
-                tracked = pg.track(conn, target.schema, table, exclude=_columns(exclude), redact=_columns(redact))
-        except psycopg.Error as exc:
-            raise translate_error(exc, target) from exc
-        finally:
-            conn.close()
-        trail.integrate()
+    tracked = _capture_change(
+        options, lambda conn, schema: pg.track(conn, schema, table, exclude=_columns(exclude), redact=_columns(redact))
+    )
     key = ",".join(tracked.primary_key)
     out.print(
         f"tracking {tracked.table} (key {key}; excluded: {', '.join(tracked.excluded) or 'none'}; "
@@ -456,24 +465,9 @@ def pg_track_command(options: _Options, table: str, exclude: str | None, redact:
 @pass_options
 def pg_untrack_command(options: _Options, table: str) -> None:
     """Stop recording changes of TABLE (the untracking itself is recorded)."""
-    import psycopg
-
     from graven.capture import pg
-    from graven.store.postgres import connect, translate_error
 
-    target = _pg_target(options)
-    with options.open() as trail:
-        trail.store.settings()
-        conn = connect(target)
-        conn.execute("SET search_path TO DEFAULT")  # table names resolve as the application writes them
-        try:
-            with conn.transaction():
-                name = pg.untrack(conn, target.schema, table)
-        except psycopg.Error as exc:
-            raise translate_error(exc, target) from exc
-        finally:
-            conn.close()
-        trail.integrate()
+    name = _capture_change(options, lambda conn, schema: pg.untrack(conn, schema, table))
     out.print(f"no longer tracking {name}")
 
 
