@@ -7,6 +7,7 @@ with graven.open("sqlite:///audit.db", signing_key="audit.key") as trail:
     assert trail.verify().ok
 """
 
+from graven.capture.action import Action, Denied
 from graven.core.audit import Problem, Report
 from graven.core.bundle import verify_bundle
 from graven.core.model import Actor, Change, Entry, Event, Target
@@ -25,9 +26,11 @@ from graven.trail import open_trail as open
 __version__ = "0.1.0"
 
 __all__ = [
+    "Action",
     "Actor",
     "Change",
     "ConfigError",
+    "Denied",
     "Entry",
     "Event",
     "GravenError",

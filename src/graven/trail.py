@@ -7,6 +7,7 @@ from the stored bytes, which are the leaves themselves.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import uuid
@@ -20,6 +21,8 @@ from typing import Any
 
 import orjson
 
+from graven.capture import context
+from graven.capture.action import Action, Denied, audited
 from graven.core import audit, merkle
 from graven.core.bundle import make_bundle
 from graven.core.ids import uuid7
@@ -61,8 +64,10 @@ class Trail:
         clock: Callable[[], datetime] | None = None,
         new_id: Callable[[], str] = uuid7,
         checkpoint_interval: float = 1.0,
+        denied: tuple[type[BaseException], ...] = (),
     ) -> None:
         self.store = store
+        self.denied_types: tuple[type[BaseException], ...] = (Denied, *denied)
         settings = store.settings()
         self.origin = settings["origin"]
         self.signer = signer
@@ -82,8 +87,8 @@ class Trail:
     # --- writing -----------------------------------------------------------------------------
 
     def prepare(self, event: Any = None, /, **fields: Any) -> Prepared:
-        """Validate one event without writing it (raises ValidationError)."""
-        return prepare(event_from(event, **fields), now=self._clock(), new_id=self._new_id)
+        """Validate one event, completed from the current context, without writing it."""
+        return prepare(context.apply(event_from(event, **fields)), now=self._clock(), new_id=self._new_id)
 
     def record(self, event: Any = None, /, **fields: Any) -> int:
         """Record one event (a dict, an Event, or keyword arguments); returns its index once durable."""
@@ -95,10 +100,54 @@ class Trail:
         prepared = []
         for i, event in enumerate(events):
             try:
-                prepared.append(prepare(event_from(event), now=now, new_id=self._new_id))
+                prepared.append(prepare(context.apply(event_from(event)), now=now, new_id=self._new_id))
             except ValidationError as exc:
                 raise ValidationError(f"events[{i}].{exc.field}", exc.rule, exc.value) from None
         return self._append(prepared)
+
+    async def arecord(self, event: Any = None, /, **fields: Any) -> int:
+        """:meth:`record` without blocking the event loop (the write runs in a worker thread)."""
+        prepared = self.prepare(event, **fields)  # here, so the task's context applies
+        indices = await asyncio.to_thread(self._append, [prepared])
+        return indices[0]
+
+    async def arecord_many(self, events: Iterable[Any]) -> list[int]:
+        """:meth:`record_many` without blocking the event loop."""
+        events = [context.apply(event_from(e)) for e in events]
+        return await asyncio.to_thread(self.record_many, events)
+
+    # --- capture from the application -----------------------------------------------------------
+
+    def context(self, **fields: Any) -> AbstractContextManager[Mapping[str, Any]]:
+        """``with trail.context(actor=..., ip=..., user_agent=..., request_id=..., source=..., reason=...):``
+
+        Entries recorded inside (in this thread or asyncio task and what it starts) carry these
+        fields unless they state their own. Nested scopes add to the enclosing one.
+        """
+        return context.scope(**fields)
+
+    def action(self, name: str, **fields: Any) -> Action:
+        """``with trail.action("file.delete", target=("file", file_id)) as a:``: exactly one entry,
+        ``success``, ``denied`` (``Denied``, a configured type, or ``a.deny(reason)``) or ``failure``."""
+        return Action(self, name, **fields)
+
+    def audited(self, name: str, **fields: Any) -> Callable[[Any], Any]:
+        """Decorator: every call of the function is one :meth:`action` (sync or async)."""
+        return audited(self, name, **fields)
+
+    def is_denial(self, exc: BaseException) -> bool:
+        """Whether an exception means "not allowed" (recorded as denied rather than failure)."""
+        return isinstance(exc, self.denied_types)
+
+    def login_attempt(self, user: Any, *, ok: bool, reason: str | None = None, **fields: Any) -> int:
+        """Record a sign-in attempt, failed ones included (``ok=False`` is a ``failure``)."""
+        actor = context.actor_of(user) or {}
+        target = {"type": "user", "id": actor.get("id") or "unknown"}
+        event = {"action": "session.login", "actor": actor, "targets": [target],
+                 "outcome": "success" if ok else "failure", **fields}  # fmt: skip
+        if reason is not None:
+            event["reason"] = reason
+        return self.record(event)
 
     def integrate(self) -> int:
         """Move events captured by database triggers into the log now; returns how many."""
