@@ -178,3 +178,32 @@ class TestLogin:
         entries = trail.query(action="session.login", limit=10).entries
         assert ["failure"] * 3 + ["success"] == [e.outcome for e in entries]
         assert {"type": "user", "id": "c-1042", "ip": "203.0.113.9"} == entries[0].actor
+
+
+class TestRedaction:
+    def test_diff_redacts_secrets_before_hashing(self, trail: Trail) -> None:
+        """A customer's email and password changed: the email diff is kept, the password only marked."""
+        before = {"email": "ada@example.com", "password_hash": "$2b$old", "profile": {"name": "Ada", "api_key": "k1"}}
+        after = {"email": "ada@evil.example", "password_hash": "$2b$new", "profile": {"name": "Ada", "api_key": "k2"}}
+        with trail.context(actor="u-17"), trail.action("customer.update", target=("customer", "c-1042")) as a:
+            a.diff(before, after)
+        entry = trail.get(a.index or 0)
+        assert [
+            {"field": "email", "old": "ada@example.com", "new": "ada@evil.example"},
+            {"field": "password_hash", "redacted": True},
+            {"field": "profile.api_key", "redacted": True},
+        ] == entry.changes
+        stored = trail.store.entry(a.index or 0) or b""
+        assert b"$2b$" not in stored
+        assert b"k2" not in stored
+
+    def test_every_path_redacts(self, trail: Trail) -> None:
+        """record, record_many and free-form context/metadata never store a secret's value."""
+        trail.record(action="a.b", actor="u", changes=[{"field": "Password", "old": "p1", "new": "p2"}])
+        trail.record_many([{"action": "a.b", "actor": "u", "metadata": {"nested": {"API-Key": "sk-live-1"}}}])
+        with trail.context(actor="u", token="t-secret"):
+            trail.record(action="a.c")
+        raw = b"".join(trail.store.entry(i) or b"" for i in range(trail.size))
+        for secret in (b"p1", b"p2", b"sk-live-1", b"t-secret"):
+            assert secret not in raw
+        assert trail.verify().ok

@@ -26,14 +26,17 @@ from graven.capture.action import Action, Denied, audited
 from graven.core import audit, merkle
 from graven.core.bundle import make_bundle
 from graven.core.ids import uuid7
-from graven.core.model import Entry, Prepared, event_from, parse_time, prepare
+from graven.core.model import Entry, Prepared, change_dict, event_from, parse_time, prepare
 from graven.core.note import Signer, Verifier
+from graven.core.redaction import RedactionPolicy
 from graven.errors import ConfigError, GravenError, IntegrityError, NotFoundError, ValidationError
 from graven.keys import create_signing_key, load_signing_key, load_verifier
 from graven.sequencer import Sequencer
 from graven.store import Query, Store, StoredCheckpoint, open_store, sqlite_path
 from graven.witness import CheckpointFile
 
+DEFAULT_POLICY = RedactionPolicy()
+_CHANGE_KEYS = frozenset({"field", "old", "new", "redacted", "fingerprint"})
 MAX_PAGE = 10_000
 MAX_INDEX = 2**63 - 1  # the largest index any store can hold
 
@@ -65,8 +68,10 @@ class Trail:
         new_id: Callable[[], str] = uuid7,
         checkpoint_interval: float = 1.0,
         denied: tuple[type[BaseException], ...] = (),
+        redaction: RedactionPolicy | None = DEFAULT_POLICY,
     ) -> None:
         self.store = store
+        self.redaction = redaction
         self.denied_types: tuple[type[BaseException], ...] = (Denied, *denied)
         settings = store.settings()
         self.origin = settings["origin"]
@@ -88,7 +93,7 @@ class Trail:
 
     def prepare(self, event: Any = None, /, **fields: Any) -> Prepared:
         """Validate one event, completed from the current context, without writing it."""
-        return prepare(context.apply(event_from(event, **fields)), now=self._clock(), new_id=self._new_id)
+        return prepare(self._shaped(event_from(event, **fields)), now=self._clock(), new_id=self._new_id)
 
     def record(self, event: Any = None, /, **fields: Any) -> int:
         """Record one event (a dict, an Event, or keyword arguments); returns its index once durable."""
@@ -100,10 +105,33 @@ class Trail:
         prepared = []
         for i, event in enumerate(events):
             try:
-                prepared.append(prepare(context.apply(event_from(event)), now=now, new_id=self._new_id))
+                prepared.append(prepare(self._shaped(event_from(event)), now=now, new_id=self._new_id))
             except ValidationError as exc:
                 raise ValidationError(f"events[{i}].{exc.field}", exc.rule, exc.value) from None
         return self._append(prepared)
+
+    def _shaped(self, event: dict[str, Any]) -> dict[str, Any]:
+        """An event completed from the context, with secrets redacted: what every path records."""
+        return self._redacted(context.apply(event))
+
+    def _redacted(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Secrets never reach the log: redaction runs before validation and hashing, on every path."""
+        policy = self.redaction
+        if policy is None:
+            return event
+        changes = event.get("changes")
+        if changes:
+            items = [c if isinstance(c, Mapping) else change_dict(c) for c in _as_list(changes)]
+            well_formed = all(
+                isinstance(c, Mapping) and isinstance(c.get("field"), str) and not (c.keys() - _CHANGE_KEYS)
+                for c in items
+            )
+            # A malformed change is left for validation to name precisely (nothing is written then).
+            event["changes"] = policy.changes(items) if well_formed else items
+        for key in ("context", "metadata"):
+            if isinstance(event.get(key), Mapping):
+                event[key] = policy.mapping(event[key])
+        return event
 
     async def arecord(self, event: Any = None, /, **fields: Any) -> int:
         """:meth:`record` without blocking the event loop (the write runs in a worker thread)."""
@@ -113,7 +141,7 @@ class Trail:
 
     async def arecord_many(self, events: Iterable[Any]) -> list[int]:
         """:meth:`record_many` without blocking the event loop."""
-        events = [context.apply(event_from(e)) for e in events]
+        events = [context.apply(event_from(e)) for e in events]  # the task's context, applied here
         return await asyncio.to_thread(self.record_many, events)
 
     # --- capture from the application -----------------------------------------------------------
@@ -174,7 +202,7 @@ class Trail:
         out = []
         for event in events:
             try:
-                out.append(prepare(_safe_numbers(event), now=now, new_id=self._new_id))
+                out.append(prepare(self._redacted(_safe_numbers(event)), now=now, new_id=self._new_id))
             except ValidationError as exc:
                 kept: dict[str, Any] = {
                     "action": "capture.invalid",
@@ -391,6 +419,12 @@ class Trail:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, list | tuple):
+        return list(value)
+    raise ValidationError("changes", "must be a list of {field, old, new} objects", value)
 
 
 def _safe_numbers(value: Any) -> Any:

@@ -124,7 +124,7 @@ class Event:
             elif f.name == "targets":
                 value = [_target_dict(t) for t in value]
             elif f.name == "changes":
-                value = [_change_dict(c) for c in value]
+                value = [change_dict(c) for c in value]
             out[f.name] = value
         return out
 
@@ -135,7 +135,8 @@ def _target_dict(t: Any) -> Any:
     return t
 
 
-def _change_dict(c: Any) -> Any:
+def change_dict(c: Any) -> Any:
+    """A Change object as its JSON shape (anything else is returned as it is)."""
     if not isinstance(c, Change):
         return c
     out: dict[str, Any] = {"field": c.field}
@@ -442,7 +443,7 @@ def _changes(value: Any, flags: _Flags) -> list[dict[str, Any]]:
             raise ValidationError("changes", f"must have at most {MAX_CHANGES} items", "<more>")
         if type(item) is not dict:
             if isinstance(item, Change):
-                item = _change_dict(item)
+                item = change_dict(item)
             if not isinstance(item, Mapping):
                 raise ValidationError(f"changes[{i}]", "must be an object with field, old and new", item)
         if item.keys() - _CHANGE_FIELD_SET:
