@@ -72,6 +72,9 @@ def _words(name: str) -> set[str]:
     return {w.lower() for w in (*plain, *_SEPARATORS.split(_CAMEL.sub(" ", name))) if w}
 
 
+_KNOWN_LIMIT = 10_000
+
+
 @dataclass(frozen=True)
 class RedactionPolicy:
     """Which names are secret, and the optional key for fingerprints of redacted values."""
@@ -80,6 +83,7 @@ class RedactionPolicy:
     fingerprint_key: bytes | None = field(default=None, repr=False)
     _fragments: frozenset[str] = field(init=False, repr=False, compare=False)
     _whole_words: frozenset[str] = field(init=False, repr=False, compare=False)
+    _known: dict[str, bool] = field(init=False, repr=False, compare=False)  # names seen: they recur
 
     def __post_init__(self) -> None:
         if self.fingerprint_key is not None and (
@@ -91,9 +95,18 @@ class RedactionPolicy:
             raise ValueError("patterns must not be empty or only separators")
         object.__setattr__(self, "_fragments", frozenset(p for p in normal if len(p) >= _WHOLE_WORD_BELOW))
         object.__setattr__(self, "_whole_words", frozenset(p for p in normal if len(p) < _WHOLE_WORD_BELOW))
+        object.__setattr__(self, "_known", {})
 
     def is_secret_key(self, name: str) -> bool:
         """Whether one key name (a single segment, not split at dots) is secret."""
+        known = self._known.get(name)
+        if known is None:
+            if len(self._known) >= _KNOWN_LIMIT:
+                self._known.clear()
+            known = self._known[name] = self._match(name)
+        return known
+
+    def _match(self, name: str) -> bool:
         normal = _normal(name)
         if any(f in normal for f in self._fragments):
             return True
@@ -101,7 +114,15 @@ class RedactionPolicy:
 
     def is_secret(self, path: str) -> bool:
         """Whether any segment of a dotted change path is secret."""
-        return self.is_secret_key(path) or any(self.is_secret_key(part) for part in split_path(path))
+        key = "\x00path:" + path  # a prefix no key name can start with, in the same cache
+        known = self._known.get(key)
+        if known is None:
+            if len(self._known) >= _KNOWN_LIMIT:
+                self._known.clear()
+            known = self._known[key] = self.is_secret_key(path) or any(
+                self.is_secret_key(part) for part in split_path(path)
+            )
+        return known
 
     def fingerprint(self, value: Any) -> str | None:
         """The fingerprint of a value, or None without a key."""
@@ -136,6 +157,8 @@ class RedactionPolicy:
 
     def mapping(self, value: Any) -> Any:
         """A deep copy of a JSON value with the value of every secret key replaced, at any depth."""
+        if isinstance(value, str | int | float | bool) or value is None:
+            return value
         if isinstance(value, Mapping):
             return {k: REDACTED if self.is_secret_key(str(k)) else self.mapping(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
