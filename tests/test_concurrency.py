@@ -10,19 +10,10 @@ import pytest
 
 import graven
 from graven.testing.store_contract import make_event
+from tests.writers import write_events
 
 PROCESSES = 4
 PER_PROCESS = 2000
-
-
-def _writer(db: str, key: str, worker: int, batch: int, out: multiprocessing.Queue[list[int]]) -> None:
-    indices: list[int] = []
-    with graven.open(db, signing_key=key) as trail:
-        events = [make_event(worker * 100_000 + n) for n in range(PER_PROCESS)]
-        for start in range(0, PER_PROCESS, batch):
-            chunk = events[start : start + batch]
-            indices += trail.record_many(chunk) if batch > 1 else [trail.record(chunk[0])]
-    out.put(indices)
 
 
 @pytest.mark.slow
@@ -34,7 +25,8 @@ def test_four_processes_one_file(tmp_path: Path) -> None:
     out: multiprocessing.Queue[list[int]] = ctx.Queue()
     # Two processes write one event per commit, two write small batches: both paths contend.
     procs = [
-        ctx.Process(target=_writer, args=(str(db), str(key), w, 1 if w < 2 else 50, out)) for w in range(PROCESSES)
+        ctx.Process(target=write_events, args=(str(db), str(key), w, 1 if w < 2 else 50, PER_PROCESS, out))
+        for w in range(PROCESSES)
     ]
     for p in procs:
         p.start()

@@ -28,7 +28,7 @@ from graven.core import audit, merkle
 from graven.core.model import Prepared, prepare
 from graven.core.note import Signer
 from graven.errors import ConfigError, GravenError, ImmutableError, StoreError
-from graven.keys import create_signing_key, load_signing_key
+from graven.keys import create_signing_key
 from graven.sequencer import Sequencer
 from graven.store import Query, Store, StoredCheckpoint
 from graven.store.postgres import (
@@ -45,6 +45,7 @@ from graven.store.postgres_schema import LATEST, LOG_TABLES
 from graven.testing.store_contract import T0, StoreContract, make_event
 from graven.trail import Trail
 from tests.pgserver import Server, with_url
+from tests.writers import write_events
 
 ORIGIN = "test.example/log"
 
@@ -709,17 +710,6 @@ PROCESSES = 8
 PER_PROCESS = 2000
 
 
-def _writer(url: str, key: str, worker: int, batch: int, out: Any) -> None:
-    indices: list[int] = []
-    store = PostgresStore(url)
-    with Trail(store, signer=load_signing_key(Path(key))) as trail:
-        events = [make_event(worker * 100_000 + n) for n in range(PER_PROCESS)]
-        for start in range(0, PER_PROCESS, batch):
-            chunk = events[start : start + batch]
-            indices += trail.record_many(chunk) if batch > 1 else [trail.record(chunk[0])]
-    out.put(indices)
-
-
 @pytest.mark.slow
 def test_eight_processes_one_log(pg: Server, tmp_path: Path) -> None:
     """8 processes x 2,000 events give 16,000 gapless entries, each exactly once, that verify."""
@@ -732,7 +722,7 @@ def test_eight_processes_one_log(pg: Server, tmp_path: Path) -> None:
     # Two processes commit one event at a time, the rest small batches: both paths contend.
     batches = [1 if w < 2 else 50 for w in range(PROCESSES)]
     procs = [
-        ctx.Process(target=_writer, args=(url, str(tmp_path / "signing.key"), w, batches[w], out))
+        ctx.Process(target=write_events, args=(url, str(tmp_path / "signing.key"), w, batches[w], PER_PROCESS, out))
         for w in range(PROCESSES)
     ]
     for p in procs:
