@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -207,3 +208,21 @@ class TestRedaction:
         for secret in (b"p1", b"p2", b"sk-live-1", b"t-secret"):
             assert secret not in raw
         assert trail.verify().ok
+
+
+def test_fingerprint_key_from_a_file(tmp_path: Path) -> None:
+    """With a fingerprint key file, equal secret values get equal fingerprints and the values stay out."""
+    key = tmp_path / "fingerprint.key"
+    key.write_bytes(b"k" * 32)
+    with graven.open(tmp_path / "t.db", signing_key=tmp_path / "s.key", fingerprint_key=key) as trail:
+        for new in ("hunter2", "hunter2", "other"):
+            trail.record(
+                action="user.password.change", actor="u-1", changes=[{"field": "password", "old": "x", "new": new}]
+            )
+        prints = [e.changes[0]["fingerprint"] for e in trail.query(limit=10)]
+        assert prints[0] == prints[1] != prints[2]
+        assert b"hunter2" not in b"".join(trail.store.entry(i) or b"" for i in range(3))
+    short = tmp_path / "short.key"
+    short.write_bytes(b"tiny")
+    with pytest.raises(graven.ConfigError, match="at least 16 bytes"):
+        graven.open(tmp_path / "t.db", signing_key=tmp_path / "s.key", fingerprint_key=short)

@@ -35,12 +35,13 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class _Options:
-    def __init__(self, db: str | None, signing_key: str | None) -> None:
+    def __init__(self, db: str | None, signing_key: str | None, fingerprint_key: str | None = None) -> None:
         self.db = db
         self.signing_key = signing_key
+        self.fingerprint_key = fingerprint_key
 
     def open(self, *, create: bool = False) -> Trail:
-        return open_trail(self.db, signing_key=self.signing_key, create=create)
+        return open_trail(self.db, signing_key=self.signing_key, create=create, fingerprint_key=self.fingerprint_key)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -56,11 +57,17 @@ class _Options:
     metavar="FILE",
     help="The log's signing key file (default .graven/signing.key).",
 )
+@click.option(
+    "--fingerprint-key",
+    envvar="GRAVEN_FINGERPRINT_KEY",
+    metavar="FILE",
+    help="A secret file (16+ bytes, kept outside the database) keying fingerprints of redacted values.",
+)
 @click.version_option(package_name="graven")
 @click.pass_context
-def cli(ctx: click.Context, db: str | None, signing_key: str | None) -> None:
+def cli(ctx: click.Context, db: str | None, signing_key: str | None, fingerprint_key: str | None) -> None:
     """Graven: a tamper-evident audit trail you can query, prove and verify."""
-    ctx.obj = _Options(db, signing_key)
+    ctx.obj = _Options(db, signing_key, fingerprint_key)
 
 
 def _set_option(ctx: click.Context, param: click.Parameter, value: str | None) -> None:

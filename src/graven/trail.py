@@ -507,8 +507,12 @@ def open_trail(
     create: bool = True,
     clock: Callable[[], datetime] | None = None,
     checkpoint_interval: float = 1.0,
+    fingerprint_key: str | Path | None = None,
 ) -> Trail:
     """Open the log at ``url`` (default ``GRAVEN_DB`` or ``.graven/trail.db``), creating it if asked.
+
+    ``fingerprint_key`` (or ``GRAVEN_FINGERPRINT_KEY``) names a file, kept outside the database,
+    whose bytes key the HMAC fingerprints of redacted values.
 
     The signing key comes from ``signing_key`` or ``GRAVEN_SIGNING_KEY`` (default
     ``.graven/signing.key``); without it the log can be read, recorded to and verified against a
@@ -544,6 +548,7 @@ def open_trail(
     trail = Trail(
         store, signer=None if foreign else signer, clock=clock, checkpoint_interval=checkpoint_interval,
         witness=_witness(witness, None if isinstance(key_source, Signer) else Path(key_source)),
+        redaction=_policy(fingerprint_key or os.environ.get("GRAVEN_FINGERPRINT_KEY")),
     )  # fmt: skip
     if foreign:
         # The default key does not match what the log says: either it belongs to another log, or
@@ -556,6 +561,19 @@ def open_trail(
             "--signing-key (or GRAVEN_SIGNING_KEY), or run `graven verify` if the log may have been replaced"
         )
     return trail
+
+
+def _policy(key_file: str | Path | None) -> RedactionPolicy:
+    """The default redaction policy, with fingerprints keyed by a file's bytes when one is named."""
+    if not key_file:
+        return DEFAULT_POLICY
+    try:
+        key = Path(key_file).read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read fingerprint key {key_file}: {exc.strerror}") from None
+    if len(key) < 16:
+        raise ConfigError(f"fingerprint key {key_file} must hold at least 16 bytes; it has {len(key)}")
+    return RedactionPolicy(fingerprint_key=key)
 
 
 def _witness(witness: str | Path | None, key_path: Path | None) -> CheckpointFile | None:
