@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pytest
 
 import graven
 from graven.testing.store_contract import make_event
-from tests.writers import write_events
+from tests.writers import run_writers
 
 PROCESSES = 4
 PER_PROCESS = 2000
@@ -21,20 +20,7 @@ def test_four_processes_one_file(tmp_path: Path) -> None:
     """4 processes x 2,000 events give 8,000 gapless entries, each exactly once, that verify."""
     db, key = tmp_path / "trail.db", tmp_path / "signing.key"
     graven.init(db, signing_key=key).close()
-    ctx = multiprocessing.get_context("spawn")
-    out: multiprocessing.Queue[list[int]] = ctx.Queue()
-    # Two processes write one event per commit, two write small batches: both paths contend.
-    procs = [
-        ctx.Process(target=write_events, args=(str(db), str(key), w, 1 if w < 2 else 50, PER_PROCESS, out))
-        for w in range(PROCESSES)
-    ]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=600) for _ in procs]
-    for p in procs:
-        p.join(timeout=60)
-        assert 0 == p.exitcode
-    indices = sorted(i for r in results for i in r)
+    indices = run_writers(str(db), str(key), PROCESSES, PER_PROCESS)
     assert list(range(PROCESSES * PER_PROCESS)) == indices
     with graven.open(db, signing_key=key) as trail:
         assert PROCESSES * PER_PROCESS == trail.size

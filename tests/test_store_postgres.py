@@ -45,7 +45,7 @@ from graven.store.postgres_schema import LATEST, LOG_TABLES
 from graven.testing.store_contract import T0, StoreContract, make_event
 from graven.trail import Trail
 from tests.pgserver import Server, with_url
-from tests.writers import write_events
+from tests.writers import run_writers
 
 ORIGIN = "test.example/log"
 
@@ -717,21 +717,7 @@ def test_eight_processes_one_log(pg: Server, tmp_path: Path) -> None:
     key = create_signing_key(tmp_path / "signing.key", ORIGIN)
     store = PostgresStore(url, create=True)
     store.initialize({"origin": ORIGIN, "verifier_key": key.verifier().to_text()})
-    ctx = multiprocessing.get_context("spawn")
-    out = ctx.Queue()
-    # Two processes commit one event at a time, the rest small batches: both paths contend.
-    batches = [1 if w < 2 else 50 for w in range(PROCESSES)]
-    procs = [
-        ctx.Process(target=write_events, args=(url, str(tmp_path / "signing.key"), w, batches[w], PER_PROCESS, out))
-        for w in range(PROCESSES)
-    ]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=300) for _ in procs]
-    for p in procs:
-        p.join(timeout=60)
-        assert 0 == p.exitcode
-    indices = sorted(i for r in results for i in r)
+    indices = run_writers(url, str(tmp_path / "signing.key"), PROCESSES, PER_PROCESS, timeout=300)
     assert list(range(PROCESSES * PER_PROCESS)) == indices
     assert PROCESSES * PER_PROCESS == store.size()
     ids = {e for _, e in store.query(Query(limit=PROCESSES * PER_PROCESS))}

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from graven import render
+from graven.capture.context import actor_of
 from graven.core.bundle import verify_bundle
 from graven.core.model import Entry
 from graven.errors import GravenError, ValidationError
@@ -154,12 +155,7 @@ def _event_from_flags(flags: dict[str, Any]) -> dict[str, Any]:
     actor_text = flags["actor"] or os.environ.get("GRAVEN_ACTOR")
     if not actor_text:
         raise click.UsageError("--actor is required (or set GRAVEN_ACTOR)")
-    kind, sep, ident = actor_text.partition(":")
-    actor: dict[str, Any] = (
-        {"type": kind, "id": ident}
-        if sep and kind in ("user", "service", "system", "anonymous")
-        else {"type": "user", "id": actor_text}
-    )
+    actor = actor_of(actor_text) or {}
     for key in ("actor_name", "ip", "user_agent"):
         if flags[key]:
             actor[key.removeprefix("actor_")] = flags[key]
@@ -416,8 +412,7 @@ def pg_grant_command(options: _Options, role: str, kind: str | None) -> None:
     if kind is None:
         raise click.UsageError("choose --writer or --reader")
     target = _pg_target(options)
-    with options.open() as trail:
-        trail.store.settings()  # the log must exist
+    options.open().close()  # the log must exist (opening checks it)
     grant(str(options.db), role, "writer" if kind == "writer" else "reader", schema=target.schema)
     out.print(f"{role}: {kind} of the log in schema {target.schema}")
 
@@ -434,7 +429,6 @@ def _capture_change(options: _Options, change: Any) -> Any:
 
     target = _pg_target(options)
     with options.open() as trail:
-        trail.store.settings()  # the log must exist
         conn = connect(target)
         conn.execute("SET search_path TO DEFAULT")  # table names resolve as the application writes them
         try:

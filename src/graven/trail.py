@@ -30,7 +30,7 @@ from graven.core.model import Entry, Prepared, change_dict, event_from, parse_ti
 from graven.core.note import Signer, Verifier
 from graven.core.redaction import RedactionPolicy
 from graven.errors import ConfigError, GravenError, IntegrityError, NotFoundError, ValidationError
-from graven.keys import create_signing_key, load_signing_key, load_verifier
+from graven.keys import DEFAULT_DB, DEFAULT_KEY, create_signing_key, load_signing_key, load_verifier
 from graven.sequencer import Sequencer
 from graven.store import Query, Store, StoredCheckpoint, open_store, sqlite_path
 from graven.witness import CheckpointFile
@@ -479,8 +479,8 @@ def init(
     origin: str | None = None,
 ) -> Trail:
     """Create a log (idempotent) and its signing key if the key file does not exist yet."""
-    db = url if url is not None else os.environ.get("GRAVEN_DB") or ".graven/trail.db"
-    key_path = Path(signing_key or os.environ.get("GRAVEN_SIGNING_KEY") or ".graven/signing.key")
+    db = _db(url)
+    key_path = Path(signing_key or os.environ.get("GRAVEN_SIGNING_KEY") or DEFAULT_KEY)
     if not str(db).startswith(("postgresql://", "postgres://")):
         sqlite_path(str(db)).parent.mkdir(parents=True, exist_ok=True)
     store = open_store(db, create=True)
@@ -518,11 +518,11 @@ def open_trail(
     ``.graven/signing.key``); without it the log can be read, recorded to and verified against a
     given key, but not checkpointed.
     """
-    db = url if url is not None else os.environ.get("GRAVEN_DB") or ".graven/trail.db"
-    key_source = signing_key or os.environ.get("GRAVEN_SIGNING_KEY") or ".graven/signing.key"
+    db = _db(url)
+    key_source = signing_key or os.environ.get("GRAVEN_SIGNING_KEY") or DEFAULT_KEY
     try:
         store = open_store(db)
-        store.settings()
+        stored_key = store.settings().get("verifier_key")
     except ConfigError:
         if not create:
             raise
@@ -530,6 +530,7 @@ def open_trail(
             raise ConfigError("create the log with graven.init(url, signing_key=path) first") from None
         init(db, signing_key=key_source, witness=witness).close()
         store = open_store(db)
+        stored_key = store.settings().get("verifier_key")
     explicit = signing_key is not None or bool(os.environ.get("GRAVEN_SIGNING_KEY"))
     signer: Signer | None
     if isinstance(key_source, Signer):
@@ -540,7 +541,6 @@ def open_trail(
         if signer is None and explicit:
             store.close()
             raise ConfigError(f"signing key {key_path} does not exist")
-    stored_key = store.settings().get("verifier_key")
     foreign = signer is not None and stored_key not in (None, signer.verifier().to_text())
     if foreign and explicit:
         store.close()
@@ -563,6 +563,11 @@ def open_trail(
     return trail
 
 
+def _db(url: str | Path | None) -> str | Path:
+    """The log named by ``url``, else ``GRAVEN_DB``, else the default in ``.graven/``."""
+    return url if url is not None else os.environ.get("GRAVEN_DB") or DEFAULT_DB
+
+
 def _policy(key_file: str | Path | None) -> RedactionPolicy:
     """The default redaction policy, with fingerprints keyed by a file's bytes when one is named."""
     if not key_file:
@@ -583,11 +588,6 @@ def _witness(witness: str | Path | None, key_path: Path | None) -> CheckpointFil
     if key_path is not None:
         return CheckpointFile(key_path.with_name(key_path.name + ".checkpoint"))
     return None
-
-
-def bundle_json(bundle: Mapping[str, Any]) -> bytes:
-    """A bundle as pretty JSON bytes."""
-    return orjson.dumps(bundle, option=orjson.OPT_INDENT_2)
 
 
 __all__ = ["Page", "Trail", "init", "open_trail", "parse_target"]

@@ -26,6 +26,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from graven.capture.context import actor_of
 from graven.errors import ConfigError
 
 CONTEXT_SETTING = "graven.context"
@@ -277,15 +278,6 @@ def _record(conn: psycopg.Connection[Any], schema: str, action: str, table: str,
     )
 
 
-def tracked_tables(conn: psycopg.Connection[Any]) -> list[str]:
-    """Tables that currently carry Graven's capture triggers."""
-    rows = conn.execute(
-        "SELECT DISTINCT tgrelid::regclass::text FROM pg_trigger "
-        "WHERE tgname LIKE 'graven_capture_%%_insert' ORDER BY 1"
-    ).fetchall()
-    return [r[0] for r in rows]
-
-
 @contextmanager
 def context(
     conn: psycopg.Connection[Any],
@@ -304,16 +296,7 @@ def context(
     safe behind connection poolers in transaction mode. Outside an explicit transaction the block
     runs in one.
     """
-    actor_obj: dict[str, Any] | None
-    if isinstance(actor, str):
-        kind, sep, ident = actor.partition(":")
-        actor_obj = (
-            {"type": kind, "id": ident}
-            if sep and kind in ("user", "service", "system")
-            else {"type": "user", "id": actor}
-        )
-    else:
-        actor_obj = dict(actor) if actor is not None else None
+    actor_obj = actor_of(actor)
     if actor_obj is not None:
         for key, value in (("ip", ip), ("user_agent", user_agent)):
             if value is not None:

@@ -25,7 +25,6 @@ from typing import Any
 from graven.core import merkle
 from graven.core.note import Checkpoint, NoteError, Verifier, open_checkpoint
 
-KINDS = ("modified", "missing", "inserted", "reordered", "truncated", "forked")
 _CHUNK = 20_000
 
 

@@ -612,11 +612,6 @@ def _diagnose(doc: Mapping[str, Any]) -> ValidationError:
     return find(doc, "") or ValidationError("entry", "must be encodable as canonical JSON", "<unencodable>")
 
 
-def leaf_of(stored: Mapping[str, Any]) -> bytes:
-    """The leaf bytes of an entry as stored (the RFC 8785 encoding of every field but ``index``)."""
-    return canonical.canonical({k: v for k, v in stored.items() if k != "index"})
-
-
 @dataclass(frozen=True, slots=True)
 class Entry:
     """An entry as read back from the log: its position and its stored fields."""
