@@ -11,6 +11,7 @@ from graven.capture.action import Action, Denied
 from graven.core.audit import Problem, Report
 from graven.core.bundle import verify_bundle
 from graven.core.model import Actor, Change, Entry, Event, Target
+from graven.core.shredding import PersonalData
 from graven.errors import (
     ConfigError,
     GravenError,
@@ -38,6 +39,7 @@ __all__ = [
     "IntegrityError",
     "NotFoundError",
     "Page",
+    "PersonalData",
     "Problem",
     "Report",
     "StoreError",

@@ -19,12 +19,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from graven import render
-from graven.capture.context import actor_of
+from graven.capture.context import actor_of, scope
 from graven.core.bundle import verify_bundle
 from graven.core.model import Entry
 from graven.errors import GravenError, ValidationError
-from graven.keys import load_verifier
-from graven.trail import MAX_INDEX, MAX_PAGE, Trail, init, open_trail
+from graven.keys import DEFAULT_KEY, load_verifier
+from graven.subject_keys import check_subject
+from graven.trail import MAX_INDEX, MAX_PAGE, Trail, init, open_trail, subject_keys_path
 
 EXIT_DAMAGE = 1
 EXIT_USAGE = 2
@@ -36,13 +37,23 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class _Options:
-    def __init__(self, db: str | None, signing_key: str | None, fingerprint_key: str | None = None) -> None:
+    def __init__(
+        self,
+        db: str | None,
+        signing_key: str | None,
+        fingerprint_key: str | None = None,
+        subject_keys: str | None = None,
+    ) -> None:
         self.db = db
         self.signing_key = signing_key
         self.fingerprint_key = fingerprint_key
+        self.subject_keys = subject_keys
 
-    def open(self, *, create: bool = False) -> Trail:
-        return open_trail(self.db, signing_key=self.signing_key, create=create, fingerprint_key=self.fingerprint_key)
+    def open(self, *, create: bool = False, subject_keys: str | Path | None = None) -> Trail:
+        return open_trail(
+            self.db, signing_key=self.signing_key, create=create, fingerprint_key=self.fingerprint_key,
+            subject_keys=subject_keys or self.subject_keys,
+        )  # fmt: skip
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -64,11 +75,19 @@ class _Options:
     metavar="FILE",
     help="A secret file (16+ bytes, kept outside the database) keying fingerprints of redacted values.",
 )
+@click.option(
+    "--subject-keys",
+    envvar="GRAVEN_SUBJECT_KEYS",
+    metavar="FILE",
+    help="The key store of personal data, apart from the log (default subject-keys.db beside the signing key).",
+)
 @click.version_option(package_name="graven")
 @click.pass_context
-def cli(ctx: click.Context, db: str | None, signing_key: str | None, fingerprint_key: str | None) -> None:
+def cli(
+    ctx: click.Context, db: str | None, signing_key: str | None, fingerprint_key: str | None, subject_keys: str | None
+) -> None:
     """Graven: a tamper-evident audit trail you can query, prove and verify."""
-    ctx.obj = _Options(db, signing_key, fingerprint_key)
+    ctx.obj = _Options(db, signing_key, fingerprint_key, subject_keys)
 
 
 def _set_option(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
@@ -293,6 +312,30 @@ def show_command(options: _Options, index: int, as_json: bool) -> None:
         sys.stdout.buffer.write(orjson.dumps(entry.to_json(), option=orjson.OPT_INDENT_2) + b"\n")
         return
     out.print(render.entry_detail(entry))
+
+
+# --- forgetting -------------------------------------------------------------------------------
+
+
+@cli.command("forget")
+@click.argument("subject", metavar="TYPE:ID")
+@click.option("--reason", help="Why: the erasure request, its ticket.")
+@click.option("--actor", help="Who forgets: an id, or TYPE:ID (default $GRAVEN_ACTOR).")
+@pass_options
+def forget_command(options: _Options, subject: str, reason: str | None, actor: str | None) -> None:
+    """Erase a data subject's personal values by destroying its keys; the forgetting is recorded.
+
+    Entries are not changed: their sealed values read as [erased] from now on and `graven verify`
+    still passes.
+    """
+    who = actor or os.environ.get("GRAVEN_ACTOR")
+    if not who:
+        raise click.UsageError("--actor is required (or set GRAVEN_ACTOR)")
+    check_subject(subject)
+    keys = options.subject_keys or subject_keys_path(Path(options.signing_key or DEFAULT_KEY))
+    with options.open(subject_keys=keys) as trail, scope(actor=actor_of(who), source="cli"):
+        index = trail.forget(subject, reason=reason)
+    out.print(f"forgot {subject}: its keys are destroyed; recorded as entry {index}")
 
 
 # --- proving and verifying --------------------------------------------------------------------

@@ -29,10 +29,12 @@ from graven.core.ids import uuid7
 from graven.core.model import Entry, Prepared, change_dict, event_from, parse_time, prepare
 from graven.core.note import Signer, Verifier
 from graven.core.redaction import RedactionPolicy
+from graven.core.shredding import PREFIX, PersonalData, open_entry, seal_event
 from graven.errors import ConfigError, GravenError, IntegrityError, NotFoundError, ValidationError
 from graven.keys import DEFAULT_DB, DEFAULT_KEY, create_signing_key, load_signing_key, load_verifier
 from graven.sequencer import Sequencer
 from graven.store import Query, Store, StoredCheckpoint, open_store, sqlite_path
+from graven.subject_keys import DEFAULT_SUBJECT_KEYS, SubjectKeys, check_subject
 from graven.witness import CheckpointFile
 
 DEFAULT_POLICY = RedactionPolicy()
@@ -69,9 +71,16 @@ class Trail:
         checkpoint_interval: float = 1.0,
         denied: tuple[type[BaseException], ...] = (),
         redaction: RedactionPolicy | None = DEFAULT_POLICY,
+        personal: PersonalData | None = None,
+        subject_keys: SubjectKeys | None = None,
     ) -> None:
+        if personal is not None and subject_keys is None:
+            raise ConfigError("declaring personal fields needs a subject key store (subject_keys=SubjectKeys(path))")
         self.store = store
         self.redaction = redaction
+        self.personal = personal
+        self.subject_keys = subject_keys
+        self._sealed = PREFIX.encode()
         self.denied_types: tuple[type[BaseException], ...] = (Denied, *denied)
         settings = store.settings()
         self.origin = settings["origin"]
@@ -93,7 +102,7 @@ class Trail:
 
     def prepare(self, event: Any = None, /, **fields: Any) -> Prepared:
         """Validate one event, completed from the current context, without writing it."""
-        return prepare(self._shaped(event_from(event, **fields)), now=self._clock(), new_id=self._new_id)
+        return self._make(self._shaped(event_from(event, **fields)), self._clock())
 
     def record(self, event: Any = None, /, **fields: Any) -> int:
         """Record one event (a dict, an Event, or keyword arguments); returns its index once durable."""
@@ -105,7 +114,7 @@ class Trail:
         prepared = []
         for i, event in enumerate(events):
             try:
-                prepared.append(prepare(self._shaped(event_from(event)), now=now, new_id=self._new_id))
+                prepared.append(self._make(self._shaped(event_from(event)), now))
             except ValidationError as exc:
                 raise ValidationError(f"events[{i}].{exc.field}", exc.rule, exc.value) from None
         return self._append(prepared)
@@ -113,6 +122,15 @@ class Trail:
     def _shaped(self, event: dict[str, Any]) -> dict[str, Any]:
         """An event completed from the context, with secrets redacted: what every path records."""
         return self._redacted(context.apply(event))
+
+    def _make(self, event: dict[str, Any], now: datetime) -> Prepared:
+        """Validate ``event``; then seal its personal values (validated again, sealed) when declared."""
+        prepared = prepare(event, now=now, new_id=self._new_id)
+        if self.personal is None or self.subject_keys is None:
+            return prepared
+        doc = {k: v for k, v in prepared.doc.items() if k != "recorded_at"}
+        sealed = seal_event(doc, self.personal, self.subject_keys.key_for)
+        return prepared if sealed == doc else prepare(sealed, now=now, new_id=self._new_id)
 
     def _redacted(self, event: dict[str, Any]) -> dict[str, Any]:
         """Secrets never reach the log: redaction runs before validation and hashing, on every path."""
@@ -202,7 +220,7 @@ class Trail:
         out = []
         for event in events:
             try:
-                out.append(prepare(self._redacted(_safe_numbers(event)), now=now, new_id=self._new_id))
+                out.append(self._make(self._redacted(_safe_numbers(event)), now))
             except ValidationError as exc:
                 kept: dict[str, Any] = {
                     "action": "capture.invalid",
@@ -254,7 +272,14 @@ class Trail:
         body = self.store.entry(index)
         if body is None:
             raise NotFoundError(f"no entry {index}: the log has {self.size} entries (0..{self.size - 1})")
-        return _entry(index, body)
+        return self._entry(index, body)
+
+    def _entry(self, index: int, body: bytes) -> Entry:
+        """The entry as stored, with sealed personal values opened (or read as erased)."""
+        entry = _entry(index, body)
+        if self.subject_keys is not None and self._sealed in body:
+            return Entry(index, open_entry(entry.data, self.subject_keys.lookup))
+        return entry
 
     def query(
         self,
@@ -290,7 +315,7 @@ class Trail:
             text=text, after=after, before=before, limit=limit, newest_first=newest_first,
         )  # fmt: skip
         rows = self.store.query(q)
-        entries = [_entry(idx, body) for idx, body in rows]
+        entries = [self._entry(idx, body) for idx, body in rows]
         if q.target is not None or q.target_type is not None:
             # Target rows are an index kept beside the entries; the entry itself has the last word.
             entries = [e for e in entries if _names_target(e, q.target, q.target_type)]
@@ -307,11 +332,41 @@ class Trail:
                 return out[:limit]
             after = page.next_cursor
 
+    # --- forgetting ---------------------------------------------------------------------------
+
+    def forget(self, subject: str, *, reason: str | None = None, actor: Any = None) -> int:
+        """Destroy ``subject``'s keys, so its sealed personal values read as erased; returns the entry index.
+
+        The forgetting is itself recorded (``subject.forget``, target the subject; the actor is
+        ``actor`` or the context's). Entries are not
+        touched: every leaf still covers its ciphertext, so verification keeps passing.
+        """
+        check_subject(subject)
+        if self.subject_keys is None:
+            raise ConfigError("no subject key store: open the log with a subject key store (--subject-keys)")
+        if self.write_refusal:
+            raise ConfigError(self.write_refusal)
+        event: dict[str, Any] = {"action": "subject.forget", "targets": [parse_target(subject)]}
+        if reason is not None:
+            event["reason"] = reason
+        if actor is not None:
+            event["actor"] = context.actor_of(actor)
+        self.prepare({**event, "metadata": {"keys_destroyed": 0}})  # a bad actor or reason fails before any key goes
+        try:
+            destroyed = self.subject_keys.destroy(subject)
+        except Exception as exc:
+            self.record({**event, "outcome": "failure", "metadata": {"error": type(exc).__name__}})
+            raise
+        return self.record({**event, "metadata": {"keys_destroyed": destroyed}})
+
     # --- proving -----------------------------------------------------------------------------
 
     def prove(self, index: int) -> dict[str, Any]:
-        """An offline bundle: the entry, its inclusion proof and a signed checkpoint covering it."""
-        entry = self.get(index)
+        """An offline bundle: the entry as stored (sealed values stay sealed), its proof and a checkpoint."""
+        self.get(index)  # the index is checked and present
+        body = self.store.entry(index)
+        assert body is not None
+        entry = _entry(index, body)
         latest = self.store.latest_checkpoint()
         if latest is None or latest.size <= index:
             self.checkpoint()
@@ -411,6 +466,8 @@ class Trail:
                 self.checkpoint()
         finally:
             self.store.close()
+            if self.subject_keys is not None:
+                self.subject_keys.close()
 
     def __enter__(self) -> Trail:
         return self
@@ -508,11 +565,18 @@ def open_trail(
     clock: Callable[[], datetime] | None = None,
     checkpoint_interval: float = 1.0,
     fingerprint_key: str | Path | None = None,
+    personal: PersonalData | None = None,
+    subject_keys: str | Path | SubjectKeys | None = None,
 ) -> Trail:
     """Open the log at ``url`` (default ``GRAVEN_DB`` or ``.graven/trail.db``), creating it if asked.
 
     ``fingerprint_key`` (or ``GRAVEN_FINGERPRINT_KEY``) names a file, kept outside the database,
     whose bytes key the HMAC fingerprints of redacted values.
+
+    ``personal`` (or ``GRAVEN_PERSONAL_FIELDS`` and ``GRAVEN_SUBJECT_TYPES``, comma-separated)
+    declares the fields sealed per data subject; their keys live in ``subject_keys`` (or
+    ``GRAVEN_SUBJECT_KEYS``; default ``subject-keys.db`` beside the signing key), which is opened
+    whenever it exists, so that sealed values read back in clear until forgotten.
 
     The signing key comes from ``signing_key`` or ``GRAVEN_SIGNING_KEY`` (default
     ``.graven/signing.key``); without it the log can be read, recorded to and verified against a
@@ -549,6 +613,7 @@ def open_trail(
         store, signer=None if foreign else signer, clock=clock, checkpoint_interval=checkpoint_interval,
         witness=_witness(witness, None if isinstance(key_source, Signer) else Path(key_source)),
         redaction=_policy(fingerprint_key or os.environ.get("GRAVEN_FINGERPRINT_KEY")),
+        **_shredding(personal, subject_keys, None if isinstance(key_source, Signer) else Path(key_source)),
     )  # fmt: skip
     if foreign:
         # The default key does not match what the log says: either it belongs to another log, or
@@ -579,6 +644,30 @@ def _policy(key_file: str | Path | None) -> RedactionPolicy:
     if len(key) < 16:
         raise ConfigError(f"fingerprint key {key_file} must hold at least 16 bytes; it has {len(key)}")
     return RedactionPolicy(fingerprint_key=key)
+
+
+def _shredding(
+    personal: PersonalData | None, keys: str | Path | SubjectKeys | None, key_path: Path | None
+) -> dict[str, Any]:
+    """The personal-data declaration and the subject key store, from arguments or the environment."""
+    if personal is None and (fields := os.environ.get("GRAVEN_PERSONAL_FIELDS")):
+        types = os.environ.get("GRAVEN_SUBJECT_TYPES") or "customer,user"
+        personal = PersonalData(
+            tuple(f.strip() for f in fields.split(",") if f.strip()),
+            tuple(t.strip() for t in types.split(",") if t.strip()),
+        )
+    if isinstance(keys, SubjectKeys):
+        return {"personal": personal, "subject_keys": keys}
+    source = keys or os.environ.get("GRAVEN_SUBJECT_KEYS")
+    path = Path(source) if source else subject_keys_path(key_path)
+    if personal is None and not source and not path.exists():
+        return {}
+    return {"personal": personal, "subject_keys": SubjectKeys(path)}
+
+
+def subject_keys_path(key_path: Path | None) -> Path:
+    """Where the subject key store is kept by default: beside the signing key."""
+    return DEFAULT_SUBJECT_KEYS if key_path is None else key_path.with_name(DEFAULT_SUBJECT_KEYS.name)
 
 
 def _witness(witness: str | Path | None, key_path: Path | None) -> CheckpointFile | None:
