@@ -203,12 +203,14 @@ def test_an_unrecordable_change_is_kept_as_invalid(
     """A captured change that breaks a rule (here: an action from an odd table name) becomes a capture.invalid entry."""
     url, key, _, _ = shop
     odd = f"Odd Table {secrets.token_hex(2)}"
-    pg.db.execute(sql.SQL("CREATE TABLE {} (id int PRIMARY KEY)").format(sql.Identifier(odd)))
+    pg.db.execute(sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, password text)").format(sql.Identifier(odd)))
     assert 0 == run(url, key, "pg", "track", f'"{odd}"').returncode
-    pg.db.execute(sql.SQL("INSERT INTO {} VALUES (1)").format(sql.Identifier(odd)))
+    pg.db.execute(sql.SQL("INSERT INTO {} VALUES (1, 'hunter2')").format(sql.Identifier(odd)))
     with graven.open(url, signing_key=key) as trail:
         trail.integrate()
         invalid = trail.query(action="capture.invalid").entries
         assert 1 == len(invalid)
         assert "action: must be dotted words" in str(invalid[0].get("reason"))
+        assert "password" in invalid[0].get("metadata")["captured"]
+        assert b"hunter2" not in (trail.store.entry(invalid[0].index) or b"")  # kept as redacted
         assert trail.verify().ok

@@ -219,18 +219,13 @@ class Trail:
         now = self._clock()
         out = []
         for event in events:
+            shaped = self._redacted(_safe_numbers(event)) if isinstance(event, dict) else event
             try:
-                out.append(self._make(self._redacted(_safe_numbers(event)), now))
+                out.append(self._make(shaped, now))
             except ValidationError as exc:
-                kept: dict[str, Any] = {
-                    "action": "capture.invalid",
-                    "actor": {"type": "system", "id": "graven"},
-                    "outcome": "failure",
-                    "reason": f"a captured change could not be recorded as given: {exc}"[:4000],
-                    "source": "db",
-                    "metadata": {"captured": orjson.dumps(event, default=str).decode()[:60_000]},
-                }
-                out.append(prepare(kept, now=now, new_id=self._new_id))
+                out.append(
+                    prepare(_invalid_capture(shaped, exc, self.personal is not None), now=now, new_id=self._new_id)
+                )
         return out
 
     def _append(self, prepared: list[Prepared]) -> list[int]:
@@ -476,6 +471,26 @@ class Trail:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _invalid_capture(event: Any, error: ValidationError, personal: bool) -> dict[str, Any]:
+    """The ``capture.invalid`` entry kept for a captured event that broke a rule: why, and the
+    event as redacted (with personal data declared, its values are left out: only field names)."""
+    if personal and isinstance(event, dict):
+        changes = event.get("changes")
+        kept = {k: v for k, v in event.items() if k not in ("changes", "context", "metadata")}
+        kept["changed_fields"] = (
+            [c.get("field") for c in changes if isinstance(c, dict)] if isinstance(changes, list) else []
+        )
+        event = kept
+    return {
+        "action": "capture.invalid",
+        "actor": {"type": "system", "id": "graven"},
+        "outcome": "failure",
+        "reason": f"a captured change could not be recorded as given: {error}"[:4000],
+        "source": "db",
+        "metadata": {"captured": orjson.dumps(event, default=str).decode()[:60_000]},
+    }
 
 
 def _as_list(value: Any) -> list[Any]:
