@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from graven.store.postgres import redact
+from graven.store.pg_connection import redact
 
 PG_URL = os.environ.get("GRAVEN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -14,7 +14,7 @@ import pytest
 import graven
 from graven.core import merkle
 from graven.core.note import Signer
-from graven.store.postgres import parse_url
+from graven.store.pg_connection import parse_url
 from graven.testing.store_contract import make_event
 from tests.pgserver import Server
 

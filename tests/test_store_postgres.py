@@ -230,7 +230,8 @@ class TestErrors:
 
     def test_lock_timeout(self, store: PostgresStore, monkeypatch: pytest.MonkeyPatch) -> None:
         """A writer that cannot get the log head in time says so."""
-        monkeypatch.setattr("graven.store.postgres.LOCK_TIMEOUT_S", 1)
+        monkeypatch.setattr("graven.store.postgres.LOCK_TIMEOUT_S", 1)  # the wait
+        monkeypatch.setattr("graven.store.pg_connection.LOCK_TIMEOUT_S", 1)  # the message
         with psycopg.connect(store.target.conninfo, autocommit=True) as holder:
             holder.execute("SELECT pg_advisory_lock(%s)", (lock_key(store.schema, "head"),))
             with pytest.raises(StoreError, match="locked by another writer for over 1s"), store.write():

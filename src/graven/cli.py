@@ -436,7 +436,7 @@ def pg_group() -> None:
 
 
 def _pg_target(options: _Options) -> Any:
-    from graven.store.postgres import parse_url
+    from graven.store.pg_connection import parse_url
 
     if not options.db or not options.db.startswith(("postgresql://", "postgres://")):
         raise click.UsageError("this command needs --db postgresql://... (or GRAVEN_DB) naming the log")
@@ -468,7 +468,7 @@ def _capture_change(options: _Options, change: Any) -> Any:
     """Run ``change(conn, schema)`` in one transaction on the log's database, then integrate it."""
     import psycopg
 
-    from graven.store.postgres import connect, translate_error
+    from graven.store.pg_connection import connect, translate_error
 
     target = _pg_target(options)
     with options.open() as trail:

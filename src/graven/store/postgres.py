@@ -17,33 +17,36 @@ through server-side cursors.
 
 from __future__ import annotations
 
-import getpass
-import hashlib
-import os
-import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import parse_qsl, quote, urlencode
 
 import orjson
 import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
 from graven.core import merkle
 from graven.core.merkle import Node
 from graven.core.model import Prepared
-from graven.errors import ConfigError, GravenError, ImmutableError, IntegrityError, StoreError
+from graven.errors import ConfigError, GravenError, IntegrityError, StoreError
 from graven.store import Query, Scan, Store, StoredCheckpoint, WriteTx
+from graven.store.pg_connection import (
+    DEFAULT_SCHEMA,
+    LOCK_TIMEOUT_S,
+    Conn,
+    PgTarget,
+    connect,
+    lock_key,
+    parse_url,
+    redact,
+    translate_error,
+)
+from graven.store.pg_derived import SCAN_BATCH, column_value, derived_mismatch, slow_mismatch
 from graven.store.postgres_schema import (
     BOOTSTRAP,
-    IMMUTABLE_SQLSTATE,
     MIGRATIONS,
     OUTBOX,
     READABLE,
@@ -52,111 +55,8 @@ from graven.store.postgres_schema import (
 from graven.store.querying import Dialect, select_entries
 
 SCHEMA_VERSION = 1  # the log format, as SQLiteStore records it; the DDL's version is in schema_migrations
-DEFAULT_SCHEMA = "graven"
-LOCK_TIMEOUT_S = 60
-CONNECT_TIMEOUT_S = 10
-SCAN_BATCH = 5_000
 
-Conn = psycopg.Connection[TupleRow]
-_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-_SEARCH_PATH_OPTION = re.compile(r"-c\s*search_path\s*=\s*([^\s,]+)")
 _CHECKED_TABLES = ("entries", "entry_targets", "tree", "checkpoints")
-
-# --- URLs ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PgTarget:
-    """Where a log lives: libpq connection string (Graven's own parameters removed) and schema."""
-
-    conninfo: str = field(repr=False)
-    schema: str
-    display: str
-    host: str
-    port: str
-    dbname: str
-    user: str
-
-    @property
-    def where(self) -> str:
-        return f"{self.host}:{self.port}/{self.dbname}"
-
-
-def redact(url: str) -> str:
-    """The URL with its password (in the authority or as a parameter) replaced by ``***``."""
-    url = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/?#@:]*:)[^@/?#]*@", r"\1***@", url)
-    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url)
-
-
-def parse_url(url: str) -> PgTarget:
-    """Split a ``postgresql://`` URL into libpq's connection string and the log's schema.
-
-    The schema comes from ``?schema=name``, else from ``options=-c search_path=name``, else it is
-    ``graven``. Malformed URLs raise ConfigError naming the URL without its password.
-    """
-    shown = redact(url)
-    base, _, query = url.partition("?")
-    params = parse_qsl(query, keep_blank_values=True)
-    schema = next((v for k, v in params if k == "schema"), None)
-    rest = [(k, v) for k, v in params if k != "schema"]
-    conninfo = base + ("?" + urlencode(rest, quote_via=quote) if rest else "")
-    try:
-        info = conninfo_to_dict(conninfo)
-    except psycopg.Error as exc:
-        detail = str(exc).strip()
-        raise ConfigError(f"malformed PostgreSQL URL {shown}: {_hide(detail, url)}") from None
-    if schema is None:
-        match = _SEARCH_PATH_OPTION.search(str(info.get("options") or ""))
-        schema = match.group(1).strip('"') if match else DEFAULT_SCHEMA
-    if not _SCHEMA_NAME.fullmatch(schema):
-        raise ConfigError(
-            f"malformed PostgreSQL URL {shown}: schema {schema!r} must be a plain identifier "
-            "(letters, digits and _, not starting with a digit, at most 63 characters)"
-        )
-    host = str(info.get("host") or os.environ.get("PGHOST") or "localhost")
-    user = str(info.get("user") or os.environ.get("PGUSER") or _os_user())
-    return PgTarget(
-        conninfo=conninfo, schema=schema, display=shown, host=host,
-        port=str(info.get("port") or os.environ.get("PGPORT") or "5432"),
-        dbname=str(info.get("dbname") or os.environ.get("PGDATABASE") or user), user=user,
-    )  # fmt: skip
-
-
-def _os_user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no user name in the environment; libpq would fail the same way
-        return "?"
-
-
-def _hide(text: str, url: str) -> str:
-    password = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#@:]*:([^@/?#]*)@", url)
-    if password and password.group(1):
-        text = text.replace(password.group(1), "***")
-    return redact(text)
-
-
-def lock_key(schema: str, purpose: str) -> int:
-    """A stable 64-bit advisory lock key for one purpose on one schema (locks are per database)."""
-    digest = hashlib.sha256(f"graven:{purpose}:{schema}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-# --- values kept in text columns -------------------------------------------------------------------
-
-_MARK = "\ufffe"
-
-
-def column_value(value: str | None) -> str | None:
-    """How a name is kept in an indexed text column (PostgreSQL text cannot hold U+0000).
-
-    Names without U+0000 are kept as they are; the rest are escaped behind a U+FFFE mark (as is
-    any name that starts with the mark), so the mapping stays one-to-one.
-    """
-    if value is None or ("\x00" not in value and not value.startswith(_MARK)):
-        return value
-    return _MARK + value.replace("\\", "\\\\").replace("\x00", "\\0")
-
 
 # --- the store ------------------------------------------------------------------------------------
 
@@ -426,49 +326,17 @@ class PostgresStore:
             try:
                 try:
                     with conn.transaction():
-                        return _derived_mismatch(conn)
+                        return derived_mismatch(conn)
                 except psycopg.DataError:
                     # A body that is not JSON, or not shaped like an entry: only tampering does this.
                     # Compare every row in Python instead (slow, but only after the damage is done).
                     with conn.transaction():
-                        return _slow_mismatch(conn, None)
+                        return slow_mismatch(conn, None)
             except psycopg.Error as exc:
                 raise self.translate(exc) from exc
 
 
 # --- connecting and migrating ----------------------------------------------------------------------
-
-
-def connect(target: PgTarget) -> Conn:
-    """An autocommit connection with ``search_path`` set to the log's schema and UTF-8 checked."""
-    kwargs: dict[str, Any] = {"autocommit": True, "client_encoding": "UTF8"}
-    info = conninfo_to_dict(target.conninfo)
-    if "connect_timeout" not in info and "PGCONNECT_TIMEOUT" not in os.environ:
-        kwargs["connect_timeout"] = CONNECT_TIMEOUT_S
-    if "application_name" not in info and "PGAPPNAME" not in os.environ:
-        kwargs["application_name"] = "graven"
-    try:
-        conn = psycopg.connect(target.conninfo, **kwargs)
-    except psycopg.Error as exc:
-        raise translate_error(exc, target) from exc
-    try:
-        encoding = conn.info.parameter_status("server_encoding")
-        if encoding not in ("UTF8", None):
-            raise ConfigError(
-                f"database {target.dbname} at {target.host}:{target.port} uses encoding "
-                f"{encoding}; Graven needs a UTF8 database (CREATE DATABASE ... ENCODING 'UTF8')"
-            )
-        conn.execute(
-            "SELECT set_config('search_path', %s, false)",
-            (sql.Identifier(target.schema).as_string(conn),),
-        )
-    except psycopg.Error as exc:
-        conn.close()
-        raise translate_error(exc, target) from exc
-    except BaseException:
-        conn.close()
-        raise
-    return conn
 
 
 def migrate(conn: Conn, schema: str) -> list[int]:
@@ -767,199 +635,16 @@ def query_sql(q: Query) -> tuple[str, list[Any]] | None:
     return select_entries(q, Dialect(mark="%s", like="ILIKE", time="%s::timestamptz", name=column_value))
 
 
-# --- derived columns -------------------------------------------------------------------------------
-
-# One pass over the entries parses each body once (OFFSET 0 keeps the subquery from being inlined,
-# which would parse it once per use). Bodies holding \u0000 (jsonb refuses it) or U+FFFE (escaped
-# names) are left to Python, which knows how names are kept in columns.
-_DERIVED = r"""
-SELECT min(s.idx) FILTER (WHERE s.doc IS NOT NULL AND (
-           s.doc ->> 'id' IS DISTINCT FROM s.event_id
-        OR (s.doc ->> 'occurred_at')::timestamptz IS DISTINCT FROM s.occurred_at
-        OR s.doc -> 'actor' ->> 'id' IS DISTINCT FROM s.actor_id
-        OR s.doc ->> 'action' IS DISTINCT FROM s.action
-        OR s.doc ->> 'outcome' IS DISTINCT FROM s.outcome
-        OR s.doc ->> 'source' IS DISTINCT FROM s.source
-        OR s.doc ->> 'tenant' IS DISTINCT FROM s.tenant)),
-       min(s.idx) FILTER (WHERE EXISTS (
-           SELECT 1 FROM jsonb_array_elements(s.doc -> 'targets') t
-            WHERE NOT EXISTS (SELECT 1 FROM entry_targets x
-                               WHERE x.type = t ->> 'type' AND x.id = t ->> 'id' AND x.idx = s.idx))),
-       coalesce(sum(jsonb_array_length(s.doc -> 'targets')), 0),
-       coalesce(array_agg(s.idx) FILTER (WHERE s.doc IS NULL), '{}')
-  FROM (SELECT e.*, CASE WHEN strpos(e.body, '\u0000') = 0 AND strpos(e.body, U&'\FFFE') = 0
-                         THEN e.body::jsonb END AS doc
-          FROM entries e OFFSET 0) s
-"""
-_TARGETS_EXTRA = """
-SELECT min(x.idx) FROM entry_targets x
- WHERE x.idx <> ALL(%s::bigint[])
-   AND NOT EXISTS (SELECT 1 FROM entries e, jsonb_array_elements(body_jsonb(e.body) -> 'targets') t
-                    WHERE e.idx = x.idx AND t ->> 'type' = x.type AND t ->> 'id' = x.id)
-"""
-
-
-def _derived_mismatch(conn: Conn) -> int | None:
-    row = conn.execute(_DERIVED).fetchone()
-    assert row is not None
-    columns, missing, named, odd = row
-    bad = [i for i in (columns, missing) if i is not None]
-    odd = list(odd)
-    if odd:
-        slow = _slow_mismatch(conn, odd)
-        if slow is not None:
-            bad.append(slow)
-        named += _count(conn, "SELECT count(*) FROM entry_targets WHERE idx = ANY(%s::bigint[])", odd)
-    if named != _count(conn, "SELECT count(*) FROM entry_targets"):
-        extra = conn.execute(_TARGETS_EXTRA, (odd,)).fetchone()  # slow, but only after tampering
-        if extra is not None and extra[0] is not None:
-            bad.append(extra[0])
-    return min(bad) if bad else None
-
-
-def _count(conn: Conn, query: str, *params: Any) -> int:
-    row = conn.execute(query, params).fetchone()
-    return 0 if row is None else int(row[0])
-
-
-def _slow_mismatch(conn: Conn, only: list[int] | None) -> int | None:
-    """Compare columns and target rows with each body in Python (all rows, or the ``only`` ones)."""
-    where = "" if only is None else " WHERE idx = ANY(%s::bigint[])"
-    params = () if only is None else (only,)
-    entries = conn.cursor(name="graven_derived_entries")
-    targets = conn.cursor(name="graven_derived_targets")
-    entries.itersize = targets.itersize = SCAN_BATCH
-    entries.execute(
-        "SELECT idx, body, event_id, occurred_at, actor_id, action, outcome, source, tenant FROM entries"
-        + where + " ORDER BY idx", params,
-    )  # fmt: skip
-    targets.execute("SELECT idx, type, id FROM entry_targets" + where + " ORDER BY idx", params)
-    target_rows = iter(targets)
-    pending = next(target_rows, None)
-    first: int | None = None
-    for idx, body, *columns in entries:
-        stored: set[tuple[str, str]] = set()
-        while pending is not None and pending[0] <= idx:
-            if pending[0] < idx:  # a target row for an entry that does not exist
-                first = pending[0] if first is None else min(first, pending[0])
-            else:
-                stored.add((pending[1], pending[2]))
-            pending = next(target_rows, None)
-        if first is not None and first <= idx:
-            break
-        if _row_disagrees(str(body), columns, stored):
-            first = idx
-            break
-    if first is None and pending is not None:
-        first = pending[0]
-    entries.close()
-    targets.close()
-    return None if first is None else int(first)
-
-
-def _row_disagrees(body: str, columns: list[Any], targets: set[tuple[str, str]]) -> bool:
-    try:
-        doc = orjson.loads(body)
-        actor = doc.get("actor")
-        expected = [
-            column_value(doc.get("id")),
-            datetime.fromisoformat(doc.get("occurred_at")),
-            column_value(actor.get("id")),
-            doc.get("action"),
-            doc.get("outcome"),
-            column_value(doc.get("source")),
-            column_value(doc.get("tenant")),
-        ]
-        named = {(column_value(t["type"]), column_value(t["id"])) for t in doc.get("targets")}
-    except (orjson.JSONDecodeError, AttributeError, TypeError, KeyError, ValueError):
-        return True
-    return expected != columns or named != targets
-
-
-# --- errors ----------------------------------------------------------------------------------------
-
-
-def translate_error(exc: Exception, target: PgTarget | None = None) -> GravenError:
-    """Turn a driver error into one of the project's own, with what to do about it."""
-    if isinstance(exc, GravenError):
-        return exc
-    at = f"{target.host}:{target.port}" if target else "the server"
-    db = f"{at}/{target.dbname}" if target else "the database"
-    user = target.user if target else "the connecting role"
-    diag = getattr(exc, "diag", None)
-    primary = (diag.message_primary if diag is not None else None) or str(exc).strip()
-    message = str(exc)
-    state = getattr(exc, "sqlstate", None)
-    if state == IMMUTABLE_SQLSTATE or "is append-only" in message:
-        return ImmutableError(primary.removeprefix("graven: "))
-    if isinstance(exc, pgerrors.InsufficientPrivilege):
-        return StoreError(
-            f"permission denied for role {user} at {db}: {primary}; a Graven writer needs "
-            f"`graven pg grant {user} --writer` (a reader `--reader`), run by the log's owner"
-        )
-    if isinstance(exc, pgerrors.UniqueViolation):
-        table = diag.table_name if diag is not None else None
-        if table == "checkpoints":
-            return StoreError(f"a checkpoint of that size is already stored at {db}: {primary}")
-        return StoreError(f"{db}: refusing to store a row twice ({primary}); is another writer bypassing the lock?")
-    if isinstance(exc, pgerrors.UndefinedTable | pgerrors.InvalidSchemaName):
-        schema = target.schema if target else DEFAULT_SCHEMA
-        return ConfigError(
-            f"no log in schema {schema} at {db} ({primary}); create one with "
-            f"`graven --db '{target.display if target else 'URL'}' init`"
-        )
-    if isinstance(exc, pgerrors.LockNotAvailable):
-        return StoreError(f"{db}: the log is locked by another writer for over {LOCK_TIMEOUT_S}s")
-    if isinstance(exc, pgerrors.ReadOnlySqlTransaction):
-        return StoreError(f"{db} is read-only (a standby?): connect to the primary to write ({primary})")
-    if isinstance(exc, psycopg.OperationalError) and state is None:
-        return _connection_error(message, target, at, db, user)
-    if isinstance(exc, pgerrors.AdminShutdown | pgerrors.CrashShutdown | pgerrors.CannotConnectNow):
-        return StoreError(f"lost the connection to PostgreSQL at {at} ({primary}); the transaction was rolled back")
-    if isinstance(exc, pgerrors.QueryCanceled):
-        return StoreError(f"{db}: the statement was cancelled ({primary}); check statement_timeout")
-    return StoreError(f"{db}: {primary}")
-
-
-def _connection_error(message: str, target: PgTarget | None, at: str, db: str, user: str) -> GravenError:
-    lowered = message.lower()
-    shown = target.display if target else "the URL"
-    if "connection refused" in lowered:
-        return ConfigError(
-            f"cannot connect to PostgreSQL at {at}: connection refused; check that the server is running and "
-            "listens on that host and port (listen_addresses, port, firewall)"
-        )
-    if "password authentication failed" in lowered or ("role" in lowered and "does not exist" in lowered):
-        reason = _fatal(message) or "authentication failed"
-        return ConfigError(
-            f"authentication failed for user {user} at {db} ({reason}); check the user and password in "
-            "the URL (or PGPASSWORD, ~/.pgpass) and pg_hba.conf"
-        )
-    if "no pg_hba.conf entry" in lowered or "no password supplied" in lowered or "authentication" in lowered:
-        return ConfigError(
-            f"authentication failed for user {user} at {db} ({_fatal(message) or 'refused'}); check the user and "
-            "password in the URL (or PGPASSWORD, ~/.pgpass) and pg_hba.conf"
-        )
-    if "database" in lowered and "does not exist" in lowered:
-        return ConfigError(
-            f"database {target.dbname if target else ''} does not exist at {at}; create it or fix {shown}"
-        )
-    if "invalid" in lowered and ("connection option" in lowered or "value" in lowered):
-        detail = _hide(message.split("\n")[0].removeprefix("connection failed: "), target.conninfo if target else "")
-        return ConfigError(f"malformed PostgreSQL URL {shown}: {detail}")
-    if "timeout expired" in lowered or "could not translate host name" in lowered or "no route" in lowered:
-        return ConfigError(
-            f"cannot connect to PostgreSQL at {at}: {_first_line(message)}; check the host name, network and firewall"
-        )
-    if "server closed the connection" in lowered or "terminating connection" in lowered or "consuming input" in lowered:
-        return StoreError(f"lost the connection to PostgreSQL at {at}; the transaction was rolled back")
-    return StoreError(f"PostgreSQL at {at}: {_first_line(message)}")
-
-
-def _fatal(message: str) -> str | None:
-    match = re.search(r"FATAL:\s+(.*)", message)
-    return match.group(1).strip() if match else None
-
-
-def _first_line(message: str) -> str:
-    return message.strip().split("\n")[0].removeprefix("connection failed: ")
+__all__ = [
+    "PgTarget",
+    "PostgresStore",
+    "column_value",
+    "connect",
+    "grant",
+    "lock_key",
+    "migrate",
+    "parse_url",
+    "query_sql",
+    "redact",
+    "translate_error",
+]
