@@ -25,6 +25,9 @@ from graven.core.model import Entry
 from graven.errors import GravenError, ValidationError
 from graven.keys import load_verifier
 from graven.trail import MAX_INDEX, MAX_PAGE, Trail, init, open_trail
+from graven.witnessing.cli import witness_group
+from graven.witnessing.client import witness_evidence
+from graven.witnessing.keys import load_cosigner_verifier
 
 EXIT_DAMAGE = 1
 EXIT_USAGE = 2
@@ -36,13 +39,23 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class _Options:
-    def __init__(self, db: str | None, signing_key: str | None, fingerprint_key: str | None = None) -> None:
+    def __init__(
+        self,
+        db: str | None,
+        signing_key: str | None,
+        fingerprint_key: str | None = None,
+        witnesses: tuple[str, ...] = (),
+    ) -> None:
         self.db = db
         self.signing_key = signing_key
         self.fingerprint_key = fingerprint_key
+        self.witnesses = witnesses
 
     def open(self, *, create: bool = False) -> Trail:
-        return open_trail(self.db, signing_key=self.signing_key, create=create, fingerprint_key=self.fingerprint_key)
+        return open_trail(
+            self.db, signing_key=self.signing_key, create=create, fingerprint_key=self.fingerprint_key,
+            witnesses=self.witnesses or None,
+        )  # fmt: skip
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -64,11 +77,20 @@ class _Options:
     metavar="FILE",
     help="A secret file (16+ bytes, kept outside the database) keying fingerprints of redacted values.",
 )
+@click.option(
+    "--witness",
+    "witnesses",
+    multiple=True,
+    metavar="URL",
+    help="Push each new checkpoint to this tlog-witness (repeatable; default $GRAVEN_WITNESSES, comma separated).",
+)
 @click.version_option(package_name="graven")
 @click.pass_context
-def cli(ctx: click.Context, db: str | None, signing_key: str | None, fingerprint_key: str | None) -> None:
+def cli(
+    ctx: click.Context, db: str | None, signing_key: str | None, fingerprint_key: str | None, witnesses: tuple[str, ...]
+) -> None:
     """Graven: a tamper-evident audit trail you can query, prove and verify."""
-    ctx.obj = _Options(db, signing_key, fingerprint_key)
+    ctx.obj = _Options(db, signing_key, fingerprint_key, witnesses)
 
 
 def _set_option(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
@@ -306,11 +328,24 @@ def show_command(options: _Options, index: int, as_json: bool) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Check an offline proof bundle instead of the log (needs --key).",
 )
+@click.option("--witness-key", "witness_keys", multiple=True, metavar="VKEY",
+              help="A witness's public key (text or file) that must have cosigned. Repeatable.")  # fmt: skip
+@click.option("--witness", "witness_urls", multiple=True, metavar="URL",
+              help="Also hold the log against the newest checkpoint this witness cosigned. Repeatable.")  # fmt: skip
 @pass_options
-def verify_command(options: _Options, as_json: bool, key: str | None, bundle: Path | None) -> None:
-    """Check every entry, the Merkle tree and every signed checkpoint.
+def verify_command(
+    options: _Options,
+    as_json: bool,
+    key: str | None,
+    bundle: Path | None,
+    witness_keys: tuple[str, ...],
+    witness_urls: tuple[str, ...],
+) -> None:
+    """Check every entry, the Merkle tree, every signed checkpoint and the witnessed ones.
 
-    Exits 0 when the log is intact, 1 when damage is found, 2 on bad input.
+    Witnessed checkpoints are those kept beside the signing key (cosigned ones included) and,
+    with --witness, the newest one each witness cosigned. Exits 0 when the log is intact, 1 when
+    damage is found, 2 on bad input.
     """
     if bundle is not None:
         if key is None:
@@ -328,14 +363,16 @@ def verify_command(options: _Options, as_json: bool, key: str | None, bundle: Pa
         else:
             (out if check.ok else err).print(("OK: " if check.ok else "FAILED: ") + check.message)
         sys.exit(0 if check.ok else EXIT_DAMAGE)
+    cosigners = [load_cosigner_verifier(k) for k in witness_keys]
     with options.open() as trail:
+        seen = witness_evidence(trail, keys=cosigners, urls=witness_urls, log_key=load_verifier(key) if key else None)
         if as_json or not err.is_terminal:
-            report = trail.verify(key=key)
+            report = trail.verify(key=key, witnessed=seen)
         else:
             columns = (TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
             with Progress(*columns, console=err, transient=True) as bar:
                 task = bar.add_task("verify", total=trail.size)
-                report = trail.verify(key=key, progress=lambda done: bar.update(task, completed=done))
+                report = trail.verify(key=key, witnessed=seen, progress=lambda done: bar.update(task, completed=done))
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(report.to_json()) + b"\n")
     elif report.ok:
@@ -511,6 +548,9 @@ def demo_command(directory: Path) -> None:
     from graven import demo
 
     sys.exit(demo.run(directory, out))
+
+
+cli.add_command(witness_group)
 
 
 def main() -> NoReturn:
