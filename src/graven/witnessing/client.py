@@ -320,7 +320,7 @@ def witness_evidence(
                     f"--witness-key {key.to_text()}: no checkpoint cosigned by this key was found (kept in "
                     f"{where.path if where else 'nothing'}; fetched from {', '.join(fetched) or 'no --witness'})"
                 )
-    return [*kept, *fetched.values()]
+    return list(dict.fromkeys([*kept, *fetched.values()]))
 
 
 def _fetch_any(url: str, origins: Sequence[str], timeout: float) -> str:
