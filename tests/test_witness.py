@@ -670,6 +670,21 @@ class TestCLI:
         bad = run(tmp_path, "witness", "serve", "--key", "w.key", "--state", "s", "--log", "nope+1+2")
         assert (2, True) == (bad.returncode, bad.stderr.startswith("graven: --log"))
 
+    def test_global_witness_option_pushes_every_new_checkpoint(self, tmp_path: Path) -> None:
+        """`graven --witness URL record ...` pushes the new checkpoint before the command ends."""
+        assert 0 == run(tmp_path, "init").returncode
+        signer = load_signing_key(tmp_path / ".graven" / "signing.key")
+        witness = WitnessService(WITNESS, [signer.verifier()], WitnessState(tmp_path / "w"))
+        with serving(create_app(witness)) as url:
+            for n in range(3):
+                done = run(tmp_path, "--witness", url, "record", "--action", "a.b", "--actor", f"u-{n}")
+                assert 0 == done.returncode, done.stderr
+        assert 3 == (witness.state.known(signer.name) or Known.nothing()).size
+        kept = orjson.loads((tmp_path / ".graven" / "signing.key.cosigned").read_bytes())
+        assert [url] == list(kept)
+        bad = run(tmp_path, "--witness", "mailto:x@example.com", "log")
+        assert (2, True) == (bad.returncode, bad.stderr.startswith("graven: --witness"))
+
     def test_push_and_verify_errors_are_one_line(self, tmp_path: Path) -> None:
         """An unreachable witness or a bad URL is one line and exit 2."""
         assert 0 == run(tmp_path, "init").returncode

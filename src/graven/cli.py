@@ -26,7 +26,7 @@ from graven.errors import GravenError, ValidationError
 from graven.keys import load_verifier
 from graven.trail import MAX_INDEX, MAX_PAGE, Trail, init, open_trail
 from graven.witnessing.cli import witness_group
-from graven.witnessing.client import witness_evidence
+from graven.witnessing.client import witness_evidence, witness_prefix
 from graven.witnessing.keys import load_cosigner_verifier
 
 EXIT_DAMAGE = 1
@@ -90,7 +90,7 @@ def cli(
     ctx: click.Context, db: str | None, signing_key: str | None, fingerprint_key: str | None, witnesses: tuple[str, ...]
 ) -> None:
     """Graven: a tamper-evident audit trail you can query, prove and verify."""
-    ctx.obj = _Options(db, signing_key, fingerprint_key, witnesses)
+    ctx.obj = _Options(db, signing_key, fingerprint_key, tuple(witness_prefix(u, "--witness") for u in witnesses))
 
 
 def _set_option(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
