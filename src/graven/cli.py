@@ -26,6 +26,9 @@ from graven.errors import GravenError, ValidationError
 from graven.keys import DEFAULT_KEY, load_verifier
 from graven.subject_keys import check_subject
 from graven.trail import MAX_INDEX, MAX_PAGE, Trail, init, open_trail, subject_keys_path
+from graven.witnessing.cli import witness_group
+from graven.witnessing.client import witness_evidence, witness_prefix
+from graven.witnessing.keys import load_cosigner_verifier
 
 EXIT_DAMAGE = 1
 EXIT_USAGE = 2
@@ -43,16 +46,18 @@ class _Options:
         signing_key: str | None,
         fingerprint_key: str | None = None,
         subject_keys: str | None = None,
+        witnesses: tuple[str, ...] = (),
     ) -> None:
         self.db = db
         self.signing_key = signing_key
         self.fingerprint_key = fingerprint_key
         self.subject_keys = subject_keys
+        self.witnesses = witnesses
 
     def open(self, *, create: bool = False, subject_keys: str | Path | None = None) -> Trail:
         return open_trail(
             self.db, signing_key=self.signing_key, create=create, fingerprint_key=self.fingerprint_key,
-            subject_keys=subject_keys or self.subject_keys,
+            subject_keys=subject_keys or self.subject_keys, witnesses=self.witnesses or None,
         )  # fmt: skip
 
 
@@ -81,13 +86,26 @@ class _Options:
     metavar="FILE",
     help="The key store of personal data, apart from the log (default subject-keys.db beside the signing key).",
 )
+@click.option(
+    "--witness",
+    "witnesses",
+    multiple=True,
+    metavar="URL",
+    help="Push each new checkpoint to this tlog-witness (repeatable; default $GRAVEN_WITNESSES, comma separated).",
+)
 @click.version_option(package_name="graven")
 @click.pass_context
 def cli(
-    ctx: click.Context, db: str | None, signing_key: str | None, fingerprint_key: str | None, subject_keys: str | None
+    ctx: click.Context,
+    db: str | None,
+    signing_key: str | None,
+    fingerprint_key: str | None,
+    subject_keys: str | None,
+    witnesses: tuple[str, ...],
 ) -> None:
     """Graven: a tamper-evident audit trail you can query, prove and verify."""
-    ctx.obj = _Options(db, signing_key, fingerprint_key, subject_keys)
+    witness_urls = tuple(witness_prefix(u, "--witness") for u in witnesses)
+    ctx.obj = _Options(db, signing_key, fingerprint_key, subject_keys, witness_urls)
 
 
 def _set_option(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
@@ -349,11 +367,24 @@ def forget_command(options: _Options, subject: str, reason: str | None, actor: s
     type=click.Path(dir_okay=False, path_type=Path),
     help="Check an offline proof bundle instead of the log (needs --key).",
 )
+@click.option("--witness-key", "witness_keys", multiple=True, metavar="VKEY",
+              help="A witness's public key (text or file) that must have cosigned. Repeatable.")  # fmt: skip
+@click.option("--witness", "witness_urls", multiple=True, metavar="URL",
+              help="Also hold the log against the newest checkpoint this witness cosigned. Repeatable.")  # fmt: skip
 @pass_options
-def verify_command(options: _Options, as_json: bool, key: str | None, bundle: Path | None) -> None:
-    """Check every entry, the Merkle tree and every signed checkpoint.
+def verify_command(
+    options: _Options,
+    as_json: bool,
+    key: str | None,
+    bundle: Path | None,
+    witness_keys: tuple[str, ...],
+    witness_urls: tuple[str, ...],
+) -> None:
+    """Check every entry, the Merkle tree, every signed checkpoint and the witnessed ones.
 
-    Exits 0 when the log is intact, 1 when damage is found, 2 on bad input.
+    Witnessed checkpoints are those kept beside the signing key (cosigned ones included) and,
+    with --witness, the newest one each witness cosigned. Exits 0 when the log is intact, 1 when
+    damage is found, 2 on bad input.
     """
     if bundle is not None:
         if key is None:
@@ -371,14 +402,16 @@ def verify_command(options: _Options, as_json: bool, key: str | None, bundle: Pa
         else:
             (out if check.ok else err).print(("OK: " if check.ok else "FAILED: ") + check.message)
         sys.exit(0 if check.ok else EXIT_DAMAGE)
+    cosigners = [load_cosigner_verifier(k) for k in witness_keys]
     with options.open() as trail:
+        seen = witness_evidence(trail, keys=cosigners, urls=witness_urls, log_key=load_verifier(key) if key else None)
         if as_json or not err.is_terminal:
-            report = trail.verify(key=key)
+            report = trail.verify(key=key, witnessed=seen)
         else:
             columns = (TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
             with Progress(*columns, console=err, transient=True) as bar:
                 task = bar.add_task("verify", total=trail.size)
-                report = trail.verify(key=key, progress=lambda done: bar.update(task, completed=done))
+                report = trail.verify(key=key, witnessed=seen, progress=lambda done: bar.update(task, completed=done))
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(report.to_json()) + b"\n")
     elif report.ok:
@@ -554,6 +587,9 @@ def demo_command(directory: Path) -> None:
     from graven import demo
 
     sys.exit(demo.run(directory, out))
+
+
+cli.add_command(witness_group)
 
 
 def main() -> NoReturn:

@@ -11,7 +11,7 @@ import asyncio
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +36,8 @@ from graven.sequencer import Sequencer
 from graven.store import Query, Store, StoredCheckpoint, open_store, sqlite_path
 from graven.subject_keys import DEFAULT_SUBJECT_KEYS, SubjectKeys, check_subject
 from graven.witness import CheckpointFile
+from graven.witnessing.client import kept_cosigned_notes, witness_prefix, witnesses_from_env
+from graven.witnessing.pusher import Pusher
 
 DEFAULT_POLICY = RedactionPolicy()
 _CHANGE_KEYS = frozenset({"field", "old", "new", "redacted", "fingerprint"})
@@ -73,6 +75,7 @@ class Trail:
         redaction: RedactionPolicy | None = DEFAULT_POLICY,
         personal: PersonalData | None = None,
         subject_keys: SubjectKeys | None = None,
+        witnesses: Sequence[str] = (),
     ) -> None:
         if personal is not None and subject_keys is None:
             raise ConfigError("declaring personal fields needs a subject key store (subject_keys=SubjectKeys(path))")
@@ -97,6 +100,9 @@ class Trail:
         self._appended = False
         self.trusted_signer: Signer | None = None  # trusted for verification only (see open_trail)
         self.write_refusal: str | None = None
+        self.witnesses = tuple(witnesses)
+        # Each new checkpoint is pushed to the witnesses in the background, never on the write path.
+        self.pusher = Pusher(self, self.witnesses) if self.witnesses else None
 
     # --- writing -----------------------------------------------------------------------------
 
@@ -252,6 +258,8 @@ class Trail:
         if self.witness is not None:
             with self._pushed:
                 self.witness.push(checkpoint.note)
+        if self.pusher is not None:
+            self.pusher.notify()
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -401,18 +409,24 @@ class Trail:
     # --- verifying ---------------------------------------------------------------------------
 
     def verify(
-        self, key: str | Path | Verifier | None = None, *, progress: Callable[[int], None] | None = None
+        self,
+        key: str | Path | Verifier | None = None,
+        *,
+        progress: Callable[[int], None] | None = None,
+        witnessed: Sequence[str] = (),
     ) -> audit.Report:
-        """Check every entry, the tree, every checkpoint and the witnessed checkpoint.
+        """Check every entry, the tree, every checkpoint and the witnessed checkpoints.
 
         Trust comes from ``key`` when given; otherwise from this log's signing key; as a last resort
         from the verifier key recorded in the database (which an attacker could replace too).
-        ``progress`` is called with the number of entries hashed so far.
+        Witnessed checkpoints are the copy kept beside the key, the cosigned ones kept there, and
+        ``witnessed`` (e.g. fetched from witnesses). ``progress`` is called with entries hashed so far.
         """
         trusted = [self._trusted(key)]
-        witnessed: list[str] = []
+        kept: list[str] = []
         if self.witness is not None and (note := self.witness.read()) is not None:
-            witnessed.append(note)
+            kept.append(note)
+        witnessed = list(dict.fromkeys([*kept, *kept_cosigned_notes(self), *witnessed]))
         derived: list[int | None] = []
 
         def check_derived() -> None:
@@ -460,6 +474,8 @@ class Trail:
             if self._appended and self.signer is not None and self.store.size() != self._latest_size():
                 self.checkpoint()
         finally:
+            if self.pusher is not None:
+                self.pusher.close()  # the last checkpoint reaches the witnesses before the store closes
             self.store.close()
             if self.subject_keys is not None:
                 self.subject_keys.close()
@@ -582,8 +598,13 @@ def open_trail(
     fingerprint_key: str | Path | None = None,
     personal: PersonalData | None = None,
     subject_keys: str | Path | SubjectKeys | None = None,
+    witnesses: Sequence[str] | None = None,
 ) -> Trail:
     """Open the log at ``url`` (default ``GRAVEN_DB`` or ``.graven/trail.db``), creating it if asked.
+
+    ``witnesses`` (or ``GRAVEN_WITNESSES``, comma separated) are tlog-witness URLs: every new
+    checkpoint is pushed to them from a background thread, and ``close()`` waits a bounded time
+    for the last push.
 
     ``fingerprint_key`` (or ``GRAVEN_FINGERPRINT_KEY``) names a file, kept outside the database,
     whose bytes key the HMAC fingerprints of redacted values.
@@ -599,6 +620,7 @@ def open_trail(
     """
     db = _db(url)
     key_source = signing_key or os.environ.get("GRAVEN_SIGNING_KEY") or DEFAULT_KEY
+    urls = witnesses_from_env() if witnesses is None else tuple(witness_prefix(u, "witnesses") for u in witnesses)
     try:
         store = open_store(db)
         stored_key = store.settings().get("verifier_key")
@@ -627,7 +649,7 @@ def open_trail(
     trail = Trail(
         store, signer=None if foreign else signer, clock=clock, checkpoint_interval=checkpoint_interval,
         witness=_witness(witness, None if isinstance(key_source, Signer) else Path(key_source)),
-        redaction=_policy(fingerprint_key or os.environ.get("GRAVEN_FINGERPRINT_KEY")),
+        redaction=_policy(fingerprint_key or os.environ.get("GRAVEN_FINGERPRINT_KEY")), witnesses=urls,
         **_shredding(personal, subject_keys, None if isinstance(key_source, Signer) else Path(key_source)),
     )  # fmt: skip
     if foreign:

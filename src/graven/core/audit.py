@@ -177,15 +177,14 @@ def verify_log(
     elif tree_contiguous:
         problems += _check_tree_rows(levels, blobs)
     size = count
-    found, good_size = _check_checkpoints(checkpoints, trusted, levels, size, witnessed=False)
+    found, _ = _check_checkpoints(checkpoints, trusted, levels, size, witnessed=False)
     if not problems:
         # Row-level findings are precise; checkpoint ranges would only repeat them less exactly.
         problems += found
     if not problems:
         # The last line of defence: a log consistent with itself but not with what a witness saw.
-        found, _ = _check_checkpoints(
-            [(0, note) for note in witnessed], trusted, levels, size, witnessed=True, good_size=good_size
-        )
+        # Whoever rewrote it may hold the key: only witnessed checkpoints that match vouch for a prefix.
+        found, _ = _check_checkpoints([(0, note) for note in witnessed], trusted, levels, size, witnessed=True)
         problems += found
     return Report(
         size=max(tree_size, count),
@@ -354,8 +353,6 @@ def _check_checkpoints(
             )
             break
         if root_at(levels, cp_size) != checkpoint.root_hash:
-            if witnessed:
-                good_size = 0  # whoever rewrote it held the key: no stored checkpoint is evidence
             kind = "forked" if witnessed else "modified"
             problems.append(
                 Problem(

@@ -1,0 +1,76 @@
+"""Witness cosigner keys on disk, and verifier keys given as text or as a file holding the text.
+
+A cosigner key file MUST be created with mode 0600 and MUST never be overwritten: a witness that
+loses or replaces its key loses its identity, and with it the value of every cosignature it gave.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from graven.core.note import CosignerKey, CosignerVerifier, NoteError, Verifier
+from graven.errors import ConfigError
+
+
+def create_cosigner_key(path: Path, name: str) -> CosignerKey:
+    """Generate a cosigner key named ``name`` and write it to ``path`` (mode 0600, never overwrites)."""
+    try:
+        key = CosignerKey.generate(name)
+    except NoteError as exc:
+        raise ConfigError(f"--name: {exc}") from None
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ConfigError(f"--out: {path} already exists; refusing to overwrite a witness key") from None
+    except OSError as exc:
+        raise ConfigError(f"--out: cannot create {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key.to_text() + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    return key
+
+
+def load_cosigner_key(path: Path) -> CosignerKey:
+    """Read a key file written by :func:`create_cosigner_key`."""
+    try:
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"--key: cannot read witness key {path}: {exc.strerror}") from None
+    try:
+        return CosignerKey.from_text(text)
+    except NoteError as exc:
+        raise ConfigError(f"--key: {path} is not a witness key (create one with `graven witness key`): {exc}") from None
+
+
+def _text(value: str, option: str) -> str:
+    """The key text itself, or the content of the file it names."""
+    text = value.strip()
+    path = Path(text)
+    if "+" not in text or path.is_file():
+        try:
+            return path.read_text().strip()
+        except OSError:
+            raise ConfigError(f"{option}: {value!r} is neither a key (name+keyid+base64) nor a readable file") from None
+    return text
+
+
+def load_cosigner_verifier(value: str | CosignerVerifier, option: str = "--witness-key") -> CosignerVerifier:
+    """A witness's public key (type 0x04), as text or as a file holding it."""
+    if isinstance(value, CosignerVerifier):
+        return value
+    try:
+        return CosignerVerifier.from_text(_text(value, option))
+    except NoteError as exc:
+        raise ConfigError(f"{option}: not a witness verifier key: {exc}") from None
+
+
+def load_log_verifier(value: str | Verifier, option: str = "--log") -> Verifier:
+    """A log's public key (type 0x01), as text or as a file holding it; its name is the log's origin."""
+    if isinstance(value, Verifier):
+        return value
+    try:
+        return Verifier.from_text(_text(value, option))
+    except NoteError as exc:
+        raise ConfigError(f"{option}: not a log verifier key: {exc}") from None
