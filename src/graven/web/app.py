@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import ipaddress
 import json
 import secrets
 import tempfile
@@ -187,7 +188,7 @@ class _UI:
         if not self.record_reads:
             return
         actor: dict[str, Any] = {"type": viewer.type, "id": viewer.id, "name": viewer.name}
-        if request.client and request.client.host:
+        if request.client and _is_ip(request.client.host):
             actor["ip"] = request.client.host
         if agent := request.headers.get("user-agent"):
             actor["user_agent"] = agent[:1024]
@@ -447,6 +448,14 @@ class _UI:
         return self.render(request, "how.html", viewer=viewer, components=explain.COMPONENTS,
                            links=[explain.link_path(a, b) for a, b in explain.LINKS], box_w=explain.BOX_W,
                            box_h=explain.BOX_H, shown=shown)  # fmt: skip
+
+
+def _is_ip(text: str | None) -> bool:
+    try:
+        ipaddress.ip_address(text or "")
+    except ValueError:
+        return False
+    return True
 
 
 def _base(request: Request) -> str:

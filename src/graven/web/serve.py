@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -51,10 +52,8 @@ def serve_demo(directory: Path, host: str, port: int, announce: Callable[[str], 
             f"Graven demo running at {url_of(sock)}  (Ctrl+C to stop)\n"
             f"Its log: {sandbox.folder / 'trail.db'} (key {sandbox.folder / 'signing.key'})"
         )
-        try:
+        with contextlib.suppress(KeyboardInterrupt):  # uvicorn hands Ctrl+C back once it has shut down
             server.run(sockets=[sock])
-        except KeyboardInterrupt:  # uvicorn hands Ctrl+C back once it has shut down cleanly
-            pass
         announce("Graven demo stopped.")
     finally:
         sock.close()
