@@ -445,9 +445,9 @@ class _UI:
         viewer = await self.who(request)
         preferred = STORY_CUSTOMER if self.source.demo else None
         shown = await self.call(explain.approaches, preferred)
-        return self.render(request, "how.html", viewer=viewer, components=explain.COMPONENTS,
-                           links=[explain.link_path(a, b) for a, b in explain.LINKS], box_w=explain.BOX_W,
-                           box_h=explain.BOX_H, shown=shown)  # fmt: skip
+        return self.render(
+            request, "how.html", viewer=viewer, components=explain.COMPONENTS, layouts=explain.LAYOUTS, shown=shown
+        )
 
 
 def _is_ip(text: str | None) -> bool:

@@ -22,19 +22,14 @@ class Component:
     name: str
     does: str
     why: str
-    x: int
-    y: int
 
 
-# The diagram: 3 rows of 4 columns, boxes 180 x 64 in a 900 x 420 view.
 COMPONENTS = (
     Component(
         "app",
         "Application",
         "Your code: a sign-in, a password reset, a file deletion, a refused attempt.",
         "Only the application knows who asked, for what and why; that knowledge is what an audit trail keeps.",
-        20,
-        30,
     ),
     Component(
         "capture",
@@ -43,16 +38,12 @@ COMPONENTS = (
         "outcome, reason, and old and new value of each field. Secrets are replaced before anything is hashed.",
         "Capturing at one place (a context, trail.action, middleware, database triggers) means denied and "
         "failed attempts are recorded too, not just the successes.",
-        245,
-        30,
     ),
     Component(
         "sequencer",
         "Sequencer",
         "Validates events, gives each the next index and commits batches durably before answering.",
         "Gapless, ordered indices are what make a missing or reordered entry detectable.",
-        470,
-        30,
     ),
     Component(
         "store",
@@ -60,8 +51,6 @@ COMPONENTS = (
         "SQLite or PostgreSQL tables that accept INSERT and SELECT; triggers refuse UPDATE and DELETE.",
         "It stops accidents and the application's own credentials from rewriting history; the hashes "
         "catch whoever drops the triggers.",
-        695,
-        30,
     ),
     Component(
         "merkle",
@@ -69,8 +58,6 @@ COMPONENTS = (
         "Hashes every entry's canonical JSON as a leaf and combines the leaves pairwise up to one root (RFC 9162).",
         "One root stands for the whole log: change one byte anywhere and the root changes; a short "
         "proof shows one entry belongs.",
-        470,
-        180,
     ),
     Component(
         "checkpoint",
@@ -78,16 +65,12 @@ COMPONENTS = (
         "The tree size and root, signed with an Ed25519 key kept outside the database.",
         "Whoever controls the database cannot forge a signature; a new checkpoint is only signed if the "
         "new tree extends the old one.",
-        470,
-        330,
     ),
     Component(
         "witnesses",
         "Witnesses",
         "Copies of the checkpoints kept elsewhere: a file beside the key, a witness server, a second database.",
         "Someone who rewrites the whole log and re-signs it is still caught: the witnessed checkpoints disagree.",
-        695,
-        330,
     ),
     Component(
         "siem",
@@ -95,24 +78,59 @@ COMPONENTS = (
         "Systems outside the application (syslog, Splunk, webhooks) receiving every entry, with proofs they can check.",
         "The security team sees events where the application's operators cannot edit them, and can "
         "prove nothing was dropped.",
-        695,
-        180,
     ),
 )
-LINKS = (("app", "capture"), ("capture", "sequencer"), ("sequencer", "store"), ("sequencer", "merkle"),
-         ("merkle", "checkpoint"), ("checkpoint", "witnesses"), ("store", "siem"))  # fmt: skip
-BOX_W, BOX_H = 180, 64
+LINKS = (
+    ("app", "capture"),
+    ("capture", "sequencer"),
+    ("sequencer", "store"),
+    ("sequencer", "merkle"),
+    ("merkle", "checkpoint"),
+    ("checkpoint", "witnesses"),
+    ("store", "siem"),
+)
 
 
-def link_path(a: str, b: str) -> str:
-    """An SVG path from one box's edge to the next one's, straight across or straight down."""
-    by_key = {c.key: c for c in COMPONENTS}
-    s, t = by_key[a], by_key[b]
-    if s.y == t.y:
-        y = s.y + BOX_H // 2
-        return f"M{s.x + BOX_W} {y} L{t.x - 6} {y}"
-    x = s.x + BOX_W // 2
-    return f"M{x} {s.y + BOX_H} L{x} {t.y - 6}"
+@dataclass(frozen=True)
+class Layout:
+    """Where each part sits in one drawing of the diagram (a wide one and a narrow one for phones)."""
+
+    name: str
+    width: int
+    height: int
+    box_w: int
+    box_h: int
+    at: dict[str, tuple[int, int]]
+
+    def boxes(self) -> list[tuple[Component, int, int]]:
+        return [(c, *self.at[c.key]) for c in COMPONENTS]
+
+    def paths(self) -> list[str]:
+        """SVG paths from one box's edge to the next one's, straight across or straight down."""
+        out = []
+        for a, b in LINKS:
+            (sx, sy), (tx, ty) = self.at[a], self.at[b]
+            if sy == ty:
+                y = sy + self.box_h // 2
+                start, end = (sx + self.box_w, tx - 6) if tx > sx else (sx, tx + self.box_w + 6)
+                out.append(f"M{start} {y} L{end} {y}")
+            else:
+                x = sx + self.box_w // 2
+                out.append(f"M{x} {sy + self.box_h} L{x} {ty - 6}")
+        return out
+
+
+WIDE = Layout(
+    "wide", 900, 420, 180, 64,
+    {"app": (20, 30), "capture": (245, 30), "sequencer": (470, 30), "store": (695, 30),
+     "merkle": (470, 180), "siem": (695, 180), "checkpoint": (470, 330), "witnesses": (695, 330)},
+)  # fmt: skip
+NARROW = Layout(
+    "narrow", 400, 560, 170, 60,
+    {"app": (10, 10), "capture": (220, 10), "store": (10, 150), "sequencer": (220, 150),
+     "siem": (10, 290), "merkle": (220, 290), "witnesses": (10, 430), "checkpoint": (220, 430)},
+)  # fmt: skip
+LAYOUTS = (WIDE, NARROW)
 
 
 @dataclass
