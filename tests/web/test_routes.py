@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
 import graven
@@ -417,6 +417,22 @@ class TestOwnLog:
         with TestClient(create_web_app(log, viewer=lambda r: Viewer("a", "A"), record_reads=False)) as c:
             html = c.get("/how").text
         assert "email = b@x.example" in html
+
+    def test_viewer_type_is_an_actor_type(self) -> None:
+        with pytest.raises(ConfigError, match=r"Viewer\.type"):
+            Viewer("a", "A", "robot")
+
+    def test_mounted_under_a_prefix(self, log: Trail) -> None:
+        """Mounted inside another application, every link, asset and redirect keeps the prefix."""
+        parent = FastAPI()
+        parent.mount("/audit", create_web_app(log, viewer=lambda r: Viewer("a", "A"), record_reads=False))
+        with TestClient(parent) as c:
+            assert "/audit/console" == c.get("/audit/", follow_redirects=False).headers["location"]
+            html = c.get("/audit/console").text
+            assert 'href="/audit/entry/0"' in html
+            assert 'src="/audit/static/app.js' in html
+            assert 200 == c.get("/audit/static/app.css").status_code
+            assert 200 == c.get("/audit/entry/0").status_code
 
     def test_empty_log(self, tmp_path: Path) -> None:
         with graven.init(tmp_path / "t.db", signing_key=tmp_path / "k") as empty, TestClient(

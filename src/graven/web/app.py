@@ -14,16 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import ipaddress
-import json
-import secrets
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
@@ -31,19 +27,15 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graven import __version__
-from graven.core.model import Entry
+from graven.core.model import ACTOR_TYPES, Entry
 from graven.errors import ConfigError, GravenError, NotFoundError, ValidationError
-from graven.trail import MAX_INDEX, Trail
-from graven.web import explain, live, present, pretend, proof, search
+from graven.trail import Trail
+from graven.web import explain, http, live, present, pretend, proof, search
 from graven.web.sandbox import STORY_CUSTOMER, FixedLog, LogSource, Sandbox
 
 HERE = Path(__file__).parent
-COOKIE = "graven_demo"
-DEFAULT_PERSONA = "u-17"
-MAX_BODY = 16 * 1024
 T = TypeVar("T")
 
 
@@ -53,7 +45,11 @@ class Viewer:
 
     id: str
     name: str
-    type: str = "user"
+    type: str = "user"  # an actor type: user, service, system or anonymous
+
+    def __post_init__(self) -> None:
+        if self.type not in ACTOR_TYPES:
+            raise ConfigError(f"Viewer.type must be one of {', '.join(ACTOR_TYPES)}; got {self.type!r}")
 
 
 DEMO_VISITOR = Viewer("demo-visitor", "Demo visitor", "anonymous")
@@ -62,10 +58,6 @@ ViewerFunction = Callable[[Request], "Viewer | Awaitable[Viewer | None] | None"]
 
 class SignInRequired(GravenError):
     """No viewer: the request must come from someone signed in."""
-
-
-class _Refused(GravenError):
-    """A state-changing request from another site."""
 
 
 def create_web_app(
@@ -130,6 +122,7 @@ class _UI:
         self.env = Environment(
             loader=PackageLoader("graven.web", "templates"), autoescape=select_autoescape(default=True),
             undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+            auto_reload=False,  # templates are read once: no file checks on the event loop
         )  # fmt: skip
         self.env.filters.update(present.FILTERS)
         self.env.globals.update(version=__version__, demo=source.demo, OUTCOMES=present.OUTCOME_LABELS)
@@ -162,7 +155,7 @@ class _UI:
             app.add_api_route(path, endpoint, methods=[method], include_in_schema=False)
         app.add_exception_handler(GravenError, self.on_error)  # type: ignore[arg-type]
         app.add_exception_handler(HTTPException, self.on_http_error)  # type: ignore[arg-type]
-        app.add_middleware(SecurityHeaders)
+        app.add_middleware(http.SecurityHeaders)
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -188,7 +181,7 @@ class _UI:
         if not self.record_reads:
             return
         actor: dict[str, Any] = {"type": viewer.type, "id": viewer.id, "name": viewer.name}
-        if request.client and _is_ip(request.client.host):
+        if request.client and http.is_ip(request.client.host):
             actor["ip"] = request.client.host
         if agent := request.headers.get("user-agent"):
             actor["user_agent"] = agent[:1024]
@@ -198,7 +191,7 @@ class _UI:
         self.pulse.fire()
 
     def render(self, request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
-        base = str(request.scope.get("root_path", "")).rstrip("/")
+        base = http.base(request)
         viewer = context.pop("viewer", None)
         html = self.env.get_template(template).render(base=base, viewer=viewer, **context)
         return HTMLResponse(html, status_code=status)
@@ -208,7 +201,7 @@ class _UI:
 
     def item(self, request: Request, entry: Entry, seeded: int | None = None) -> dict[str, Any]:
         """An entry as pushed to a page: its index and its rendered row."""
-        base = str(request.scope.get("root_path", "")).rstrip("/")
+        base = http.base(request)
         html = self.fragment("_entry_item.html", e=entry, base=base)
         return {"index": entry.index, "html": html, "visitor": seeded is not None and entry.index >= seeded}
 
@@ -218,7 +211,7 @@ class _UI:
             status = 404
         elif isinstance(exc, SignInRequired):
             status = 401
-        elif isinstance(exc, _Refused):
+        elif isinstance(exc, http.Refused):
             status = 403
         elif isinstance(exc, ConfigError):
             status = 409
@@ -231,7 +224,7 @@ class _UI:
         return self.error(request, exc.status_code, {"error": str(exc.detail)})
 
     def error(self, request: Request, status: int, body: dict[str, Any]) -> Response:
-        if _wants_json(request):
+        if http.wants_json(request):
             return JSONResponse(body, status_code=status)
         return self.render(request, "error.html", status, code=status, error=body, viewer=None)
 
@@ -239,13 +232,13 @@ class _UI:
 
     async def home(self, request: Request) -> Response:
         await self.who(request)
-        base = str(request.scope.get("root_path", "")).rstrip("/")
+        base = http.base(request)
         return RedirectResponse(f"{base}/try" if self.source.demo else f"{base}/console", 303)
 
     async def try_page(self, request: Request) -> Response:
         viewer = await self.who(request)
         box = self.sandbox
-        session, persona = _demo_cookie(request, box.world)
+        session, persona = http.demo_cookie(request, box.world)
 
         def read(trail: Trail) -> tuple[list[Entry], dict[str, int], int]:
             entries = trail.query(after=box.seeded - 1, newest_first=True, limit=100).entries
@@ -257,33 +250,33 @@ class _UI:
             entries=entries, counters=counters, after=size - 1, generation=box.generation,
             roles=pretend.ROLES, permissions=pretend.PERMISSIONS, seeded=box.seeded,
         )  # fmt: skip
-        _set_demo_cookie(response, session, persona)
+        http.set_demo_cookie(response, session, persona)
         return response
 
     async def switch_persona(self, request: Request) -> Response:
         await self.who(request)
-        _same_origin(request)
+        http.same_origin(request)
         box = self.sandbox
-        form = await _form(request)
+        form = await http.read_form(request)
         persona = form.get("persona", "")
         if persona not in box.world.people:
             raise ValidationError("persona", f"must be one of {', '.join(box.world.people)}", persona)
-        session, _ = _demo_cookie(request, box.world)
-        if _wants_json(request):
+        session, _ = http.demo_cookie(request, box.world)
+        if http.wants_json(request):
             person = box.world.people[persona]
             html = self.fragment("_persona.html", persona=person, permissions=pretend.PERMISSIONS)
             response: Response = JSONResponse({"persona": persona, "name": person.name, "html": html})
         else:
-            response = RedirectResponse(f"{_base(request)}/try", 303)
-        _set_demo_cookie(response, session, persona)
+            response = RedirectResponse(f"{http.base(request)}/try", 303)
+        http.set_demo_cookie(response, session, persona)
         return response
 
     async def attempt(self, request: Request) -> Response:
         await self.who(request)
-        _same_origin(request)
+        http.same_origin(request)
         box = self.sandbox
-        form = await _form(request)
-        session, persona = _demo_cookie(request, box.world)
+        form = await http.read_form(request)
+        session, persona = http.demo_cookie(request, box.world)
         operation = form.pop("operation", "")
         reason = form.pop("reason", "").strip() or None
 
@@ -294,36 +287,36 @@ class _UI:
 
         done, entries, counters = await self.call(act)
         self.pulse.fire()
-        if not _wants_json(request):
-            return RedirectResponse(f"{_base(request)}/try", 303)
+        if not http.wants_json(request):
+            return RedirectResponse(f"{http.base(request)}/try", 303)
         decision = done.decision
         return JSONResponse({
             "outcome": decision.outcome, "message": decision.message, "indices": done.indices,
             "entries": [self.item(request, e, box.seeded) for e in reversed(entries)], "counters": counters,
-            "state_html": self.fragment("_world.html", world=box.world, base=_base(request)),
+            "state_html": self.fragment("_world.html", world=box.world, base=http.base(request)),
             "persona_html": self.fragment("_persona.html", persona=box.world.people[persona],
                                           permissions=pretend.PERMISSIONS),
         })  # fmt: skip
 
     async def reset(self, request: Request) -> Response:
         await self.who(request)
-        _same_origin(request)
+        http.same_origin(request)
         box = self.sandbox
         await run_in_threadpool(box.reset)
         self.pulse.fire()
-        if _wants_json(request):
+        if http.wants_json(request):
             return JSONResponse({"generation": box.generation, "size": box.seeded})
-        return RedirectResponse(f"{_base(request)}/try", 303)
+        return RedirectResponse(f"{http.base(request)}/try", 303)
 
     async def tamper(self, request: Request) -> Response:
         await self.who(request)
-        _same_origin(request)
+        http.same_origin(request)
         box = self.sandbox
-        form = await _form(request)
-        index = _index(form["index"]) if form.get("index") else None
+        form = await http.read_form(request)
+        index = http.parse_index(form["index"]) if form.get("index") else None
         done = await run_in_threadpool(box.tamper, index)
-        url = f"{_base(request)}/entry/{done.index}"
-        if _wants_json(request):
+        url = f"{http.base(request)}/entry/{done.index}"
+        if http.wants_json(request):
             return JSONResponse({"index": done.index, "message": done.message, "entry_url": url})
         return RedirectResponse(url, 303)
 
@@ -377,7 +370,7 @@ class _UI:
 
     async def entry(self, request: Request, index: str) -> Response:
         viewer = await self.who(request)
-        number = _index(index)
+        number = http.parse_index(index)
 
         def read(trail: Trail) -> tuple[Entry, proof.EntryCheck]:
             return trail.get(number), proof.check_entry(trail, number, self.key)
@@ -388,7 +381,7 @@ class _UI:
 
     async def bundle(self, request: Request, index: str) -> Response:
         viewer = await self.who(request)
-        number = _index(index)
+        number = http.parse_index(index)
         made = await self.call(lambda trail: trail.prove(number))
         await self.looked(request, viewer, "audit.prove", index=number)
         headers = {"Content-Disposition": f'attachment; filename="graven-entry-{number}.bundle.json"'}
@@ -396,13 +389,13 @@ class _UI:
 
     async def verify(self, request: Request) -> Response:
         viewer = await self.who(request)
-        _same_origin(request)
+        http.same_origin(request)
         report = await self.call(lambda trail: trail.verify(self.key))
         await self.looked(request, viewer, "audit.verify", ok=report.ok)
         result = report.to_json()
         if report.first_bad_index is not None:
-            result["entry_url"] = f"{_base(request)}/entry/{report.first_bad_index}"
-        if _wants_json(request):
+            result["entry_url"] = f"{http.base(request)}/entry/{report.first_bad_index}"
+        if http.wants_json(request):
             return JSONResponse(result)
         return self.render(request, "verify.html", viewer=viewer, report=result)
 
@@ -421,8 +414,8 @@ class _UI:
         await self.who(request)
         params = request.query_params
         given = request.headers.get("last-event-id") or params.get("after") or ""
-        after = _cursor(given) if given else None
-        generation = _cursor(params["generation"]) if params.get("generation") else None
+        after = http.parse_cursor(given) if given else None
+        generation = http.parse_cursor(params["generation"]) if params.get("generation") else None
         box = self.source if isinstance(self.source, Sandbox) else None
         if after is None:
             after = await self.call(lambda trail: trail.size) - 1
@@ -448,106 +441,3 @@ class _UI:
         return self.render(
             request, "how.html", viewer=viewer, components=explain.COMPONENTS, layouts=explain.LAYOUTS, shown=shown
         )
-
-
-def _is_ip(text: str | None) -> bool:
-    try:
-        ipaddress.ip_address(text or "")
-    except ValueError:
-        return False
-    return True
-
-
-def _base(request: Request) -> str:
-    return str(request.scope.get("root_path", "")).rstrip("/")
-
-
-def _wants_json(request: Request) -> bool:
-    accept = request.headers.get("accept", "")
-    return "application/json" in accept or request.url.path.endswith(("/export", "/bundle", "/events"))
-
-
-def _same_origin(request: Request) -> None:
-    """Refuse a state-changing request that a browser sent on behalf of another site."""
-    if request.headers.get("sec-fetch-site") == "cross-site":
-        raise _Refused("cross-site requests are refused")
-    origin = request.headers.get("origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
-        raise _Refused(f"requests from {origin} are refused; use the page itself")
-
-
-async def _form(request: Request) -> dict[str, str]:
-    """A form or JSON object of text fields (at most 16 KiB)."""
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise ValidationError("body", f"must be at most {MAX_BODY} bytes", f"{len(body)} bytes")
-    kind = request.headers.get("content-type", "").split(";")[0].strip()
-    if kind == "application/json":
-        try:
-            data = json.loads(body or b"{}")
-        except ValueError:
-            raise ValidationError("body", "must be a JSON object", body[:40].decode(errors="replace")) from None
-        if not isinstance(data, dict):
-            raise ValidationError("body", "must be a JSON object of text fields", type(data).__name__)
-        for key, value in data.items():
-            if not isinstance(value, str):
-                raise ValidationError(str(key), "must be text", value)
-        return dict(data)
-    try:
-        return dict(parse_qsl(body.decode(), keep_blank_values=True))
-    except UnicodeDecodeError:
-        raise ValidationError("body", "must be UTF-8 form data", f"{len(body)} bytes") from None
-
-
-def _index(given: str) -> int:
-    if not given.isdigit() or int(given) > MAX_INDEX:
-        raise ValidationError("index", f"must be a whole number from 0 to {MAX_INDEX}", given)
-    return int(given)
-
-
-def _cursor(given: str) -> int:
-    if given == "-1":
-        return -1
-    return _index(given)
-
-
-def _demo_cookie(request: Request, world: pretend.World) -> tuple[str, str]:
-    """The visitor's session id and chosen persona, from the cookie (new ones if absent or odd)."""
-    session, _, persona = request.cookies.get(COOKIE, "").partition(".")
-    if len(session) != 16 or not session.isalnum():
-        session = secrets.token_hex(8)
-    return session, persona if persona in world.people else DEFAULT_PERSONA
-
-
-def _set_demo_cookie(response: Response, session: str, persona: str) -> None:
-    response.set_cookie(COOKIE, f"{session}.{persona}", httponly=True, samesite="strict", max_age=7 * 24 * 3600)
-
-
-SECURITY_HEADERS = [
-    (b"content-security-policy",
-     b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-     b"frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"same-origin"),
-]  # fmt: skip
-
-
-class SecurityHeaders:
-    """ASGI middleware: no inline script or style, no framing, no sniffing, on every response."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                present_names = {name.lower() for name, _ in message.get("headers", [])}
-                extra = [(n, v) for n, v in SECURITY_HEADERS if n not in present_names]
-                message = {**message, "headers": [*message.get("headers", []), *extra]}
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
