@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -68,16 +67,6 @@ def test_bad_port_is_refused(tmp_path: Path) -> None:
     done = graven("demo", "--port", "70000", cwd=tmp_path)
     assert 2 == done.returncode
     assert "--port" in done.stderr
-
-
-def test_story_in_the_terminal(tmp_path: Path) -> None:
-    """--story keeps the terminal walk-through: the timeline, the answer, the proof, verify."""
-    env = {**os.environ, "COLUMNS": "160"}
-    done = subprocess.run([GRAVEN, "demo", "--story", "--dir", str(tmp_path / "s")], capture_output=True, text=True,
-                          timeout=120, check=False, env=env)  # fmt: skip
-    assert 0 == done.returncode, done.stderr
-    assert "Dana Reyes" in done.stdout
-    assert "OK" in done.stdout
 
 
 def test_help_names_the_options(tmp_path: Path) -> None:

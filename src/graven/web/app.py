@@ -126,6 +126,8 @@ class _UI:
         )  # fmt: skip
         self.env.filters.update(present.FILTERS)
         self.env.globals.update(version=__version__, demo=source.demo, OUTCOMES=present.OUTCOME_LABELS)
+        for name in self.env.list_templates():  # read and compiled now, never from the event loop
+            self.env.get_template(name)
 
     @property
     def sandbox(self) -> Sandbox:

@@ -31,7 +31,9 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def url_of(sock: socket.socket) -> str:
+    """The URL to open; a socket on every interface is shown as this machine's loopback address."""
     host, port = sock.getsockname()[:2]
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104 (comparing, not binding)
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}/"
 
