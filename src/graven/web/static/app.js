@@ -14,7 +14,7 @@
       body: data,
       credentials: "same-origin",
     }).then(function (response) {
-      return response.json().then(function (body) {
+      return response.json().catch(function () { return {}; }).then(function (body) {
         if (!response.ok) {
           throw new Error(body.error || ("request failed with status " + response.status));
         }
