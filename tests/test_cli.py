@@ -303,10 +303,10 @@ class TestReadAndVerify:
 
 @pytest.mark.slow
 def test_demo_walkthrough_end_to_end(tmp_path: Path) -> None:
-    """The README's story runs through the real CLI: timeline, answer, proof, verification."""
+    """The README's story runs through the real CLI (demo --story): timeline, answer, proof, verification."""
     exe = Path(sys.executable).with_name("graven")
     demo = subprocess.run(
-        [exe, "demo", "--dir", "d"], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+        [exe, "demo", "--story", "--dir", "d"], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
     )
     assert 0 == demo.returncode, demo.stderr
     for phrase in (

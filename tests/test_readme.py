@@ -29,7 +29,9 @@ def test_independent_verifier_snippet(tmp_path: Path) -> None:
     bindir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
     graven = Path(bindir) / "graven"
-    subprocess.run([graven, "demo", "--dir", ".graven"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    subprocess.run(
+        [graven, "demo", "--story", "--dir", ".graven"], cwd=tmp_path, env=env, check=True, capture_output=True
+    )
     env |= {"GRAVEN_DB": ".graven/trail.db", "GRAVEN_SIGNING_KEY": ".graven/signing.key"}
     out = subprocess.run(
         [sys.executable, "-c", snippet.group(1)], cwd=tmp_path, env=env, capture_output=True, text=True, check=False

@@ -582,11 +582,20 @@ def pg_integrate_command(options: _Options, follow: bool, interval: float) -> No
     show_default=True,
     help="Where the demo log and key go (recreated each run).",
 )
-def demo_command(directory: Path) -> None:
-    """Walk through the locked-out-customer story on an embedded SQLite log, then verify it."""
-    from graven import demo
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address the web demo listens on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Its port (0: any free port)."
+)
+@click.option("--story", is_flag=True, help="Tell the locked-out-customer story in the terminal instead.")
+def demo_command(directory: Path, host: str, port: int, story: bool) -> None:
+    """Start the web demo (try it, investigate, how it works) on an embedded SQLite log and print its URL."""
+    if story:
+        from graven import demo
 
-    sys.exit(demo.run(directory, out))
+        sys.exit(demo.run(directory, out))
+    from graven.web.serve import serve_demo
+
+    serve_demo(directory, host, port, click.echo)
 
 
 cli.add_command(witness_group)

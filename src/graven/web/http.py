@@ -1,0 +1,130 @@
+"""HTTP plumbing of the web UI: reading forms, cursors and cookies, refusing cross-site posts, headers.
+
+Pure request/response helpers with no access to the log.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import secrets
+from urllib.parse import parse_qsl, urlsplit
+
+from fastapi import Request
+from fastapi.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from graven.errors import GravenError, ValidationError
+from graven.trail import MAX_INDEX
+from graven.web import pretend
+
+COOKIE = "graven_demo"
+DEFAULT_PERSONA = "u-17"  # the story's support agent
+MAX_BODY = 16 * 1024
+
+
+class Refused(GravenError):
+    """A state-changing request that a browser sent on behalf of another site."""
+
+
+def is_ip(text: str | None) -> bool:
+    try:
+        ipaddress.ip_address(text or "")
+    except ValueError:
+        return False
+    return True
+
+
+def base(request: Request) -> str:
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def wants_json(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept or request.url.path.endswith(("/export", "/bundle", "/events"))
+
+
+def same_origin(request: Request) -> None:
+    """Refuse a state-changing request that a browser sent on behalf of another site."""
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        raise Refused("cross-site requests are refused")
+    origin = request.headers.get("origin")
+    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
+        raise Refused(f"requests from {origin} are refused; use the page itself")
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """A form or JSON object of text fields (at most 16 KiB)."""
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise ValidationError("body", f"must be at most {MAX_BODY} bytes", f"{len(body)} bytes")
+    kind = request.headers.get("content-type", "").split(";")[0].strip()
+    if kind == "application/json":
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError:
+            raise ValidationError("body", "must be a JSON object", body[:40].decode(errors="replace")) from None
+        if not isinstance(data, dict):
+            raise ValidationError("body", "must be a JSON object of text fields", type(data).__name__)
+        for key, value in data.items():
+            if not isinstance(value, str):
+                raise ValidationError(str(key), "must be text", value)
+        return dict(data)
+    try:
+        return dict(parse_qsl(body.decode(), keep_blank_values=True))
+    except UnicodeDecodeError:
+        raise ValidationError("body", "must be UTF-8 form data", f"{len(body)} bytes") from None
+
+
+def parse_index(given: str) -> int:
+    if not given.isdigit() or int(given) > MAX_INDEX:
+        raise ValidationError("index", f"must be a whole number from 0 to {MAX_INDEX}", given)
+    return int(given)
+
+
+def parse_cursor(given: str) -> int:
+    if given == "-1":
+        return -1
+    return parse_index(given)
+
+
+def demo_cookie(request: Request, world: pretend.World) -> tuple[str, str]:
+    """The visitor's session id and chosen persona, from the cookie (new ones if absent or odd)."""
+    session, _, persona = request.cookies.get(COOKIE, "").partition(".")
+    if len(session) != 16 or not session.isalnum():
+        session = secrets.token_hex(8)
+    return session, persona if persona in world.people else DEFAULT_PERSONA
+
+
+def set_demo_cookie(response: Response, session: str, persona: str) -> None:
+    response.set_cookie(COOKIE, f"{session}.{persona}", httponly=True, samesite="strict", max_age=7 * 24 * 3600)
+
+
+SECURITY_HEADERS = [
+    (b"content-security-policy",
+     b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+     b"frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+]  # fmt: skip
+
+
+class SecurityHeaders:
+    """ASGI middleware: no inline script or style, no framing, no sniffing, on every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present_names = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(n, v) for n, v in SECURITY_HEADERS if n not in present_names]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

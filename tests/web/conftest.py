@@ -1,0 +1,116 @@
+"""Fixtures for the web UI: a demo sandbox on a real SQLite file, a test client, a real server, Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+from graven.web import Sandbox, create_web_app
+
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]  # fmt: skip
+JSON = {"accept": "application/json"}
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    """A fresh demo log (seeded with the story) in a temporary folder."""
+    box = Sandbox(tmp_path / "demo")
+    yield box
+    box.close()
+
+
+@pytest.fixture
+def client(sandbox: Sandbox) -> Iterator[TestClient]:
+    """The demo app over the sandbox."""
+    with TestClient(create_web_app(demo=True, sandbox=sandbox)) as c:
+        yield c
+
+
+class LiveServer:
+    """The demo app served by uvicorn on a free port, in a thread of this process."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.sock = sock
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        config = uvicorn.Config(create_web_app(demo=True, sandbox=sandbox), log_level="warning",
+                                timeout_graceful_shutdown=1)  # fmt: skip
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the demo server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+        self.sock.close()
+
+
+@pytest.fixture
+def live_server(sandbox: Sandbox) -> Iterator[LiveServer]:
+    """The real server on a free port."""
+    with LiveServer(sandbox) as server:
+        yield server
+
+
+def chromium_path() -> str:
+    """Debian's chromium, installed with apt-get when missing (as root); a failure on CI, else a skip."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    apt = shutil.which("apt-get")
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and apt:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run([apt, "update"], check=False, env=env, capture_output=True)
+        done = subprocess.run([apt, "install", "-y", "chromium"], check=False, env=env, capture_output=True)
+        found = shutil.which("chromium")
+        if found:
+            return found
+        reason = f"apt-get install chromium failed: {done.stderr.decode(errors='replace')[-300:]}"
+    else:
+        reason = "no chromium on the PATH, and apt-get as root is not available to install it"
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    return chromium_path()
+
+
+SHOTS = Path(os.environ.get("GRAVEN_SCREENSHOTS") or Path(__file__).resolve().parents[2] / ".graven" / "screenshots")
+
+
+@pytest.fixture(scope="session")
+def shots() -> Path:
+    """Where the browser tests save screenshots (the folder is printed at the end of the run)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    return SHOTS
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if SHOTS.is_dir() and any(SHOTS.glob("*.png")):
+        terminalreporter.write_line(f"browser screenshots: {SHOTS}")
