@@ -59,6 +59,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     delete,
     event,
     inspect,
@@ -121,6 +122,12 @@ class Tracker:
             Column("event", Text(), nullable=False),
             Column("created_at", Float(), nullable=False),
         )  # fmt: skip
+        # Built once: SQLAlchemy then reuses their compiled form (a statement per commit otherwise).
+        seq, event_id = self.outbox.c.seq, self.outbox.c.event_id
+        self._insert = self.outbox.insert()
+        self._delete_ids = self._delete_where(event_id.in_(bindparam("ids", expanding=True)))
+        self._delete_seqs = self._delete_where(seq.in_(bindparam("seqs", expanding=True)))
+        self._select_batch = select(seq, event_id, self.outbox.c.event).order_by(seq).limit(BATCH)
         self._targets = targets
         self._models = models
         self._resolved: dict[Mapper[Any], _Model | None] = {}
@@ -169,7 +176,7 @@ class Tracker:
             done, self._done = list(self._done), {}
         for i in range(0, len(done), BATCH):
             with self.engine.begin() as conn:
-                conn.execute(self._delete_where(self.outbox.c.event_id.in_(done[i : i + BATCH])))
+                conn.execute(self._delete_ids, {"ids": done[i : i + BATCH]})
 
     def __enter__(self) -> Tracker:
         return self
@@ -320,7 +327,7 @@ class Tracker:
         """Write events to the outbox in the session's transaction and remember them for the commit."""
         now = time.time()
         conn.execute(
-            self.outbox.insert(),
+            self._insert,
             [{"event_id": d["id"], "event": orjson.dumps(d).decode(), "created_at": now} for d in docs],
         )
         chain = _savepoints(session)
@@ -333,7 +340,7 @@ class Tracker:
                     del self._done[i]
             if claimed:
                 session.info.setdefault(self._key + ".claimed", []).extend(claimed)
-                conn.execute(self._delete_where(self.outbox.c.event_id.in_(claimed)))
+                conn.execute(self._delete_ids, {"ids": claimed})
 
     def _delete_where(self, where: Any) -> Any:
         """DELETE of outbox rows, skipping rows another transaction is deleting (PostgreSQL)."""
@@ -403,11 +410,7 @@ class Tracker:
             moved = 0
             while True:
                 with self.engine.connect() as conn:
-                    rows = conn.execute(
-                        select(self.outbox.c.seq, self.outbox.c.event_id, self.outbox.c.event)
-                        .order_by(self.outbox.c.seq)
-                        .limit(BATCH)
-                    ).all()
+                    rows = conn.execute(self._select_batch).all()
                 if not rows:
                     return moved
                 try:
@@ -415,9 +418,8 @@ class Tracker:
                 except BaseException:
                     self._backlog = True
                     raise
-                seqs = [r.seq for r in rows]
                 with self.engine.begin() as conn:
-                    conn.execute(self._delete_where(self.outbox.c.seq.in_(seqs)))
+                    conn.execute(self._delete_seqs, {"seqs": [r.seq for r in rows]})
                 with self._lock:
                     for r in rows:
                         self._done.pop(str(r.event_id), None)
