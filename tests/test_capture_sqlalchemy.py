@@ -387,6 +387,54 @@ class TestOutbox:
         assert 40 == len(app.entries())
 
 
+class TestBackground:
+    def test_changes_recorded_by_the_worker(self, app: App) -> None:
+        """With background=True the entries follow the commit; drain() waits for them, exactly once each."""
+        tracker = app.track(background=True)
+        with app.maker()() as s, app.trail.context(actor="u-3"):
+            c = Customer(id=1, email="a@example.com")
+            s.add(c)
+            s.commit()
+            c.email = "b@example.com"
+            s.commit()
+            s.add(Customer(id=2, email="rolled@example.com"))
+            s.flush()
+            s.rollback()
+        tracker.drain()
+        assert [("customer.create", "u-3"), ("customer.update", "u-3")] == [
+            (e.action, e.actor["id"]) for e in app.entries()
+        ]
+        assert [{"field": "email", "old": "a@example.com", "new": "b@example.com"}] == changes(app.entries()[1])
+        assert [] == app.outbox(tracker)
+
+    def test_close_records_what_was_committed(self, app: App) -> None:
+        """close() waits for the worker, so nothing committed is left unrecorded in the process."""
+        tracker = app.track(background=True)
+        with app.maker()() as s:
+            s.add_all([Customer(id=n, email=f"{n}@example.com") for n in range(1, 51)])
+            s.commit()
+        tracker.close()
+        assert 50 == len(app.entries())
+        assert [] == app.outbox(tracker)
+
+    def test_worker_failure_leaves_rows_for_later(self, app: App) -> None:
+        """When the trail refuses the worker's write, the rows wait; the next commit's worker records them."""
+        tracker = app.track(background=True)
+        app.trail.write_refusal = "the log is being migrated"
+        with app.maker()() as s:
+            s.add(Customer(id=1, email="a@example.com"))
+            s.commit()
+        with pytest.raises(ConfigError, match="being migrated"):
+            tracker.drain()  # waits for the worker's failed attempt, then fails the same way itself
+        assert ["1"] == app.waiting(tracker)
+        app.trail.write_refusal = None
+        with app.maker()() as s:
+            s.add(Customer(id=2, email="b@example.com"))
+            s.commit()
+        tracker.drain()
+        assert ["1", "2"] == [e.targets[0]["id"] for e in app.entries()]  # the older commit first
+
+
 class TestBulk:
     def seed(self, app: App) -> None:
         with app.maker()() as s:

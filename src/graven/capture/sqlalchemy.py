@@ -17,7 +17,8 @@ by primary key after it, in the same transaction.
 Transactional outbox: each event is validated, completed from the context, redacted and given its
 id at flush time, then written to the table ``outbox`` in the application's own database, in the
 transaction of the change. After the outermost commit the events go into the trail
-(``record_many``, idempotent because the id is fixed) and their outbox rows are deleted in the
+(``record_many``, idempotent because the id is fixed; from a worker thread with
+``background=True``, so the commit does not wait for the trail) and their outbox rows are deleted in the
 application's next write transaction (saving a commit), by :meth:`Tracker.drain` or at
 :meth:`Tracker.close`. MUST: a rolled-back transaction or savepoint records none of its changes; a
 committed one records all of them; an outbox row is deleted only after its event is durably in the
@@ -112,6 +113,7 @@ class Tracker:
         default_actor: Any,
         source: str | None,
         sweep_interval: float,
+        background: bool,
     ) -> None:
         self.trail = trail
         self.engine = engine
@@ -141,6 +143,7 @@ class Tracker:
         self._backlog = True
         self._last_sweep = float("-inf")
         self._listeners: list[tuple[Any, str, Callable[..., Any]]] = []
+        self._worker = _Worker(self) if background else None
 
     # --- installing -------------------------------------------------------------------------
 
@@ -167,11 +170,13 @@ class Tracker:
                 self._listeners.append((attr, "set", _keep))
 
     def close(self) -> None:
-        """Stop tracking (events of transactions still open are lost) and tidy the outbox."""
+        """Stop tracking (events of transactions still open are lost), record what was committed, tidy the outbox."""
         for target, name, fn in self._listeners:
             if event.contains(target, name, fn):
                 event.remove(target, name, fn)
         self._listeners.clear()
+        if self._worker is not None:
+            self._worker.stop()
         with self._lock:
             done, self._done = list(self._done), {}
         for i in range(0, len(done), BATCH):
@@ -354,13 +359,21 @@ class Tracker:
             return  # a savepoint released: its events now belong to the enclosing transaction
         staged = session.info.pop(self._key, None)
         session.info.pop(self._key + ".claimed", None)  # their rows are gone for good
+        docs = [doc for _, doc in staged or ()]
+        if self._worker is not None:
+            if docs:
+                self._worker.submit(docs)
+            return
+        self._sweep_if_due()  # older rows first, so that the log keeps the order of the commits
+        if docs:
+            self._record_committed(docs)
+
+    def _sweep_if_due(self) -> None:
         if self._backlog or time.monotonic() - self._last_sweep >= self._sweep_interval:
-            try:  # older rows first, so that the log keeps the order of the commits
-                self.drain(blocking=False)
+            try:
+                self.drain(blocking=False, wait=False)
             except Exception as exc:  # the commit stands; the rows wait for the next drain
                 log.warning("graven: could not drain the outbox %s: %s", self.outbox.name, exc)
-        if staged:
-            self._record_committed([doc for _, doc in staged])
 
     def _after_soft_rollback(self, session: Session, previous: Tx) -> None:
         if not previous.nested:
@@ -395,13 +408,15 @@ class Tracker:
 
     # --- draining -----------------------------------------------------------------------------
 
-    def drain(self, *, blocking: bool = True) -> int:
+    def drain(self, *, blocking: bool = True, wait: bool = True) -> int:
         """Record every event waiting in the outbox (idempotently) and delete its row; returns how many rows.
 
-        Safe to run from many threads and processes at once: an event already in the trail is not
-        appended again. With ``blocking=False`` it returns 0 at once when this tracker is draining
-        in another thread.
+        When it returns, every change committed before the call is in the trail. Safe to run from
+        many threads and processes at once: an event already in the trail is not appended again.
+        With ``blocking=False`` it returns 0 at once when this tracker is draining in another thread.
         """
+        if wait and self._worker is not None:
+            self._worker.wait()
         if not self._sweeping.acquire(blocking=blocking):
             return 0
         try:
@@ -445,6 +460,52 @@ class Tracker:
                     _clean_context(self.trail.record_many, [doc])
                 except ValidationError as exc:
                     _clean_context(self.trail.record_many, [_invalid(event_id, text, str(exc))])
+
+
+class _Worker:
+    """Records committed events from one thread (``background=True``), many commits per trail write."""
+
+    def __init__(self, tracker: Tracker) -> None:
+        self._tracker = tracker
+        self._cond = threading.Condition()
+        self._queue: list[Any] = []
+        self._busy = False
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="graven-sqlalchemy-recorder", daemon=True)
+        self._thread.start()
+
+    def submit(self, docs: list[Any]) -> None:
+        with self._cond:
+            self._queue.extend(docs)
+            self._cond.notify_all()
+
+    def wait(self) -> None:
+        """Until everything submitted so far has been recorded (or has failed and waits in the outbox)."""
+        with self._cond:
+            while self._queue or self._busy:
+                self._cond.wait()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                batch, self._queue, self._busy = self._queue, [], True
+            try:
+                self._tracker._sweep_if_due()
+                self._tracker._record_committed(batch)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
 
 
 def _keep(target: Any, value: Any, old: Any, initiator: Any) -> Any:
@@ -603,6 +664,7 @@ def track(
     source: str | None = None,
     outbox: str = DEFAULT_OUTBOX,
     sweep_interval: float = 30.0,
+    background: bool = False,
 ) -> Tracker:
     """Record every ORM insert, update and delete of ``models`` made through ``bind``.
 
@@ -614,6 +676,10 @@ def track(
     ``default_actor``: who is recorded when the context names nobody. ``source``: the entries'
     source when the context has none. ``outbox``: the outbox table, created in ``bind``'s
     database if missing. Events waiting there from an earlier run are recorded before this returns.
+    ``background``: record from a worker thread, so a commit returns once the application's own
+    transaction (outbox rows included) is durable, without waiting for the trail's write; the
+    entries follow within milliseconds (:meth:`Tracker.drain` waits for them). The guarantees
+    are the same: the outbox row is durable with the change it describes.
     """
     if not models:
         raise ConfigError("track() needs at least one mapped class to record")
@@ -645,8 +711,12 @@ def track(
     engine, targets = _engine_of(bind, mappers)
     tracker = Tracker(
         trail, engine, targets, described, outbox=outbox, default_actor=default_actor, source=source,
-        sweep_interval=sweep_interval,
+        sweep_interval=sweep_interval, background=background,
     )  # fmt: skip
-    tracker._install()
-    tracker.drain()
+    try:
+        tracker._install()
+        tracker.drain()
+    except BaseException:
+        tracker.close()
+        raise
     return tracker
