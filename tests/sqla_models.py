@@ -28,6 +28,15 @@ class Customer(Base):
     updated_at: Mapped[int] = mapped_column(default=0)
 
 
+class Reseller(Customer):
+    """Joined-table inheritance: tracking Customer tracks resellers too."""
+
+    __tablename__ = "resellers"
+
+    id: Mapped[int] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    discount: Mapped[int] = mapped_column(default=0)
+
+
 class Document(Base):
     __tablename__ = "documents"
 

@@ -13,14 +13,14 @@ from typing import Any
 import orjson
 import pytest
 from sqlalchemy import Engine, create_engine, delete, func, select, text, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 import graven
 from graven.capture.sqlalchemy import Tracker, track
 from graven.errors import ConfigError, ValidationError
 from graven.trail import Trail
 from tests.pgserver import Server
-from tests.sqla_models import Base, Customer, Document, commit_then_crash
+from tests.sqla_models import Base, Customer, Document, Reseller, commit_then_crash
 
 
 @dataclass
@@ -168,6 +168,34 @@ class TestRowChanges:
         assert {"type": "document", "id": "d-1"} == document.targets[0]
         assert {"field": "scan_token", "redacted": True} in changes(document)  # "token": the default policy
         assert "tok-123" not in str(document.data)
+
+    def test_subclass_of_a_tracked_class(self, app: App) -> None:
+        """A subclass (joined-table inheritance) is recorded under the tracked class's noun, with its own columns."""
+        app.track(exclude=("updated_at",))
+        with app.maker()() as s:
+            r = Reseller(id=4, email="r@example.com", discount=5)
+            s.add(r)
+            s.commit()
+            r.discount = 10
+            s.commit()
+        created, updated = app.entries()
+        assert ("customer.create", {"type": "customer", "id": "4"}) == (created.action, created.targets[0])
+        assert {"field": "discount", "new": 5} in changes(created)
+        assert [{"field": "discount", "old": 5, "new": 10}] == changes(updated)
+
+    @pytest.mark.parametrize("kind", ["engine", "scoped_session", "session"])
+    def test_every_kind_of_bind(self, app: App, kind: str) -> None:
+        """track() accepts an Engine, a scoped_session and one Session, as well as a sessionmaker."""
+        scoped = scoped_session(app.maker())
+        session = Session(app.engine)
+        bind: Any = {"engine": app.engine, "scoped_session": scoped, "session": session}[kind]
+        app.track(bind=bind)
+        writer = {"engine": Session(app.engine), "scoped_session": scoped(), "session": session}[kind]
+        with writer:
+            writer.add(Customer(id=1, email="a@example.com"))
+            writer.commit()
+        scoped.remove()
+        assert ["customer.create"] == [e.action for e in app.entries()]
 
     def test_untracked_models_and_other_engines_are_ignored(self, app: App, tmp_path: Path) -> None:
         """Only the tracked classes, written to the tracked database, are recorded."""

@@ -162,12 +162,14 @@ class Tracker:
                 event.listen(target, name, fn)
                 self._listeners.append((target, name, fn))
         for mapper, model in self._models.items():
-            for key in model.keys:
-                # active_history: an unloaded old value is loaded before it is replaced, so an
-                # update can say what the value was.
-                attr = getattr(mapper.class_, key)
-                event.listen(attr, "set", _keep, active_history=True, propagate=True)
-                self._listeners.append((attr, "set", _keep))
+            for sub in mapper.self_and_descendants:
+                own = [k for k in (self._model(sub) or model).keys if sub is mapper or k not in model.keys]
+                for key in own:
+                    # active_history: an unloaded old value is loaded before it is replaced, so an
+                    # update can say what the value was (propagate: inherited columns of subclasses).
+                    attr = getattr(sub.class_, key)
+                    event.listen(attr, "set", _keep, active_history=True, propagate=True)
+                    self._listeners.append((attr, "set", _keep))
 
     def close(self) -> None:
         """Stop tracking (events of transactions still open are lost), record what was committed, tidy the outbox."""
