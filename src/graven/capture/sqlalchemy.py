@@ -18,9 +18,9 @@ Transactional outbox: each event is validated, completed from the context, redac
 id at flush time, then written to the table ``outbox`` in the application's own database, in the
 transaction of the change. After the outermost commit the events go into the trail
 (``record_many``, idempotent because the id is fixed; from a worker thread with
-``background=True``, so the commit does not wait for the trail) and their outbox rows are deleted in the
-application's next write transaction (saving a commit), by :meth:`Tracker.drain` or at
-:meth:`Tracker.close`. MUST: a rolled-back transaction or savepoint records none of its changes; a
+``background=True``, so the commit does not wait for the trail) and their outbox rows are
+deleted in the application's next write transaction (saving a commit), by :meth:`Tracker.drain`
+or at :meth:`Tracker.close`. MUST: a rolled-back transaction or savepoint records none of its changes; a
 committed one records all of them; an outbox row is deleted only after its event is durably in the
 trail, so a crash or a failing trail loses nothing and records nothing twice. Rows left behind are
 moved by :func:`track` itself, at the next commit after a failure, at a commit at most every
@@ -39,12 +39,10 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -70,8 +68,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapper, ORMExecuteState, Session, scoped_session, sessionmaker
 from sqlalchemy.orm import SessionTransaction as Tx
 
-from graven.capture import context
-from graven.core.diff import diff
+from graven.capture import _rows, context
 from graven.core.model import ACTION_RE
 from graven.errors import ConfigError, ValidationError
 
@@ -87,18 +84,6 @@ BATCH = 1000  # outbox rows per drain step; primary keys per IN list
 _INVALID = uuid.UUID("1b0c6f57-52c4-4a0e-9d43-8c0f3e2f4d11")  # namespace of stand-in ids for broken rows
 
 
-@dataclass(frozen=True, slots=True)
-class _Model:
-    """How one mapped class is recorded."""
-
-    noun: str
-    action: str  # the action without its verb
-    keys: tuple[str, ...]  # column attributes recorded (excluded ones removed)
-    redacted: frozenset[str]
-    pk: tuple[str, ...]  # attribute keys of the primary key, in key order
-    excluded: frozenset[str]
-
-
 class Tracker:
     """What :func:`track` installed; ``drain()`` moves pending events now, ``close()`` removes it."""
 
@@ -107,7 +92,7 @@ class Tracker:
         trail: Trail,
         engine: Engine,
         targets: list[Any],
-        models: dict[Mapper[Any], _Model],
+        models: dict[Mapper[Any], _rows.Model],
         *,
         outbox: str,
         default_actor: Any,
@@ -132,7 +117,7 @@ class Tracker:
         self._select_batch = select(seq, event_id, self.outbox.c.event).order_by(seq).limit(BATCH)
         self._targets = targets
         self._models = models
-        self._resolved: dict[Mapper[Any], _Model | None] = {}
+        self._resolved: dict[Mapper[Any], _rows.Model | None] = {}
         self._default_actor = context.actor_of(default_actor)
         self._source = source
         self._sweep_interval = sweep_interval
@@ -193,7 +178,7 @@ class Tracker:
 
     # --- the models ---------------------------------------------------------------------------
 
-    def _model(self, mapper: Mapper[Any]) -> _Model | None:
+    def _model(self, mapper: Mapper[Any]) -> _rows.Model | None:
         """How objects of ``mapper`` are recorded (a subclass of a tracked class is tracked too)."""
         try:
             return self._resolved[mapper]
@@ -241,14 +226,14 @@ class Tracker:
                 if model is None or not self._here(session, state.mapper):
                     continue
                 if verb == "update":
-                    changes = _updated(state, model)
+                    changes = _rows.updated(state, model)
                     if not changes:
                         continue
                 elif verb == "create":
-                    changes = _created(_loaded(state, model), model)
+                    changes = _rows.created(_rows.loaded(state, model), model)
                 else:
-                    changes = _deleted(_loaded(state, model), model)
-                docs.append(self._event(session, model, verb, _pk(state, model, verb), changes))
+                    changes = _rows.deleted(_rows.loaded(state, model), model)
+                docs.append(self._event(session, model, verb, _rows.primary_key(state, model, verb), changes))
                 mapper = state.mapper
         if mapper is not None:
             self._stage(session, session.connection(bind_arguments={"mapper": mapper}), docs, piggyback=True)
@@ -280,21 +265,21 @@ class Tracker:
         docs = []
         if state.is_delete:
             for key, old in before.items():
-                changes = _deleted(old, model)
-                docs.append(self._event(session, model, "delete", _pk_text(key), changes))
+                changes = _rows.deleted(old, model)
+                docs.append(self._event(session, model, "delete", _rows.key_text(key), changes))
         else:
             after = self._by_pk(conn, query, mapper, model, list(before))
             for key, old in before.items():
                 new = after.get(key)
-                changes = _deleted(old, model) if new is None else _changed(old, new, model)
+                changes = _rows.deleted(old, model) if new is None else _rows.changed(old, new, model)
                 if changes:
-                    docs.append(self._event(session, model, "update", _pk_text(key), changes))
+                    docs.append(self._event(session, model, "update", _rows.key_text(key), changes))
         if docs:
             self._stage(session, conn, docs, piggyback=False)
         return result
 
     def _by_pk(
-        self, conn: Connection, query: Any, mapper: Mapper[Any], model: _Model, keys: Sequence[tuple[Any, ...]]
+        self, conn: Connection, query: Any, mapper: Mapper[Any], model: _rows.Model, keys: Sequence[tuple[Any, ...]]
     ) -> dict[tuple[Any, ...], dict[str, Any]]:
         pk_columns = [mapper.column_attrs[k].columns[0] for k in model.pk]
         out: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -305,7 +290,7 @@ class Tracker:
                 out[tuple(row[k] for k in model.pk)] = dict(row)
         return out
 
-    def _event(self, session: Session, model: _Model, verb: str, pk: str, changes: list[dict[str, Any]]) -> Any:
+    def _event(self, session: Session, model: _rows.Model, verb: str, pk: str, changes: list[dict[str, Any]]) -> Any:
         """The event as it will be recorded: validated, completed from the context now, redacted."""
         ev: dict[str, Any] = {
             "action": f"{model.action}.{verb}",
@@ -543,85 +528,15 @@ def _savepoints(session: Session) -> tuple[Tx, ...]:
     return tuple(out)
 
 
-# --- changes -----------------------------------------------------------------------------------
-
-
-def _loaded(state: Any, model: _Model) -> dict[str, Any]:
-    loaded = state.dict
-    return {k: loaded[k] for k in (*model.pk, *model.keys) if k in loaded}
-
-
-def _created(new: Mapping[str, Any], model: _Model) -> list[dict[str, Any]]:
-    shown = {k: v for k, v in new.items() if k in model.keys and k not in model.redacted}
-    secret = [{"field": k, "redacted": True} for k in model.keys if k in model.redacted and new.get(k) is not None]
-    return _sorted(diff(None, shown) + secret)
-
-
-def _deleted(old: Mapping[str, Any], model: _Model) -> list[dict[str, Any]]:
-    shown = {k: v for k, v in old.items() if k in model.keys and k not in model.redacted}
-    secret = [{"field": k, "redacted": True} for k in model.keys if k in model.redacted]
-    return _sorted(diff(shown, None) + secret)
-
-
-def _changed(old: Mapping[str, Any], new: Mapping[str, Any], model: _Model) -> list[dict[str, Any]]:
-    before = {k: old.get(k) for k in model.keys if k not in model.redacted}
-    after = {k: new.get(k) for k in model.keys if k not in model.redacted}
-    secret = [{"field": k, "redacted": True} for k in model.keys if k in model.redacted and _differs(old, new, k)]
-    return _sorted(diff(before, after) + secret)
-
-
-def _updated(state: Any, model: _Model) -> list[dict[str, Any]]:
-    """Changed columns of a flushed object, from its attribute history (old only where known)."""
-    before: dict[str, Any] = {}
-    after: dict[str, Any] = {}
-    for key in model.keys:
-        history = state.attrs[key].history
-        if history.has_changes():
-            after[key] = history.added[0] if history.added else None
-            if history.deleted:
-                before[key] = history.deleted[0]
-            # else: the old value was never loaded, so the change shows the new value only
-    secret = [{"field": k, "redacted": True} for k in model.redacted if k in after and _differs(before, after, k)]
-    shown = diff(
-        {k: v for k, v in before.items() if k not in model.redacted},
-        {k: v for k, v in after.items() if k not in model.redacted},
-    )
-    return _sorted(shown + secret)
-
-
-def _differs(before: Mapping[str, Any], after: Mapping[str, Any], key: str) -> bool:
-    return key not in before or bool(diff({"v": before[key]}, {"v": after.get(key)}))
-
-
-def _sorted(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(changes, key=lambda c: str(c["field"]))
-
-
-def _pk(state: Any, model: _Model, verb: str) -> str:
-    """The row's primary key as text: as loaded after an insert, else the identity it was loaded by."""
-    if verb != "create" and state.identity is not None:
-        return _pk_text(state.identity)
-    return _pk_text([state.dict.get(k) for k in model.pk])
-
-
-def _pk_text(values: Sequence[Any]) -> str:
-    return ",".join("" if v is None else str(v) for v in values)
-
-
 # --- tracking ----------------------------------------------------------------------------------
 
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
-
-def _noun(cls: type) -> str:
-    """``PurchaseOrder`` -> ``purchase_order``."""
-    return _CAMEL.sub("_", cls.__name__).lower()
-
-
-def _describe(mapper: Mapper[Any], noun: str, action: str, excluded: Iterable[str], redacted: Iterable[str]) -> _Model:
+def _describe(
+    mapper: Mapper[Any], noun: str, action: str, excluded: Iterable[str], redacted: Iterable[str]
+) -> _rows.Model:
     pk = tuple(mapper.get_property_by_column(c).key for c in mapper.primary_key)
     keys = tuple(a.key for a in mapper.column_attrs if a.key not in set(excluded))
-    return _Model(noun, action, keys, frozenset(redacted), pk, frozenset(excluded))
+    return _rows.Model(noun, action, keys, frozenset(redacted), pk, frozenset(excluded))
 
 
 def _engine_of(bind: Any, mappers: list[Mapper[Any]]) -> tuple[Engine, list[Any]]:
@@ -703,9 +618,9 @@ def track(
         raise ConfigError(f"column {sorted(set(exclude) & set(redact))[0]!r} cannot be both excluded and redacted")
     if not isinstance(sweep_interval, int | float) or sweep_interval <= 0:
         raise ConfigError(f"sweep_interval must be a positive number of seconds; got {sweep_interval!r}")
-    described: dict[Mapper[Any], _Model] = {}
+    described: dict[Mapper[Any], _rows.Model] = {}
     for cls, mapper in zip(models, mappers, strict=True):
-        noun = (names or {}).get(cls) or _noun(cls)
+        noun = (names or {}).get(cls) or _rows.noun(cls)
         action = f"{action_prefix}.{noun}" if action_prefix else noun
         if not ACTION_RE.fullmatch(f"{action}.create") or len(noun) > 150:
             raise ConfigError(f"{action!r} cannot start an action: use letters, digits, _ and - between dots")
