@@ -585,6 +585,12 @@ class TestConfiguration:
             track(app.trail, app.engine, Customer, exclude=("name",), redact=("name",))
         with pytest.raises(ConfigError, match="cannot start an action"):
             track(app.trail, app.engine, Customer, action_prefix="crm app")
+        with pytest.raises(ConfigError, match=r"names\[Customer\] must be a word of 1 to 150 characters; got 5"):
+            track(app.trail, app.engine, Customer, names={Customer: 5})  # type: ignore[dict-item]
+        with pytest.raises(ConfigError, match="names: Document is not one of the tracked models"):
+            track(app.trail, app.engine, Customer, names={Document: "doc"})
+        with pytest.raises(ConfigError, match="sweep_interval must be a positive number of seconds; got 0"):
+            track(app.trail, app.engine, Customer, sweep_interval=0)
         with pytest.raises(ConfigError, match="needs an Engine, a Session"):
             track(app.trail, "sqlite://", Customer)  # type: ignore[arg-type]
 

@@ -618,11 +618,17 @@ def track(
         raise ConfigError(f"column {sorted(set(exclude) & set(redact))[0]!r} cannot be both excluded and redacted")
     if not isinstance(sweep_interval, int | float) or sweep_interval <= 0:
         raise ConfigError(f"sweep_interval must be a positive number of seconds; got {sweep_interval!r}")
+    names = dict(names or {})
+    stray = [getattr(c, "__name__", repr(c)) for c in names if c not in models]
+    if stray:
+        raise ConfigError(f"names: {stray[0]} is not one of the tracked models")
     described: dict[Mapper[Any], _rows.Model] = {}
     for cls, mapper in zip(models, mappers, strict=True):
-        noun = (names or {}).get(cls) or _rows.noun(cls)
+        noun = names.get(cls, _rows.noun(cls))
+        if not isinstance(noun, str) or not noun or len(noun) > 150:
+            raise ConfigError(f"names[{cls.__name__}] must be a word of 1 to 150 characters; got {noun!r}")
         action = f"{action_prefix}.{noun}" if action_prefix else noun
-        if not ACTION_RE.fullmatch(f"{action}.create") or len(noun) > 150:
+        if not ACTION_RE.fullmatch(f"{action}.create"):
             raise ConfigError(f"{action!r} cannot start an action: use letters, digits, _ and - between dots")
         described[mapper] = _describe(mapper, noun, action, exclude, redact)
     engine, targets = _engine_of(bind, mappers)
