@@ -21,3 +21,19 @@ def test_quick_benchmark_runs(tmp_path: Path) -> None:
     assert 0 == out.returncode, out.stderr[-2000:]
     for label in ("record(), 1 per commit", "record_many(), 1,000 per commit", "verify()", "bytes on disk per entry"):
         assert label in out.stdout
+
+
+@pytest.mark.slow
+def test_quick_capture_benchmark_runs(tmp_path: Path) -> None:
+    """`bench_capture.py --quick` completes and prints the request-path and ORM rows with their baselines."""
+    script = BENCH.with_name("bench_capture.py")
+    out = subprocess.run(
+        [sys.executable, script, "--quick", "--calls", "100", "--commits", "50", "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert 0 == out.returncode, out.stderr[-2000:]
+    for label in (
+        "+ trail.record() added, p50", "in trail.action() added, p99", "SQLite: insert, 1 row per commit",
+        "SQLite:   Continuum, same per commit", "SQLite: bulk update(...).where(), 100 rows",
+    ):  # fmt: skip
+        assert label in out.stdout
