@@ -188,7 +188,11 @@ def shop(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shop]:
         url, trail_url = pg.url.replace("postgresql://", "postgresql+psycopg://", 1), pg.schema_url("e2e")
     engine = create_engine(url)
     Base.metadata.create_all(engine)
-    trail = graven.init(trail_url, signing_key=tmp_path / "signing.key")
+    graven.init(trail_url, signing_key=tmp_path / "signing.key").close()
+    trail = graven.open(
+        trail_url, signing_key=tmp_path / "signing.key", subject_keys=tmp_path / "subject-keys.db",
+        personal=graven.PersonalData(fields=("email",), subjects=("customer",)),
+    )  # fmt: skip
     with Session(engine) as s:
         s.add_all(
             [
@@ -353,5 +357,34 @@ class TestShop:
         key = Verifier.from_text(shop.trail.verifier_key)
         assert graven.verify_bundle(shop.trail.prove(deleted.index), [key]).ok
 
-    # Crypto-shredding (trail.forget(subject)) is being added by the lead; its end-to-end test,
-    # test_forgotten_customer_stays_verifiable, belongs here and is left for the lead to write.
+    def test_forgotten_customer_stays_verifiable(self, shop: Shop) -> None:
+        """Customer 1's emails are sealed under her key; once she is forgotten they read as erased,
+        the other customers' stay readable, the forgetting is an entry, and the log still verifies."""
+        for n in (1, 2):
+            response = run(
+                shop.client.patch(f"/customers/{n}", json={"email": f"new{n}@example.net"}, headers={"x-user": str(n)})
+            )
+            assert 200 == response.status_code
+        ada, alan = sorted(shop.entries("customer.update"), key=lambda e: e.targets[0]["id"])
+        assert {"field": "email", "old": "ada@example.com", "new": "new1@example.net"} == ada.changes[0]
+        stored = shop.trail.store.entry(ada.index)
+        assert stored is not None
+        assert b"ada@example.com" not in stored  # sealed as stored
+        assert b"new1@example.net" not in stored
+
+        with shop.trail.context(actor="dpo", reason="erasure request 7"):
+            forgot = shop.trail.forget("customer:1")
+        ada_now = shop.trail.get(ada.index)
+        assert {"field": "email", "old": "[erased]", "new": "[erased]", "erased": True} == ada_now.changes[0]
+        assert "new2@example.net" == shop.trail.get(alan.index).changes[0]["new"]
+        entry = shop.trail.get(forgot)
+        assert ("subject.forget", "dpo", [{"type": "customer", "id": "1"}]) == (
+            entry.action,
+            entry.actor["id"],
+            entry.targets,
+        )
+        assert shop.trail.store.entry(ada.index) == stored
+        report = shop.trail.verify()
+        assert report.ok, report.message
+        key = Verifier.from_text(shop.trail.verifier_key)
+        assert graven.verify_bundle(shop.trail.prove(ada.index), [key]).ok

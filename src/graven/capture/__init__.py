@@ -1,1 +1,2 @@
-"""Ways into the log from outside the Trail API: database triggers (and, later, ORM and ASGI hooks)."""
+"""Ways into the log besides calling the Trail: context and actions (``context``, ``action``),
+ASGI middleware (``asgi``), SQLAlchemy ORM tracking (``sqlalchemy``) and PostgreSQL triggers (``pg``)."""
