@@ -15,7 +15,7 @@ import pytest
 from graven.core import merkle
 from graven.core.bundle import verify_bundle
 from graven.core.note import Checkpoint, Verifier, open_checkpoint
-from tests.server_harness import Served, serve_log, served  # noqa: F401 (fixtures)
+from tests.server_harness import Served
 
 
 def event(i: int, **extra: Any) -> dict[str, Any]:

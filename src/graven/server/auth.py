@@ -130,9 +130,9 @@ async def _authenticate(request: Request) -> Principal | None:
             await _fail(request, subjects, "the Authorization header must be `Bearer <API key>`")
         check = await asyncio.to_thread(st.accounts.key_for, token)
         if check.key is None:
-            tried = {"api_key_id": check.key_id} if check.key_id else {}
+            tried = {"key_id": check.key_id} if check.key_id else {}
             if check.known is not None:
-                tried["api_key_name"] = check.known.name
+                tried["key_name"] = check.known.name
             await _fail(request, subjects, check.reason, tried)
         return Principal("key", check.key.id, check.key.name, check.key.role, ip, agent)
     await throttle(request, [("ip", ip or "unknown")])
