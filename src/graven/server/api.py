@@ -20,12 +20,12 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
-from graven.core.model import Entry
+from graven.core.model import Entry, parse_time
 from graven.errors import NotFoundError, ValidationError
 from graven.server import schemas
 from graven.server.auth import Principal, require, route_of, state
 from graven.server.limits import json_body
-from graven.trail import MAX_INDEX
+from graven.trail import MAX_INDEX, parse_target
 
 T = TypeVar("T")
 MAX_LIMIT = 1000
@@ -49,6 +49,12 @@ def _filters(
     text: Annotated[str | None, Query(max_length=1000, description="free text, ASCII case-insensitive")] = None,
     newest_first: bool = False,
 ) -> dict[str, Any]:
+    """The filters given, checked before anything is recorded or read (422 naming the field)."""
+    if target is not None:
+        parse_target(target)
+    for name, moment in (("since", since), ("until", until)):
+        if moment is not None:
+            parse_time(moment, name)
     given = {"actor": actor, "action": action, "target": target, "target_type": target_type, "outcome": outcome,
              "source": source, "tenant": tenant, "since": since, "until": until, "text": text}  # fmt: skip
     found: dict[str, Any] = {k: v for k, v in given.items() if v is not None}

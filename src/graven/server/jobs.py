@@ -80,10 +80,8 @@ class Jobs:
             job.error, job.status, job.finished_at = f"{type(exc).__name__}: {exc}", "failed", _now()
             log.warning("graven: verification job %s failed: %s", job.id, job.error)
             return
-        job.result = report.to_json()
         job.done = report.entries
-        job.status, job.finished_at = "done", _now()
-        try:
+        try:  # recorded before the job shows as done, so whoever sees the result finds the entry
             self.trail.record({
                 "action": "audit.verify", "actor": actor, "source": source,
                 "outcome": "success" if report.ok else "failure", "reason": report.message[:4000],
@@ -93,3 +91,5 @@ class Jobs:
             })  # fmt: skip
         except Exception as exc:  # a damaged log may refuse appends; the job still shows its result
             log.warning("graven: could not record the result of verification job %s: %s", job.id, exc)
+        job.result = report.to_json()
+        job.status, job.finished_at = "done", _now()

@@ -57,7 +57,11 @@ async def login_page(request: Request, next: Annotated[str | None, Query(max_len
 
 
 @router.post("/auth/login", response_model=schemas.Me, summary="Sign in with a user name and password",
-             openapi_extra={"requestBody": _LOGIN_BODY})
+             openapi_extra={"requestBody": _LOGIN_BODY}, responses={
+                 303: {"description": "a form sign-in: on to `next`"},
+                 401: {"description": "wrong user name or password (a form gets the page again)", "content": {
+                     "application/json": {"schema": {"$ref": "#/components/schemas/Error"}},
+                     "text/html": {"schema": {"type": "string"}}}}})  # fmt: skip
 async def login(request: Request) -> Response:
     """Sets the session cookie. A form post is redirected (303) to ``next``; JSON gets the session's
     CSRF token back."""
@@ -105,7 +109,8 @@ async def login(request: Request) -> Response:
     return response
 
 
-@router.post("/auth/logout", response_model=schemas.Ok, summary="End the signed-in session")
+@router.post("/auth/logout", response_model=schemas.Ok, summary="End the signed-in session",
+             responses={303: {"description": "a form sign-out: to the sign-in page"}})
 async def logout(request: Request) -> Response:
     """Ends the session of the cookie (which needs its CSRF token); without one there is nothing to end."""
     st = state(request)

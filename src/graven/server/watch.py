@@ -33,8 +33,15 @@ class LogWatcher:
         self._grown: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._users = 0
 
     async def start(self) -> None:
+        """Start watching (once: an app whose lifespan runs twice shares one watcher)."""
+        self._users += 1
+        if self._task is not None:
+            return
+        self._loop = asyncio.get_running_loop()
         self._grown, self._wake = asyncio.Event(), asyncio.Event()
         latest = await asyncio.to_thread(self.trail.store.latest_checkpoint)
         self.checkpoint_size = -1 if latest is None else latest.size
@@ -42,23 +49,36 @@ class LogWatcher:
         self._task = asyncio.create_task(self._run(), name="graven-log-watcher")
 
     async def stop(self) -> None:
-        if self._task is not None:
+        self._users -= 1
+        if self._task is not None and self._users <= 0:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
 
+    def _mine(self) -> bool:
+        """Whether the caller runs on the watcher's event loop (tests may drive an app from others)."""
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            return False
+
     def poke(self) -> None:
         """The server appended: look now rather than at the next poll."""
-        if self._wake is not None:
+        if self._wake is None or self._loop is None:
+            return
+        if self._mine():
             self._wake.set()
+        else:
+            self._loop.call_soon_threadsafe(self._wake.set)
 
     async def wait_beyond(self, size: int, timeout: float) -> None:
         """Return when the log has more than ``size`` entries, or after ``timeout`` seconds."""
         grown = self._grown
-        if grown is None or self._task is None or self.size > size:
-            if self._task is None:  # not running (an app used without its lifespan): plain polling
-                await asyncio.sleep(min(timeout, self.poll))
+        if grown is None or self._task is None or not self._mine():
+            await asyncio.sleep(min(timeout, self.poll))  # not watching from this loop: plain polling
+            return
+        if self.size > size:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(grown.wait(), timeout)
