@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
 from graven.server import schemas
-from graven.server.accounts import ApiKey, User
-from graven.server.accounts.service import By
+from graven.server.accounts.service import By, key_json, user_json
 from graven.server.api import json_response
 from graven.server.auth import Principal, require, state
 
@@ -17,16 +16,6 @@ Admin = Annotated[Principal, Depends(require("admin"))]
 Name = Annotated[str, Path(max_length=200)]
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
-
-
-def key_json(key: ApiKey) -> dict[str, Any]:
-    return {"id": key.id, "name": key.name, "role": key.role, "created_at": key.created_at,
-            "created_by": key.created_by, "revoked_at": key.revoked_at}  # fmt: skip
-
-
-def user_json(user: User) -> dict[str, Any]:
-    return {"name": user.name, "role": user.role, "created_at": user.created_at, "created_by": user.created_by,
-            "disabled_at": user.disabled_at}  # fmt: skip
 
 
 @router.get("/keys", response_model=list[schemas.Key], summary="Every API key (never the keys themselves)")

@@ -23,7 +23,7 @@ from graven.capture.context import actor_of
 from graven.keys import DEFAULT_KEY
 from graven.server import credentials
 from graven.server.accounts import ROLES, open_accounts
-from graven.server.accounts.service import Accounts, By
+from graven.server.accounts.service import Accounts, By, key_json, user_json
 from graven.trail import Trail
 
 
@@ -101,9 +101,14 @@ def serve_command(host: str, port: int, max_body: int, max_batch: int, auth_fail
                   session_hours: float, proxies: tuple[str, ...], access_log: bool,
                   server_secret: Path | None) -> None:  # fmt: skip
     """Serve the log over HTTP: ingest, query, proofs, export, live tail, verification, sign-in."""
-    import uvicorn
+    try:
+        import uvicorn
 
-    from graven.server.app import create_app
+        from graven.server.app import create_app
+    except ImportError as exc:
+        raise click.ClickException(
+            f"graven serve needs the server extra ({exc.name} is missing): pip install 'graven[server]'"
+        ) from None
     from graven.server.config import ServerConfig
 
     secret = _secret(server_secret)
@@ -146,8 +151,6 @@ def keys_list(as_json: bool, server_secret: Path | None) -> None:
     with _accounts(server_secret) as accounts:
         keys = accounts.keys()
     if as_json:
-        from graven.server.admin_api import key_json
-
         _emit_json([key_json(k) for k in keys])
         return
     if not keys:
@@ -203,8 +206,6 @@ def users_list(as_json: bool, server_secret: Path | None) -> None:
     with _accounts(server_secret) as accounts:
         users = accounts.users()
     if as_json:
-        from graven.server.admin_api import user_json
-
         _emit_json([user_json(u) for u in users])
         return
     if not users:

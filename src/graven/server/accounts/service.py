@@ -245,3 +245,13 @@ class Accounts:
 
 def _actor_text(actor: Mapping[str, Any]) -> str:
     return f"{actor.get('type', 'user')}:{actor.get('id', '')}".rstrip(":")
+
+
+def key_json(key: ApiKey) -> dict[str, Any]:
+    return {"id": key.id, "name": key.name, "role": key.role, "created_at": key.created_at,
+            "created_by": key.created_by, "revoked_at": key.revoked_at}  # fmt: skip
+
+
+def user_json(user: User) -> dict[str, Any]:
+    return {"name": user.name, "role": user.role, "created_at": user.created_at, "created_by": user.created_by,
+            "disabled_at": user.disabled_at}  # fmt: skip
