@@ -125,7 +125,7 @@ async def ingest(request: Request, who: Writer) -> Response:
         indices = [await asyncio.to_thread(st.trail.record, events[0])]
     else:
         indices = await asyncio.to_thread(st.trail.record_many, events)
-    st.watcher.poke()
+    st.watcher.poke(max(indices) + 1)
     return json_response({"indices": indices}, 201)
 
 
@@ -340,12 +340,12 @@ async def tail(request: Request, who: Reader,
              summary="Start verifying the whole log in the background (or get the running job)")  # fmt: skip
 async def start_verification(request: Request, who: Auditor) -> Response:
     job, _ = await asyncio.to_thread(state(request).jobs.start, who.actor, who.source)
-    return json_response(job.to_json(), 202)
+    return json_response(job, 202)
 
 
 @router.get("/verifications/{job_id}", response_model=schemas.Job, summary="A verification job: progress and result")
 async def verification(request: Request, who: Auditor, job_id: Annotated[str, Path(max_length=64)]) -> Response:
-    job = state(request).jobs.get(job_id)
+    job = await asyncio.to_thread(state(request).jobs.get, job_id)
     if job is None:
-        raise NotFoundError(f"no verification job {job_id} (jobs are kept in memory until the server restarts)")
-    return json_response(job.to_json())
+        raise NotFoundError(f"no verification job {job_id}")
+    return json_response(job)

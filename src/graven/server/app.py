@@ -50,8 +50,11 @@ def _error(status: int, error: str, message: str, headers: dict[str, str] | None
                     headers=headers)  # fmt: skip
 
 
-def create_app(trail: Trail, config: ServerConfig) -> FastAPI:
-    """The service for one open trail. ``config.on_checkpoint`` hooks get each new checkpoint's note."""
+def create_app(trail: Trail, config: ServerConfig, *, owns_trail: bool = False) -> FastAPI:
+    """The service for one open trail. ``config.on_checkpoint`` hooks get each new checkpoint's note.
+
+    The trail stays the caller's to close, unless ``owns_trail`` (then the app's shutdown closes it).
+    """
     accounts = Accounts(trail, open_accounts(trail.store), config.secret, session_ttl=config.session_ttl)
     watcher = LogWatcher(trail, config.tail_poll, config.on_checkpoint)
 
@@ -61,8 +64,9 @@ def create_app(trail: Trail, config: ServerConfig) -> FastAPI:
         try:
             yield
         finally:
-            await watcher.stop()
-            accounts.store.close()
+            if await watcher.stop() and owns_trail:
+                accounts.store.close()
+                trail.close()
 
     app = FastAPI(title="Graven", version=__version__, lifespan=lifespan, openapi_url="/api/v1/openapi.json",
                   docs_url="/api/v1/docs", redoc_url=None,
@@ -71,7 +75,8 @@ def create_app(trail: Trail, config: ServerConfig) -> FastAPI:
     app.state.graven = ServerState(
         trail=trail, config=config, accounts=accounts,
         limiter=FailureLimiter(config.auth_failure_limit, config.auth_failure_window), watcher=watcher,
-        jobs=Jobs(trail), addresses=AuditMiddleware(_no_app, trail, trusted_proxies=config.trusted_proxies),
+        jobs=Jobs(trail, accounts.store),
+        addresses=AuditMiddleware(_no_app, trail, trusted_proxies=config.trusted_proxies),
     )  # fmt: skip
     for router in (api.router, admin_api.router, signin.router):
         app.include_router(router, responses=COMMON_ERRORS)
@@ -153,3 +158,29 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     document["security"] = [{"apiKey": []}, {"session": []}]
     app.openapi_schema = document
     return document
+
+
+SETTINGS_ENV = "GRAVEN_SERVE_SETTINGS"
+
+
+def app_from_environment() -> FastAPI:
+    """The app ``graven serve`` runs in each worker process (uvicorn's factory).
+
+    The log comes from ``GRAVEN_DB``, ``GRAVEN_SIGNING_KEY`` and ``GRAVEN_FINGERPRINT_KEY``; the
+    server's settings and the path of its secret from ``GRAVEN_SERVE_SETTINGS`` (JSON).
+    """
+    import os
+    from datetime import timedelta
+    from pathlib import Path
+
+    import orjson
+
+    from graven.server.credentials import load_secret
+    from graven.trail import open_trail
+
+    settings = orjson.loads(os.environ[SETTINGS_ENV])
+    secret = load_secret(Path(settings.pop("secret_path")))
+    settings["session_ttl"] = timedelta(seconds=settings.pop("session_seconds"))
+    settings["trusted_proxies"] = tuple(settings["trusted_proxies"])
+    trail = open_trail(create=False)
+    return create_app(trail, ServerConfig(secret=secret, **settings), owns_trail=True)

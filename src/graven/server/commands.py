@@ -12,7 +12,6 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -96,31 +95,45 @@ def _emit_json(rows: list[dict[str, Any]]) -> None:
 @click.option("--trusted-proxy", "proxies", multiple=True, metavar="CIDR",
               help="A proxy whose X-Forwarded-For/-Proto is believed (repeatable).")  # fmt: skip
 @click.option("--access-log/--no-access-log", default=False, help="Log every request (uvicorn's access log).")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes (failure counters are per worker).")  # fmt: skip
 @_log_options
 def serve_command(host: str, port: int, max_body: int, max_batch: int, auth_failures: int, auth_window: float,
-                  session_hours: float, proxies: tuple[str, ...], access_log: bool,
+                  session_hours: float, proxies: tuple[str, ...], access_log: bool, workers: int,
                   server_secret: Path | None) -> None:  # fmt: skip
-    """Serve the log over HTTP: ingest, query, proofs, export, live tail, verification, sign-in."""
+    """Serve the log over HTTP: ingest, query, proofs, export, live tail, verification, sign-in.
+
+    Each worker process opens the log itself; several may write it at once (indices stay gapless).
+    """
     try:
         import uvicorn
 
-        from graven.server.app import create_app
+        from graven.server.app import SETTINGS_ENV
     except ImportError as exc:
         raise click.ClickException(
             f"graven serve needs the server extra ({exc.name} is missing): pip install 'graven[server]'"
         ) from None
-    from graven.server.config import ServerConfig
-
-    secret = _secret(server_secret)
-    trail: Trail = _root().open()
-    with trail:
-        config = ServerConfig(secret=secret, max_body=max_body, max_batch=max_batch, auth_failure_limit=auth_failures,
-                              auth_failure_window=auth_window, session_ttl=timedelta(hours=session_hours),
-                              trusted_proxies=proxies)  # fmt: skip
-        app = create_app(trail, config)
-        click.echo(f"graven: serving {trail.store.url} at http://{host}:{port}/api/v1 (Ctrl-C stops)", err=True)
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=access_log,
-                    proxy_headers=bool(proxies), forwarded_allow_ips=",".join(proxies) or None)  # fmt: skip
+    root = _root()
+    secret_path = server_secret or credentials.default_secret_path(
+        root.signing_key or os.environ.get("GRAVEN_SIGNING_KEY") or DEFAULT_KEY
+    )
+    credentials.load_secret(secret_path)  # made now if absent, so workers never race to create it
+    trail: Trail = root.open()  # fails here, as one line, when the log or its key is wrong
+    url = trail.store.url
+    trail.close()
+    settings = {"secret_path": str(secret_path.resolve()), "max_body": max_body, "max_batch": max_batch,
+                "auth_failure_limit": auth_failures, "auth_failure_window": auth_window,
+                "session_seconds": session_hours * 3600, "trusted_proxies": list(proxies)}  # fmt: skip
+    for name, value in (("GRAVEN_DB", root.db), ("GRAVEN_SIGNING_KEY", root.signing_key),
+                        ("GRAVEN_FINGERPRINT_KEY", root.fingerprint_key)):  # fmt: skip
+        if value:
+            os.environ[name] = str(value)
+    os.environ[SETTINGS_ENV] = orjson.dumps(settings).decode()
+    click.echo(f"graven: serving {url} at http://{host}:{port}/api/v1 with {workers} worker"
+               f"{'s' if workers > 1 else ''} (Ctrl-C stops)", err=True)  # fmt: skip
+    uvicorn.run("graven.server.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", access_log=access_log, proxy_headers=bool(proxies),
+                forwarded_allow_ips=",".join(proxies) or None)  # fmt: skip
 
 
 # --- keys -------------------------------------------------------------------------------------

@@ -48,13 +48,17 @@ class LogWatcher:
         self.size = await asyncio.to_thread(self.trail.store.size)
         self._task = asyncio.create_task(self._run(), name="graven-log-watcher")
 
-    async def stop(self) -> None:
+    async def stop(self) -> bool:
+        """Stop when the last user stops; returns whether it stopped."""
         self._users -= 1
-        if self._task is not None and self._users <= 0:
+        if self._users > 0:
+            return False
+        if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        return True
 
     def _mine(self) -> bool:
         """Whether the caller runs on the watcher's event loop (tests may drive an app from others)."""
@@ -63,14 +67,24 @@ class LogWatcher:
         except RuntimeError:
             return False
 
-    def poke(self) -> None:
-        """The server appended: look now rather than at the next poll."""
+    def poke(self, size: int | None = None) -> None:
+        """The server appended (and knows the log has at least ``size`` entries): wake the tails now."""
         if self._wake is None or self._loop is None:
             return
-        if self._mine():
-            self._wake.set()
-        else:
-            self._loop.call_soon_threadsafe(self._wake.set)
+        if not self._mine():
+            self._loop.call_soon_threadsafe(self.poke, size)
+            return
+        if size is not None and size > self.size:
+            self._grew(size)  # no need to read the size back
+            if not self.hooks:
+                return
+        self._wake.set()
+
+    def _grew(self, size: int) -> None:
+        self.size = size
+        assert self._grown is not None
+        grown, self._grown = self._grown, asyncio.Event()
+        grown.set()
 
     async def wait_beyond(self, size: int, timeout: float) -> None:
         """Return when the log has more than ``size`` entries, or after ``timeout`` seconds."""
@@ -99,10 +113,7 @@ class LogWatcher:
     async def _look(self) -> None:
         size = await asyncio.to_thread(self.trail.store.size)
         if size > self.size:
-            self.size = size
-            assert self._grown is not None
-            grown, self._grown = self._grown, asyncio.Event()
-            grown.set()
+            self._grew(size)
         if not self.hooks:
             return
         latest = await asyncio.to_thread(self.trail.store.latest_checkpoint)

@@ -1,7 +1,7 @@
-"""Where the HTTP service keeps API keys, people and sessions: a small storage port.
+"""Where the HTTP service keeps API keys, people, sessions and verification jobs: a small storage port.
 
 These tables live in the log's own database but outside its append-only tables: keys are revoked,
-people disabled and sessions deleted in place. They are not evidence; the log is: every creation,
+people disabled, sessions deleted and job states replaced in place. They are not evidence; the log is: every creation,
 revocation and sign-in is also recorded as an entry. Secrets are never stored in the clear (keys
 and session tokens as HMAC-SHA256 under the server secret, passwords as scrypt hashes).
 
@@ -103,6 +103,18 @@ class AccountStore(Protocol):
 
     def delete_sessions(self, *, user: str | None = None, expired_before: str | None = None) -> int:
         """Delete a user's sessions, or those that expired before a time; returns how many."""
+        ...
+
+    def upsert_job(self, job_id: str, state: str, updated_at: str) -> None:
+        """Keep a verification job's state (JSON text), replacing what was kept."""
+        ...
+
+    def select_job(self, job_id: str) -> tuple[str, str] | None:
+        """A job's state (JSON text) and when it was last updated."""
+        ...
+
+    def select_jobs(self, newest: int) -> list[tuple[str, str, str]]:
+        """The most recently updated jobs: (id, state, updated_at)."""
         ...
 
     def close(self) -> None: ...

@@ -38,6 +38,11 @@ SCHEMA = (
         ip         TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS server_sessions_user ON server_sessions (user_name)",
+    """CREATE TABLE IF NOT EXISTS server_jobs (
+        id         TEXT PRIMARY KEY,
+        state      TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
 )
 
 _KEY_COLUMNS = "id, name, role, key_hash, created_at, created_by, revoked_at"
@@ -121,6 +126,22 @@ class SqlAccounts:
 
     def delete_session(self, token_hash: str) -> None:
         self._run("DELETE FROM server_sessions WHERE token_hash = ?", (token_hash,))
+
+    # --- verification jobs
+    def upsert_job(self, job_id: str, state: str, updated_at: str) -> None:
+        updated = self._changed(
+            "UPDATE server_jobs SET state = ?, updated_at = ? WHERE id = ?", (state, updated_at, job_id)
+        )
+        if not updated:
+            self._run("INSERT INTO server_jobs (id, state, updated_at) VALUES (?, ?, ?)", (job_id, state, updated_at))
+
+    def select_job(self, job_id: str) -> tuple[str, str] | None:
+        rows = self._run("SELECT state, updated_at FROM server_jobs WHERE id = ?", (job_id,))
+        return (str(rows[0][0]), str(rows[0][1])) if rows else None
+
+    def select_jobs(self, newest: int) -> list[tuple[str, str, str]]:
+        rows = self._run("SELECT id, state, updated_at FROM server_jobs ORDER BY updated_at DESC LIMIT ?", (newest,))
+        return [(str(a), str(b), str(c)) for a, b, c in rows]
 
     def delete_sessions(self, *, user: str | None = None, expired_before: str | None = None) -> int:
         if user is not None:
