@@ -311,3 +311,17 @@ def test_openapi_describes_the_api(served: Served) -> None:
     assert "EventIn" in document["components"]["schemas"]
     page = document["paths"]["/api/v1/entries"]["get"]["responses"]["200"]["content"]["application/json"]
     assert {"$ref": "#/components/schemas/Page"} == page["schema"]
+
+
+def test_checkpoint_hook_gets_each_new_checkpoint(serve_log: Any) -> None:
+    """Callables in config.on_checkpoint receive the note of every newly signed checkpoint (the witness hook)."""
+    pushed: list[str] = []
+    served: Served = serve_log(on_checkpoint=[pushed.append])
+    served.client.post("/api/v1/events", json=[event(i) for i in range(3)], headers=served.auth("writer"))
+    note = served.client.get("/api/v1/checkpoint", headers=served.auth("reader")).text
+    deadline = time.monotonic() + 10
+    while note not in pushed and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert note in pushed
+    sizes = [open_checkpoint(n, [Verifier.from_text(served.trail.verifier_key)])[0].size for n in pushed]
+    assert sizes == sorted(set(sizes))
