@@ -236,6 +236,18 @@ def _target(workdir: Path, base: str | None, name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
 
 
+def _drop_schemas(base: str, urls: list[str]) -> None:
+    """Remove the benchmark's schemas from the PostgreSQL database."""
+    import psycopg
+    from psycopg import sql
+
+    from graven.store.postgres import parse_url
+
+    with psycopg.connect(parse_url(base).conninfo, autocommit=True) as conn:
+        for url in urls:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(parse_url(url).schema)))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=4, help="client processes (default 4)")
@@ -266,6 +278,8 @@ def main() -> int:
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
+        if args.db:
+            _drop_schemas(args.db, [_target(workdir, args.db, name) for name in ("http", "lib")])
     verdict = "PASS" if rate >= GOAL else "MISS"
     print(f"{'measurement':<44}{'graven serve':>14}{'library':>12}{'ratio':>8}  goal")
     print(f"{'entries/s, ' + str(args.batch) + ' per request, ' + str(args.clients) + ' clients':<44}"
