@@ -277,3 +277,11 @@ class TestThrottling:
 @pytest.mark.parametrize("body", [{"username": "x"}, {"username": 5, "password": "p"}, [1, 2]])
 def test_bad_login_bodies_are_422(served: Served, body: Any) -> None:
     assert 422 == served.client.post("/auth/login", json=body).status_code
+
+
+def test_sign_in_page_escapes_what_it_echoes(served: Served) -> None:
+    """A user name full of markup comes back escaped on the page."""
+    page = served.client.post("/auth/login", data={"username": "<script>alert(1)</script>", "password": "x"})
+    assert 401 == page.status_code
+    assert "<script>alert(1)</script>" not in page.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text

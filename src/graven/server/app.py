@@ -156,6 +156,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         "session": {"type": "apiKey", "in": "cookie", "name": "graven_session"},
     }
     document["security"] = [{"apiKey": []}, {"session": []}]
+    batch = document["paths"]["/api/v1/events"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    batch["oneOf"][1]["maxItems"] = app.state.graven.config.max_batch
     app.openapi_schema = document
     return document
 
