@@ -37,3 +37,13 @@ def test_quick_capture_benchmark_runs(tmp_path: Path) -> None:
         "SQLite:   Continuum, same per commit", "SQLite: bulk update(...).where(), 100 rows",
     ):  # fmt: skip
         assert label in out.stdout
+
+def test_quick_http_benchmark_runs(tmp_path: Path) -> None:
+    """`bench_http.py --quick` serves a log, loads it over HTTP, checks every event and prints the ratio."""
+    out = subprocess.run(
+        [sys.executable, BENCH.with_name("bench_http.py"), "--quick", "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert 0 == out.returncode, out.stderr[-2000:]
+    assert "every event present exactly once at its returned index, log verifies: yes" in out.stdout
+    assert "entries/s, 100 per request, 2 clients" in out.stdout

@@ -601,6 +601,13 @@ def demo_command(directory: Path, host: str, port: int, story: bool) -> None:
 cli.add_command(witness_group)
 
 
+from graven.server.commands import keys_group, serve_command, users_group  # noqa: E402 (needs cli above)
+
+cli.add_command(serve_command)
+cli.add_command(keys_group)
+cli.add_command(users_group)
+
+
 def main() -> NoReturn:
     """Entry point: run the CLI, turning every expected error into one line and an exit code."""
     try:

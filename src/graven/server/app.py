@@ -1,0 +1,188 @@
+"""``create_app(trail, config)``: Graven's HTTP audit service as a FastAPI application.
+
+Routes: the log (``api``), keys and users (``admin_api``), signing in (``signin``). Errors are
+JSON ``{"error", "message", ...}`` with the field, rule or limit for bad input: 401, 403, 404, 409,
+413, 422, 429, 503. The app's lifespan runs the log watcher (live tails, checkpoint hooks); the
+trail stays the caller's to close.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from starlette.exceptions import HTTPException
+
+from graven import __version__
+from graven.capture.asgi import AuditMiddleware
+from graven.errors import ConfigError, GravenError, IntegrityError, NotFoundError, StoreError, ValidationError
+from graven.server import admin_api, api, schemas, signin
+from graven.server.accounts import AccountConflict, open_accounts
+from graven.server.accounts.service import Accounts
+from graven.server.auth import ApiError
+from graven.server.config import ServerConfig, ServerState
+from graven.server.jobs import Jobs
+from graven.server.limits import BodyLimit, FailureLimiter, error_body
+from graven.server.watch import LogWatcher
+from graven.trail import Trail
+
+log = logging.getLogger("graven.server")
+
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": schemas.Error, "description": "no credentials, or a key that is unknown, revoked or wrong"},
+    403: {"model": schemas.Error, "description": "the caller's role may not use this route, or a missing CSRF token"},
+    404: {"model": schemas.Error, "description": "no such entry, job, key or user"},
+    409: {"model": schemas.Error, "description": "a name is taken, or the log is damaged"},
+    413: {"model": schemas.Error, "description": "the request body is larger than the limit"},
+    422: {"model": schemas.Error, "description": "bad input: the field, the rule and what was given"},
+    429: {"model": schemas.Error, "description": "too many failed authentications; see Retry-After"},
+    503: {"model": schemas.Error, "description": "the log's storage is unavailable or misconfigured"},
+}
+
+
+def _error(status: int, error: str, message: str, headers: dict[str, str] | None = None, **extra: Any) -> Response:
+    return Response(error_body(error, message, **extra), status_code=status, media_type="application/json",
+                    headers=headers)  # fmt: skip
+
+
+def create_app(trail: Trail, config: ServerConfig, *, owns_trail: bool = False) -> FastAPI:
+    """The service for one open trail. ``config.on_checkpoint`` hooks get each new checkpoint's note.
+
+    The trail stays the caller's to close, unless ``owns_trail`` (then the app's shutdown closes it).
+    """
+    accounts = Accounts(trail, open_accounts(trail.store), config.secret, session_ttl=config.session_ttl)
+    watcher = LogWatcher(trail, config.tail_poll, config.on_checkpoint)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await watcher.start()
+        try:
+            yield
+        finally:
+            if await watcher.stop() and owns_trail:
+                accounts.store.close()
+                trail.close()
+
+    app = FastAPI(title="Graven", version=__version__, lifespan=lifespan, openapi_url="/api/v1/openapi.json",
+                  docs_url="/api/v1/docs", redoc_url=None,
+                  description="A tamper-evident audit trail: record events, query them, prove and verify them.",
+                  )  # fmt: skip
+    app.state.graven = ServerState(
+        trail=trail, config=config, accounts=accounts,
+        limiter=FailureLimiter(config.auth_failure_limit, config.auth_failure_window), watcher=watcher,
+        jobs=Jobs(trail, accounts.store),
+        addresses=AuditMiddleware(_no_app, trail, trusted_proxies=config.trusted_proxies),
+    )  # fmt: skip
+    for router in (api.router, admin_api.router, signin.router):
+        app.include_router(router, responses=COMMON_ERRORS)
+    _handle_errors(app)
+    app.add_middleware(BodyLimit, limit=config.max_body)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+async def _no_app(scope: Any, receive: Any, send: Any) -> None:
+    raise RuntimeError("only AuditMiddleware.client_ip is used")
+
+
+def _handle_errors(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> Response:
+        return _error(exc.status, exc.error, exc.message, exc.headers, **exc.extra)
+
+    @app.exception_handler(ValidationError)
+    async def invalid(request: Request, exc: ValidationError) -> Response:
+        return _error(422, "invalid", str(exc), field=exc.field, rule=exc.rule, given=exc.given or None)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = [str(p) for p in first.get("loc", ())]
+        field = ".".join(where[1:] if where and where[0] in ("query", "path", "body", "header") else where) or "body"
+        given = first.get("input")
+        shown = None if given is None or isinstance(given, dict | list) else repr(given)[:80]
+        rule = str(first.get("msg", "is invalid"))
+        return _error(422, "invalid", f"{field}: {rule}" + (f"; got {shown}" if shown else ""), field=field,
+                      rule=rule, given=shown)  # fmt: skip
+
+    @app.exception_handler(NotFoundError)
+    async def not_found(request: Request, exc: NotFoundError) -> Response:
+        return _error(404, "not_found", str(exc))
+
+    @app.exception_handler(AccountConflict)
+    async def conflict(request: Request, exc: AccountConflict) -> Response:
+        return _error(409, "conflict", str(exc))
+
+    @app.exception_handler(IntegrityError)
+    async def damaged(request: Request, exc: IntegrityError) -> Response:
+        return _error(409, "log_damaged", str(exc))
+
+    @app.exception_handler(ConfigError)
+    async def misconfigured(request: Request, exc: ConfigError) -> Response:
+        return _error(503, "misconfigured", str(exc))
+
+    @app.exception_handler(StoreError)
+    async def unavailable(request: Request, exc: StoreError) -> Response:
+        return _error(503, "store_unavailable", str(exc))
+
+    @app.exception_handler(GravenError)
+    async def other(request: Request, exc: GravenError) -> Response:
+        return _error(503, "error", str(exc))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        names = {404: "not_found", 405: "method_not_allowed"}
+        return _error(exc.status_code, names.get(exc.status_code, "http_error"), str(exc.detail),
+                      dict(exc.headers) if exc.headers else None)  # fmt: skip
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, plus the schemas of bodies the routes parse themselves (events, sign-in)."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = document.setdefault("components", {}).setdefault("schemas", {})
+    for model in (schemas.EventIn, schemas.LoginIn):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(schema.pop("$defs", {}))
+        components[model.__name__] = schema
+    document["components"]["securitySchemes"] = {
+        "apiKey": {"type": "http", "scheme": "bearer", "description": "an API key from `graven keys create`"},
+        "session": {"type": "apiKey", "in": "cookie", "name": "graven_session"},
+    }
+    document["security"] = [{"apiKey": []}, {"session": []}]
+    batch = document["paths"]["/api/v1/events"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    batch["oneOf"][1]["maxItems"] = app.state.graven.config.max_batch
+    app.openapi_schema = document
+    return document
+
+
+SETTINGS_ENV = "GRAVEN_SERVE_SETTINGS"
+
+
+def app_from_environment() -> FastAPI:
+    """The app ``graven serve`` runs in each worker process (uvicorn's factory).
+
+    The log comes from ``GRAVEN_DB``, ``GRAVEN_SIGNING_KEY`` and ``GRAVEN_FINGERPRINT_KEY``; the
+    server's settings and the path of its secret from ``GRAVEN_SERVE_SETTINGS`` (JSON).
+    """
+    import os
+    from datetime import timedelta
+    from pathlib import Path
+
+    import orjson
+
+    from graven.server.credentials import load_secret
+    from graven.trail import open_trail
+
+    settings = orjson.loads(os.environ[SETTINGS_ENV])
+    secret = load_secret(Path(settings.pop("secret_path")))
+    settings["session_ttl"] = timedelta(seconds=settings.pop("session_seconds"))
+    settings["trusted_proxies"] = tuple(settings["trusted_proxies"])
+    trail = open_trail(create=False)
+    return create_app(trail, ServerConfig(secret=secret, **settings), owns_trail=True)

@@ -1,0 +1,250 @@
+"""``graven serve``, ``graven keys ...`` and ``graven users ...``: thin skins over the server package.
+
+They read the CLI's global ``--db``, ``--signing-key`` and ``--fingerprint-key`` (also accepted
+after the command). The server secret (``--server-secret``, ``GRAVEN_SERVER_SECRET``; default
+``server.secret`` beside the signing key) is created on first use, mode 0600.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from graven.capture.context import actor_of
+from graven.keys import DEFAULT_KEY
+from graven.server import credentials
+from graven.server.accounts import ROLES, open_accounts
+from graven.server.accounts.service import Accounts, By, key_json, user_json
+from graven.trail import Trail
+
+
+def _root() -> Any:
+    """The CLI's options object (db, signing_key, fingerprint_key, open())."""
+    return click.get_current_context().find_root().obj
+
+
+def _set(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        setattr(ctx.find_root().obj, str(param.name), value)
+
+
+def _log_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    for name, meta, text in (("--signing-key", "FILE", "The log's signing key file."),
+                             ("--db", "URL", "The log (as the global --db).")):  # fmt: skip
+        function = click.option(name, metavar=meta, expose_value=False, callback=_set, help=text)(function)
+    return click.option(
+        "--server-secret", envvar="GRAVEN_SERVER_SECRET", metavar="FILE",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="The server secret keying API keys and sessions (default: server.secret beside the signing key).",
+    )(function)  # fmt: skip
+
+
+def _secret(path: Path | None) -> bytes:
+    if path is None:
+        signing = _root().signing_key or os.environ.get("GRAVEN_SIGNING_KEY") or DEFAULT_KEY
+        path = credentials.default_secret_path(signing)
+    return credentials.load_secret(path)
+
+
+@contextmanager
+def _accounts(secret_path: Path | None) -> Iterator[Accounts]:
+    trail: Trail = _root().open()
+    with trail:
+        store = open_accounts(trail.store)
+        try:
+            yield Accounts(trail, store, _secret(secret_path))
+        finally:
+            store.close()
+
+
+def _by() -> By:
+    """Who runs the command: $GRAVEN_ACTOR, else the operating-system user."""
+    named = actor_of(os.environ.get("GRAVEN_ACTOR") or None)
+    return By(named or {"type": "user", "id": getpass.getuser()}, "cli")
+
+
+def _emit_json(rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        sys.stdout.buffer.write(orjson.dumps(row) + b"\n")
+
+
+# --- serve ------------------------------------------------------------------------------------
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on.")
+@click.option("--max-body", type=click.IntRange(1024), default=16 * 1024 * 1024, show_default=True,
+              help="Largest request body, in bytes (413 beyond).")  # fmt: skip
+@click.option("--max-batch", type=click.IntRange(1, 10_000), default=1000, show_default=True,
+              help="Most events in one ingest request.")  # fmt: skip
+@click.option("--auth-failures", type=click.IntRange(1), default=10, show_default=True,
+              help="Failed authentications allowed per key, user and IP in a window (then 429).")  # fmt: skip
+@click.option("--auth-window", type=click.FloatRange(1), default=300.0, show_default=True,
+              help="The window, in seconds.")  # fmt: skip
+@click.option("--session-hours", type=click.FloatRange(0.01, 720), default=8.0, show_default=True,
+              help="How long a sign-in lasts.")  # fmt: skip
+@click.option("--trusted-proxy", "proxies", multiple=True, metavar="CIDR",
+              help="A proxy whose X-Forwarded-For/-Proto is believed (repeatable).")  # fmt: skip
+@click.option("--access-log/--no-access-log", default=False, help="Log every request (uvicorn's access log).")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes (failure counters are per worker).")  # fmt: skip
+@_log_options
+def serve_command(host: str, port: int, max_body: int, max_batch: int, auth_failures: int, auth_window: float,
+                  session_hours: float, proxies: tuple[str, ...], access_log: bool, workers: int,
+                  server_secret: Path | None) -> None:  # fmt: skip
+    """Serve the log over HTTP: ingest, query, proofs, export, live tail, verification, sign-in.
+
+    Each worker process opens the log itself; several may write it at once (indices stay gapless).
+    """
+    try:
+        import uvicorn
+
+        from graven.server.app import SETTINGS_ENV
+    except ImportError as exc:
+        raise click.ClickException(
+            f"graven serve needs the server extra ({exc.name} is missing): pip install 'graven[server]'"
+        ) from None
+    root = _root()
+    secret_path = server_secret or credentials.default_secret_path(
+        root.signing_key or os.environ.get("GRAVEN_SIGNING_KEY") or DEFAULT_KEY
+    )
+    credentials.load_secret(secret_path)  # made now if absent, so workers never race to create it
+    trail: Trail = root.open()  # fails here, as one line, when the log or its key is wrong
+    url = trail.store.url
+    trail.close()
+    settings = {"secret_path": str(secret_path.resolve()), "max_body": max_body, "max_batch": max_batch,
+                "auth_failure_limit": auth_failures, "auth_failure_window": auth_window,
+                "session_seconds": session_hours * 3600, "trusted_proxies": list(proxies)}  # fmt: skip
+    for name, value in (("GRAVEN_DB", root.db), ("GRAVEN_SIGNING_KEY", root.signing_key),
+                        ("GRAVEN_FINGERPRINT_KEY", root.fingerprint_key)):  # fmt: skip
+        if value:
+            os.environ[name] = str(value)
+    os.environ[SETTINGS_ENV] = orjson.dumps(settings).decode()
+    click.echo(f"graven: serving {url} at http://{host}:{port}/api/v1 with {workers} worker"
+               f"{'s' if workers > 1 else ''} (Ctrl-C stops)", err=True)  # fmt: skip
+    uvicorn.run("graven.server.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", access_log=access_log, proxy_headers=bool(proxies),
+                forwarded_allow_ips=",".join(proxies) or None)  # fmt: skip
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+
+@click.group("keys")
+def keys_group() -> None:
+    """API keys for services and scripts (sent as `Authorization: Bearer <key>`)."""
+
+
+@keys_group.command("create")
+@click.option("--name", required=True, help="What uses the key, e.g. billing-service.")
+@click.option("--role", type=click.Choice(ROLES), required=True, help="writer, reader, auditor or admin.")
+@_log_options
+def keys_create(name: str, role: str, server_secret: Path | None) -> None:
+    """Create a key and print it once (only a keyed hash of it is stored)."""
+    with _accounts(server_secret) as accounts:
+        key, text = accounts.create_key(name, role, by=_by())
+    click.echo(f"created API key {key.id} ({key.name}, {key.role}); it is shown only this once:", err=True)
+    click.echo(text)
+
+
+@keys_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per key.")
+@_log_options
+def keys_list(as_json: bool, server_secret: Path | None) -> None:
+    """List keys: id, name, role, when created and by whom, when revoked."""
+    with _accounts(server_secret) as accounts:
+        keys = accounts.keys()
+    if as_json:
+        _emit_json([key_json(k) for k in keys])
+        return
+    if not keys:
+        click.echo("no API keys", err=True)
+    for k in keys:
+        state = f"revoked {k.revoked_at}" if k.revoked_at else "active"
+        click.echo(f"{k.id}  {k.name:<24} {k.role:<8} created {k.created_at} by {k.created_by or '?'}  {state}")
+
+
+@keys_group.command("revoke")
+@click.argument("key")
+@_log_options
+def keys_revoke(key: str, server_secret: Path | None) -> None:
+    """Revoke the active key with this NAME or ID; it stops working at once."""
+    with _accounts(server_secret) as accounts:
+        revoked = accounts.revoke_key(key, by=_by())
+    click.echo(f"revoked API key {revoked.id} ({revoked.name})")
+
+
+# --- users ------------------------------------------------------------------------------------
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin or not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    value: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return value
+
+
+@click.group("users")
+def users_group() -> None:
+    """People who sign in to the web UI and API with a password."""
+
+
+@users_group.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(ROLES), required=True, help="writer, reader, auditor or admin.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+@_log_options
+def users_add(name: str, role: str, password_stdin: bool, server_secret: Path | None) -> None:
+    """Add a user; the password comes from a prompt (or stdin) and is stored as an scrypt hash."""
+    password = _password(password_stdin)
+    with _accounts(server_secret) as accounts:
+        user = accounts.add_user(name, role, password, by=_by())
+    click.echo(f"added user {user.name} ({user.role})")
+
+
+@users_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per user.")
+@_log_options
+def users_list(as_json: bool, server_secret: Path | None) -> None:
+    """List users: name, role, when created and by whom, when disabled."""
+    with _accounts(server_secret) as accounts:
+        users = accounts.users()
+    if as_json:
+        _emit_json([user_json(u) for u in users])
+        return
+    if not users:
+        click.echo("no users", err=True)
+    for u in users:
+        state = f"disabled {u.disabled_at}" if u.disabled_at else "active"
+        click.echo(f"{u.name:<24} {u.role:<8} created {u.created_at} by {u.created_by or '?'}  {state}")
+
+
+@users_group.command("disable")
+@click.argument("name")
+@_log_options
+def users_disable(name: str, server_secret: Path | None) -> None:
+    """Disable a user and end their sessions (the name stays taken)."""
+    with _accounts(server_secret) as accounts:
+        accounts.disable_user(name, by=_by())
+    click.echo(f"disabled user {name}")
+
+
+@users_group.command("passwd")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+@_log_options
+def users_passwd(name: str, password_stdin: bool, server_secret: Path | None) -> None:
+    """Set a user's password (ends their sessions)."""
+    password = _password(password_stdin)
+    with _accounts(server_secret) as accounts:
+        accounts.set_password(name, password, by=_by())
+    click.echo(f"password of {name} changed")

@@ -1,0 +1,189 @@
+"""Limits against bad input and abuse: request body size, JSON depth, failed authentication.
+
+The body limit is an ASGI middleware: a declared ``Content-Length`` over the limit is answered 413
+before anything is read, and a body sent in chunks is cut off as soon as it passes the limit.
+Failed authentication is counted in fixed windows per API key, per user name and per client IP;
+once a subject has failed ``limit`` times in its window, its requests are answered 429 with
+``Retry-After`` until the window ends, and the first refusal is reported once per window (the app
+records it as ``auth.bruteforce_suspected``). Counters live in this process's memory.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from itertools import accumulate
+from typing import Any
+
+import orjson
+
+from graven.errors import ValidationError
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class BodyTooLarge(Exception):
+    """The request body passed the limit."""
+
+    def __init__(self, limit: int, given: str) -> None:
+        super().__init__(f"the request body must be at most {limit} bytes; got {given}")
+        self.limit = limit
+        self.given = given
+
+
+def error_body(error: str, message: str, **extra: Any) -> bytes:
+    return orjson.dumps({"error": error, "message": message, **{k: v for k, v in extra.items() if v is not None}})
+
+
+class BodyLimit:
+    """ASGI middleware: request bodies of at most ``limit`` bytes, else 413 naming the limit."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers") or []:
+            if name.lower() == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared > self.limit:
+                    await _too_large(send, BodyTooLarge(self.limit, f"a Content-Length of {declared} bytes"))
+                    return
+        seen = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise BodyTooLarge(self.limit, f"more than {self.limit} bytes (the body was cut off there)")
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLarge as exc:
+            if started:
+                raise
+            await _too_large(send, exc)
+
+
+async def _too_large(send: Send, exc: BodyTooLarge) -> None:
+    body = error_body("body_too_large", str(exc), field="body", limit=exc.limit, given=exc.given)
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})  # fmt: skip
+    await send({"type": "http.response.body", "body": body})
+
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string, escapes included
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_STEP = [0] * 256
+_STEP[ord("[")] = _STEP[ord("{")] = 1
+_STEP[ord("]")] = _STEP[ord("}")] = -1
+
+
+def check_depth(raw: bytes, limit: int, field: str = "body") -> None:
+    """Raise ValidationError when valid JSON text nests objects and arrays deeper than ``limit``.
+
+    Works on the text (strings removed, then a running sum over the brackets) at C speed: about
+    a microsecond per 500-byte event, where walking the parsed value costs over ten.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return
+    brackets = _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    deepest = max(accumulate(map(_STEP.__getitem__, brackets)), default=0)
+    if deepest > limit:
+        raise ValidationError(field, f"must nest JSON objects and arrays at most {limit} levels deep",
+                              f"<{deepest} levels>")  # fmt: skip
+
+
+def json_body(raw: bytes, depth_limit: int) -> Any:
+    """Parse a request body as JSON within the depth limit, or ValidationError naming ``body``."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationError("body", "must be JSON", f"<invalid JSON: {exc}>") from None
+    if type(value) is dict or type(value) is list:
+        check_depth(raw, depth_limit)  # the text is valid JSON now, so its strings are well formed
+    return value
+
+
+@dataclass
+class _Window:
+    start: float
+    failures: int = 0
+    reported: bool = False
+
+
+class FailureLimiter:
+    """Counts failed authentications per subject (``("ip", "203.0.113.7")``, ``("key", id)``, ...)."""
+
+    def __init__(self, limit: int, window: float, *, clock: Callable[[], float] = time.monotonic,
+                 max_subjects: int = 100_000) -> None:  # fmt: skip
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self.max_subjects = max_subjects
+        self._windows: dict[tuple[str, str], _Window] = {}
+        self._lock = threading.Lock()
+
+    def _current(self, subject: tuple[str, str], now: float) -> _Window:
+        found = self._windows.get(subject)
+        if found is None or now - found.start >= self.window:
+            if len(self._windows) >= self.max_subjects:
+                self._sweep(now)
+            found = self._windows[subject] = _Window(now)
+        return found
+
+    def _sweep(self, now: float) -> None:
+        for key in [k for k, w in self._windows.items() if now - w.start >= self.window]:
+            del self._windows[key]
+        while len(self._windows) >= self.max_subjects:  # still full: forget the oldest windows
+            del self._windows[min(self._windows, key=lambda k: self._windows[k].start)]
+
+    def throttled(self, subjects: list[tuple[str, str]]) -> tuple[float, list[tuple[str, str, int]]]:
+        """Seconds to wait (0 when allowed), and the subjects to report now as brute-force suspects.
+
+        A refused attempt counts as one more failure of each throttled subject.
+        """
+        now = self.clock()
+        wait = 0.0
+        report: list[tuple[str, str, int]] = []
+        with self._lock:
+            for subject in subjects:
+                window = self._windows.get(subject)
+                if window is None or now - window.start >= self.window or window.failures < self.limit:
+                    continue
+                window.failures += 1
+                wait = max(wait, window.start + self.window - now)
+                if not window.reported:
+                    window.reported = True
+                    report.append((*subject, window.failures))
+        return wait, report
+
+    def failed(self, subjects: list[tuple[str, str]]) -> None:
+        """Count one failed authentication against each subject."""
+        now = self.clock()
+        with self._lock:
+            for subject in subjects:
+                self._current(subject, now).failures += 1
