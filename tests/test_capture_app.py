@@ -113,17 +113,20 @@ class TestAction:
         assert ("denied", "not an admin") == (last(trail).outcome, last(trail).get("reason"))
 
     def test_configured_denial_type(self, tmp_path: object) -> None:
-        """A framework's permission error can be configured to count as a denial."""
+        """A framework's permission error can be configured to count as a denial (graven.open(denied=...))."""
         from pathlib import Path
 
         folder = Path(str(tmp_path))
         graven.init(folder / "t.db", signing_key=folder / "k").close()
-        store = graven.trail.open_store(folder / "t.db")
-        trail = Trail(store, denied=(NotAllowed,))
-        with trail.context(actor="u-1"), pytest.raises(NotAllowed), trail.action("a.b"):
-            raise NotAllowed("nope")
-        assert "denied" == last(trail).outcome
-        trail.close()
+        with graven.open(folder / "t.db", signing_key=folder / "k", denied=[NotAllowed]) as trail:
+            with trail.context(actor="u-1"), pytest.raises(NotAllowed), trail.action("a.b"):
+                raise NotAllowed("nope")
+            assert ("denied", "nope") == (last(trail).outcome, last(trail).get("reason"))
+            with trail.context(actor="u-1"), pytest.raises(KeyError), trail.action("a.b"):
+                raise KeyError("other")
+            assert "failure" == last(trail).outcome
+        with pytest.raises(graven.ConfigError, match="denied: must be exception types"):
+            graven.open(folder / "t.db", signing_key=folder / "k", denied=["NotAllowed"])  # type: ignore[list-item]
 
     def test_failure_keeps_type_and_message_not_traceback(self, trail: Trail) -> None:
         """Any other exception is a failure naming the error; the exception propagates."""

@@ -599,8 +599,12 @@ def open_trail(
     personal: PersonalData | None = None,
     subject_keys: str | Path | SubjectKeys | None = None,
     witnesses: Sequence[str] | None = None,
+    denied: Iterable[type[BaseException]] = (),
 ) -> Trail:
     """Open the log at ``url`` (default ``GRAVEN_DB`` or ``.graven/trail.db``), creating it if asked.
+
+    ``denied`` names exception types that mean "not allowed" (a framework's ``PermissionDenied``):
+    an ``action()`` block they escape from is recorded as ``denied``, like :class:`graven.Denied`.
 
     ``witnesses`` (or ``GRAVEN_WITNESSES``, comma separated) are tlog-witness URLs: every new
     checkpoint is pushed to them from a background thread, and ``close()`` waits a bounded time
@@ -650,6 +654,7 @@ def open_trail(
         store, signer=None if foreign else signer, clock=clock, checkpoint_interval=checkpoint_interval,
         witness=_witness(witness, None if isinstance(key_source, Signer) else Path(key_source)),
         redaction=_policy(fingerprint_key or os.environ.get("GRAVEN_FINGERPRINT_KEY")), witnesses=urls,
+        denied=_exception_types(denied),
         **_shredding(personal, subject_keys, None if isinstance(key_source, Signer) else Path(key_source)),
     )  # fmt: skip
     if foreign:
@@ -663,6 +668,14 @@ def open_trail(
             "--signing-key (or GRAVEN_SIGNING_KEY), or run `graven verify` if the log may have been replaced"
         )
     return trail
+
+
+def _exception_types(types: Iterable[type[BaseException]]) -> tuple[type[BaseException], ...]:
+    out = tuple(types)
+    for kind in out:
+        if not (isinstance(kind, type) and issubclass(kind, BaseException)):
+            raise ConfigError(f"denied: must be exception types; got {kind!r}")
+    return out
 
 
 def _db(url: str | Path | None) -> str | Path:
