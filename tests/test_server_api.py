@@ -202,9 +202,19 @@ class TestReading:
         assert 422 == response.status_code
 
     def test_no_route_changes_or_removes_an_entry(self, served: Served) -> None:
-        """PUT, PATCH and DELETE on entries do not exist."""
+        """PUT, PATCH and DELETE on entries do not exist; each attempt is recorded as denied, naming the caller."""
         for method in ("PUT", "PATCH", "DELETE"):
-            assert 405 == served.client.request(method, "/api/v1/entries/0", headers=served.auth("admin")).status_code
+            response = served.client.request(method, "/api/v1/entries/0", headers=served.auth("admin"))
+            assert 405 == response.status_code
+            assert "method_not_allowed" == response.json()["error"]
+        attempts = served.entries(action="audit.access", outcome="denied")
+        assert ["PUT", "PATCH", "DELETE"] == [e.get("context")["method"] for e in attempts]
+        assert {"/api/v1/entries/{index}"} == {e.get("context")["route"] for e in attempts}
+        assert all("/api/v1/entries/0" in str(e.get("reason")) for e in attempts)
+        assert all(e.actor["type"] != "anonymous" for e in attempts)  # the admin's key is named
+        anonymous = served.client.delete("/api/v1/entries/0")
+        assert 405 == anonymous.status_code
+        assert "anonymous" == served.entries(action="audit.access", outcome="denied")[-1].actor["type"]
         paths = served.client.get("/api/v1/openapi.json").json()["paths"]
         assert not [p for p, ops in paths.items() if p.startswith("/api/v1/entries") and set(ops) - {"get"}]
 

@@ -24,7 +24,7 @@ from graven.errors import ConfigError, GravenError, IntegrityError, NotFoundErro
 from graven.server import admin_api, api, schemas, signin
 from graven.server.accounts import AccountConflict, open_accounts
 from graven.server.accounts.service import Accounts
-from graven.server.auth import ApiError
+from graven.server.auth import ApiError, client_of, current_principal, deny, state
 from graven.server.config import ServerConfig, ServerState
 from graven.server.jobs import Jobs
 from graven.server.limits import BodyLimit, FailureLimiter, error_body
@@ -136,9 +136,29 @@ def _handle_errors(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 405:
+            try:
+                await _refuse_method(request)
+            except ApiError as refused:
+                return _error(refused.status, refused.error, refused.message, refused.headers, **refused.extra)
         names = {404: "not_found", 405: "method_not_allowed"}
         return _error(exc.status_code, names.get(exc.status_code, "http_error"), str(exc.detail),
                       dict(exc.headers) if exc.headers else None)  # fmt: skip
+
+
+async def _refuse_method(request: Request) -> None:
+    """A method no route allows (``DELETE /api/v1/entries/7``, say) is an attempt to change the log:
+    recorded as denied, naming the caller; anonymous attempts count as failures against the IP, so a
+    flood of them is throttled like failed sign-ins. Always raises the ApiError that answers it."""
+    principal = await current_principal(request)
+    if principal is None:
+        ip, _ = client_of(request)
+        state(request).limiter.failed([("ip", ip or "unknown")])
+    await deny(
+        request, principal, 405, "method_not_allowed",
+        f"{request.method} is not allowed on {request.url.path}: no interface changes or deletes an entry",
+        action="audit.access",
+    )  # fmt: skip
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
