@@ -120,7 +120,9 @@ class Trail:
         prepared = []
         for i, event in enumerate(events):
             try:
-                prepared.append(self._make(self._shaped(event_from(event)), now))
+                # context.apply copies the event, so a plain dict needs no copy of its own first
+                shaped = self._shaped(event if type(event) is dict else event_from(event))
+                prepared.append(self._make(shaped, now))
             except ValidationError as exc:
                 raise ValidationError(f"events[{i}].{exc.field}", exc.rule, exc.value) from None
         return self._append(prepared)

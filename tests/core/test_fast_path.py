@@ -19,7 +19,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from graven.core import model
-from graven.core.ids import uuid7
 from graven.core.model import Actor, Change, Target
 from graven.core.redaction import RedactionPolicy
 from graven.trail import DEFAULT_POLICY, Trail
@@ -369,29 +368,3 @@ class TestRedactionMatchesTheReference:
         assert policy.is_secret("a.pan")
         assert {"\x00path:a.pan": "[redacted]"} == policy.mapping({"\x00path:a.pan": "v"})
         assert {"\x00path:a.b": "v"} == policy.mapping({"\x00path:a.b": "v"})
-
-
-# --------------------------------------------------------------------------------------------
-# Ids
-
-
-class TestUuid7:
-    @given(st.integers(0, 2**48 * 1_000_000 - 1), st.binary(min_size=10, max_size=10))
-    def test_layout_matches_the_reference(self, now_ns: int, rand: bytes) -> None:
-        """The id is the same text as the previous implementation for any clock and random bytes."""
-        expected = _reference_uuid7(now_ns, rand)
-        assert expected == uuid7(lambda: now_ns, lambda n: rand[:n])
-
-    def test_default_ids_are_unique_and_version_7(self) -> None:
-        """Ids drawn with the default randomness differ and carry version 7, variant 10."""
-        ids = [uuid7() for _ in range(5000)]
-        assert len(set(ids)) == len(ids)
-        assert all(i[14] == "7" and i[19] in "89ab" for i in ids)
-
-
-def _reference_uuid7(now_ns: int, rand: bytes) -> str:
-    value = ((now_ns // 1_000_000) & 0xFFFF_FFFF_FFFF) << 80 | int.from_bytes(rand, "big")
-    value = (value & ~(0xF << 76)) | (0x7 << 76)
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

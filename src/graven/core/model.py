@@ -218,11 +218,6 @@ def _plain(value: Any) -> bool:
     return value is None or kind is bool
 
 
-def _free(value: Any, depth: int, flags: _Flags) -> Any:
-    """The walk's result for one free-form value (raises _Invalid where the walk would)."""
-    return value if _plain(value) else _walk(value, depth, flags)
-
-
 def _prepare_fast(event: dict[str, Any], now: datetime) -> tuple[dict[str, Any], _Flags] | None:
     """The full path's document for a common, valid event (``id`` None when one must be made)."""
     try:
@@ -257,10 +252,12 @@ def _fast(event: dict[str, Any], now: datetime) -> tuple[dict[str, Any], _Flags]
     if type(kind) is not str or kind not in _ACTOR_TYPE_SET:
         return None
     who: dict[str, str] = {"type": kind}
-    for key in ("id", "name"):
-        item = actor.get(key)
-        if item is not None:
-            who[key] = item if _good(item) else _name(item, f"actor.{key}")
+    item = actor.get("id")
+    if item is not None:
+        who["id"] = item if _good(item) else _name(item, "actor.id")
+    item = actor.get("name")
+    if item is not None:
+        who["name"] = item if _good(item) else _name(item, "actor.name")
     item = actor.get("ip")
     if item is not None:
         who["ip"] = _ip(item)
@@ -321,7 +318,6 @@ def _fast_targets(value: Any) -> list[dict[str, str]]:
     if len(value) > MAX_TARGETS:
         raise ValueError("too many")
     out: list[dict[str, str]] = []
-    seen: set[tuple[str, str]] = set()
     for item in value:
         if type(item) is not dict or not item.keys() <= _TARGET_FIELD_SET:
             raise TypeError("not a plain target")
@@ -330,13 +326,12 @@ def _fast_targets(value: Any) -> list[dict[str, str]]:
             ident = str(ident)
         if not (_good(kind) and _good(ident)):
             raise ValueError("an unusual type or id")
-        target = {"type": kind, "id": ident}
-        if name is not None:
-            target["name"] = name if _good(name) else _name(name, "name")
-        if (kind, ident) in seen:
+        if out and any(t["type"] == kind and t["id"] == ident for t in out):
             raise ValueError("a repeated target")
-        seen.add((kind, ident))
-        out.append(target)
+        if name is None:
+            out.append({"type": kind, "id": ident})
+        else:
+            out.append({"type": kind, "id": ident, "name": name if _good(name) else _name(name, "name")})
     return out
 
 
@@ -363,11 +358,13 @@ def _fast_changes(value: Any, flags: _Flags) -> list[dict[str, Any]]:
                 raise ValueError("an unusual redacted change")
         change = {"field": name}
         if "old" in item:
-            change["old"] = _free(item["old"], 3, flags)
+            old = item["old"]
+            change["old"] = old if _plain(old) else _walk(old, 3, flags)
         elif "new" not in item:
             raise ValueError("a change with no value")
         if "new" in item:
-            change["new"] = _free(item["new"], 3, flags)
+            new = item["new"]
+            change["new"] = new if _plain(new) else _walk(new, 3, flags)
         out.append(change)
     return out
 
