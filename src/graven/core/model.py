@@ -3,7 +3,9 @@
 An event arrives as a plain dict in the JSON shape of the design (or as keyword arguments, or as an
 :class:`Event`). :func:`prepare` checks every rule before anything is written and returns a
 :class:`Prepared` entry whose ``leaf`` is the RFC 8785 encoding of every stored field: the exact
-bytes the Merkle leaf hashes. Pure: the clock and the id generator are passed in.
+bytes the Merkle leaf hashes. Pure: the clock and the id generator are passed in. Events of the
+common shape take a fast path that MUST build the very document (and so the very leaf) the full
+checks build, and MUST leave every rejection, and its message, to the full checks.
 
 MUST: a value that breaks a rule raises :class:`~graven.errors.ValidationError` naming the field,
 the rule and what was given. MUST NOT: silently change a value's meaning (NaN, lone surrogates and
