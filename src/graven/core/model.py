@@ -560,7 +560,8 @@ def _actor(value: Any) -> dict[str, str]:
         key = next(k for k in value if k not in _ACTOR_FIELD_SET)
         raise ValidationError(f"actor.{key}", "is not an actor field (" + ", ".join(ACTOR_FIELDS) + ")", value[key])
     kind = value.get("type", "user")
-    out: dict[str, str] = {"type": kind if kind in _ACTOR_TYPE_SET else _choice(kind, "actor.type", ACTOR_TYPES)}
+    known = type(kind) is str and kind in _ACTOR_TYPE_SET  # (a list or dict cannot be looked up in a set)
+    out: dict[str, str] = {"type": kind if known else _choice(kind, "actor.type", ACTOR_TYPES)}
     for key in ACTOR_FIELDS[1:]:
         item = value.get(key)
         if item is None:
