@@ -1,9 +1,9 @@
 """The fast paths of recording behave exactly as the code they speed up.
 
-``prepare`` (with its fast path for common events), ``RedactionPolicy`` and ``Trail._redacted``
-are compared with frozen copies of the implementations they replaced (``model_reference``,
-``redaction_reference``) on generated events, valid and invalid: the same document and leaf bytes,
-or the same error (field, rule, value), and the same number of ids drawn.
+``prepare`` (with its fast path, ``graven.core.fastpath``), ``RedactionPolicy`` and
+``Trail._redacted`` are compared with frozen copies of the implementations they replaced
+(``model_reference``, ``redaction_reference``) on generated events, valid and invalid: the same
+document and leaf bytes, or the same error (field, rule, value), and the same number of ids drawn.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from graven.core import model
+from graven.core import fastpath, model
 from graven.core.model import Actor, Change, Target
 from graven.core.redaction import RedactionPolicy
 from graven.trail import DEFAULT_POLICY, Trail
@@ -289,7 +289,7 @@ class TestPrepareMatchesTheReference:
     @given(common_events())
     def test_common_events_take_the_fast_path(self, event: dict[str, Any]) -> None:
         """An everyday valid event is accepted by the fast path itself, with the reference's leaf."""
-        assert model._prepare_fast(copy.deepcopy(event), NOW) is not None
+        assert fastpath.prepare_fast(copy.deepcopy(event), NOW) is not None
         assert _same(event)[0] == "ok"
 
     @SETTINGS
