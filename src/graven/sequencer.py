@@ -127,13 +127,14 @@ class Sequencer:
     def _integrate_items(self, tx: WriteTx, items: Sequence[Prepared]) -> tuple[list[int], StoredCheckpoint | None]:
         size = tx.size()
         signed: StoredCheckpoint | None = None
-        existing = tx.existing_ids([item.id for item in items])
+        ids = [item.id for item in items]
+        existing = tx.existing_ids(ids)
         indices: list[int] = []
         new: list[Prepared] = []
-        for item in items:
-            known = existing.get(item.id)
+        for ident, item in zip(ids, items, strict=True):
+            known = existing.get(ident)
             if known is None:
-                known = existing[item.id] = size + len(new)
+                known = existing[ident] = size + len(new)
                 new.append(item)
             indices.append(known)
         if new:

@@ -120,7 +120,9 @@ class Trail:
         prepared = []
         for i, event in enumerate(events):
             try:
-                prepared.append(self._make(self._shaped(event_from(event)), now))
+                # context.apply copies the event, so a plain dict needs no copy of its own first
+                shaped = self._shaped(event if type(event) is dict else event_from(event))
+                prepared.append(self._make(shaped, now))
             except ValidationError as exc:
                 raise ValidationError(f"events[{i}].{exc.field}", exc.rule, exc.value) from None
         return self._append(prepared)
@@ -145,16 +147,13 @@ class Trail:
             return event
         changes = event.get("changes")
         if changes:
-            items = [c if isinstance(c, Mapping) else change_dict(c) for c in _as_list(changes)]
-            well_formed = all(
-                isinstance(c, Mapping) and isinstance(c.get("field"), str) and not (c.keys() - _CHANGE_KEYS)
-                for c in items
-            )
+            items = [c if type(c) is dict or isinstance(c, Mapping) else change_dict(c) for c in _as_list(changes)]
             # A malformed change is left for validation to name precisely (nothing is written then).
-            event["changes"] = policy.changes(items) if well_formed else items
+            event["changes"] = policy.changes(items) if all(map(_well_formed, items)) else items
         for key in ("context", "metadata"):
-            if isinstance(event.get(key), Mapping):
-                event[key] = policy.mapping(event[key])
+            value = event.get(key)
+            if value is not None and (type(value) is dict or isinstance(value, Mapping)):
+                event[key] = policy.mapping(value)
         return event
 
     async def arecord(self, event: Any = None, /, **fields: Any) -> int:
@@ -507,6 +506,13 @@ def _invalid_capture(event: Any, error: ValidationError, personal: bool) -> dict
         "source": "db",
         "metadata": {"captured": orjson.dumps(event, default=str).decode()[:60_000]},
     }
+
+
+def _well_formed(change: Any) -> bool:
+    """A change redaction can read: a mapping of change keys with a text ``field``."""
+    if type(change) is dict:
+        return isinstance(change.get("field"), str) and change.keys() <= _CHANGE_KEYS
+    return isinstance(change, Mapping) and isinstance(change.get("field"), str) and not (change.keys() - _CHANGE_KEYS)
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -3,7 +3,9 @@
 An event arrives as a plain dict in the JSON shape of the design (or as keyword arguments, or as an
 :class:`Event`). :func:`prepare` checks every rule before anything is written and returns a
 :class:`Prepared` entry whose ``leaf`` is the RFC 8785 encoding of every stored field: the exact
-bytes the Merkle leaf hashes. Pure: the clock and the id generator are passed in.
+bytes the Merkle leaf hashes. Pure: the clock and the id generator are passed in. Events of the
+common shape take a fast path that MUST build the very document (and so the very leaf) the full
+checks build, and MUST leave every rejection, and its message, to the full checks.
 
 MUST: a value that breaks a rule raises :class:`~graven.errors.ValidationError` naming the field,
 the rule and what was given. MUST NOT: silently change a value's meaning (NaN, lone surrogates and
@@ -178,7 +180,24 @@ def event_from(value: Any = None, /, **kwargs: Any) -> dict[str, Any]:
 
 
 def prepare(event: Mapping[str, Any], *, now: datetime, new_id: Callable[[], str]) -> Prepared:
-    """Validate and normalise one event; ``now`` becomes recorded_at (and occurred_at if absent)."""
+    """Validate and normalise one event; ``now`` becomes recorded_at (and occurred_at if absent).
+
+    The common shape (plain dicts, text and small numbers) takes :mod:`graven.core.fastpath`;
+    anything else, and every event that breaks a rule, takes the full checks, which alone raise.
+    """
+    if type(event) is dict:
+        fast = prepare_fast(event, now)
+        if fast is not None:
+            doc, flags = fast
+            ident = doc["id"]
+            if ident is None:
+                doc["id"] = new_id()
+            return _finish(doc, flags)
+    return _prepare_full(event, now=now, new_id=new_id)
+
+
+def _prepare_full(event: Mapping[str, Any], *, now: datetime, new_id: Callable[[], str]) -> Prepared:
+    """Every rule checked in order; the first broken one raises."""
     unknown = set(event) - INPUT_FIELDS
     if unknown:
         name = sorted(map(str, unknown))[0]
@@ -220,6 +239,11 @@ def prepare(event: Mapping[str, Any], *, now: datetime, new_id: Callable[[], str
     for key in ("context", "metadata"):
         if key in doc:
             doc[key] = _walk_at(doc[key], key, 1, flags)
+    return _finish(doc, flags)
+
+
+def _finish(doc: dict[str, Any], flags: _Flags) -> Prepared:
+    """The size limits and the leaf bytes of a checked document."""
     if "metadata" in doc:
         size = len(orjson.dumps(doc["metadata"]))
         if size > MAX_METADATA:
@@ -353,7 +377,8 @@ def _actor(value: Any) -> dict[str, str]:
         key = next(k for k in value if k not in _ACTOR_FIELD_SET)
         raise ValidationError(f"actor.{key}", "is not an actor field (" + ", ".join(ACTOR_FIELDS) + ")", value[key])
     kind = value.get("type", "user")
-    out: dict[str, str] = {"type": kind if kind in _ACTOR_TYPE_SET else _choice(kind, "actor.type", ACTOR_TYPES)}
+    known = type(kind) is str and kind in _ACTOR_TYPE_SET  # (a list or dict cannot be looked up in a set)
+    out: dict[str, str] = {"type": kind if known else _choice(kind, "actor.type", ACTOR_TYPES)}
     for key in ACTOR_FIELDS[1:]:
         item = value.get(key)
         if item is None:
@@ -658,3 +683,7 @@ class Entry:
     def to_json(self) -> dict[str, Any]:
         """The stored fields plus ``index``: the form ``graven log --json`` prints."""
         return {"index": self.index, **self.data}
+
+
+# The fast path reuses the helpers above, so it is imported once they exist.
+from graven.core.fastpath import prepare_fast  # noqa: E402

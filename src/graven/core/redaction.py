@@ -84,6 +84,7 @@ class RedactionPolicy:
     _fragments: frozenset[str] = field(init=False, repr=False, compare=False)
     _whole_words: frozenset[str] = field(init=False, repr=False, compare=False)
     _known: dict[str, bool] = field(init=False, repr=False, compare=False)  # names seen: they recur
+    _paths: dict[str, bool] = field(init=False, repr=False, compare=False)  # change paths seen
 
     def __post_init__(self) -> None:
         if self.fingerprint_key is not None and (
@@ -96,6 +97,7 @@ class RedactionPolicy:
         object.__setattr__(self, "_fragments", frozenset(p for p in normal if len(p) >= _WHOLE_WORD_BELOW))
         object.__setattr__(self, "_whole_words", frozenset(p for p in normal if len(p) < _WHOLE_WORD_BELOW))
         object.__setattr__(self, "_known", {})
+        object.__setattr__(self, "_paths", {})
 
     def is_secret_key(self, name: str) -> bool:
         """Whether one key name (a single segment, not split at dots) is secret."""
@@ -114,12 +116,11 @@ class RedactionPolicy:
 
     def is_secret(self, path: str) -> bool:
         """Whether any segment of a dotted change path is secret."""
-        key = "\x00path:" + path  # a prefix no key name can start with, in the same cache
-        known = self._known.get(key)
+        known = self._paths.get(path)
         if known is None:
-            if len(self._known) >= _KNOWN_LIMIT:
-                self._known.clear()
-            known = self._known[key] = self.is_secret_key(path) or any(
+            if len(self._paths) >= _KNOWN_LIMIT:
+                self._paths.clear()
+            known = self._paths[path] = self.is_secret_key(path) or any(
                 self.is_secret_key(part) for part in split_path(path)
             )
         return known
@@ -139,24 +140,41 @@ class RedactionPolicy:
         out: list[dict[str, Any]] = []
         for change in changes:
             name = change["field"]
-            if change.get("redacted") is True or self.is_secret(str(name)):
+            redacted = change.get("redacted") is True
+            if redacted or self.is_secret(str(name)):
                 item: dict[str, Any] = {"field": name, "redacted": True}
-                if change.get("redacted") is True:
+                if redacted:
                     if change.get("fingerprint") is not None:
                         item["fingerprint"] = change["fingerprint"]
                 elif "new" in change and self.fingerprint_key is not None:
                     item["fingerprint"] = self.fingerprint(change["new"])
                 out.append(item)
                 continue
-            item = {k: v for k, v in change.items() if k not in ("old", "new")}
-            for part in ("old", "new"):
-                if part in change:
-                    item[part] = self.mapping(change[part])
+            item = {k: v for k, v in change.items() if k != "old" and k != "new"}
+            if "old" in change:
+                old = change["old"]
+                item["old"] = old if type(old) in _SCALARS else self.mapping(old)
+            if "new" in change:
+                new = change["new"]
+                item["new"] = new if type(new) in _SCALARS else self.mapping(new)
             out.append(item)
         return out
 
     def mapping(self, value: Any) -> Any:
         """A deep copy of a JSON value with the value of every secret key replaced, at any depth."""
+        kind = type(value)
+        if kind in _SCALARS:
+            return value
+        if kind is dict:
+            known = self._known
+            out = {}
+            for k, v in value.items():
+                # The verdicts of plain-text keys already seen are read straight from the cache.
+                secret = known.get(k) if type(k) is str else None
+                if secret is None:
+                    secret = self.is_secret_key(str(k))
+                out[k] = REDACTED if secret else v if type(v) in _SCALARS else self.mapping(v)
+            return out
         if isinstance(value, str | int | float | bool) or value is None:
             return value
         if isinstance(value, Mapping):
@@ -164,3 +182,6 @@ class RedactionPolicy:
         if isinstance(value, list | tuple):
             return [self.mapping(v) for v in value]
         return value
+
+
+_SCALARS: Final = frozenset({str, int, float, bool, type(None)})  # exact types returned as they are

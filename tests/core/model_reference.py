@@ -1,0 +1,522 @@
+"""The validation of events exactly as it was before the fast path: the oracle for the tests.
+
+A frozen copy of ``prepare`` and its helpers from graven.core.model (commit 4c3dda4); the
+dataclasses and ``Prepared`` are the model's own, so results compare directly. Do not edit.
+
+Original module docstring:
+
+An event arrives as a plain dict in the JSON shape of the design (or as keyword arguments, or as an
+:class:`Event`). :func:`prepare` checks every rule before anything is written and returns a
+:class:`Prepared` entry whose ``leaf`` is the RFC 8785 encoding of every stored field: the exact
+bytes the Merkle leaf hashes. Pure: the clock and the id generator are passed in.
+
+MUST: a value that breaks a rule raises :class:`~graven.errors.ValidationError` naming the field,
+the rule and what was given. MUST NOT: silently change a value's meaning (NaN, lone surrogates and
+naive timestamps are refused, not coerced).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import ipaddress
+import math
+import re
+import socket
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Final, TypeGuard
+
+import orjson
+
+from graven.core import canonical, merkle
+from graven.core.model import _UNSET, Actor, Change, Prepared, Target
+from graven.errors import ValidationError
+
+SCHEMA_VERSION: Final = 1
+
+MAX_ACTION = 200
+MAX_NAME = 200  # ids, types, names, field paths, sources, tenants
+MAX_STRING = 64 * 1024  # any other string, in UTF-8 bytes
+MAX_METADATA = 64 * 1024  # metadata, encoded
+MAX_ENTRY = 1024 * 1024  # the whole entry, encoded
+MAX_DEPTH = 32  # nesting of objects and arrays inside an entry
+MAX_TARGETS = 100
+MAX_CHANGES = 1000
+MAX_SAFE_INTEGER = 2**53 - 1
+
+ACTOR_TYPES: Final = ("user", "service", "system", "anonymous")
+OUTCOMES: Final = ("success", "denied", "failure")
+ACTION_RE: Final = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)+")
+SOURCE_RE: Final = re.compile(r"[a-z][a-z0-9_.-]*")
+
+FIELDS: Final = frozenset(
+    {
+        "v", "id", "occurred_at", "recorded_at", "actor", "action", "targets", "outcome",
+        "reason", "changes", "source", "context", "tenant", "metadata",
+    }
+)  # fmt: skip
+INPUT_FIELDS: Final = FIELDS - {"recorded_at"}
+ACTOR_FIELDS: Final = ("type", "id", "name", "ip", "user_agent", "session")
+TARGET_FIELDS: Final = ("type", "id", "name")
+_ACTOR_FIELD_SET: Final = frozenset(ACTOR_FIELDS)
+_ACTOR_TYPE_SET: Final = frozenset(ACTOR_TYPES)
+_TARGET_FIELD_SET: Final = frozenset(TARGET_FIELDS)
+_CHANGE_FIELD_SET: Final = frozenset(("field", "old", "new", "redacted", "fingerprint"))
+
+
+def _target_dict(t: Any) -> Any:
+    if isinstance(t, Target):
+        return {k: v for k, v in dataclasses.asdict(t).items() if v is not None}
+    return t
+
+
+def change_dict(c: Any) -> Any:
+    """A Change object as its JSON shape (anything else is returned as it is)."""
+    if not isinstance(c, Change):
+        return c
+    out: dict[str, Any] = {"field": c.field}
+    if c.redacted:
+        out["redacted"] = True
+    if c.fingerprint is not None:
+        out["fingerprint"] = c.fingerprint
+    if c.old is not _UNSET:
+        out["old"] = c.old
+    if c.new is not _UNSET:
+        out["new"] = c.new
+    return out
+
+
+def prepare(event: Mapping[str, Any], *, now: datetime, new_id: Callable[[], str]) -> Prepared:
+    """Validate and normalise one event; ``now`` becomes recorded_at (and occurred_at if absent)."""
+    unknown = set(event) - INPUT_FIELDS
+    if unknown:
+        name = sorted(map(str, unknown))[0]
+        if name in ("recorded_at", "index"):
+            raise ValidationError(name, "is set by the log, not by the caller", event[name])
+        raise ValidationError(
+            name, "is not a field of schema v1 (" + ", ".join(sorted(INPUT_FIELDS)) + ")", event[name]
+        )
+    version = event.get("v", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        raise ValidationError("v", f"must be {SCHEMA_VERSION} (the only schema version)", version)
+    recorded_at = _format_now(now)
+    doc: dict[str, Any] = {"v": SCHEMA_VERSION}
+    doc["id"] = _name(event["id"], "id") if event.get("id") is not None else new_id()
+    occurred = event.get("occurred_at")
+    doc["occurred_at"] = recorded_at if occurred is None else parse_time(occurred, "occurred_at")
+    doc["recorded_at"] = recorded_at
+    doc["actor"] = _actor(event.get("actor"))
+    doc["action"] = _action(event.get("action"))
+    doc["targets"] = _targets(event.get("targets", ()))
+    doc["outcome"] = _choice(event.get("outcome", "success"), "outcome", OUTCOMES)
+    flags = _Flags()
+    doc["changes"] = _changes(event.get("changes", ()), flags)
+    for key in ("reason", "source", "tenant", "context", "metadata"):
+        value = event.get(key)
+        if value is None:
+            continue
+        if key == "reason":
+            doc[key] = _string(value, key)
+        elif key == "source":
+            doc[key] = _source(value)
+        elif key == "tenant":
+            doc[key] = _name(value, key)
+        else:
+            if type(value) is not dict and not isinstance(value, Mapping):
+                raise ValidationError(key, "must be a JSON object", value)
+            doc[key] = value
+    # One walk over the free-form parts (depth, strings, numbers) returns plain copies.
+    for key in ("context", "metadata"):
+        if key in doc:
+            doc[key] = _walk_at(doc[key], key, 1, flags)
+    if "metadata" in doc:
+        size = len(orjson.dumps(doc["metadata"]))
+        if size > MAX_METADATA:
+            raise ValidationError("metadata", f"must encode to at most {MAX_METADATA} bytes", f"<{size} bytes>")
+    try:
+        if not flags.keys_safe:
+            leaf = canonical.encode_reference(doc)
+        elif flags.floats:
+            leaf = orjson.dumps(_with_fragments(doc), option=orjson.OPT_SORT_KEYS)
+        else:
+            leaf = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+    except (orjson.JSONEncodeError, canonical.CanonicalError) as exc:
+        raise _diagnose(doc) from exc
+    if len(leaf) > MAX_ENTRY:
+        raise ValidationError("entry", f"must encode to at most {MAX_ENTRY} bytes", f"<{len(leaf)} bytes>")
+    return Prepared(doc, leaf, merkle.leaf_hash(leaf))
+
+
+# --- scalar fields ---------------------------------------------------------------------------
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@functools.lru_cache(maxsize=16)
+def _format_now(now: datetime) -> str:
+    """recorded_at for a batch: one clock reading formatted once."""
+    return format_time(now, "recorded_at")
+
+
+def format_time(moment: datetime, name: str, given: Any = None) -> str:
+    """A timezone-aware datetime as UTC ISO 8601 with microseconds and a ``Z`` (1970..9999)."""
+    shown = moment.isoformat() if given is None else given
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValidationError(name, "must be timezone-aware (naive datetimes are ambiguous)", shown)
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError(name, "must be between 1970-01-01 and 9999-12-31 UTC", shown) from None
+    if utc < EPOCH:
+        raise ValidationError(name, "must not be before 1970-01-01 UTC", shown)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(value: Any, name: str) -> str:
+    """Accept a timezone-aware datetime or ISO 8601 text with an offset; return the stored form."""
+    if isinstance(value, datetime):
+        return format_time(value, name)
+    if not isinstance(value, str):
+        raise ValidationError(name, "must be an ISO 8601 timestamp with a timezone", value)
+    text = value.strip()
+    try:
+        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except ValueError:
+        raise ValidationError(name, "must be an ISO 8601 timestamp with a timezone", value) from None
+    return format_time(moment, name, value)
+
+
+def _good(value: Any, limit: int = MAX_NAME) -> TypeGuard[str]:
+    """The common case, checked cheaply: a non-blank ASCII string within ``limit``."""
+    return type(value) is str and 0 < len(value) <= limit and value.isascii() and not value.isspace()
+
+
+def _name(value: Any, name: str, limit: int = MAX_NAME) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(name, "must be a string", value)
+    if not value or value.isspace():
+        raise ValidationError(name, "must not be empty", value)
+    if len(value) > limit:
+        raise ValidationError(name, f"must be at most {limit} characters", f"<{len(value)} characters>")
+    _unicode(value, name)
+    return value
+
+
+def _string(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(name, "must be a string", value)
+    _check_str(value, name)
+    return value
+
+
+def _check_str(value: str, name: str) -> None:
+    if len(value) > MAX_STRING // 4 and len(value.encode("utf-8", "surrogatepass")) > MAX_STRING:
+        size = len(value.encode("utf-8", "surrogatepass"))
+        raise ValidationError(name, f"must be at most {MAX_STRING} bytes of UTF-8", f"<{size} bytes>")
+    _unicode(value, name)
+
+
+def _unicode(value: str, name: str) -> None:
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError(name, "must be valid Unicode (no lone surrogates)", value) from None
+
+
+def _choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices or not isinstance(value, str):
+        raise ValidationError(name, "must be one of " + ", ".join(choices), value)
+    return value
+
+
+def _action(value: Any) -> str:
+    if value is None:
+        raise ValidationError("action", "is required (a dotted noun.verb such as user.password.change)")
+    action = _name(value, "action", MAX_ACTION)
+    if not ACTION_RE.fullmatch(action):
+        raise ValidationError(
+            "action", "must be dotted words such as user.password.change (letters, digits, _ and -)", value
+        )
+    return action
+
+
+def _source(value: Any) -> str:
+    source = _name(value, "source", 64)
+    if not SOURCE_RE.fullmatch(source):
+        raise ValidationError("source", "must be a lower-case word such as web, api, cli, job or db", value)
+    return source
+
+
+def _actor(value: Any) -> dict[str, str]:
+    if value is None:
+        raise ValidationError("actor", "is required (who did it: an object with at least a type)")
+    if isinstance(value, Actor):
+        value = {k: v for k, v in dataclasses.asdict(value).items() if v is not None}
+    elif isinstance(value, str):
+        value = {"type": "user", "id": value}
+    if not isinstance(value, Mapping):
+        raise ValidationError("actor", 'must be an object such as {"type": "user", "id": "u-1"}', value)
+    if value.keys() - _ACTOR_FIELD_SET:
+        key = next(k for k in value if k not in _ACTOR_FIELD_SET)
+        raise ValidationError(f"actor.{key}", "is not an actor field (" + ", ".join(ACTOR_FIELDS) + ")", value[key])
+    kind = value.get("type", "user")
+    out: dict[str, str] = {"type": kind if kind in _ACTOR_TYPE_SET else _choice(kind, "actor.type", ACTOR_TYPES)}
+    for key in ACTOR_FIELDS[1:]:
+        item = value.get(key)
+        if item is None:
+            continue
+        if key == "ip":
+            out[key] = _ip(item)
+        elif key == "user_agent":
+            out[key] = item if _good(item, 1024) else _name(item, "actor.user_agent", 1024)
+        else:
+            out[key] = item if _good(item) else _name(item, f"actor.{key}")
+    if "id" not in out and out["type"] in ("user", "service"):
+        raise ValidationError("actor.id", f"is required for a {out['type']} actor")
+    return out
+
+
+def _ip(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValidationError("actor.ip", "must be an IPv4 or IPv6 address as text", value)
+    if "." in value and ":" not in value:
+        try:  # the common case: dotted IPv4 already in canonical form, checked in C
+            if socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, value)) == value:
+                return value
+        except OSError:
+            pass
+    normal = _normal_ip(value)
+    if normal is None:
+        raise ValidationError("actor.ip", "must be an IPv4 or IPv6 address", value)
+    return normal
+
+
+@functools.lru_cache(maxsize=4096)
+def _normal_ip(value: str) -> str | None:
+    """The canonical text of an IP address (cached: the same addresses recur)."""
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        return None
+
+
+def _targets(value: Any) -> list[dict[str, str]]:
+    if type(value) is not list and (isinstance(value, Mapping | Target) or (
+        isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str)
+        and isinstance(value[1], str | int)
+    )):  # fmt: skip
+        value = [value]
+    if type(value) is not list and (isinstance(value, str | bytes) or not isinstance(value, Iterable)):
+        raise ValidationError("targets", "must be a list of {type, id, name} objects", value)
+    out: list[dict[str, str]] = []
+    for i, item in enumerate(value):
+        if i >= MAX_TARGETS:
+            raise ValidationError("targets", f"must have at most {MAX_TARGETS} items", "<more>")
+        if type(item) is dict:
+            pass
+        elif isinstance(item, Target):
+            item = _target_dict(item)
+        elif isinstance(item, tuple | list) and len(item) in (2, 3):
+            item = dict(zip(TARGET_FIELDS, item, strict=False))
+        if type(item) is not dict and not isinstance(item, Mapping):
+            raise ValidationError(f"targets[{i}]", "must be an object with type and id", item)
+        if item.keys() - _TARGET_FIELD_SET:
+            key = next(k for k in item if k not in _TARGET_FIELD_SET)
+            raise ValidationError(f"targets[{i}].{key}", "is not a target field (type, id, name)", item[key])
+        kind, ident, name = item.get("type"), _idtext(item.get("id")), item.get("name")
+        target: dict[str, str] = {
+            "type": kind if _good(kind) else _name(kind, f"targets[{i}].type"),
+            "id": ident if _good(ident) else _name(ident, f"targets[{i}].id"),
+        }
+        if name is not None:
+            target["name"] = name if _good(name) else _name(name, f"targets[{i}].name")
+        if out and any(t["type"] == target["type"] and t["id"] == target["id"] for t in out):
+            raise ValidationError(f"targets[{i}]", "must not repeat a target already named", f"{kind}:{ident}")
+        out.append(target)
+    return out
+
+
+def _idtext(value: Any) -> Any:
+    """Integer ids are common (primary keys); store them as text so queries match either way."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _changes(value: Any, flags: _Flags) -> list[dict[str, Any]]:
+    if type(value) is not list and (isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable)):
+        raise ValidationError("changes", "must be a list of {field, old, new} objects", value)
+    out = []
+    for i, item in enumerate(value):
+        if i >= MAX_CHANGES:
+            raise ValidationError("changes", f"must have at most {MAX_CHANGES} items", "<more>")
+        if type(item) is not dict:
+            if isinstance(item, Change):
+                item = change_dict(item)
+            if not isinstance(item, Mapping):
+                raise ValidationError(f"changes[{i}]", "must be an object with field, old and new", item)
+        if item.keys() - _CHANGE_FIELD_SET:
+            key = next(k for k in item if k not in _CHANGE_FIELD_SET)
+            raise ValidationError(
+                f"changes[{i}].{key}", "is not a change field (field, old, new, redacted, fingerprint)", item[key]
+            )
+        name = item.get("field")
+        change: dict[str, Any] = {"field": name if _good(name, 1000) else _name(name, f"changes[{i}].field", 1000)}
+        redacted = item.get("redacted", False)
+        if redacted is False:
+            if "fingerprint" in item:
+                raise ValidationError(f"changes[{i}].fingerprint", "is only allowed on a redacted change")
+            if "old" not in item and "new" not in item:
+                raise ValidationError(f"changes[{i}]", "must have old, new, or redacted: true")
+            for part in ("old", "new"):
+                if part in item:
+                    change[part] = _walk_at(item[part], f"changes[{i}].{part}", 3, flags)
+        elif redacted is True:
+            if "old" in item or "new" in item:
+                raise ValidationError(f"changes[{i}]", "a redacted change must not carry old or new values")
+            change["redacted"] = True
+            if item.get("fingerprint") is not None:
+                change["fingerprint"] = _name(item["fingerprint"], f"changes[{i}].fingerprint")
+        else:
+            raise ValidationError(f"changes[{i}].redacted", "must be true or false", redacted)
+        out.append(change)
+    return out
+
+
+# --- free-form JSON ----------------------------------------------------------------------------
+
+
+class _Flags:
+    """What one walk found: floats (need JCS number text) and keys that orjson may sort wrongly."""
+
+    __slots__ = ("floats", "keys_safe")
+
+    def __init__(self) -> None:
+        self.floats = False
+        self.keys_safe = True
+
+
+class _Invalid(Exception):
+    """A rule broken deep inside a free-form value; ``parts`` grows into its path while unwinding."""
+
+    def __init__(self, rule: str, given: Any) -> None:
+        super().__init__(rule)
+        self.rule = rule
+        self.given = given
+        self.parts: list[str | int] = []
+
+
+def _walk_at(value: Any, path: str, depth: int, flags: _Flags) -> Any:
+    """:func:`_walk`, turning a failure into a ValidationError that names the exact path."""
+    try:
+        return _walk(value, depth, flags)
+    except _Invalid as bad:
+        where = path + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in reversed(bad.parts))
+        raise ValidationError(where, bad.rule, bad.given) from None
+
+
+def _walk(value: Any, depth: int, flags: _Flags) -> Any:
+    """Check one free-form JSON value and return a plain copy (dicts, lists, str, int, float...).
+
+    Integral floats become ints (the same JSON number); other floats set ``flags.floats``. Keys
+    with characters at or above U+D800, where UTF-8 byte order and UTF-16 order may differ,
+    clear ``flags.keys_safe`` so that the reference encoder is used. Paths are only built on
+    failure (see :class:`_Invalid`), so the common case allocates nothing but the copy.
+    """
+    kind = type(value)
+    if kind is str:
+        if not value.isascii() or len(value) > MAX_STRING // 4:
+            _check_free_str(value)
+        return value
+    if value is None or value is True or value is False:
+        return value
+    if kind is int or (isinstance(value, int) and not isinstance(value, bool)):
+        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            return int(value)
+        raise _Invalid(f"integers must be within ±{MAX_SAFE_INTEGER} (I-JSON)", value)
+    if kind is dict or isinstance(value, Mapping):
+        if depth > MAX_DEPTH:
+            raise _Invalid(f"must not nest deeper than {MAX_DEPTH} levels", "<deeper>")
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                if not isinstance(key, str):
+                    raise _Invalid("object keys must be strings", key)
+                key = str(key)
+            if not key.isascii():
+                try:
+                    _check_free_str(key)
+                except _Invalid as bad:
+                    bad.parts.append("<key>")
+                    raise
+                if max(key) >= "\ud800":
+                    flags.keys_safe = False
+            try:
+                out[key] = _walk(item, depth + 1, flags)
+            except _Invalid as bad:
+                bad.parts.append(key)
+                raise
+        return out
+    if kind is list or kind is tuple or isinstance(value, list | tuple):
+        if depth > MAX_DEPTH:
+            raise _Invalid(f"must not nest deeper than {MAX_DEPTH} levels", "<deeper>")
+        items = []
+        for i, item in enumerate(value):
+            try:
+                items.append(_walk(item, depth + 1, flags))
+            except _Invalid as bad:
+                bad.parts.append(i)
+                raise
+        return items
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            raise _Invalid("must be a finite number (no NaN or Infinity)", value)
+        if value.is_integer() and abs(value) <= MAX_SAFE_INTEGER:
+            return int(value)
+        flags.floats = True
+        return float(value)
+    raise _Invalid("must be JSON (object, array, string, number, true, false or null)", value)
+
+
+def _check_free_str(value: str) -> None:
+    try:
+        _check_str(value, "")
+    except ValidationError as exc:
+        raise _Invalid(exc.rule, exc.value) from None
+
+
+def _with_fragments(value: Any) -> Any:
+    """A copy in which every float is its RFC 8785 number text, for orjson to splice in."""
+    if isinstance(value, float):
+        return orjson.Fragment(canonical.format_number(value).encode())
+    if isinstance(value, dict):
+        return {k: _with_fragments(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_with_fragments(v) for v in value]
+    return value
+
+
+def _diagnose(doc: Mapping[str, Any]) -> ValidationError:
+    """Find the first string that cannot be encoded (orjson only says that something failed)."""
+
+    def find(value: Any, path: str) -> ValidationError | None:
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return ValidationError(path, "must be valid Unicode (no lone surrogates)", value)
+            return None
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                found = find(key, f"{path}.<key>") or find(item, f"{path}.{key}" if path else key)
+                if found:
+                    return found
+        if isinstance(value, list | tuple):
+            for i, item in enumerate(value):
+                found = find(item, f"{path}[{i}]")
+                if found:
+                    return found
+        return None
+
+    return find(doc, "") or ValidationError("entry", "must be encodable as canonical JSON", "<unencodable>")
