@@ -16,8 +16,9 @@ from graven.core.bundle import verify_bundle
 from graven.core.note import Verifier
 from graven.core.shredding import ERASED, PersonalData
 from graven.errors import ConfigError, ValidationError
+from graven.opening import open_trail
 from graven.subject_keys import SubjectKeys
-from graven.trail import Trail, open_trail
+from graven.trail import Trail
 from tests.pgserver import Server
 
 ADA = ("customer", "c-1042")

@@ -21,8 +21,9 @@ from graven.errors import (
     StoreError,
     ValidationError,
 )
-from graven.trail import Page, Trail, init
-from graven.trail import open_trail as open
+from graven.opening import init
+from graven.opening import open_trail as open
+from graven.trail import Page, Trail
 
 __version__ = "0.1.0"
 

@@ -24,8 +24,9 @@ from graven.core.bundle import verify_bundle
 from graven.core.model import Entry
 from graven.errors import GravenError, ValidationError
 from graven.keys import DEFAULT_KEY, load_verifier
+from graven.opening import init, open_trail, subject_keys_path
 from graven.subject_keys import check_subject
-from graven.trail import MAX_INDEX, MAX_PAGE, Trail, init, open_trail, subject_keys_path
+from graven.trail import MAX_INDEX, MAX_PAGE, Trail
 from graven.witnessing.cli import witness_group
 from graven.witnessing.client import witness_evidence, witness_prefix
 from graven.witnessing.keys import load_cosigner_verifier

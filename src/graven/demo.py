@@ -22,7 +22,8 @@ from rich.rule import Rule
 from graven import render
 from graven.core.bundle import verify_bundle
 from graven.core.note import Verifier
-from graven.trail import Trail, init
+from graven.opening import init
+from graven.trail import Trail
 
 CUSTOMER = {"type": "customer", "id": "c-1042", "name": "Ada Lovelace"}
 ADA = {"type": "user", "id": "c-1042", "name": "Ada Lovelace", "ip": "203.0.113.45",

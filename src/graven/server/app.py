@@ -197,8 +197,8 @@ def app_from_environment() -> FastAPI:
 
     import orjson
 
+    from graven.opening import open_trail
     from graven.server.credentials import load_secret
-    from graven.trail import open_trail
 
     settings = orjson.loads(os.environ[SETTINGS_ENV])
     secret = load_secret(Path(settings.pop("secret_path")))

@@ -25,8 +25,9 @@ from graven import demo
 from graven.capture.action import Denied
 from graven.core import canonical
 from graven.errors import ConfigError, GravenError, ValidationError
+from graven.opening import init
 from graven.store.sqlite import SQLiteStore
-from graven.trail import MAX_PAGE, Trail, init
+from graven.trail import MAX_PAGE, Trail
 from graven.web import pretend
 
 STORY_CUSTOMER = ("customer", "c-1042")
