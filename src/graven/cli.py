@@ -20,6 +20,7 @@ from rich.text import Text
 
 from graven import render
 from graven.capture.context import actor_of, scope
+from graven.cli_options import log_options
 from graven.core.bundle import verify_bundle
 from graven.core.model import Entry
 from graven.errors import GravenError, ValidationError
@@ -109,21 +110,9 @@ def cli(
     ctx.obj = _Options(db, signing_key, fingerprint_key, subject_keys, witness_urls)
 
 
-def _set_option(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
-    if value is not None:
-        setattr(ctx.find_object(_Options), str(param.name), value)
-
-
 def pass_options(function: Any) -> Any:
     """Hand the command the chosen log, accepting --db and --signing-key after the command too."""
-    function = click.make_pass_decorator(_Options)(function)
-    for name, help_text in (
-        ("--signing-key", "The log's signing key file."),
-        ("--db", "The log (as the global --db)."),
-    ):
-        function = click.option(name, metavar="URL" if name == "--db" else "FILE", expose_value=False,
-                                callback=_set_option, help=help_text)(function)  # fmt: skip
-    return function
+    return log_options(click.make_pass_decorator(_Options)(function))
 
 
 @cli.command("init")

@@ -21,17 +21,23 @@ def create_signing_key(path: Path, name: str) -> Signer:
     """Generate a new Ed25519 key named ``name`` and write it to ``path`` (mode 0600, never overwrites)."""
     signer = Signer.generate(name)
     path.parent.mkdir(parents=True, exist_ok=True)
+    write_key_file(path, signer.to_text(), "signing key", "")
+    return signer
+
+
+def write_key_file(path: Path, text: str, what: str, option: str) -> None:
+    """Create ``path`` holding ``text`` (mode 0600, fsynced); MUST never overwrite an existing key."""
+    where = f"{option}: " if option else ""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise ConfigError(f"{path} already exists; refusing to overwrite a signing key") from None
+        raise ConfigError(f"{where}{path} already exists; refusing to overwrite a {what}") from None
     except OSError as exc:
-        raise ConfigError(f"cannot create signing key {path}: {exc.strerror}") from None
+        raise ConfigError(f"{where}cannot create {what} {path}: {exc.strerror}") from None
     with os.fdopen(fd, "w") as handle:
-        handle.write(signer.to_text() + "\n")
+        handle.write(text + "\n")
         handle.flush()
         os.fsync(handle.fileno())
-    return signer
 
 
 def load_signing_key(path: Path) -> Signer:

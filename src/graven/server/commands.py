@@ -19,6 +19,7 @@ import click
 import orjson
 
 from graven.capture.context import actor_of
+from graven.cli_options import log_options
 from graven.keys import DEFAULT_KEY
 from graven.server import credentials
 from graven.server.accounts import ROLES, open_accounts
@@ -31,20 +32,12 @@ def _root() -> Any:
     return click.get_current_context().find_root().obj
 
 
-def _set(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
-    if value is not None:
-        setattr(ctx.find_root().obj, str(param.name), value)
-
-
 def _log_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    for name, meta, text in (("--signing-key", "FILE", "The log's signing key file."),
-                             ("--db", "URL", "The log (as the global --db).")):  # fmt: skip
-        function = click.option(name, metavar=meta, expose_value=False, callback=_set, help=text)(function)
     return click.option(
         "--server-secret", envvar="GRAVEN_SERVER_SECRET", metavar="FILE",
         type=click.Path(dir_okay=False, path_type=Path),
         help="The server secret keying API keys and sessions (default: server.secret beside the signing key).",
-    )(function)  # fmt: skip
+    )(log_options(function))  # fmt: skip
 
 
 def _secret(path: Path | None) -> bytes:

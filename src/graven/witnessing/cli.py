@@ -9,10 +9,11 @@ from __future__ import annotations
 import secrets
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import click
 
+from graven.cli_options import log_options
 from graven.errors import ConfigError
 from graven.witnessing.client import DEFAULT_TIMEOUT, WitnessRefused, push_checkpoint
 from graven.witnessing.keys import create_cosigner_key, load_cosigner_key, load_cosigner_verifier, load_log_verifier
@@ -29,22 +30,6 @@ class _Opens(Protocol):
     """The global options object of the ``graven`` command (it opens the chosen log)."""
 
     def open(self, *, create: bool = False) -> Trail: ...
-
-
-def _set_option(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
-    if value is not None:
-        setattr(ctx.obj, str(param.name), value)
-
-
-def _log_options(function: Any) -> Any:
-    """Accept --db and --signing-key after the command too, as every log command does."""
-    for name, help_text in (
-        ("--signing-key", "The log's signing key file."),
-        ("--db", "The log (as the global --db)."),
-    ):
-        function = click.option(name, metavar="URL" if name == "--db" else "FILE", expose_value=False,
-                                callback=_set_option, help=help_text)(function)  # fmt: skip
-    return function
 
 
 @click.group("witness")
@@ -99,7 +84,7 @@ def serve_command(key_path: Path, state_dir: Path, logs: tuple[str, ...], host: 
               help="Accept only cosignatures by this witness key (text or file); repeatable.")  # fmt: skip
 @click.option("--timeout", type=click.FloatRange(0.1, 600), default=DEFAULT_TIMEOUT, show_default=True,
               help="Seconds to wait for the witness.")  # fmt: skip
-@_log_options
+@log_options
 @click.pass_obj
 def push_command(options: _Opens, url: str, witness_keys: tuple[str, ...], timeout: float) -> None:
     """Push the log's current checkpoint to the witness at URL; print its cosignature line(s).

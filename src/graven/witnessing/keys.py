@@ -6,11 +6,11 @@ loses or replaces its key loses its identity, and with it the value of every cos
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from graven.core.note import CosignerKey, CosignerVerifier, NoteError, Verifier
 from graven.errors import ConfigError
+from graven.keys import write_key_file
 
 
 def create_cosigner_key(path: Path, name: str) -> CosignerKey:
@@ -19,16 +19,7 @@ def create_cosigner_key(path: Path, name: str) -> CosignerKey:
         key = CosignerKey.generate(name)
     except NoteError as exc:
         raise ConfigError(f"--name: {exc}") from None
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise ConfigError(f"--out: {path} already exists; refusing to overwrite a witness key") from None
-    except OSError as exc:
-        raise ConfigError(f"--out: cannot create {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key.to_text() + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    write_key_file(path, key.to_text(), "witness key", "--out")
     return key
 
 
