@@ -96,4 +96,5 @@ def test_serve_refuses_a_bad_witness_url(tmp_path: Path) -> None:
     done = graven(tmp_path, "serve", "--witness", "ftp://witness.example/", "--port", str(_free_port()))
     assert 2 == done.code
     assert 1 == len(done.err.strip().splitlines())
-    assert "--witness" in done.err and "ftp://witness.example/" in done.err
+    assert "--witness" in done.err
+    assert "ftp://witness.example/" in done.err
