@@ -154,6 +154,16 @@ class TestWhatIsShown:
         missing = served.client.get("/api/v1/nothing")
         assert (404, "not_found") == (missing.status_code, missing.json()["error"])
 
+    def test_throttled_client_gets_429_from_the_ui(self, serve_log: Any) -> None:
+        """A client over its failure limit is refused by the UI too, with Retry-After."""
+        served: Served = serve_log(auth_failure_limit=1)
+        for _ in range(2):
+            served.client.get("/api/v1/entries", headers={"Authorization": "Bearer graven_bad_key"})
+        throttled = served.client.get("/console", headers=JSON)
+        assert 429 == throttled.status_code
+        assert int(throttled.headers["retry-after"]) >= 1
+        assert throttled.json()["error"].startswith("too many failed authentications")
+
     def test_events_stream_needs_a_reader(self, serve_log: Any) -> None:
         served: Served = serve_log()
         _people(served)

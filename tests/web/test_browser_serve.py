@@ -17,7 +17,7 @@ import graven
 from graven.server import ServerConfig, create_app
 from graven.trail import Trail
 from tests.server_harness import SECRET, SETUP
-from tests.web.test_browser import WIDE, Visit, browser, playwright  # noqa: F401 (the browser fixtures)
+from tests.web.test_browser import WIDE, Visit
 
 PASSWORD = "correct horse"
 
@@ -79,7 +79,7 @@ def sign_in(page: Page, name: str) -> None:
     expect(page).to_have_url(re.compile(r"/console$"))
 
 
-def test_auditor_investigates_and_verifies(browser: Browser, served_log: ServedLog, shots: Path) -> None:  # noqa: F811
+def test_auditor_investigates_and_verifies(browser: Browser, served_log: ServedLog, shots: Path) -> None:
     """Sign in as an auditor, search, open an entry with its "Verified" mark, verify the log, sign out."""
     visit = Visit(browser, served_log, WIDE, shots)  # type: ignore[arg-type]
     page = visit.page
@@ -114,7 +114,7 @@ def test_auditor_investigates_and_verifies(browser: Browser, served_log: ServedL
     assert ["success", "success"] == [e.outcome for e in trail.query(action="session.*", actor="ines").entries]
 
 
-def test_reader_has_no_verify_button(browser: Browser, served_log: ServedLog, shots: Path) -> None:  # noqa: F811
+def test_reader_has_no_verify_button(browser: Browser, served_log: ServedLog, shots: Path) -> None:
     visit = Visit(browser, served_log, WIDE, shots)  # type: ignore[arg-type]
     page = visit.page
     try:
