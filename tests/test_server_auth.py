@@ -194,7 +194,7 @@ class TestSessions:
         assert "wrong user name or password" in bad.text
         evil = served.client.post("/auth/login", data={"username": "carol", "password": "correct horse",
                                                        "next": "//evil.example/"}, follow_redirects=False)  # fmt: skip
-        assert (303, "/login") == (evil.status_code, evil.headers["location"])
+        assert (303, "/console") == (evil.status_code, evil.headers["location"])
         served.client.cookies.clear()
         good = served.client.post("/auth/login", data={"username": "carol", "password": "correct horse",
                                                        "next": "/ui/entries"}, follow_redirects=False)  # fmt: skip

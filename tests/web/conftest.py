@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
+from playwright.sync_api import Browser, Playwright, sync_playwright
 
 from graven.web import Sandbox, create_web_app
 
@@ -99,6 +100,20 @@ def chromium_path() -> str:
 @pytest.fixture(scope="session")
 def chromium() -> str:
     return chromium_path()
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    """One Playwright for every browser test of the session (it cannot be started twice in a thread)."""
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright, chromium: str) -> Iterator[Browser]:
+    launched = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+    yield launched
+    launched.close()
 
 
 SHOTS = Path(os.environ.get("GRAVEN_SCREENSHOTS") or Path(__file__).resolve().parents[2] / ".graven" / "screenshots")

@@ -13,26 +13,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
-from tests.web.conftest import CHROMIUM_ARGS, JSON, LiveServer
+from tests.web.conftest import JSON, LiveServer
 
 WIDE = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 PAGES = ("try", "console", "timeline?target=customer:c-1042", "entry/4", "tail", "how")
-
-
-@pytest.fixture(scope="session")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="session")
-def browser(playwright: Playwright, chromium: str) -> Iterator[Browser]:
-    launched = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-    yield launched
-    launched.close()
 
 
 class Visit:

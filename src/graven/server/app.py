@@ -28,6 +28,7 @@ from graven.server.auth import ApiError, client_of, current_principal, deny, sta
 from graven.server.config import ServerConfig, ServerState
 from graven.server.jobs import Jobs
 from graven.server.limits import BodyLimit, FailureLimiter, error_body
+from graven.server.ui import mount_ui
 from graven.server.watch import LogWatcher
 from graven.trail import Trail
 
@@ -64,6 +65,7 @@ def create_app(trail: Trail, config: ServerConfig, *, owns_trail: bool = False) 
         try:
             yield
         finally:
+            end_live_pages()
             if await watcher.stop() and owns_trail:
                 accounts.store.close()
                 trail.close()
@@ -81,6 +83,7 @@ def create_app(trail: Trail, config: ServerConfig, *, owns_trail: bool = False) 
     for router in (api.router, admin_api.router, signin.router):
         app.include_router(router, responses=COMMON_ERRORS)
     _handle_errors(app)
+    end_live_pages = mount_ui(app, trail)  # the web UI at /, behind sign-in
     app.add_middleware(BodyLimit, limit=config.max_body)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

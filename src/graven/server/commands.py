@@ -25,6 +25,7 @@ from graven.server import credentials
 from graven.server.accounts import ROLES, open_accounts
 from graven.server.accounts.service import Accounts, By, key_json, user_json
 from graven.trail import Trail
+from graven.witnessing.client import witness_prefix, witnesses_from_env
 
 
 def _root() -> Any:
@@ -90,13 +91,18 @@ def _emit_json(rows: list[dict[str, Any]]) -> None:
 @click.option("--access-log/--no-access-log", default=False, help="Log every request (uvicorn's access log).")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Worker processes (failure counters are per worker).")  # fmt: skip
+@click.option("--witness", "witnesses", multiple=True, metavar="URL",
+              help="Push each new checkpoint to this tlog-witness (repeatable; adds to the global --witness "
+                   "and $GRAVEN_WITNESSES).")  # fmt: skip
 @_log_options
 def serve_command(host: str, port: int, max_body: int, max_batch: int, auth_failures: int, auth_window: float,
                   session_hours: float, proxies: tuple[str, ...], access_log: bool, workers: int,
-                  server_secret: Path | None) -> None:  # fmt: skip
-    """Serve the log over HTTP: ingest, query, proofs, export, live tail, verification, sign-in.
+                  witnesses: tuple[str, ...], server_secret: Path | None) -> None:  # fmt: skip
+    """Serve the log over HTTP: the web UI at / (sign in at /login), and the API at /api/v1.
 
-    Each worker process opens the log itself; several may write it at once (indices stay gapless).
+    The API ingests, queries, proves, exports, tails and verifies. Each worker process opens the log
+    itself; several may write it at once (indices stay gapless), and each pushes the checkpoints it
+    signs to every witness.
     """
     try:
         import uvicorn
@@ -107,6 +113,10 @@ def serve_command(host: str, port: int, max_body: int, max_batch: int, auth_fail
             f"graven serve needs the server extra ({exc.name} is missing): pip install 'graven[server]'"
         ) from None
     root = _root()
+    urls = dict.fromkeys([*root.witnesses, *(witness_prefix(u, "--witness") for u in witnesses)])
+    if urls and not root.witnesses:
+        urls = dict.fromkeys([*witnesses_from_env(), *urls])  # --witness here adds to $GRAVEN_WITNESSES
+    root.witnesses = tuple(urls)
     secret_path = server_secret or credentials.default_secret_path(
         root.signing_key or os.environ.get("GRAVEN_SIGNING_KEY") or DEFAULT_KEY
     )
@@ -121,9 +131,12 @@ def serve_command(host: str, port: int, max_body: int, max_batch: int, auth_fail
                         ("GRAVEN_FINGERPRINT_KEY", root.fingerprint_key)):  # fmt: skip
         if value:
             os.environ[name] = str(value)
+    if root.witnesses:
+        os.environ["GRAVEN_WITNESSES"] = " ".join(root.witnesses)  # each worker's trail pushes to them
     os.environ[SETTINGS_ENV] = orjson.dumps(settings).decode()
-    click.echo(f"graven: serving {url} at http://{host}:{port}/api/v1 with {workers} worker"
-               f"{'s' if workers > 1 else ''} (Ctrl-C stops)", err=True)  # fmt: skip
+    pushing = f", pushing checkpoints to {', '.join(root.witnesses)}" if root.witnesses else ""
+    click.echo(f"graven: serving {url} at http://{host}:{port}/api/v1 (web UI at http://{host}:{port}/) with "
+               f"{workers} worker{'s' if workers > 1 else ''}{pushing} (Ctrl-C stops)", err=True)  # fmt: skip
     uvicorn.run("graven.server.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
                 log_level="warning", access_log=access_log, proxy_headers=bool(proxies),
                 forwarded_allow_ips=",".join(proxies) or None)  # fmt: skip

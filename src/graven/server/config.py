@@ -37,7 +37,7 @@ class ServerConfig:
     tail_poll: float = 0.25  # seconds between looks at the log's size
     tail_keepalive: float = 15.0  # seconds between SSE comments on a quiet tail
     export_page: int = 1000  # entries read per step of an export
-    after_login: str = "/login"  # where the sign-in form sends a browser without ?next=
+    after_login: str = "/console"  # where the sign-in form sends a browser without ?next=
     on_checkpoint: list[Callable[[str], None]] = field(default_factory=list)
 
 

@@ -4,7 +4,10 @@ One background task per app looks at the log's size and newest checkpoint every 
 (in a worker thread: two indexed reads), and at once when the server itself appended. It sees
 entries and checkpoints written by other processes too. Hooks (the witness pushers) run in a
 worker thread with the note text of each checkpoint newer than the last one seen; a hook that
-fails is logged and does not stop the others.
+fails is logged and does not stop the others. When the trail pushes to witnesses, a log that has
+been quiet for ``QUIET`` seconds past its newest checkpoint gets one signed (and so pushed): writes
+sign at most once a second, and the witnesses would otherwise not see the last entries until the
+next write.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -19,6 +23,7 @@ if TYPE_CHECKING:
     from graven.trail import Trail
 
 log = logging.getLogger("graven.server")
+QUIET = 1.0  # seconds without growth before the tail of a witnessed log is checkpointed
 
 
 class LogWatcher:
@@ -30,6 +35,8 @@ class LogWatcher:
         self.hooks = hooks
         self.size = -1
         self.checkpoint_size = -1
+        self.sealed = -1  # the size this watcher last had checkpointed for the witnesses
+        self._grown_at = 0.0
         self._grown: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -82,6 +89,7 @@ class LogWatcher:
 
     def _grew(self, size: int) -> None:
         self.size = size
+        self._grown_at = time.monotonic()
         assert self._grown is not None
         grown, self._grown = self._grown, asyncio.Event()
         grown.set()
@@ -114,6 +122,11 @@ class LogWatcher:
         size = await asyncio.to_thread(self.trail.store.size)
         if size > self.size:
             self._grew(size)
+        trail = self.trail
+        if trail.pusher is not None and trail.signer is not None and size > self.sealed \
+                and time.monotonic() - self._grown_at >= QUIET:  # fmt: skip
+            await asyncio.to_thread(trail.checkpoint)  # pushed by the trail's pusher when newly signed
+            self.sealed = size
         if not self.hooks:
             return
         latest = await asyncio.to_thread(self.trail.store.latest_checkpoint)

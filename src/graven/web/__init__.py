@@ -4,7 +4,7 @@
 serves the demo's sandbox log (``graven demo``). Templates and assets ship inside the package.
 """
 
-from graven.web.app import DEMO_VISITOR, Viewer, create_web_app
+from graven.web.app import DEMO_VISITOR, Gate, Viewer, create_web_app
 from graven.web.sandbox import Sandbox
 
-__all__ = ["DEMO_VISITOR", "Sandbox", "Viewer", "create_web_app"]
+__all__ = ["DEMO_VISITOR", "Gate", "Sandbox", "Viewer", "create_web_app"]

@@ -5,9 +5,12 @@ serves the demo's :class:`~graven.web.sandbox.Sandbox`. Pages are rendered on th
 Jinja2; a little JavaScript of the package's own adds live updates (server-sent events) and actions
 without reloads. Every route is thin: it reads its input, makes one call into the log in a worker
 thread (the event loop never waits on the disk), and renders. Who is looking comes from an injected
-``viewer(request)``; a request without a viewer gets 401. State-changing requests MUST come from
-the UI's own origin (cross-site requests get 403). Bad input gets 4xx with the field, the rule and
-what was given: an HTML page for a browser, JSON for ``Accept: application/json``.
+``viewer(request)``, or from a :class:`Gate` that also decides what the viewer may use (reading, or
+auditing: whole-log verification and export); a request without a viewer gets 401 (or, with a
+gate's sign-in page, a browser is sent there). State-changing requests MUST come from the UI's own
+origin (cross-site requests get 403), and through a gate MUST also pass its checks (e.g. CSRF).
+Bad input gets 4xx with the field, the rule and what was given: an HTML page for a browser, JSON
+for ``Accept: application/json``.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ import inspect
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
@@ -46,6 +49,11 @@ class Viewer:
     id: str
     name: str
     type: str = "user"  # an actor type: user, service, system or anonymous
+    role: str | None = None  # shown beside the name when given
+    may_audit: bool = True  # whole-log verification and export; hidden and refused when False
+    csrf_token: str | None = field(default=None, repr=False)  # sent with every form that changes state
+    sign_out: str | None = None  # where the nav's sign-out button posts (with the CSRF token)
+    ip: str | None = None  # the client's address as the gate determined it (else the socket's)
 
     def __post_init__(self) -> None:
         if self.type not in ACTOR_TYPES:
@@ -54,10 +62,53 @@ class Viewer:
 
 DEMO_VISITOR = Viewer("demo-visitor", "Demo visitor", "anonymous")
 ViewerFunction = Callable[[Request], "Viewer | Awaitable[Viewer | None] | None"]
+Need = Literal["read", "audit"]
+
+
+class Gate(Protocol):
+    """Admits the viewer of a request to what a route needs, or raises SignInRequired / Denied.
+
+    ``need`` is ``"read"`` (search, timelines, entries and proofs, tail, how it works) or
+    ``"audit"`` (whole-log verification, export). A gate records its own refusals.
+    """
+
+    async def admit(self, request: Request, need: Need) -> Viewer: ...
 
 
 class SignInRequired(GravenError):
-    """No viewer: the request must come from someone signed in."""
+    """No viewer: the request must come from someone signed in (at ``sign_in``, when given)."""
+
+    def __init__(self, message: str, sign_in: str | None = None) -> None:
+        super().__init__(message)
+        self.sign_in = sign_in
+
+
+class Denied(GravenError):
+    """The viewer may not do this (``status`` 403), or must wait (429 with Retry-After)."""
+
+    def __init__(self, status: int, message: str, *, headers: dict[str, str] | None = None,
+                 viewer: Viewer | None = None) -> None:  # fmt: skip
+        super().__init__(message)
+        self.status = status
+        self.headers = headers
+        self.viewer = viewer
+
+
+class _ViewerGate:
+    """A gate over a plain ``viewer(request)`` function: every viewer reads; audits need ``may_audit``."""
+
+    def __init__(self, viewer: ViewerFunction) -> None:
+        self.viewer = viewer
+
+    async def admit(self, request: Request, need: Need) -> Viewer:
+        found = self.viewer(request)
+        if inspect.isawaitable(found):
+            found = await found
+        if found is None:
+            raise SignInRequired("sign in to see the audit log")
+        if need == "audit" and not found.may_audit:
+            raise Denied(403, "verification and export need an auditor", viewer=found)
+        return found
 
 
 def create_web_app(
@@ -68,13 +119,15 @@ def create_web_app(
     viewer: ViewerFunction | None = None,
     verifier_key: str | None = None,
     record_reads: bool | None = None,
+    gate: Gate | None = None,
 ) -> FastAPI:
     """The UI over ``trail`` (``demo=False``) or over the demo's sandbox (``demo=True``).
 
-    ``viewer(request)`` returns who is looking, or None for "not signed in" (401); it is required
-    outside the demo, where it defaults to the anonymous demo visitor. ``verifier_key`` pins the key
-    that proofs and verification trust. ``record_reads`` (default: on outside the demo) records every
-    search, view, export and verification as an entry naming the viewer.
+    ``viewer(request)`` returns who is looking, or None for "not signed in" (401); outside the demo
+    it (or a ``gate`` deciding who may read and who may audit) is required; in the demo it defaults
+    to the anonymous demo visitor. The demo-only pages (try it, tamper, reset) exist only in the demo.
+    ``verifier_key`` pins the key that proofs and verification trust. ``record_reads`` (default: on
+    outside the demo) records every search, view, export and verification as an entry naming the viewer.
     """
     owned: Sandbox | None = None
     source: LogSource
@@ -87,11 +140,13 @@ def create_web_app(
     else:
         if trail is None:
             raise ConfigError("create_web_app needs the trail to show (or demo=True)")
-        if viewer is None:
+        if viewer is None and gate is None:
             raise ConfigError("outside the demo, create_web_app needs viewer=: a function naming who is signed in")
         source = FixedLog(trail)
-    ui = _UI(source, viewer or (lambda request: DEMO_VISITOR), verifier_key,
-             (not demo) if record_reads is None else record_reads)  # fmt: skip
+    if gate is not None and viewer is not None:
+        raise ConfigError("create_web_app takes viewer= or gate=, not both")
+    chosen = gate or _ViewerGate(viewer or (lambda request: DEMO_VISITOR))
+    ui = _UI(source, chosen, verifier_key, (not demo) if record_reads is None else record_reads)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -112,9 +167,9 @@ def create_web_app(
 class _UI:
     """The routes, sharing one log source, one template environment and one pulse."""
 
-    def __init__(self, source: LogSource, viewer: ViewerFunction, key: str | None, record_reads: bool) -> None:
+    def __init__(self, source: LogSource, gate: Gate, key: str | None, record_reads: bool) -> None:
         self.source = source
-        self.viewer_of = viewer
+        self.gate = gate
         self.key = key
         self.record_reads = record_reads
         self.pulse = live.Pulse()
@@ -138,11 +193,6 @@ class _UI:
     def install(self, app: FastAPI) -> None:
         routes: list[tuple[str, Callable[..., Awaitable[Response]], str]] = [
             ("/", self.home, "GET"),
-            ("/try", self.try_page, "GET"),
-            ("/try/persona", self.switch_persona, "POST"),
-            ("/try/attempt", self.attempt, "POST"),
-            ("/try/reset", self.reset, "POST"),
-            ("/try/tamper", self.tamper, "POST"),
             ("/console", self.console, "GET"),
             ("/console/export", self.export, "GET"),
             ("/timeline", self.timeline, "GET"),
@@ -153,6 +203,14 @@ class _UI:
             ("/events", self.events, "GET"),
             ("/how", self.how, "GET"),
         ]
+        if self.source.demo:
+            routes += [
+                ("/try", self.try_page, "GET"),
+                ("/try/persona", self.switch_persona, "POST"),
+                ("/try/attempt", self.attempt, "POST"),
+                ("/try/reset", self.reset, "POST"),
+                ("/try/tamper", self.tamper, "POST"),
+            ]
         for path, endpoint, method in routes:
             app.add_api_route(path, endpoint, methods=[method], include_in_schema=False)
         app.add_exception_handler(GravenError, self.on_error)  # type: ignore[arg-type]
@@ -170,12 +228,11 @@ class _UI:
 
         return await run_in_threadpool(work)
 
-    async def who(self, request: Request) -> Viewer:
-        found = self.viewer_of(request)
-        if inspect.isawaitable(found):
-            found = await found
-        if found is None:
-            raise SignInRequired("sign in to see the audit log")
+    async def who(self, request: Request, need: Need = "read") -> Viewer:
+        """The viewer, admitted by the gate to ``need``; a viewer who may not audit never does."""
+        found = await self.gate.admit(request, need)
+        if need == "audit" and not found.may_audit:
+            raise Denied(403, "verification and export need an auditor", viewer=found)
         return found
 
     async def looked(self, request: Request, viewer: Viewer, action: str, **details: Any) -> None:
@@ -183,7 +240,9 @@ class _UI:
         if not self.record_reads:
             return
         actor: dict[str, Any] = {"type": viewer.type, "id": viewer.id, "name": viewer.name}
-        if request.client and http.is_ip(request.client.host):
+        if viewer.ip:
+            actor["ip"] = viewer.ip
+        elif request.client and http.is_ip(request.client.host):
             actor["ip"] = request.client.host
         if agent := request.headers.get("user-agent"):
             actor["user_agent"] = agent[:1024]
@@ -209,6 +268,15 @@ class _UI:
 
     async def on_error(self, request: Request, exc: GravenError) -> Response:
         status = 400
+        if isinstance(exc, SignInRequired) and exc.sign_in and not http.wants_json(request):
+            return RedirectResponse(exc.sign_in, 303)
+        if isinstance(exc, Denied):
+            refusal = {"error": str(exc)}
+            if http.wants_json(request):
+                return JSONResponse(refusal, status_code=exc.status, headers=exc.headers)
+            page = self.render(request, "error.html", exc.status, code=exc.status, error=refusal, viewer=exc.viewer)
+            page.headers.update(exc.headers or {})
+            return page
         if isinstance(exc, NotFoundError):
             status = 404
         elif isinstance(exc, SignInRequired):
@@ -218,6 +286,8 @@ class _UI:
         elif isinstance(exc, ConfigError):
             status = 409
         body: dict[str, Any] = {"error": str(exc)}
+        if isinstance(exc, SignInRequired) and exc.sign_in:
+            body["sign_in"] = exc.sign_in
         if isinstance(exc, ValidationError):
             body.update(field=exc.field, rule=exc.rule, given=exc.given)
         return self.error(request, status, body)
@@ -336,7 +406,7 @@ class _UI:
                            entries=entries, next_cursor=cursor, error=None)  # fmt: skip
 
     async def export(self, request: Request) -> Response:
-        viewer = await self.who(request)
+        viewer = await self.who(request, "audit")
         kind = request.query_params.get("format", "jsonl")
         if kind not in search.EXPORTS:
             raise ValidationError("format", "must be jsonl or csv", kind)
@@ -390,7 +460,7 @@ class _UI:
         return JSONResponse(made, headers=headers)
 
     async def verify(self, request: Request) -> Response:
-        viewer = await self.who(request)
+        viewer = await self.who(request, "audit")
         http.same_origin(request)
         report = await self.call(lambda trail: trail.verify(self.key))
         await self.looked(request, viewer, "audit.verify", ok=report.ok)

@@ -1,0 +1,132 @@
+"""The web UI under the HTTP service, in a real browser: sign in through /login, search, prove, verify, sign out."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, Page, expect
+
+import graven
+from graven.server import ServerConfig, create_app
+from graven.trail import Trail
+from tests.server_harness import SECRET, SETUP
+from tests.web.test_browser import WIDE, Visit
+
+PASSWORD = "correct horse"
+
+
+class ServedLog:
+    """``create_app`` over a real SQLite log, served by uvicorn on a free port in a thread."""
+
+    def __init__(self, trail: Trail) -> None:
+        self.trail = trail
+        self.app = create_app(trail, ServerConfig(secret=SECRET))
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.sock = sock
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        config = uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=1)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
+
+    def __enter__(self) -> ServedLog:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the service did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+        self.sock.close()
+
+
+@pytest.fixture
+def served_log(tmp_path: Path) -> Iterator[ServedLog]:
+    """A log with a few entries, an auditor (ines) and a reader (rhea), behind the real service."""
+    with graven.init(tmp_path / "trail.db", signing_key=tmp_path / "signing.key") as trail:
+        trail.record_many([
+            {"action": "file.delete", "actor": "u-7", "targets": [{"type": "file", "id": "budget.xlsx"}],
+             "reason": "clean-up ticket OPS-12"},
+            {"action": "user.email.change", "actor": "u-2", "targets": [{"type": "user", "id": "u-2"}],
+             "changes": [{"field": "email", "old": "a@x.example", "new": "b@x.example"}]},
+        ])  # fmt: skip
+        trail.checkpoint()
+        with ServedLog(trail) as served:
+            accounts = served.app.state.graven.accounts
+            accounts.add_user("ines", "auditor", PASSWORD, by=SETUP)
+            accounts.add_user("rhea", "reader", PASSWORD, by=SETUP)
+            yield served
+
+
+def sign_in(page: Page, name: str) -> None:
+    """Open the console, get sent to the sign-in form, sign in, and land back on the console."""
+    page.goto("/console")
+    expect(page).to_have_url(re.compile(r"/login\?next=/console$"))
+    page.get_by_label("User name").fill(name)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile(r"/console$"))
+
+
+def test_auditor_investigates_and_verifies(browser: Browser, served_log: ServedLog, shots: Path) -> None:
+    """Sign in as an auditor, search, open an entry with its "Verified" mark, verify the log, sign out."""
+    visit = Visit(browser, served_log, WIDE, shots)  # type: ignore[arg-type]
+    page = visit.page
+    try:
+        page.goto("/login")
+        visit.shot("serve-login")
+        sign_in(page, "ines")
+        expect(page.locator(".viewer")).to_contain_text("Signed in as ines (auditor)")
+        page.get_by_label("Action").fill("file.delete")
+        page.get_by_role("button", name="Search").click()
+        rows = page.locator("table.entries-table tbody tr")
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_contain_text("file:budget.xlsx")
+        visit.shot("serve-console")
+        rows.first.get_by_role("link", name="0", exact=True).click()
+        expect(page.get_by_role("heading", level=1)).to_contain_text("Entry #0")
+        expect(page.locator("#proof .proof-mark")).to_have_text(re.compile("Verified"))
+        page.get_by_role("button", name="Verify the whole log").click()
+        expect(page.locator("#verify-result")).to_contain_text("Intact.")
+        visit.shot("serve-entry-verified")
+        page.get_by_role("button", name="Sign out").click()
+        expect(page).to_have_url(re.compile(r"/login$"))
+        expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+        page.goto("/console")
+        expect(page).to_have_url(re.compile(r"/login\?next=/console$"))
+    finally:
+        visit.context.close()
+    assert [] == visit.errors, "the pages raised script errors or broke their content policy"
+    trail = served_log.trail
+    assert ["audit.search", "audit.search", "audit.view", "audit.verify"] == [
+        e.action for e in trail.query(action="audit.*", actor="ines", limit=100).entries]
+    assert ["success", "success"] == [e.outcome for e in trail.query(action="session.*", actor="ines").entries]
+
+
+def test_reader_has_no_verify_button(browser: Browser, served_log: ServedLog, shots: Path) -> None:
+    visit = Visit(browser, served_log, WIDE, shots)  # type: ignore[arg-type]
+    page = visit.page
+    try:
+        sign_in(page, "rhea")
+        expect(page.locator(".viewer")).to_contain_text("Signed in as rhea (reader)")
+        expect(page.locator("table.entries-table tbody tr")).not_to_have_count(0)
+        expect(page.get_by_role("button", name="Verify the whole log")).to_have_count(0)
+        expect(page.get_by_role("link", name="CSV")).to_have_count(0)
+        page.goto("/entry/1")
+        expect(page.locator("#proof .proof-mark")).to_have_text(re.compile("Verified"))
+        expect(page.get_by_role("button", name="Verify the whole log")).to_have_count(0)
+        visit.shot("serve-reader-entry")
+    finally:
+        visit.context.close()
+    assert [] == visit.errors
