@@ -128,7 +128,8 @@ def serve_command(host: str, port: int, max_body: int, max_batch: int, auth_fail
                 "auth_failure_limit": auth_failures, "auth_failure_window": auth_window,
                 "session_seconds": session_hours * 3600, "trusted_proxies": list(proxies)}  # fmt: skip
     for name, value in (("GRAVEN_DB", root.db), ("GRAVEN_SIGNING_KEY", root.signing_key),
-                        ("GRAVEN_FINGERPRINT_KEY", root.fingerprint_key)):  # fmt: skip
+                        ("GRAVEN_FINGERPRINT_KEY", root.fingerprint_key),
+                        ("GRAVEN_SUBJECT_KEYS", root.subject_keys)):  # fmt: skip
         if value:
             os.environ[name] = str(value)
     if root.witnesses:
