@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -41,16 +42,14 @@ def client(sandbox: Sandbox) -> Iterator[TestClient]:
 
 
 class LiveServer:
-    """The demo app served by uvicorn on a free port, in a thread of this process."""
+    """An ASGI app served by uvicorn on a free port, in a thread of this process."""
 
-    def __init__(self, sandbox: Sandbox) -> None:
-        self.sandbox = sandbox
+    def __init__(self, app: Any) -> None:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         self.sock = sock
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        config = uvicorn.Config(create_web_app(demo=True, sandbox=sandbox), log_level="warning",
-                                timeout_graceful_shutdown=1)  # fmt: skip
+        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
 
@@ -59,7 +58,7 @@ class LiveServer:
         deadline = time.monotonic() + 20
         while not self.server.started:
             if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the demo server did not start")
+                raise RuntimeError("the server did not start")
             time.sleep(0.05)
         return self
 
@@ -72,7 +71,7 @@ class LiveServer:
 @pytest.fixture
 def live_server(sandbox: Sandbox) -> Iterator[LiveServer]:
     """The real server on a free port."""
-    with LiveServer(sandbox) as server:
+    with LiveServer(create_web_app(demo=True, sandbox=sandbox)) as server:
         yield server
 
 

@@ -3,52 +3,29 @@
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, expect
 
 import graven
 from graven.server import ServerConfig, create_app
 from graven.trail import Trail
 from tests.server_harness import SECRET, SETUP
+from tests.web.conftest import LiveServer
 from tests.web.test_browser import WIDE, Visit
 
 PASSWORD = "correct horse"
 
 
-class ServedLog:
+class ServedLog(LiveServer):
     """``create_app`` over a real SQLite log, served by uvicorn on a free port in a thread."""
 
     def __init__(self, trail: Trail) -> None:
         self.trail = trail
         self.app = create_app(trail, ServerConfig(secret=SECRET))
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.sock = sock
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        config = uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=1)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
-
-    def __enter__(self) -> ServedLog:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the service did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-        self.sock.close()
+        super().__init__(self.app)
 
 
 @pytest.fixture
