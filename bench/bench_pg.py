@@ -991,7 +991,8 @@ def run(server: Server, scratch: Scratch, sizes: Sizes, seed: int, *, keep: bool
           f"{fmt_runs(lib_runs)} ({least_cpu(lib_runs):,.1f} us); COPY {fmt_runs(copy_runs)} "
           f"({least_cpu(copy_runs):,.1f} us)")  # fmt: skip
     print(f"  record(), every run, entries/s (client CPU us per entry): graven {fmt_runs(one_runs)} "
-          f"({least_cpu(one_runs):,.1f} us); INSERT {fmt_runs(insert_runs)} ({least_cpu(insert_runs):,.1f} us)")  # fmt: skip
+          f"({least_cpu(one_runs):,.1f} us); INSERT {fmt_runs(insert_runs)} "
+          f"({least_cpu(insert_runs):,.1f} us)")  # fmt: skip
     print("  single-row UPDATE, mean per UPDATE in each run:")
     for name, values in captured.single.items():
         print(f"    {name:<19} {' / '.join(ms(v / u) for v in values)}")
