@@ -116,3 +116,13 @@ class TestBulkUpdateCapture:
             conn.execute(sql.SQL("UPDATE {} SET x = 1 WHERE id = 1").format(sql.Identifier(small)))
         events = captured_after(pg, schema, small, 1_000_000, [])
         assert [{"field": "x", "old": None, "new": 1}] in [e["changes"] for e in events]
+
+    @pytest.mark.parametrize("setting", ["0", "-5", "many", "99999999999"])
+    def test_malformed_threshold_never_fails_the_update(self, pg: Server, schema: str, setting: str) -> None:
+        """A malformed or out-of-range graven.capture_bulk_rows still captures (the default applies)."""
+        small, _ = two_tables(pg, schema)
+        with psycopg.connect(pg.url, autocommit=True) as conn:
+            conn.execute("SELECT set_config('graven.capture_bulk_rows', %s, false)", (setting,))
+            conn.execute(sql.SQL("UPDATE {} SET credit = 7 WHERE id <= 3").format(sql.Identifier(small)))
+        events = captured_after(pg, schema, small, 1_000_000, [])
+        assert 3 == sum(1 for e in events if e["action"] == ".update")

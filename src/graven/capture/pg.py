@@ -85,6 +85,9 @@ DECLARE
                        ELSE TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME END;
     action text := TG_TABLE_NAME || '.' || lower(TG_OP);
     base jsonb := {schema}.capture_base();
+    -- From this many rows an UPDATE takes the built statement; a malformed setting counts as unset.
+    bulk_text text := current_setting('graven.capture_bulk_rows', true);
+    bulk_rows int := CASE WHEN bulk_text ~ '^[0-9]{{1,9}}$' THEN greatest(bulk_text::int, 1) ELSE 32 END;
 BEGIN
     -- The changed fields are computed inline (a LATERAL subquery), not by a function call per row.
     IF TG_OP = 'INSERT' THEN
@@ -107,8 +110,7 @@ BEGIN
                                              ELSE jsonb_build_object('field', k, 'old', a.o -> k) END ORDER BY k),
                               '[]'::jsonb) AS changes
                 FROM jsonb_object_keys(a.o) AS k WHERE NOT k = ANY(excluded)) AS c;
-    ELSIF EXISTS (SELECT 1 FROM graven_new_rows OFFSET coalesce(
-                      nullif(current_setting('graven.capture_bulk_rows', true), '')::int, 32) - 1) THEN
+    ELSIF EXISTS (SELECT 1 FROM graven_new_rows OFFSET bulk_rows - 1) THEN
         -- A big UPDATE: one statement written for this table's columns (no subquery per row),
         -- giving exactly the events of the general form below.
         EXECUTE {schema}.capture_update_sql(TG_RELID, excluded, redacted, pk) USING base, action, label;
