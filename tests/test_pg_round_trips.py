@@ -96,6 +96,16 @@ class TestRoundTrips:
 class TestDeferredWrites:
     """Writes sent with COMMIT still fail whole, and the writer recovers."""
 
+    def test_without_pipeline_support(self, pg_trail: Trail, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """With a libpq too old to pipeline, the INSERT and COMMIT go one by one (four round trips)."""
+        monkeypatch.setattr("graven.store.postgres.PIPELINE", False)
+        store = pg_trail.store
+        assert isinstance(store, PostgresStore)
+        with count_round_trips(store, tmp_path) as counted:
+            assert [1, 2] == pg_trail.record_many([dict(EVENT), dict(EVENT)])
+        assert [4] == counted
+        assert pg_trail.verify().ok
+
     def test_failed_deferred_write_rolls_back_everything(self, pg: Server) -> None:
         """A duplicate checkpoint found at commit leaves neither it nor the entries of its batch."""
         store = PostgresStore(pg.schema_url(), create=True)

@@ -57,6 +57,7 @@ from graven.store.querying import Dialect, select_entries
 SCHEMA_VERSION = 1  # the log format, as SQLiteStore records it; the DDL's version is in schema_migrations
 
 _CHECKED_TABLES = ("entries", "entry_targets", "tree", "checkpoints")
+PIPELINE = psycopg.Pipeline.is_supported()  # libpq 14+; older ones send the deferred writes one by one
 
 # What a writer reads under the head lock, as (kind, number, hashes, text) rows: n = the size;
 # t = a tree row holding a frontier hash; e = an id already stored and its index; c = a captured
@@ -491,8 +492,11 @@ class _PgWriteTx:
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
 
     def _execute(self, query: str, params: Sequence[Any] = ()) -> psycopg.Cursor[TupleRow]:
-        """Run ``query`` after the deferred writes, all in one round trip."""
+        """Run ``query`` after the deferred writes, all in one round trip where libpq can pipeline."""
         if not self._pending:
+            return self.conn.execute(query, params)
+        if not PIPELINE:
+            self._send_pending()
             return self.conn.execute(query, params)
         with self.conn.pipeline():
             self._send_pending()
@@ -505,7 +509,8 @@ class _PgWriteTx:
 
     def commit(self) -> None:
         """Send the deferred writes and COMMIT together; returns once the commit is durable."""
-        if not self._pending:
+        if not self._pending or not PIPELINE:
+            self._send_pending()
             self.conn.execute("COMMIT")
             return
         with self.conn.pipeline():
