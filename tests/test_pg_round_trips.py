@@ -93,6 +93,22 @@ class TestRoundTrips:
         assert first + 1 == pg_trail.size
 
 
+class TestPlans:
+    """The id lookup is planned for each write, so it uses the index however much the log grew."""
+
+    def test_head_read_is_never_a_cached_prepared_statement(self, pg_trail: Trail) -> None:
+        """After many writes the writer holds no prepared head read or id lookup (a generic plan made
+        while the log was small scans every entry until the next ANALYZE)."""
+        for _ in range(12):
+            pg_trail.record(EVENT)
+        store = pg_trail.store
+        assert isinstance(store, PostgresStore)
+        assert store._writer is not None
+        rows = store._writer.execute("SELECT statement FROM pg_prepared_statements").fetchall()
+        assert any("INSERT INTO entries" in r[0] for r in rows)  # the view lists this writer's statements
+        assert [] == [r[0] for r in rows if "FROM entries" in r[0]]
+
+
 class TestDeferredWrites:
     """Writes sent with COMMIT still fail whole, and the writer recovers."""
 

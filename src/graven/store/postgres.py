@@ -491,16 +491,18 @@ class _PgWriteTx:
         self.conn = conn
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
 
-    def _execute(self, query: str, params: Sequence[Any] = ()) -> psycopg.Cursor[TupleRow]:
+    def _execute(
+        self, query: str, params: Sequence[Any] = (), *, prepare: bool | None = None
+    ) -> psycopg.Cursor[TupleRow]:
         """Run ``query`` after the deferred writes, all in one round trip where libpq can pipeline."""
         if not self._pending:
-            return self.conn.execute(query, params)
+            return self.conn.execute(query, params, prepare=prepare)
         if not PIPELINE:
             self._send_pending()
-            return self.conn.execute(query, params)
+            return self.conn.execute(query, params, prepare=prepare)
         with self.conn.pipeline():
             self._send_pending()
-            return self.conn.execute(query, params)  # its results are read when the pipeline ends
+            return self.conn.execute(query, params, prepare=prepare)  # results are read when the pipeline ends
 
     def _send_pending(self) -> None:
         pending, self._pending = self._pending, []
@@ -531,7 +533,9 @@ class _PgWriteTx:
         if not ids:
             return {}
         stored = {column_value(i): i for i in ids}
-        rows = self._execute("SELECT event_id, idx FROM entries WHERE event_id = ANY(%b::text[])", (list(stored),))
+        rows = self._execute(
+            "SELECT event_id, idx FROM entries WHERE event_id = ANY(%b::text[])", (list(stored),), prepare=False
+        )
         return {stored[event_id]: int(idx) for event_id, idx in rows}
 
     def head(self, ids: Sequence[str], captured: int) -> Head:
@@ -542,7 +546,9 @@ class _PgWriteTx:
         that every hash it needs came back.
         """
         stored = {column_value(i): i for i in ids}
-        rows = self._execute(_HEAD_SQL, (captured, list(stored))).fetchall()
+        # Planned afresh each time (not a server-side prepared statement): a generic plan made while
+        # the log was small scans all of entries for the ids, and stays until the next ANALYZE.
+        rows = self._execute(_HEAD_SQL, (captured, list(stored)), prepare=False).fetchall()
         size = 0
         tree: list[tuple[int, bytes]] = []
         existing: dict[str, int] = {}
