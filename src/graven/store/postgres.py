@@ -526,7 +526,8 @@ class _PgWriteTx:
         wanted = _rows_wanted(nodes)
         if not wanted:
             return {}
-        rows = self._execute("SELECT idx, hashes FROM tree WHERE idx = ANY(%s::bigint[])", (list(wanted),)).fetchall()
+        query = "SELECT idx, hashes FROM tree WHERE idx = ANY(%s::bigint[])"
+        rows = self._execute(query, (list(wanted),), prepare=False).fetchall()  # as in head(): no stale plan
         return _pick_hashes(wanted, rows)
 
     def existing_ids(self, ids: Sequence[str]) -> dict[str, int]:
