@@ -231,6 +231,56 @@ def record_run(scratch: Scratch, groups: list[list[dict[str, Any]]], number: int
     return Run(total, lib.wall, lib.cpu), Run(total, plain.wall, plain.cpu)
 
 
+SINGLE_BLOCK_RECORD = 100
+
+
+def single_runs(scratch: Scratch, events: list[dict[str, Any]], repeat: int) -> tuple[list[Run], list[Run]]:
+    """record() one event per commit beside a one-row INSERT per commit, every 100 in turn."""
+    lib_runs: list[Run] = []
+    plain_runs: list[Run] = []
+    for rep in range(repeat):
+        lib, plain = single_run(scratch, events, rep + 1)
+        lib_runs.append(lib)
+        plain_runs.append(plain)
+        say(f"  run {rep + 1}: record() {per_second(lib.rate)}, INSERT {per_second(plain.rate)}")
+    return lib_runs, plain_runs
+
+
+def single_run(scratch: Scratch, events: list[dict[str, Any]], number: int) -> tuple[Run, Run]:
+    """One run: a new log and a new plain table (autocommit: one statement, one commit, one fsync)."""
+    schema, table = f"one_{number}", sql.Identifier(f"plain_one_{number}")
+    trail = scratch.new_trail(schema)
+    conn = scratch.connect(autocommit=True)
+    lib, plain = Stopwatch(), Stopwatch()
+    record, dumps, execute = trail.record, orjson.dumps, conn.execute
+    insert = sql.SQL("INSERT INTO {} (body) VALUES (%s::jsonb)").format(table).as_string(conn)
+
+    def library(block: list[dict[str, Any]]) -> None:
+        with lib:
+            for event in block:
+                record(event)
+
+    def baseline(block: list[dict[str, Any]]) -> None:
+        with plain:
+            for event in block:
+                execute(insert, (dumps(event).decode(),))
+
+    try:
+        conn.execute(sql.SQL("CREATE TABLE {} (body jsonb NOT NULL)").format(table))
+        for k, first in enumerate(range(0, len(events), SINGLE_BLOCK_RECORD)):
+            block = events[first : first + SINGLE_BLOCK_RECORD]
+            for side in (library, baseline) if k % 2 == 0 else (baseline, library):
+                side(block)
+        stored = trail.size
+        rows = count_of(conn, table.as_string(conn))
+    finally:
+        conn.close()
+        trail.close()
+    if (stored, rows) != (len(events), len(events)):
+        raise SystemExit(f"recorded {stored:,} entries and inserted {rows:,} rows, expected {len(events):,}")
+    return Run(len(events), lib.wall, lib.cpu), Run(len(events), plain.wall, plain.cpu)
+
+
 # --------------------------------------------------------------------------- 2. trigger capture
 
 CUSTOMERS = """
@@ -789,6 +839,7 @@ def trigger_profile(conn: psycopg.Connection[Any], rows: int) -> None:
 @dataclass
 class Sizes:
     entries: int
+    single: int
     updates: int
     rows: int
     big: int
@@ -803,6 +854,7 @@ def main(argv: list[str] | None = None) -> int:
     add("--url", default="postgresql://postgres@127.0.0.1:5432/postgres",
         help="the server (any database on it; a scratch database is created beside it)")  # fmt: skip
     add("--entries", type=int, help="entries for the record_many runs (20,000)")
+    add("--single", type=int, help="record() calls per run, one commit each (2,000)")
     add("--updates", type=int, help="single-row UPDATEs per table and run, one transaction each (2,000)")
     add("--rows", type=int, help="rows of each customers table, all updated by the bulk UPDATE (10,000)")
     add("--big", type=int, help="size of the log for the history and actor queries (1,000,000)")
@@ -816,8 +868,8 @@ def main(argv: list[str] | None = None) -> int:
         help="print cProfile of record_many, integrate() and history() and EXPLAIN of the queries instead")  # fmt: skip
     add("--seed", type=int, default=7, help="seed of the generated events and questions (7)")
     args = parser.parse_args(argv)
-    quick = Sizes(2_000, 200, 1_000, 20_000, 200, 5, args.repeat)
-    full = Sizes(20_000, 2_000, 10_000, 1_000_000, 1_000, 21, args.repeat)
+    quick = Sizes(2_000, 200, 200, 1_000, 20_000, 200, 5, args.repeat)
+    full = Sizes(20_000, 2_000, 2_000, 10_000, 1_000_000, 1_000, 21, args.repeat)
     default = quick if args.quick else full
     sizes = Sizes(**{
         name: default_value if getattr(args, name) is None else getattr(args, name)
@@ -850,6 +902,8 @@ def run(server: Server, scratch: Scratch, sizes: Sizes, seed: int, *, keep: bool
 
     say(f"1. recording: {sizes.entries:,} events in batches of {BATCH:,}, record_many beside COPY, {repeat} runs")
     lib_runs, copy_runs = record_runs(scratch, events, repeat)
+    say(f"  and {sizes.single:,} events one per commit: record() beside a one-row INSERT, {repeat} runs")
+    one_runs, insert_runs = single_runs(scratch, make_events(sizes.single, seed + 4), repeat)
 
     say(f"2. trigger capture: {sizes.updates:,} single-row UPDATEs per table and 1 bulk UPDATE of "
         f"{sizes.rows:,} rows, {repeat} runs")  # fmt: skip
@@ -872,6 +926,7 @@ def run(server: Server, scratch: Scratch, sizes: Sizes, seed: int, *, keep: bool
     elapsed = time.perf_counter() - started
 
     libn, copyn = best(lib_runs), best(copy_runs)
+    lib1, plain1 = best(one_runs), best(insert_runs)
     single = {name: min(values) / captured.updates for name, values in captured.single.items()}
     bulk = {name: min(values) for name, values in captured.bulk.items()}
     integ = best(captured.integrate)
@@ -888,6 +943,8 @@ def run(server: Server, scratch: Scratch, sizes: Sizes, seed: int, *, keep: bool
         Row(f"record_many(), {BATCH:,} per commit ({sizes.entries:,})", per_second(libn.rate),
             per_second(copyn.rate), f"{libn.rate / copyn.rate:.0%}", ">= 40 % of COPY",
             verdict(libn.rate >= 0.40 * copyn.rate)),
+        Row(f"record(), 1 per commit ({sizes.single:,})", per_second(lib1.rate), per_second(plain1.rate),
+            f"{lib1.rate / plain1.rate:.0%}", "(beside INSERT)", ""),
         Row(f"tracked single-row UPDATE, 1 per commit ({u:,})", ms(single["graven"]), ms(single["untracked"]),
             f"{single['graven'] / single['untracked']:.2f}x", "<= 2x untracked",
             verdict(single["graven"] <= 2 * single["untracked"])),
@@ -914,6 +971,8 @@ def run(server: Server, scratch: Scratch, sizes: Sizes, seed: int, *, keep: bool
     print("Baselines (same server, same run)")
     print("  record_many: orjson.dumps of the same events, COPY into one jsonb column of a table without")
     print(f"               indexes, {BATCH:,} rows per commit (synchronous_commit as the server has it)")
+    print("  record():    orjson.dumps of the same kind of event, one-row INSERT into one jsonb column of a")
+    print("               table without indexes, in autocommit (one statement, one commit per event)")
     print(f"  UPDATEs:     identical tables of {r:,} customers (id bigint pk, email, password_hash,")
     print("               credit_limit numeric, updated_at timestamptz), one without triggers and one with")
     print("               the hand-written audit trigger (AFTER INSERT/UPDATE/DELETE FOR EACH ROW: to_jsonb(OLD),")
@@ -931,6 +990,9 @@ def run(server: Server, scratch: Scratch, sizes: Sizes, seed: int, *, keep: bool
     print(f"  record_many, every run, entries/s (client CPU us per entry, least of the runs): graven "
           f"{fmt_runs(lib_runs)} ({least_cpu(lib_runs):,.1f} us); COPY {fmt_runs(copy_runs)} "
           f"({least_cpu(copy_runs):,.1f} us)")  # fmt: skip
+    print(f"  record(), every run, entries/s (client CPU us per entry): graven {fmt_runs(one_runs)} "
+          f"({least_cpu(one_runs):,.1f} us); INSERT {fmt_runs(insert_runs)} "
+          f"({least_cpu(insert_runs):,.1f} us)")  # fmt: skip
     print("  single-row UPDATE, mean per UPDATE in each run:")
     for name, values in captured.single.items():
         print(f"    {name:<19} {' / '.join(ms(v / u) for v in values)}")

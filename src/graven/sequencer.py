@@ -22,7 +22,7 @@ from graven.core import merkle
 from graven.core.model import Prepared
 from graven.core.note import Checkpoint, NoteError, Signer, open_checkpoint, sign_checkpoint
 from graven.errors import IntegrityError
-from graven.store import Store, StoredCheckpoint, WriteTx
+from graven.store import Head, Store, StoredCheckpoint, WriteTx
 
 MAX_BATCH = 10_000
 
@@ -85,7 +85,7 @@ class Sequencer:
     def _write(self, batch: list[_Request]) -> None:
         try:
             with self.store.write() as tx:
-                results, signed = self._integrate(tx, [item for r in batch for item in r.items])
+                results, signed, _ = self._integrate(tx, [item for r in batch for item in r.items])
             if signed is not None and self.on_signed is not None:
                 self.on_signed(signed)
         except BaseException as exc:
@@ -105,30 +105,40 @@ class Sequencer:
         moved = 0
         while True:
             with self.store.write() as tx:
-                before = tx.size()
-                _, signed = self._integrate(tx, [])
-                grown = tx.size() - before
+                _, signed, grown = self._integrate(tx, [])
             if signed is not None and self.on_signed is not None:
                 self.on_signed(signed)
             moved += grown
             if grown < MAX_BATCH:
                 return moved
 
-    def _integrate(self, tx: WriteTx, items: Sequence[Prepared]) -> tuple[list[int], StoredCheckpoint | None]:
-        """Append ``items`` (after any captured events) in ``tx``; the indices and a new checkpoint."""
-        extra: list[Prepared] = []
-        if self.prepare_captured is not None:
-            # Captured changes happened before this batch was handed over: they go first.
-            captured = tx.take_captured(MAX_BATCH)
-            extra = self.prepare_captured(captured) if captured else []
-        indices, signed = self._integrate_items(tx, [*extra, *items] if extra else items)
-        return indices[len(extra) :], signed
+    def _integrate(self, tx: WriteTx, items: Sequence[Prepared]) -> tuple[list[int], StoredCheckpoint | None, int]:
+        """Append ``items`` (after any captured events) in ``tx``: their indices, a new checkpoint
+        and how many captured events were taken.
 
-    def _integrate_items(self, tx: WriteTx, items: Sequence[Prepared]) -> tuple[list[int], StoredCheckpoint | None]:
-        size = tx.size()
-        signed: StoredCheckpoint | None = None
+        Everything this needs from the store before writing is read by one ``tx.head`` call, after
+        the head lock, so it sees the previous writer's commit.
+        """
         ids = [item.id for item in items]
-        existing = tx.existing_ids(ids)
+        head = tx.head(ids, MAX_BATCH if self.prepare_captured is not None else 0)
+        existing = head.existing
+        if head.captured and self.prepare_captured is not None:
+            # Captured changes happened before this batch was handed over: they go first.
+            extra = self.prepare_captured(head.captured)
+            extra_ids = [item.id for item in extra]
+            existing = {**existing, **tx.existing_ids(extra_ids)}
+            items, ids = [*extra, *items], [*extra_ids, *ids]
+        else:
+            extra = []
+        indices, signed = self._integrate_items(tx, head, existing, ids, items)
+        return indices[len(extra) :], signed, len(head.captured)
+
+    def _integrate_items(
+        self, tx: WriteTx, head: Head, existing: dict[str, int], ids: list[str], items: Sequence[Prepared]
+    ) -> tuple[list[int], StoredCheckpoint | None]:
+        size = head.size
+        signed: StoredCheckpoint | None = None
+        existing = dict(existing)
         indices: list[int] = []
         new: list[Prepared] = []
         for ident, item in zip(ids, items, strict=True):
@@ -139,8 +149,8 @@ class Sequencer:
             indices.append(known)
         if new:
             nodes = merkle.frontier_nodes(size)
-            hashes = tx.tree_hashes(nodes)
-            if len(hashes) != len(nodes):
+            hashes = head.frontier
+            if any(n not in hashes for n in nodes):
                 raise IntegrityError(
                     f"the stored tree is missing hashes needed to append at size {size}; run `graven verify`"
                 )

@@ -85,6 +85,9 @@ DECLARE
                        ELSE TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME END;
     action text := TG_TABLE_NAME || '.' || lower(TG_OP);
     base jsonb := {schema}.capture_base();
+    -- From this many rows an UPDATE takes the built statement; a malformed setting counts as unset.
+    bulk_text text := current_setting('graven.capture_bulk_rows', true);
+    bulk_rows int := CASE WHEN bulk_text ~ '^[0-9]{{1,9}}$' THEN greatest(bulk_text::int, 1) ELSE 32 END;
 BEGIN
     -- The changed fields are computed inline (a LATERAL subquery), not by a function call per row.
     IF TG_OP = 'INSERT' THEN
@@ -107,6 +110,10 @@ BEGIN
                                              ELSE jsonb_build_object('field', k, 'old', a.o -> k) END ORDER BY k),
                               '[]'::jsonb) AS changes
                 FROM jsonb_object_keys(a.o) AS k WHERE NOT k = ANY(excluded)) AS c;
+    ELSIF EXISTS (SELECT 1 FROM graven_new_rows OFFSET bulk_rows - 1) THEN
+        -- A big UPDATE: one statement written for this table's columns (no subquery per row),
+        -- giving exactly the events of the general form below.
+        EXECUTE {schema}.capture_update_sql(TG_RELID, excluded, redacted, pk) USING base, action, label;
     ELSE
         -- Old and new images pair up by primary key; a row whose key changed shows as its old
         -- image (all fields old) and its new image (all fields new).
@@ -130,6 +137,43 @@ BEGIN
     END IF;
     RETURN NULL;
 END
+$fn$;
+-- The UPDATE capture of capture_statement as one statement naming the table's columns: rows pair
+-- up by primary key text, and each column that is not excluded (in name order) adds a change when
+-- its jsonb values differ, so a bulk UPDATE costs a few expressions per row instead of a subquery.
+-- Built afresh for each big statement, so added and dropped columns are always seen.
+CREATE OR REPLACE FUNCTION {schema}.capture_update_sql(rel oid, excluded text[], redacted text[], pk text[])
+RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+    WITH cols AS (
+        SELECT a.attname::text AS k, quote_ident(a.attname) AS q, quote_literal(a.attname::text) AS l,
+               'c' || row_number() OVER () AS c
+          FROM pg_attribute a
+         WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped AND NOT a.attname::text = ANY(excluded)
+    ), keys AS (
+        SELECT string_agg(format('to_jsonb(r.%s) #>> ''{{}}''', quote_ident(c)), ', ' ORDER BY ord) AS parts
+          FROM unnest(pk) WITH ORDINALITY AS u(c, ord)
+    )
+    SELECT format(
+        'INSERT INTO %1$s.captured (event) '
+        'SELECT %1$s.capture_event($1, $2, $3, coalesce(n.k, o.k), c.changes) '
+        'FROM (SELECT %2$s AS k%4$s FROM graven_old_rows r) AS o '
+        'FULL JOIN (SELECT %2$s AS k%4$s FROM graven_new_rows r) AS n ON o.k = n.k '
+        'CROSS JOIN LATERAL (SELECT to_jsonb(array_remove(ARRAY[%3$s]::jsonb[], NULL)) AS changes) AS c '
+        'WHERE c.changes <> ''[]''::jsonb',
+        quote_ident({schema_text}),
+        CASE WHEN cardinality(pk) = 1 THEN (SELECT parts FROM keys)
+             ELSE format('concat_ws('','', %s)', (SELECT parts FROM keys)) END,
+        coalesce((SELECT string_agg(
+            CASE WHEN c.k = ANY(redacted) THEN format(
+                     'CASE WHEN o.k IS NULL OR n.k IS NULL OR o.%1$s IS DISTINCT FROM n.%1$s '
+                     'THEN jsonb_build_object(''field'', %2$s, ''redacted'', true) END', c.c, c.l)
+                 ELSE format(
+                     'CASE WHEN o.k IS NULL THEN jsonb_build_object(''field'', %2$s, ''new'', n.%1$s) '
+                     'WHEN n.k IS NULL THEN jsonb_build_object(''field'', %2$s, ''old'', o.%1$s) '
+                     'WHEN o.%1$s IS DISTINCT FROM n.%1$s THEN '
+                     'jsonb_build_object(''field'', %2$s, ''old'', o.%1$s, ''new'', n.%1$s) END', c.c, c.l)
+            END, ', ' ORDER BY c.k COLLATE "default") FROM cols AS c), 'NULL'),
+        (SELECT string_agg(format(', to_jsonb(r.%s) AS %s', c.q, c.c), '') FROM cols AS c))
 $fn$;
 -- One event; ``base`` carries actor, context and, for a statement's rows, one occurred_at.
 CREATE OR REPLACE FUNCTION {schema}.capture_event(base jsonb, action text, label text, target_id text, changes jsonb)
@@ -158,7 +202,7 @@ RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 $fn$;
 REVOKE ALL ON FUNCTION {schema}.capture_note(text, text, text, jsonb) FROM PUBLIC;
 """
-    ).format(schema=_ident(schema))
+    ).format(schema=_ident(schema), schema_text=sql.Literal(schema))
 
 
 @dataclass(frozen=True, slots=True)

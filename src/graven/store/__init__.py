@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from graven.core import merkle
 from graven.core.merkle import Node
 from graven.core.model import Prepared
 from graven.errors import ConfigError
@@ -42,6 +43,16 @@ class Query:
     before: int | None = None
     limit: int = 100
     newest_first: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """What a writer reads first, under the head lock: see :meth:`WriteTx.head`."""
+
+    size: int
+    frontier: dict[Node, bytes]
+    existing: dict[str, int]
+    captured: list[Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +91,20 @@ class WriteTx(Protocol):
         capture table in this same transaction so each becomes exactly one entry. Backends
         without trigger capture return an empty list."""
         ...
+
+    def head(self, ids: Sequence[str], captured: int) -> Head:
+        """The size, the stored hashes of ``merkle.frontier_nodes(size)`` (missing ones left out),
+        ``existing_ids(ids)`` and ``take_captured(captured)`` (nothing taken when 0), read together
+        in this transaction: a backend with round trips SHOULD make it one. :func:`read_head`
+        composes it from the other methods."""
+        ...
+
+
+def read_head(tx: WriteTx, ids: Sequence[str], captured: int) -> Head:
+    """``WriteTx.head`` built from the single-purpose methods (for backends without round trips)."""
+    taken = tx.take_captured(captured) if captured > 0 else []
+    size = tx.size()
+    return Head(size, tx.tree_hashes(merkle.frontier_nodes(size)), tx.existing_ids(ids), taken)
 
 
 class Scan(Protocol):

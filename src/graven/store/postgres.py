@@ -32,7 +32,7 @@ from graven.core import merkle
 from graven.core.merkle import Node
 from graven.core.model import Prepared
 from graven.errors import ConfigError, GravenError, IntegrityError, StoreError
-from graven.store import Query, Scan, Store, StoredCheckpoint, WriteTx
+from graven.store import Head, Query, Scan, Store, StoredCheckpoint, WriteTx
 from graven.store.pg_connection import (
     DEFAULT_SCHEMA,
     LOCK_TIMEOUT_S,
@@ -57,6 +57,23 @@ from graven.store.querying import Dialect, select_entries
 SCHEMA_VERSION = 1  # the log format, as SQLiteStore records it; the DDL's version is in schema_migrations
 
 _CHECKED_TABLES = ("entries", "entry_targets", "tree", "checkpoints")
+PIPELINE = psycopg.Pipeline.is_supported()  # libpq 14+; older ones send the deferred writes one by one
+
+# What a writer reads under the head lock, as (kind, number, hashes, text) rows: n = the size;
+# t = a tree row holding a frontier hash; e = an id already stored and its index; c = a captured
+# event taken from the outbox (deleted in this transaction) and its sequence number.
+_HEAD_SQL = """
+WITH s AS (SELECT coalesce(max(idx) + 1, 0) AS n FROM tree),
+taken AS (DELETE FROM captured WHERE seq IN (SELECT seq FROM captured ORDER BY seq LIMIT %s) RETURNING seq, event)
+SELECT 'n', s.n, NULL::bytea, NULL::text FROM s
+UNION ALL
+SELECT 't', t.idx, t.hashes, NULL FROM tree t
+ WHERE t.idx IN (SELECT ((s.n >> k) << k) - 1 FROM s, generate_series(0, 62) AS k WHERE (s.n >> k) & 1 = 1)
+UNION ALL
+SELECT 'e', e.idx, NULL, e.event_id FROM entries e WHERE e.event_id = ANY(%b::text[])
+UNION ALL
+SELECT 'c', taken.seq, NULL, taken.event::text FROM taken
+"""
 
 # --- the store ------------------------------------------------------------------------------------
 
@@ -194,20 +211,27 @@ class PostgresStore:
 
     @contextmanager
     def write(self) -> Iterator[_PgWriteTx]:
-        """Lock the log head, yield a transaction, commit durably (or roll back)."""
+        """Lock the log head, yield a transaction, commit durably (or roll back).
+
+        Round trips per write: BEGIN with the lock, ``tx.head`` (everything read before writing),
+        then the INSERT and COMMIT pipelined together. The commit MUST have returned before this
+        context exits normally (``synchronous_commit = on``).
+        """
         with self._write_lock:
             conn = self._begin_write()
+            tx = _PgWriteTx(conn)
             try:
-                yield _PgWriteTx(conn)
+                yield tx
             except BaseException as exc:
                 _rollback(conn)
                 if isinstance(exc, psycopg.Error):
                     raise self.translate(exc) from exc
                 raise
             try:
-                conn.execute("COMMIT")
+                tx.commit()
             except psycopg.OperationalError as exc:
                 if not conn.broken:
+                    _rollback(conn)
                     raise self.translate(exc) from exc
                 # The server may have committed before the connection went: nobody can say here.
                 raise StoreError(
@@ -216,6 +240,7 @@ class PostgresStore:
                     "an event id already in the log keeps its index"
                 ) from exc
             except psycopg.Error as exc:
+                _rollback(conn)  # a deferred statement failed: COMMIT was never run
                 raise self.translate(exc) from exc
 
     def _begin_write(self) -> Conn:
@@ -458,27 +483,89 @@ def _grant(conn: Conn, schema: str, role: str, kind: str) -> None:
 
 
 class _PgWriteTx:
+    """Reads run at once; writes are deferred and sent in one pipeline with the next statement or
+    with COMMIT, so a batch's INSERT and its COMMIT cost one round trip. A failed deferred write
+    therefore surfaces at that next statement or at commit, and the transaction is rolled back."""
+
     def __init__(self, conn: Conn) -> None:
         self.conn = conn
+        self._pending: list[tuple[str, tuple[Any, ...]]] = []
+
+    def _execute(
+        self, query: str, params: Sequence[Any] = (), *, prepare: bool | None = None
+    ) -> psycopg.Cursor[TupleRow]:
+        """Run ``query`` after the deferred writes, all in one round trip where libpq can pipeline."""
+        if not self._pending:
+            return self.conn.execute(query, params, prepare=prepare)
+        if not PIPELINE:
+            self._send_pending()
+            return self.conn.execute(query, params, prepare=prepare)
+        with self.conn.pipeline():
+            self._send_pending()
+            return self.conn.execute(query, params, prepare=prepare)  # results are read when the pipeline ends
+
+    def _send_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        for query, params in pending:
+            self.conn.execute(query, params)
+
+    def commit(self) -> None:
+        """Send the deferred writes and COMMIT together; returns once the commit is durable."""
+        if not self._pending or not PIPELINE:
+            self._send_pending()
+            self.conn.execute("COMMIT")
+            return
+        with self.conn.pipeline():
+            self._send_pending()
+            self.conn.execute("COMMIT")
 
     def size(self) -> int:
-        return _size_of(self.conn.execute("SELECT max(idx) FROM tree").fetchall())
+        return _size_of(self._execute("SELECT max(idx) FROM tree").fetchall())
 
     def tree_hashes(self, nodes: Iterable[Node]) -> dict[Node, bytes]:
         wanted = _rows_wanted(nodes)
         if not wanted:
             return {}
-        rows = self.conn.execute(
-            "SELECT idx, hashes FROM tree WHERE idx = ANY(%s::bigint[])", (list(wanted),)
-        ).fetchall()
+        query = "SELECT idx, hashes FROM tree WHERE idx = ANY(%s::bigint[])"
+        rows = self._execute(query, (list(wanted),), prepare=False).fetchall()  # as in head(): no stale plan
         return _pick_hashes(wanted, rows)
 
     def existing_ids(self, ids: Sequence[str]) -> dict[str, int]:
         if not ids:
             return {}
         stored = {column_value(i): i for i in ids}
-        rows = self.conn.execute("SELECT event_id, idx FROM entries WHERE event_id = ANY(%b::text[])", (list(stored),))
+        rows = self._execute(
+            "SELECT event_id, idx FROM entries WHERE event_id = ANY(%b::text[])", (list(stored),), prepare=False
+        )
         return {stored[event_id]: int(idx) for event_id, idx in rows}
+
+    def head(self, ids: Sequence[str], captured: int) -> Head:
+        """Size, frontier hashes, existing ids and the outbox claim in one statement (one round trip).
+
+        The frontier of a tree of n leaves has one perfect subtree per set bit k of n, stored in the
+        row of its last leaf, ``((n >> k) << k) - 1`` (see ``merkle.node_row``); the sequencer checks
+        that every hash it needs came back.
+        """
+        stored = {column_value(i): i for i in ids}
+        # Planned afresh each time (not a server-side prepared statement): a generic plan made while
+        # the log was small scans all of entries for the ids, and stays until the next ANALYZE.
+        rows = self._execute(_HEAD_SQL, (captured, list(stored)), prepare=False).fetchall()
+        size = 0
+        tree: list[tuple[int, bytes]] = []
+        existing: dict[str, int] = {}
+        taken: list[tuple[int, str]] = []
+        for kind, number, blob, text in rows:
+            if kind == "n":
+                size = int(number)
+            elif kind == "t":
+                tree.append((int(number), blob))
+            elif kind == "e":
+                existing[stored[text]] = int(number)
+            else:
+                taken.append((int(number), text))
+        frontier = _pick_hashes(_rows_wanted(merkle.frontier_nodes(size)), tree)
+        taken.sort()
+        return Head(size, frontier, existing, [orjson.loads(event) for _, event in taken])
 
     def insert(self, first: int, entries: Sequence[Prepared], rows: Sequence[bytes]) -> None:
         idx: list[int] = []
@@ -509,9 +596,9 @@ class _PgWriteTx:
                 t_type.append(column_value(target["type"]))
                 t_id.append(column_value(target["id"]))
                 t_idx.append(n)
-        # One statement, one round trip, for the whole batch; arrays go in binary (%b): the text
-        # form would escape every quote of every body.
-        self.conn.execute(
+        # One statement for the whole batch, sent with the COMMIT; arrays go in binary (%b): the
+        # text form would escape every quote of every body.
+        self._pending.append((
             """
             WITH e AS (
                 INSERT INTO entries (idx, body, event_id, occurred_at, actor_id, action, outcome, source, tenant)
@@ -528,21 +615,23 @@ class _PgWriteTx:
                 t_type, t_id, t_idx,
                 [first + offset for offset in range(len(rows))], list(rows),
             ),
-        )  # fmt: skip
+        ))  # fmt: skip
 
     def latest_checkpoint(self) -> StoredCheckpoint | None:
-        row = self.conn.execute("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+        row = self._execute("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
         return None if row is None else StoredCheckpoint(int(row[0]), str(row[1]))
 
     def insert_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
-        self.conn.execute("INSERT INTO checkpoints (size, note) VALUES (%s, %s)", (checkpoint.size, checkpoint.note))
+        self._pending.append(
+            ("INSERT INTO checkpoints (size, note) VALUES (%s, %s)", (checkpoint.size, checkpoint.note))
+        )
 
     def take_captured(self, limit: int) -> list[Any]:
         """Up to ``limit`` captured events, oldest first, deleted from the outbox in this transaction.
 
         Only Graven writers delete from the outbox and they hold the head lock, so no two claim a row.
         """
-        rows = self.conn.execute(
+        rows = self._execute(
             "WITH taken AS (DELETE FROM captured WHERE seq IN (SELECT seq FROM captured ORDER BY seq LIMIT %s) "
             "RETURNING seq, event) SELECT event::text FROM taken ORDER BY seq",
             (limit,),

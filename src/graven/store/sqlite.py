@@ -20,7 +20,7 @@ from graven.core import merkle
 from graven.core.merkle import Node
 from graven.core.model import Prepared
 from graven.errors import ConfigError, ImmutableError, IntegrityError, StoreError
-from graven.store import Query, StoredCheckpoint
+from graven.store import Head, Query, StoredCheckpoint, read_head
 from graven.store.querying import Dialect, select_entries
 
 SCHEMA_VERSION = 1
@@ -377,6 +377,9 @@ class _SQLiteWriteTx:
 
     def take_captured(self, limit: int) -> list[Any]:
         return []  # SQLite has no trigger capture
+
+    def head(self, ids: Sequence[str], captured: int) -> Head:
+        return read_head(self, ids, captured)  # in-process reads: nothing to batch
 
 
 def _size(conn: sqlite3.Connection) -> int:

@@ -1,0 +1,226 @@
+"""Round trips per PostgreSQL write, and the batched head read (``WriteTx.head``) on both backends.
+
+Round trips are counted from libpq's own protocol trace of the writer connection: every simple
+Query and every Sync is one exchange with the server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from psycopg import pq
+
+from graven.core import merkle
+from graven.core.model import Prepared, prepare
+from graven.core.note import Signer
+from graven.errors import StoreError
+from graven.opening import open_trail
+from graven.sequencer import Sequencer
+from graven.store import Store, StoredCheckpoint, read_head
+from graven.store.postgres import PostgresStore
+from graven.store.sqlite import SQLiteStore
+from graven.testing.store_contract import T0, make_event
+from graven.trail import Trail
+from tests.pgserver import Server
+
+ORIGIN = "test.example/log"
+EVENT = {"action": "user.login", "actor": {"type": "user", "id": "u-1"}, "outcome": "success"}
+
+
+def prepared(n: int) -> Prepared:
+    return prepare(make_event(n), now=T0, new_id=lambda: f"gen-{n}")
+
+
+@contextmanager
+def count_round_trips(store: PostgresStore, tmp_path: Path) -> Iterator[list[int]]:
+    """Trace the writer connection; the list holds the count once the block ends."""
+    conn = store._writer
+    assert conn is not None
+    path = tmp_path / "libpq.trace"
+    counted: list[int] = []
+    with path.open("w") as out:
+        conn.pgconn.trace(out.fileno())
+        conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+        try:
+            yield counted
+        finally:
+            conn.pgconn.untrace()
+    sent = [line.split("\t") for line in path.read_text().splitlines()]
+    counted.append(sum(1 for p in sent if len(p) > 2 and p[0] == "F" and p[2].split(" ")[0] in ("Query", "Sync")))
+
+
+@pytest.fixture
+def pg_trail(pg: Server, tmp_path: Path) -> Iterator[Trail]:
+    trail = open_trail(pg.schema_url(), signing_key=tmp_path / "signing.key", checkpoint_interval=3600)
+    trail.record(EVENT)  # connects the writer and signs the first checkpoint
+    yield trail
+    trail.close()
+
+
+class TestRoundTrips:
+    """A write on PostgreSQL costs three round trips: BEGIN + lock, the head read, INSERT + COMMIT."""
+
+    def test_record_costs_three_round_trips(self, pg_trail: Trail, tmp_path: Path) -> None:
+        """One record() (no checkpoint due) is three exchanges with the server."""
+        store = pg_trail.store
+        assert isinstance(store, PostgresStore)
+        with count_round_trips(store, tmp_path) as counted:
+            assert 1 == pg_trail.record(EVENT)
+        assert [3] == counted
+
+    def test_record_many_costs_three_round_trips(self, pg_trail: Trail, tmp_path: Path) -> None:
+        """A batch of 500 is three exchanges too, and every entry lands at the next index."""
+        store = pg_trail.store
+        assert isinstance(store, PostgresStore)
+        with count_round_trips(store, tmp_path) as counted:
+            assert list(range(1, 501)) == pg_trail.record_many([dict(EVENT) for _ in range(500)])
+        assert [3] == counted
+        assert pg_trail.verify().ok
+
+    def test_repeated_id_reads_and_writes_nothing_more(self, pg_trail: Trail, tmp_path: Path) -> None:
+        """A repeat of a stored id is answered from the head read: BEGIN, head, COMMIT."""
+        event = {**EVENT, "id": "fixed-id-1"}
+        first = pg_trail.record(event)
+        store = pg_trail.store
+        assert isinstance(store, PostgresStore)
+        with count_round_trips(store, tmp_path) as counted:
+            assert first == pg_trail.record(event)
+        assert [3] == counted
+        assert first + 1 == pg_trail.size
+
+
+class TestPlans:
+    """The id lookup is planned for each write, so it uses the index however much the log grew."""
+
+    def test_head_read_is_never_a_cached_prepared_statement(self, pg_trail: Trail) -> None:
+        """After many writes the writer holds no prepared head read or id lookup (a generic plan made
+        while the log was small scans every entry until the next ANALYZE)."""
+        for _ in range(12):
+            pg_trail.record(EVENT)
+        store = pg_trail.store
+        assert isinstance(store, PostgresStore)
+        assert store._writer is not None
+        rows = store._writer.execute("SELECT statement FROM pg_prepared_statements").fetchall()
+        assert any("INSERT INTO entries" in r[0] for r in rows)  # the view lists this writer's statements
+        assert [] == [r[0] for r in rows if "FROM entries" in r[0]]
+
+
+class TestDeferredWrites:
+    """Writes sent with COMMIT still fail whole, and the writer recovers."""
+
+    def test_without_pipeline_support(self, pg_trail: Trail, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """With a libpq too old to pipeline, the INSERT and COMMIT go one by one (four round trips)."""
+        monkeypatch.setattr("graven.store.postgres.PIPELINE", False)
+        store = pg_trail.store
+        assert isinstance(store, PostgresStore)
+        with count_round_trips(store, tmp_path) as counted:
+            assert [1, 2] == pg_trail.record_many([dict(EVENT), dict(EVENT)])
+        assert [4] == counted
+        assert pg_trail.verify().ok
+
+    def test_failed_deferred_write_rolls_back_everything(self, pg: Server) -> None:
+        """A duplicate checkpoint found at commit leaves neither it nor the entries of its batch."""
+        store = PostgresStore(pg.schema_url(), create=True)
+        store.initialize({"origin": ORIGIN})
+        try:
+            signer = Signer.generate(ORIGIN)
+            Sequencer(store, ORIGIN, signer, checkpoint_interval=0).append([prepared(0)])
+            note = store.checkpoints()[0].note
+            item = prepared(1)
+            with store.write() as tx:
+                head = tx.head([], 0)
+                hashes = [head.frontier[n] for n in merkle.frontier_nodes(head.size)]
+                appended = merkle.append(head.size, hashes, [item.leaf_hash])
+
+            def forge() -> None:
+                with store.write() as tx:
+                    tx.insert(1, [item], appended.rows)
+                    tx.insert_checkpoint(StoredCheckpoint(1, note))
+
+            with pytest.raises(StoreError, match="checkpoint of that size is already stored"):
+                forge()
+            assert 1 == store.size()
+            assert None is store.entry(1)
+            assert [1, 2] == Sequencer(store, ORIGIN, signer, checkpoint_interval=0).append([item, prepared(2)])
+        finally:
+            store.close()
+
+    def test_read_after_deferred_write_sees_it(self, pg: Server) -> None:
+        """A read in the same transaction is sent after the deferred INSERT, in one pipeline."""
+        store = PostgresStore(pg.schema_url(), create=True)
+        store.initialize({"origin": ORIGIN})
+        try:
+            items = [prepared(n) for n in range(3)]
+            appended = merkle.append(0, [], [item.leaf_hash for item in items])
+            with store.write() as tx:
+                tx.insert(0, items, appended.rows)
+                assert 3 == tx.size()
+                assert {items[1].id: 1} == tx.existing_ids([items[1].id, "nope"])
+            assert 3 == store.size()
+        finally:
+            store.close()
+
+
+def _head_matches_single_reads(store: Store, signer: Signer, sizes: tuple[int, ...]) -> None:
+    sequencer = Sequencer(store, ORIGIN, signer, checkpoint_interval=3600)
+    for size in sizes:
+        sequencer.append([prepared(n) for n in range(store.size(), size)])
+        first, last = prepared(0).id, prepared(size - 1).id
+        ids = [first, last, "absent", first]
+        with store.write() as tx:
+            head = tx.head(ids, 0)
+            composed = read_head(tx, ids, 0)
+        assert size == head.size
+        assert composed == head
+        assert set(merkle.frontier_nodes(size)) == set(head.frontier)
+        assert {first: 0, last: size - 1} == head.existing
+
+
+class TestHead:
+    """``head`` answers exactly what the single-purpose reads answer, on both backends."""
+
+    SIZES = (1, 2, 3, 4, 5, 7, 8, 13, 16, 31, 33, 64, 100)
+
+    def test_postgres(self, pg: Server) -> None:
+        """PostgreSQL computes the frontier rows in SQL: they match merkle.frontier_nodes."""
+        store = PostgresStore(pg.schema_url(), create=True)
+        store.initialize({"origin": ORIGIN})
+        try:
+            _head_matches_single_reads(store, Signer.generate(ORIGIN), self.SIZES)
+        finally:
+            store.close()
+
+    def test_sqlite(self, tmp_path: Path) -> None:
+        """SQLite composes it from its single-purpose reads."""
+        store = SQLiteStore(tmp_path / "log.db", create=True)
+        store.initialize({"origin": ORIGIN})
+        try:
+            _head_matches_single_reads(store, Signer.generate(ORIGIN), self.SIZES)
+        finally:
+            store.close()
+
+    def test_postgres_claims_captured_oldest_first(self, pg: Server) -> None:
+        """The head read takes at most ``captured`` outbox events, oldest first, and deletes them."""
+        store = PostgresStore(pg.schema_url(), create=True)
+        store.initialize({"origin": ORIGIN})
+        try:
+            with store.write() as tx:
+                for action in ("a.one", "a.two", "a.three"):
+                    tx.conn.execute("INSERT INTO captured (event) VALUES (jsonb_build_object('action', %s::text))",
+                                    (action,))  # fmt: skip
+            with store.write() as tx:
+                assert [] == tx.head([], 0).captured
+            taken: list[Any] = []
+            with store.write() as tx:
+                taken += tx.head([], 2).captured
+            with store.write() as tx:
+                taken += tx.head([], 2).captured
+            assert ["a.one", "a.two", "a.three"] == [e["action"] for e in taken]
+            with store.write() as tx:
+                assert [] == tx.head([], 2).captured
+        finally:
+            store.close()
