@@ -158,6 +158,7 @@ def test_cli_forget_end_to_end(tmp_path: Path) -> None:
 
     forgot = cli(tmp_path, "forget", "customer:c-1042", "--reason", "erasure request 7")
     assert 0 == forgot.returncode, forgot.stderr
+    assert "forgot customer:c-1042 (1 key destroyed)" in forgot.stdout
     assert "recorded as entry 1" in forgot.stdout
     shown = orjson.loads(cli(tmp_path, "show", "0", "--json").stdout)
     assert {"field": "email", "old": ERASED, "new": ERASED, "erased": True} == shown["changes"][0]
@@ -173,3 +174,5 @@ def test_cli_forget_end_to_end(tmp_path: Path) -> None:
     assert 1 == len(bad.stderr.strip().splitlines())
     assert "subject" in bad.stderr
     assert "type:id" in bad.stderr
+    again = cli(tmp_path, "forget", "customer:c-1042")
+    assert "(it had no key)" in again.stdout

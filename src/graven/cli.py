@@ -343,7 +343,9 @@ def forget_command(options: _Options, subject: str, reason: str | None, actor: s
     keys = options.subject_keys or subject_keys_path(Path(options.signing_key or DEFAULT_KEY))
     with options.open(subject_keys=keys) as trail, scope(actor=actor_of(who), source="cli"):
         index = trail.forget(subject, reason=reason)
-    out.print(f"forgot {subject}: its keys are destroyed; recorded as entry {index}")
+        destroyed = trail.get(index).get("metadata", {}).get("keys_destroyed", 0)
+    held = f"{destroyed} key{'s' if destroyed != 1 else ''} destroyed" if destroyed else "it had no key"
+    out.print(f"forgot {subject} ({held}); its sealed values now read as [erased]; recorded as entry {index}")
 
 
 # --- proving and verifying --------------------------------------------------------------------
