@@ -43,7 +43,7 @@ class AuditMiddleware:
         self.app = app
         self.trail = trail
         self.actor = actor
-        self.proxies = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
+        self.addresses = ClientAddresses(trusted_proxies)
         self.header = request_id_header.lower().encode()
         self.source = source
 
@@ -63,7 +63,7 @@ class AuditMiddleware:
 
         actor = await self._actor(scope)
         where = {
-            "ip": self.client_ip(scope, headers),
+            "ip": self.addresses.client_ip(scope, headers),
             "user_agent": _clean(headers.get(b"user-agent"), 1024),
             "request_id": request_id,
             "source": self.source,
@@ -86,6 +86,13 @@ class AuditMiddleware:
             return None
         found = self.actor(scope)
         return await found if inspect.isawaitable(found) else found
+
+
+class ClientAddresses:
+    """Who is at the other end: the peer, or past the trusted proxies, the address they forwarded for."""
+
+    def __init__(self, trusted_proxies: Iterable[str] = ()) -> None:
+        self.proxies = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
 
     def client_ip(self, scope: Scope, headers: dict[bytes, bytes]) -> str | None:
         """The peer's address, or the first untrusted address in X-Forwarded-For behind a trusted proxy."""

@@ -19,7 +19,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException
 
 from graven import __version__
-from graven.capture.asgi import AuditMiddleware
+from graven.capture.asgi import ClientAddresses
 from graven.errors import ConfigError, GravenError, IntegrityError, NotFoundError, StoreError, ValidationError
 from graven.server import admin_api, api, schemas, signin
 from graven.server.accounts import AccountConflict, open_accounts
@@ -78,7 +78,7 @@ def create_app(trail: Trail, config: ServerConfig, *, owns_trail: bool = False) 
         trail=trail, config=config, accounts=accounts,
         limiter=FailureLimiter(config.auth_failure_limit, config.auth_failure_window), watcher=watcher,
         jobs=Jobs(trail, accounts.store),
-        addresses=AuditMiddleware(_no_app, trail, trusted_proxies=config.trusted_proxies),
+        addresses=ClientAddresses(config.trusted_proxies),
     )  # fmt: skip
     for router in (api.router, admin_api.router, signin.router):
         app.include_router(router, responses=COMMON_ERRORS)
@@ -87,10 +87,6 @@ def create_app(trail: Trail, config: ServerConfig, *, owns_trail: bool = False) 
     app.add_middleware(BodyLimit, limit=config.max_body)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
-
-
-async def _no_app(scope: Any, receive: Any, send: Any) -> None:
-    raise RuntimeError("only AuditMiddleware.client_ip is used")
 
 
 def _handle_errors(app: FastAPI) -> None:

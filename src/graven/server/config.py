@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from graven.capture.asgi import AuditMiddleware
+    from graven.capture.asgi import ClientAddresses
     from graven.server.accounts.service import Accounts
     from graven.server.jobs import Jobs
     from graven.server.limits import FailureLimiter
@@ -51,4 +51,4 @@ class ServerState:
     limiter: FailureLimiter
     watcher: LogWatcher
     jobs: Jobs
-    addresses: AuditMiddleware  # only its client_ip(): X-Forwarded-For behind trusted proxies
+    addresses: ClientAddresses  # the client's IP: X-Forwarded-For believed only from trusted proxies
