@@ -89,6 +89,24 @@ def create_app(trail: Trail, config: ServerConfig, *, owns_trail: bool = False) 
     return app
 
 
+# The project's errors that answer with their message alone (the most specific class wins).
+PLAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
+    NotFoundError: (404, "not_found"),
+    AccountConflict: (409, "conflict"),
+    IntegrityError: (409, "log_damaged"),
+    ConfigError: (503, "misconfigured"),
+    StoreError: (503, "store_unavailable"),
+    GravenError: (503, "error"),
+}
+
+
+def _plain_handler(status: int, error: str) -> Any:
+    async def handle(request: Request, exc: Exception) -> Response:
+        return _error(status, error, str(exc))
+
+    return handle
+
+
 def _handle_errors(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> Response:
@@ -109,29 +127,8 @@ def _handle_errors(app: FastAPI) -> None:
         return _error(422, "invalid", f"{field}: {rule}" + (f"; got {shown}" if shown else ""), field=field,
                       rule=rule, given=shown)  # fmt: skip
 
-    @app.exception_handler(NotFoundError)
-    async def not_found(request: Request, exc: NotFoundError) -> Response:
-        return _error(404, "not_found", str(exc))
-
-    @app.exception_handler(AccountConflict)
-    async def conflict(request: Request, exc: AccountConflict) -> Response:
-        return _error(409, "conflict", str(exc))
-
-    @app.exception_handler(IntegrityError)
-    async def damaged(request: Request, exc: IntegrityError) -> Response:
-        return _error(409, "log_damaged", str(exc))
-
-    @app.exception_handler(ConfigError)
-    async def misconfigured(request: Request, exc: ConfigError) -> Response:
-        return _error(503, "misconfigured", str(exc))
-
-    @app.exception_handler(StoreError)
-    async def unavailable(request: Request, exc: StoreError) -> Response:
-        return _error(503, "store_unavailable", str(exc))
-
-    @app.exception_handler(GravenError)
-    async def other(request: Request, exc: GravenError) -> Response:
-        return _error(503, "error", str(exc))
+    for kind, (status, error) in PLAIN_ERRORS.items():
+        app.add_exception_handler(kind, _plain_handler(status, error))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
