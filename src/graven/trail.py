@@ -267,12 +267,16 @@ class Trail:
 
     def get(self, index: int) -> Entry:
         """The entry at ``index``."""
+        return self._entry(index, self._stored(index))
+
+    def _stored(self, index: int) -> bytes:
+        """The stored bytes (the leaf) of entry ``index``; the index is checked."""
         if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index <= MAX_INDEX:
             raise ValidationError("index", f"must be an integer from 0 to {MAX_INDEX}", index)
         body = self.store.entry(index)
         if body is None:
             raise NotFoundError(f"no entry {index}: the log has {self.size} entries (0..{self.size - 1})")
-        return self._entry(index, body)
+        return body
 
     def _entry(self, index: int, body: bytes) -> Entry:
         """The entry as stored, with sealed personal values opened (or read as erased)."""
@@ -363,10 +367,7 @@ class Trail:
 
     def prove(self, index: int) -> dict[str, Any]:
         """An offline bundle: the entry as stored (sealed values stay sealed), its proof and a checkpoint."""
-        self.get(index)  # the index is checked and present
-        body = self.store.entry(index)
-        assert body is not None
-        entry = _entry(index, body)
+        entry = _entry(index, self._stored(index))
         latest = self.store.latest_checkpoint()
         if latest is None or latest.size <= index:
             self.checkpoint()
