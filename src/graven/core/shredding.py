@@ -165,6 +165,12 @@ def seal_event(event: dict[str, Any], policy: PersonalData, key_for: Callable[[s
     """
     subject = _subject_of(event, policy)
     out = dict(event)
+    looked_up: dict[str, SubjectKey] = {}
+
+    def key_of(name: str) -> SubjectKey:  # one key-store lookup per subject and event
+        if name not in looked_up:
+            looked_up[name] = key_for(name)
+        return looked_up[name]
 
     def sealed(value: Any, where: str) -> str:
         if subject is None:
@@ -175,7 +181,7 @@ def seal_event(event: dict[str, Any], policy: PersonalData, key_for: Callable[[s
                 + ")",
                 "<withheld>",
             )
-        return seal(value, subject, key_for(subject))
+        return seal(value, subject, key_of(subject))
 
     def walk(value: Any, where: str) -> Any:
         if isinstance(value, Mapping):
@@ -209,11 +215,11 @@ def seal_event(event: dict[str, Any], policy: PersonalData, key_for: Callable[[s
     actor = event.get("actor")
     if isinstance(actor, Mapping) and actor.get("type") in policy.subjects and actor.get("name") is not None:
         own = f"{actor['type']}:{actor.get('id')}"
-        out["actor"] = {**actor, "name": seal(actor["name"], own, key_for(own))}
+        out["actor"] = {**actor, "name": seal(actor["name"], own, key_of(own))}
     targets = event.get("targets", ())
     if any(t.get("name") is not None and t["type"] in policy.subjects for t in targets):
         out["targets"] = [
-            {**t, "name": seal(t["name"], f"{t['type']}:{t['id']}", key_for(f"{t['type']}:{t['id']}"))}
+            {**t, "name": seal(t["name"], f"{t['type']}:{t['id']}", key_of(f"{t['type']}:{t['id']}"))}
             if t.get("name") is not None and t["type"] in policy.subjects
             else t
             for t in targets
