@@ -11,7 +11,8 @@ build and encode the response) run bare, with ``trail.record()`` after it, insid
 ``synchronous=FULL``: the floor of any audit write that is durable before the request returns).
 Each of them inside ``trail.context(actor, ip, request id)`` as the middleware would set it,
 except the bare and plain ones. Per-call latency, p50 and p99 in microseconds; "added" is the
-difference from the bare request's percentile.
+percentile of the per-call differences from the bare request (call n of each variant ran in the
+same turn), not the difference of two percentiles.
 
 Part 2, ORM writes: the same model and the same writes through three sessionmakers, each on its
 own SQLite file (WAL, ``synchronous=FULL``): untracked, tracked by ``graven.capture.sqlalchemy.track``
@@ -471,13 +472,17 @@ def main() -> int:
     print(f"Graven capture benchmark: Python {platform.python_version()}, SQLAlchemy {sa.__version__}, "
           f"{platform.machine()}, {'quick' if args.quick else 'full'} run")  # fmt: skip
     print()
-    print(f"1. The request path, {calls:,} calls each (p50 / p99 per call; added = minus the bare request's)")
+    print(f"1. The request path, {calls:,} calls each (added: p50 / p99 of each call minus its bare twin)")
     print()
     rows = []
+    # Call n of every variant ran in the same block turn, so each call has its own bare twin: the
+    # percentile is taken of the per-call differences (not the difference of two percentiles).
+    floor_diffs = [f - b for f, b in zip(floor, bare, strict=True)]
     for name in ("+ trail.record()", "in trail.action()"):
+        diffs = [t - b for t, b in zip(times[name], bare, strict=True)]
         for p in (50, 99):
-            added = pct(times[name], p) - pct(bare, p)
-            floor_added = pct(floor, p) - pct(bare, p)
+            added = pct(diffs, p)
+            floor_added = pct(floor_diffs, p)
             limit = 2 if p == 50 else 3
             ratio = added / floor_added
             rows.append(Row(f"{name} added, p{p}", us(added), us(floor_added), f"{ratio:.2f}x",

@@ -265,7 +265,7 @@ def main() -> int:
     total = args.clients * args.events
     print(f"graven HTTP benchmark: {args.clients} clients x {args.events:,} events in batches of {args.batch} "
           f"({total:,} events); {platform.python_implementation()} {platform.python_version()}, "
-          f"{os.cpu_count()} CPUs; log: {'PostgreSQL' if args.db else 'SQLite'}; "
+          f"{len(os.sched_getaffinity(0))} cores; log: {'PostgreSQL' if args.db else 'SQLite'}; "
           f"graven serve --workers {args.workers}")  # fmt: skip
     try:
         http_db = _target(workdir, args.db, "http")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.pgserver import PG_URL, Server
+
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench_log.py"
 
 
@@ -47,3 +49,21 @@ def test_quick_http_benchmark_runs(tmp_path: Path) -> None:
     assert 0 == out.returncode, out.stderr[-2000:]
     assert "every event present exactly once at its returned index, log verifies: yes" in out.stdout
     assert "entries/s, 100 per request, 2 clients" in out.stdout
+
+
+@pytest.mark.slow
+def test_quick_pg_benchmark_runs(pg: Server) -> None:
+    """`bench_pg.py --quick` completes on the real server and prints every goal with its verdict."""
+    out = subprocess.run(
+        [sys.executable, BENCH.with_name("bench_pg.py"), "--quick", "--url", PG_URL],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert 0 == out.returncode, out.stderr[-2000:]
+    for label in (
+        "record_many(), 1,000 per commit", "record(), 1 per commit", "verify() (2,000 entries)",
+        "with integrate() of its events", "history((\"customer\", id)) at 20,000, warm, p50",
+    ):  # fmt: skip
+        assert label in out.stdout
+    goal_rows = [line for line in out.stdout.splitlines() if ">= " in line or "<= " in line or "< 5 ms" in line]
+    assert goal_rows
+    assert all(line.rstrip().endswith(("PASS", "MISS")) for line in goal_rows), goal_rows
