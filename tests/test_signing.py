@@ -437,3 +437,22 @@ def test_missing_default_key_refuses_writes_but_not_reads_or_verify(
             trail.record(make_event(0))
         assert 2 == trail.size
         assert "u-1" == trail.get(0).data["actor"]["id"]
+
+
+def test_cli_record_prints_the_index_when_the_checkpoint_cannot_be_kept(tmp_path: Path) -> None:
+    """The CLI does not fail a committed write: it prints the index (exit 0) and says why the
+    checkpoint could not be kept; verify then warns that the kept checkpoint is behind."""
+    assert 0 == run(tmp_path, "init").returncode
+    lock = tmp_path / ".graven" / "signing.key.checkpoint.lock"
+    lock.unlink()
+    lock.mkdir()  # the kept checkpoint's lock cannot be opened: keeping fails (root included)
+    done = run(tmp_path, "record", "--action", "a.b", "--actor", "u-1")
+    assert (0, "0") == (done.returncode, done.stdout.strip()), done.stderr
+    assert "checkpoint signing degraded: cannot keep the newest checkpoint" in done.stderr
+    assert "Is a directory" in done.stderr
+    behind = run(tmp_path, "verify")
+    assert 0 == behind.returncode
+    assert "warning: the checkpoint kept in" in behind.stderr
+    lock.rmdir()
+    assert 0 == run(tmp_path, "record", "--action", "a.b", "--actor", "u-2").returncode
+    assert (0, "") == (run(tmp_path, "verify").returncode, run(tmp_path, "verify").stderr)

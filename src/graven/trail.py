@@ -305,9 +305,11 @@ class Trail:
                 f"{latest.size}) is only in the database, which cannot vouch for itself"
             )
         if size < latest.size:
+            first = max(size, 0)
+            which = f"entry {first} is" if first == latest.size - 1 else f"entries {first}..{latest.size - 1} are"
             return (
                 f"the checkpoint kept in {self.witness.path} (size {size}) is behind the newest signed one "
-                f"(size {latest.size}): entries {size}..{latest.size - 1} are vouched for by the database alone"
+                f"(size {latest.size}): {which} vouched for by the database alone"
             )
         return None
 
