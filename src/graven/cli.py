@@ -376,7 +376,8 @@ def verify_command(
 
     Witnessed checkpoints are those kept beside the signing key (cosigned ones included) and,
     with --witness, the newest one each witness cosigned. Exits 0 when the log is intact, 1 when
-    damage is found, 2 on bad input.
+    damage is found, 2 on bad input. A kept checkpoint that is missing or behind the newest signed
+    one is reported as a warning (the exit code stays 0 when the log verifies).
     """
     if bundle is not None:
         if key is None:
@@ -404,8 +405,11 @@ def verify_command(
             with Progress(*columns, console=err, transient=True) as bar:
                 task = bar.add_task("verify", total=trail.size)
                 report = trail.verify(key=key, witnessed=seen, progress=lambda done: bar.update(task, completed=done))
+        warning = trail.kept_warning()
+    if not as_json and warning:
+        err.print(f"warning: {warning}", markup=False)
     if as_json:
-        sys.stdout.buffer.write(orjson.dumps(report.to_json()) + b"\n")
+        sys.stdout.buffer.write(orjson.dumps({**report.to_json(), "warnings": [warning] if warning else []}) + b"\n")
     elif report.ok:
         out.print(Text("OK  ", style="bold green") + Text(report.message))
     else:

@@ -86,8 +86,12 @@ def open_trail(
     whenever it exists, so that sealed values read back in clear until forgotten.
 
     The signing key comes from ``signing_key`` or ``GRAVEN_SIGNING_KEY`` (default
-    ``.graven/signing.key``); without it the log can be read, recorded to and verified against a
-    given key, but not checkpointed.
+    ``.graven/signing.key``). Without it a signed log can be read and verified against a given key,
+    but writes are refused: an entry no checkpoint would ever cover MUST NOT be written.
+
+    ``checkpoint_interval`` bounds how long an entry stays unsigned (see :class:`Trail`); the
+    newest checkpoint is kept in ``witness`` (default: ``<signing key>.checkpoint`` beside the key),
+    the reference that a rewrite of the database cannot reach.
     """
     db = _db(url)
     key_source = signing_key or os.environ.get("GRAVEN_SIGNING_KEY") or DEFAULT_KEY
@@ -133,6 +137,14 @@ def open_trail(
         trail.write_refusal = (
             f"the signing key {key_source} does not match the log at {db}; name this log's key with "
             "--signing-key (or GRAVEN_SIGNING_KEY), or run `graven verify` if the log may have been replaced"
+        )
+    elif signer is None and stored_key is not None:
+        # A signed log whose key is not where it is looked for: entries written now would never be
+        # covered by a signed checkpoint, so writing is refused; reading and verifying still work.
+        trail.write_refusal = (
+            f"refusing to write: the signing key of the log at {db} is missing (looked for {key_source}); "
+            "restore it or name it with --signing-key (or GRAVEN_SIGNING_KEY); reading and "
+            "`graven verify --key` still work"
         )
     return trail
 

@@ -7,11 +7,18 @@ transaction re-reads the head inside the lock, so indices stay gapless.
 
 MUST NOT return an index before the transaction that stored it has committed durably.
 MUST NOT sign a checkpoint for a tree that is inconsistent with the latest signed checkpoint.
+MUST NOT report a committed append as failed: what runs after the commit (the ``on_signed`` and
+``on_committed`` hooks) cannot fail it; their errors are logged.
 A repeated event id returns the index it was first given and appends nothing.
+
+A write signs a checkpoint in its own transaction only when ``checkpoint_interval`` has passed
+since the last one; the tail a burst leaves unsigned is the trail's background signer's to cover
+(:mod:`graven.signing`), which learns of it through ``on_committed``.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +32,7 @@ from graven.errors import IntegrityError
 from graven.store import Head, Store, StoredCheckpoint, WriteTx
 
 MAX_BATCH = 10_000
+log = logging.getLogger("graven.signing")
 
 
 @dataclass(eq=False)
@@ -45,6 +53,7 @@ class Sequencer:
     checkpoint_interval: float = 1.0
     monotonic: Callable[[], float] = time.monotonic
     on_signed: Callable[[StoredCheckpoint], None] | None = None
+    on_committed: Callable[[int], None] | None = None
     prepare_captured: Callable[[list[Any]], list[Prepared]] | None = None
     _cond: threading.Condition = field(default_factory=threading.Condition, init=False)
     _queue: list[_Request] = field(default_factory=list, init=False)
@@ -86,8 +95,6 @@ class Sequencer:
         try:
             with self.store.write() as tx:
                 results, signed, _ = self._integrate(tx, [item for r in batch for item in r.items])
-            if signed is not None and self.on_signed is not None:
-                self.on_signed(signed)
         except BaseException as exc:
             for request in batch:
                 request.error, request.done = exc, True
@@ -99,6 +106,17 @@ class Sequencer:
             request.indices = results[position : position + len(request.items)]
             position += len(request.items)
             request.done = True
+        self._after_commit(signed, max(results) + 1 if results else None)
+
+    def _after_commit(self, signed: StoredCheckpoint | None, size: int | None) -> None:
+        """Tell the hooks about a commit; MUST NOT raise (the commit stands whatever they do)."""
+        try:
+            if signed is not None and self.on_signed is not None:
+                self.on_signed(signed)
+            if size is not None and self.on_committed is not None:
+                self.on_committed(size)
+        except Exception as exc:
+            log.error("graven: a hook after a commit failed (the commit stands): %s: %s", type(exc).__name__, exc)
 
     def integrate_captured(self) -> int:
         """Move every event captured by the engine into the log now; returns how many."""
@@ -106,8 +124,7 @@ class Sequencer:
         while True:
             with self.store.write() as tx:
                 _, signed, grown = self._integrate(tx, [])
-            if signed is not None and self.on_signed is not None:
-                self.on_signed(signed)
+            self._after_commit(signed, self.store.size() if grown and signed is None else None)
             moved += grown
             if grown < MAX_BATCH:
                 return moved
@@ -177,8 +194,7 @@ class Sequencer:
                 raise IntegrityError(f"the stored tree is missing hashes of the tree of size {size}")
             stored = self._sign(tx, size, merkle.root_from(size, hashes))
             self._last_signed = self.monotonic()
-        if self.on_signed is not None:
-            self.on_signed(stored)
+        self._after_commit(stored, None)
         return stored
 
     def _sign(self, tx: WriteTx, size: int, root: bytes) -> StoredCheckpoint:

@@ -3,6 +3,11 @@
 ``record()`` and ``record_many()`` validate every event before anything is written, then return
 indices only after the entries are durably committed. Reads return :class:`Entry` objects built
 from the stored bytes, which are the leaves themselves.
+
+With a signing key, every entry is covered by a signed checkpoint within ``checkpoint_interval``
+seconds (a background signer signs the tail a burst leaves), and each checkpoint is kept in the
+checkpoint file beside the key. Until then an operator who can write the database could rewrite
+the entry undetected; ``durable="signed"`` returns only once a kept checkpoint covers it.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -31,9 +36,10 @@ from graven.core.shredding import PREFIX, PersonalData, open_entry, seal_event
 from graven.errors import ConfigError, GravenError, IntegrityError, NotFoundError, ValidationError
 from graven.keys import load_verifier
 from graven.sequencer import Sequencer
+from graven.signing import BackgroundSigner, SigningStatus, disabled_status
 from graven.store import Query, Store, StoredCheckpoint
 from graven.subject_keys import SubjectKeys, check_subject
-from graven.witness import CheckpointFile
+from graven.witness import CheckpointFile, kept_size
 from graven.witnessing.client import kept_cosigned_notes
 from graven.witnessing.pusher import Pusher
 
@@ -41,6 +47,7 @@ DEFAULT_POLICY = RedactionPolicy()
 _CHANGE_KEYS = frozenset({"field", "old", "new", "redacted", "fingerprint"})
 MAX_PAGE = 10_000
 MAX_INDEX = 2**63 - 1  # the largest index any store can hold
+Durable = Literal["committed", "signed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +100,10 @@ class Trail:
             store, self.origin, signer, checkpoint_interval,
             on_signed=self._push_witness, prepare_captured=self._prepare_captured,
         )  # fmt: skip
+        self._signing = BackgroundSigner(self._sequencer, witness, checkpoint_interval) if signer else None
+        if self._signing is not None:
+            self._sequencer.on_committed = self._signing.committed
         self._stored_key = settings.get("verifier_key")
-        self._pushed = threading.Lock()
         self._appended = False
         self.trusted_signer: Signer | None = None  # trusted for verification only (see open_trail)
         self.write_refusal: str | None = None
@@ -108,12 +117,20 @@ class Trail:
         """Validate one event, completed from the current context, without writing it."""
         return self._make(self._shaped(event_from(event, **fields)), self._clock())
 
-    def record(self, event: Any = None, /, **fields: Any) -> int:
-        """Record one event (a dict, an Event, or keyword arguments); returns its index once durable."""
-        return self._append([self.prepare(event, **fields)])[0]
+    def record(self, event: Any = None, /, *, durable: Durable = "committed", **fields: Any) -> int:
+        """Record one event (a dict, an Event, or keyword arguments); returns its index once durable.
 
-    def record_many(self, events: Iterable[Any]) -> list[int]:
-        """Record a batch all-or-nothing: if any event is invalid, none is written."""
+        ``durable="committed"`` (the default) returns once the entry is committed; it is covered by
+        a signed checkpoint within ``checkpoint_interval``. ``durable="signed"`` returns only once a
+        signed checkpoint covering it is kept beside the key (raising :class:`graven.signing.NotYetSigned`,
+        entry committed, if that takes longer than 30 s).
+        """
+        self._check_durable(durable)
+        return self._append([self.prepare(event, **fields)], durable)[0]
+
+    def record_many(self, events: Iterable[Any], *, durable: Durable = "committed") -> list[int]:
+        """Record a batch all-or-nothing: if any event is invalid, none is written (``durable``: see :meth:`record`)."""
+        self._check_durable(durable)
         now = self._clock()
         prepared = []
         for i, event in enumerate(events):
@@ -123,7 +140,16 @@ class Trail:
                 prepared.append(self._make(shaped, now))
             except ValidationError as exc:
                 raise ValidationError(f"events[{i}].{exc.field}", exc.rule, exc.value) from None
-        return self._append(prepared)
+        return self._append(prepared, durable)
+
+    def _check_durable(self, durable: str) -> None:
+        """``durable`` is checked before anything is written."""
+        if durable not in ("committed", "signed"):
+            raise ValidationError("durable", "must be committed or signed", durable)
+        if durable == "signed" and self._signing is None:
+            raise ConfigError(
+                'durable="signed" needs the log\'s signing key; pass signing_key= or set GRAVEN_SIGNING_KEY'
+            )
 
     def _shaped(self, event: dict[str, Any]) -> dict[str, Any]:
         """An event completed from the context, with secrets redacted: what every path records."""
@@ -154,16 +180,18 @@ class Trail:
                 event[key] = policy.mapping(value)
         return event
 
-    async def arecord(self, event: Any = None, /, **fields: Any) -> int:
+    async def arecord(self, event: Any = None, /, *, durable: Durable = "committed", **fields: Any) -> int:
         """:meth:`record` without blocking the event loop (the write runs in a worker thread)."""
+        self._check_durable(durable)
         prepared = self.prepare(event, **fields)  # here, so the task's context applies
-        indices = await asyncio.to_thread(self._append, [prepared])
+        indices = await asyncio.to_thread(self._append, [prepared], durable)
         return indices[0]
 
-    async def arecord_many(self, events: Iterable[Any]) -> list[int]:
+    async def arecord_many(self, events: Iterable[Any], *, durable: Durable = "committed") -> list[int]:
         """:meth:`record_many` without blocking the event loop."""
+        self._check_durable(durable)
         events = [context.apply(event_from(e)) for e in events]  # the task's context, applied here
-        return await asyncio.to_thread(self.record_many, events)
+        return await asyncio.to_thread(self.record_many, events, durable=durable)
 
     # --- capture from the application -----------------------------------------------------------
 
@@ -231,30 +259,68 @@ class Trail:
                 )
         return out
 
-    def _append(self, prepared: list[Prepared]) -> list[int]:
+    def _append(self, prepared: list[Prepared], durable: Durable = "committed") -> list[int]:
         if self.write_refusal is not None:
             raise ConfigError(self.write_refusal)
         self._appended = True
-        return self._sequencer.append(prepared)
+        indices = self._sequencer.append(prepared)
+        if durable == "signed" and self._signing is not None and indices:
+            self._signing.wait_covered(indices)
+        return indices
 
     def checkpoint(self) -> str:
-        """Sign a checkpoint of the current tree (unless one exists) and return its note text."""
-        if self.signer is None:
+        """Sign a checkpoint of the current tree (unless one exists), keep it, and return its note text.
+
+        A failure to keep it (beside the key) does not raise: see :meth:`signing_status`.
+        """
+        if self._signing is None:
             raise ConfigError(
                 "this log was opened without its signing key; pass signing_key= or set GRAVEN_SIGNING_KEY"
             )
-        stored = self._sequencer.checkpoint()
+        stored = self._signing.sign_now()
         assert stored is not None
         return stored.note
+
+    def signing_status(self) -> SigningStatus:
+        """Whether signing and keeping checkpoints keep up in this process, and if not, why and since when."""
+        if self._signing is None:
+            return disabled_status(self._sequencer.checkpoint_interval)
+        return self._signing.status()
+
+    def kept_warning(self) -> str | None:
+        """A warning when the checkpoint kept beside the key is missing or behind the newest signed one."""
+        if self.witness is None:
+            return None
+        latest = self.store.latest_checkpoint()
+        if latest is None:
+            return None
+        try:
+            note = self.witness.read()
+        except ConfigError as exc:
+            return f"the kept checkpoint cannot be read ({exc}): only the database vouches for the log"
+        size = kept_size(note)
+        if note is None:
+            return (
+                f"no checkpoint is kept in {self.witness.path}: the newest signed checkpoint (size "
+                f"{latest.size}) is only in the database, which cannot vouch for itself"
+            )
+        if size < latest.size:
+            first = max(size, 0)
+            which = f"entry {first} is" if first == latest.size - 1 else f"entries {first}..{latest.size - 1} are"
+            return (
+                f"the checkpoint kept in {self.witness.path} (size {size}) is behind the newest signed one "
+                f"(size {latest.size}): {which} vouched for by the database alone"
+            )
+        return None
 
     def _latest_size(self) -> int:
         latest = self.store.latest_checkpoint()
         return -1 if latest is None else latest.size
 
     def _push_witness(self, checkpoint: StoredCheckpoint) -> None:
-        if self.witness is not None:
-            with self._pushed:
-                self.witness.push(checkpoint.note)
+        """After a checkpoint is committed: the signer keeps it, the pusher pushes it (no I/O here)."""
+        if self._signing is not None:
+            self._signing.signed(checkpoint)
         if self.pusher is not None:
             self.pusher.notify()
 
@@ -467,10 +533,11 @@ class Trail:
     # --- lifecycle ---------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Sign a final checkpoint if this trail appended since the last one, then close the store."""
+        """Stop the background signer, sign a final checkpoint if this trail appended since the last
+        one and keep it, then close the store."""
         try:
-            if self._appended and self.signer is not None and self.store.size() != self._latest_size():
-                self.checkpoint()
+            if self._signing is not None:
+                self._signing.close(self._appended and self.store.size() != self._latest_size())
         finally:
             if self.pusher is not None:
                 self.pusher.close()  # the last checkpoint reaches the witnesses before the store closes

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from graven.core.note import CosignerKey, CosignerVerifier, NoteError, Verifier
 from graven.errors import ConfigError
-from graven.keys import write_key_file
+from graven.keys import one_line, read_key_file, write_key_file
 
 
 def create_cosigner_key(path: Path, name: str) -> CosignerKey:
@@ -25,43 +25,46 @@ def create_cosigner_key(path: Path, name: str) -> CosignerKey:
 
 def load_cosigner_key(path: Path) -> CosignerKey:
     """Read a key file written by :func:`create_cosigner_key`."""
-    try:
-        text = path.read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"--key: cannot read witness key {path}: {exc.strerror}") from None
+    text = read_key_file(path, "witness key", "--key")
     try:
         return CosignerKey.from_text(text)
     except NoteError as exc:
-        raise ConfigError(f"--key: {path} is not a witness key (create one with `graven witness key`): {exc}") from None
+        raise ConfigError(
+            f"--key: {path} is not a witness key (create one with `graven witness key`): {one_line(exc)}"
+        ) from None
 
 
-def _text(value: str, option: str) -> str:
-    """The key text itself, or the content of the file it names."""
+def _text(value: str, option: str) -> tuple[str, str]:
+    """The key text itself, or the content of the file it names; and where it came from."""
     text = value.strip()
     path = Path(text)
     if "+" not in text or path.is_file():
-        try:
-            return path.read_text().strip()
-        except OSError:
-            raise ConfigError(f"{option}: {value!r} is neither a key (name+keyid+base64) nor a readable file") from None
-    return text
+        if not path.exists() and "+" not in text:
+            raise ConfigError(f"{option}: {value!r} is neither a key (name+keyid+base64) nor an existing file")
+        text = read_key_file(path, "key file", option)
+        if text.startswith("PRIVATE+KEY+"):
+            raise ConfigError(f"{option}: {path} is a private key; give the public (verifier) key")
+        return text, str(path)
+    return text, "the key given"
 
 
 def load_cosigner_verifier(value: str | CosignerVerifier, option: str = "--witness-key") -> CosignerVerifier:
     """A witness's public key (type 0x04), as text or as a file holding it."""
     if isinstance(value, CosignerVerifier):
         return value
+    text, source = _text(value, option)
     try:
-        return CosignerVerifier.from_text(_text(value, option))
+        return CosignerVerifier.from_text(text)
     except NoteError as exc:
-        raise ConfigError(f"{option}: not a witness verifier key: {exc}") from None
+        raise ConfigError(f"{option}: {source} is not a witness verifier key: {one_line(exc)}") from None
 
 
 def load_log_verifier(value: str | Verifier, option: str = "--log") -> Verifier:
     """A log's public key (type 0x01), as text or as a file holding it; its name is the log's origin."""
     if isinstance(value, Verifier):
         return value
+    text, source = _text(value, option)
     try:
-        return Verifier.from_text(_text(value, option))
+        return Verifier.from_text(text)
     except NoteError as exc:
-        raise ConfigError(f"{option}: not a log verifier key: {exc}") from None
+        raise ConfigError(f"{option}: {source} is not a log verifier key: {one_line(exc)}") from None
