@@ -21,6 +21,7 @@ from rich.text import Text
 from graven import render
 from graven.capture.context import actor_of, scope
 from graven.cli_options import log_options
+from graven.core import jsonlines
 from graven.core.bundle import verify_bundle
 from graven.core.model import Entry
 from graven.errors import GravenError, ValidationError
@@ -286,7 +287,7 @@ def log_command(options: _Options, /, as_json: bool, limit: int | None, **filter
     with options.open() as trail:
         if as_json:
             for entry in _iterate(trail, filters, limit):
-                sys.stdout.buffer.write(orjson.dumps(entry.to_json()) + b"\n")
+                sys.stdout.buffer.write(jsonlines.line(entry.to_json()))
             return
         entries = list(_iterate(trail, filters, limit or 50))
         if not entries:
@@ -317,7 +318,7 @@ def show_command(options: _Options, index: int, as_json: bool) -> None:
     with options.open() as trail:
         entry = trail.get(index)
     if as_json:
-        sys.stdout.buffer.write(orjson.dumps(entry.to_json(), option=orjson.OPT_INDENT_2) + b"\n")
+        sys.stdout.buffer.write(jsonlines.dumps(entry.to_json(), indent=True) + b"\n")
         return
     out.print(render.entry_detail(entry))
 
@@ -388,9 +389,7 @@ def verify_command(
             raise ValidationError("--bundle", "must be a readable JSON proof bundle", f"{bundle} ({exc})") from None
         check = verify_bundle(data, [verifier])
         if as_json:
-            sys.stdout.buffer.write(
-                orjson.dumps({"ok": check.ok, "index": check.index, "message": check.message}) + b"\n"
-            )
+            sys.stdout.buffer.write(jsonlines.line({"ok": check.ok, "index": check.index, "message": check.message}))
         else:
             (out if check.ok else err).print(("OK: " if check.ok else "FAILED: ") + check.message)
         sys.exit(0 if check.ok else EXIT_DAMAGE)
@@ -405,7 +404,7 @@ def verify_command(
                 task = bar.add_task("verify", total=trail.size)
                 report = trail.verify(key=key, witnessed=seen, progress=lambda done: bar.update(task, completed=done))
     if as_json:
-        sys.stdout.buffer.write(orjson.dumps(report.to_json()) + b"\n")
+        sys.stdout.buffer.write(jsonlines.line(report.to_json()))
     elif report.ok:
         out.print(Text("OK  ", style="bold green") + Text(report.message))
     else:
@@ -425,7 +424,7 @@ def verify_command(
 def prove_command(options: _Options, index: int, output: Path | None) -> None:
     """Write an offline proof bundle: the entry, its inclusion proof and a signed checkpoint."""
     with options.open() as trail:
-        data = orjson.dumps(trail.prove(index), option=orjson.OPT_INDENT_2) + b"\n"
+        data = jsonlines.dumps(trail.prove(index), indent=True) + b"\n"
     if output is None:
         sys.stdout.buffer.write(data)
     else:

@@ -20,6 +20,7 @@ import orjson
 
 from graven.capture.context import actor_of
 from graven.cli_options import log_options
+from graven.core import jsonlines
 from graven.keys import DEFAULT_KEY
 from graven.server import credentials
 from graven.server.accounts import ROLES, open_accounts
@@ -67,7 +68,7 @@ def _by() -> By:
 
 def _emit_json(rows: list[dict[str, Any]]) -> None:
     for row in rows:
-        sys.stdout.buffer.write(orjson.dumps(row) + b"\n")
+        sys.stdout.buffer.write(jsonlines.line(row))
 
 
 # --- serve ------------------------------------------------------------------------------------
