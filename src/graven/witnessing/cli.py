@@ -15,6 +15,7 @@ import click
 
 from graven.cli_options import log_options
 from graven.errors import ConfigError
+from graven.render import visible
 from graven.witnessing.client import DEFAULT_TIMEOUT, WitnessRefused, push_checkpoint
 from graven.witnessing.keys import create_cosigner_key, load_cosigner_key, load_cosigner_verifier, load_log_verifier
 from graven.witnessing.service import WitnessService, WitnessState
@@ -74,7 +75,7 @@ def serve_command(key_path: Path, state_dir: Path, logs: tuple[str, ...], host: 
         ) from None
     service = WitnessService(load_cosigner_key(key_path), [load_log_verifier(v) for v in logs], WitnessState(state_dir))
     origins = ", ".join(sorted(service.logs))
-    click.echo(f"witness {service.verifier_key} for {origins} on http://{host}:{port}", err=True)
+    click.echo(visible(f"witness {service.verifier_key} for {origins} on http://{host}:{port}"), err=True)
     uvicorn.run(create_app(service), host=host, port=port, log_level="info")
 
 
@@ -99,8 +100,8 @@ def push_command(options: _Opens, url: str, witness_keys: tuple[str, ...], timeo
         try:
             result = push_checkpoint(trail, url, keys=keys, timeout=timeout)
         except WitnessRefused as exc:
-            click.echo(f"graven: {exc}", err=True)
+            click.echo(visible(f"graven: {exc}"), err=True)
             sys.exit(EXIT_DAMAGE)
     sys.stdout.write(result.lines)
     state = "cosigned" if result.fresh else "already cosigned"
-    click.echo(f"{state}: {result.checkpoint.origin} at size {result.size} by {result.url}", err=True)
+    click.echo(visible(f"{state}: {result.checkpoint.origin} at size {result.size} by {result.url}"), err=True)
