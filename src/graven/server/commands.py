@@ -115,6 +115,7 @@ def serve_command(host: str, port: int, max_body: int, max_batch: int, auth_fail
         import uvicorn
 
         from graven.server.app import SETTINGS_ENV
+        from graven.server.supervision import SUPERVISOR_ENV
     except ImportError as exc:
         raise click.ClickException(
             f"graven serve needs the server extra ({exc.name} is missing): pip install 'graven[server]'"
@@ -142,6 +143,10 @@ def serve_command(host: str, port: int, max_body: int, max_batch: int, auth_fail
     if root.witnesses:
         os.environ["GRAVEN_WITNESSES"] = " ".join(root.witnesses)  # each worker's trail pushes to them
     os.environ[SETTINGS_ENV] = orjson.dumps(settings).decode()
+    if workers > 1:
+        os.environ[SUPERVISOR_ENV] = str(os.getpid())  # the workers watch this process and end with it
+    else:
+        os.environ.pop(SUPERVISOR_ENV, None)
     pushing = f", pushing checkpoints to {', '.join(root.witnesses)}" if root.witnesses else ""
     _say(f"graven: serving {url} at http://{host}:{port}/api/v1 (web UI at http://{host}:{port}/) with "
                f"{workers} worker{'s' if workers > 1 else ''}{pushing} (Ctrl-C stops)", err=True)  # fmt: skip
