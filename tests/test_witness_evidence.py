@@ -208,3 +208,13 @@ def test_evidence_folder_holds_only_evidence(tmp_path: Path) -> None:
     assert 200 == service.add_checkpoint(request_for(HONEST, 0, 10)).status
     assert 409 == service.add_checkpoint(request_for(leaves(30, b"d"), 10, 10)).status
     assert [".txt"] == [p.suffix for p in (tmp_path / "evidence").iterdir()]
+
+
+def test_unwritable_evidence_still_answers_the_refusal(tmp_path: Path) -> None:
+    """When evidence cannot be written (here evidence/ is a file), the fork is still a 409, and counted."""
+    service = WitnessService(CosignerKey.generate("witness.example/w1"), [LOG.verifier()], WitnessState(tmp_path))
+    (tmp_path / "evidence").write_text("not a folder")
+    assert 200 == service.add_checkpoint(request_for(HONEST, 0, 10)).status
+    reply = service.add_checkpoint(request_for(leaves(30, b"e"), 10, 10))
+    assert (409, "forked") == (reply.status, reply.verdict.kind)
+    assert 1 == service.evidence_dropped

@@ -116,6 +116,6 @@ def push_command(options: _Opens, url: str, witness_keys: tuple[str, ...], timeo
         except WitnessRefused as exc:
             click.echo(visible(f"graven: {exc}"), err=True)
             sys.exit(EXIT_DAMAGE)
-    sys.stdout.write(result.lines)
+    sys.stdout.write("".join(visible(line) + "\n" for line in result.lines.split("\n") if line))
     state = "cosigned" if result.fresh else "already cosigned"
     click.echo(visible(f"{state}: {result.checkpoint.origin} at size {result.size} by {result.url}"), err=True)

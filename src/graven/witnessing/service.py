@@ -272,9 +272,13 @@ class WitnessService:
                 self._dropped(now, f"client {client} reached its limit of {limits.client_files} files or "
                                    f"{limits.client_bytes} bytes per {limits.window:g} s")  # fmt: skip
                 return
-            stored = self.state.keep_evidence(
-                item.name, item.body, max_files=limits.max_files, max_bytes=limits.max_bytes
-            )
+            try:
+                stored = self.state.keep_evidence(
+                    item.name, item.body, max_files=limits.max_files, max_bytes=limits.max_bytes
+                )
+            except OSError as exc:  # a full disk must not turn the refusal into a server error
+                self._dropped(now, f"it cannot be written: {exc.strerror or exc}")
+                return
             if stored is None:
                 full = f"the evidence folder is full ({limits.max_files} files or {limits.max_bytes} bytes)"
                 self._dropped(now, full)
