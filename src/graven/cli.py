@@ -21,11 +21,13 @@ from rich.text import Text
 from graven import render
 from graven.capture.context import actor_of, scope
 from graven.cli_options import log_options
+from graven.core import jsonlines
 from graven.core.bundle import verify_bundle
 from graven.core.model import Entry
 from graven.errors import GravenError, ValidationError
 from graven.keys import DEFAULT_KEY, load_verifier
 from graven.opening import init, open_trail, subject_keys_path
+from graven.render import literal
 from graven.subject_keys import check_subject
 from graven.trail import MAX_INDEX, MAX_PAGE, Trail
 from graven.witnessing.cli import witness_group
@@ -121,9 +123,9 @@ def init_command(options: _Options) -> None:
     """Create the log and its signing key (key file apart from the database, mode 0600)."""
     trail = init(options.db, signing_key=options.signing_key)
     with trail:
-        out.print(f"log       {trail.store.url}")
-        out.print(f"origin    {trail.origin}")
-        out.print(f"verifier  {trail.verifier_key}")
+        out.print(literal(f"log       {trail.store.url}"))
+        out.print(literal(f"origin    {trail.origin}"))
+        out.print(literal(f"verifier  {trail.verifier_key}"))
 
 
 # --- record -----------------------------------------------------------------------------------
@@ -286,7 +288,7 @@ def log_command(options: _Options, /, as_json: bool, limit: int | None, **filter
     with options.open() as trail:
         if as_json:
             for entry in _iterate(trail, filters, limit):
-                sys.stdout.buffer.write(orjson.dumps(entry.to_json()) + b"\n")
+                sys.stdout.buffer.write(jsonlines.line(entry.to_json()))
             return
         entries = list(_iterate(trail, filters, limit or 50))
         if not entries:
@@ -317,7 +319,7 @@ def show_command(options: _Options, index: int, as_json: bool) -> None:
     with options.open() as trail:
         entry = trail.get(index)
     if as_json:
-        sys.stdout.buffer.write(orjson.dumps(entry.to_json(), option=orjson.OPT_INDENT_2) + b"\n")
+        sys.stdout.buffer.write(jsonlines.dumps(entry.to_json(), indent=True) + b"\n")
         return
     out.print(render.entry_detail(entry))
 
@@ -345,7 +347,7 @@ def forget_command(options: _Options, subject: str, reason: str | None, actor: s
         index = trail.forget(subject, reason=reason)
         destroyed = trail.get(index).get("metadata", {}).get("keys_destroyed", 0)
     held = f"{destroyed} key{'s' if destroyed != 1 else ''} destroyed" if destroyed else "it had no key"
-    out.print(f"forgot {subject} ({held}); its sealed values now read as [erased]; recorded as entry {index}")
+    out.print(literal(f"forgot {subject} ({held}); its sealed values now read as [erased]; recorded as entry {index}"))
 
 
 # --- proving and verifying --------------------------------------------------------------------
@@ -389,11 +391,9 @@ def verify_command(
             raise ValidationError("--bundle", "must be a readable JSON proof bundle", f"{bundle} ({exc})") from None
         check = verify_bundle(data, [verifier])
         if as_json:
-            sys.stdout.buffer.write(
-                orjson.dumps({"ok": check.ok, "index": check.index, "message": check.message}) + b"\n"
-            )
+            sys.stdout.buffer.write(jsonlines.line({"ok": check.ok, "index": check.index, "message": check.message}))
         else:
-            (out if check.ok else err).print(("OK: " if check.ok else "FAILED: ") + check.message)
+            (out if check.ok else err).print(literal(("OK: " if check.ok else "FAILED: ") + check.message))
         sys.exit(0 if check.ok else EXIT_DAMAGE)
     cosigners = [load_cosigner_verifier(k) for k in witness_keys]
     with options.open() as trail:
@@ -407,15 +407,15 @@ def verify_command(
                 report = trail.verify(key=key, witnessed=seen, progress=lambda done: bar.update(task, completed=done))
         warning = trail.kept_warning()
     if not as_json and warning:
-        err.print(f"warning: {warning}", markup=False)
+        err.print(Text("warning: ") + literal(warning))
     if as_json:
-        sys.stdout.buffer.write(orjson.dumps({**report.to_json(), "warnings": [warning] if warning else []}) + b"\n")
+        sys.stdout.buffer.write(jsonlines.line({**report.to_json(), "warnings": [warning] if warning else []}))
     elif report.ok:
-        out.print(Text("OK  ", style="bold green") + Text(report.message))
+        out.print(Text("OK  ", style="bold green") + literal(report.message))
     else:
         err.print(
             Text("TAMPERED  ", style="bold red")
-            + Text(f"first bad index {report.first_bad_index} ({report.kind}): {report.message}")
+            + literal(f"first bad index {report.first_bad_index} ({report.kind}): {report.message}")
         )
     sys.exit(0 if report.ok else EXIT_DAMAGE)
 
@@ -429,12 +429,12 @@ def verify_command(
 def prove_command(options: _Options, index: int, output: Path | None) -> None:
     """Write an offline proof bundle: the entry, its inclusion proof and a signed checkpoint."""
     with options.open() as trail:
-        data = orjson.dumps(trail.prove(index), option=orjson.OPT_INDENT_2) + b"\n"
+        data = jsonlines.dumps(trail.prove(index), indent=True) + b"\n"
     if output is None:
         sys.stdout.buffer.write(data)
     else:
         output.write_bytes(data)
-        err.print(f"wrote {output}")
+        err.print(literal(f"wrote {output}"))
 
 
 @cli.command("key")
@@ -442,7 +442,7 @@ def prove_command(options: _Options, index: int, output: Path | None) -> None:
 def key_command(options: _Options) -> None:
     """Print the log's verifier key (public; give it to whoever checks the log)."""
     with options.open() as trail:
-        out.print(trail.verifier_key)
+        out.print(literal(trail.verifier_key))
 
 
 @cli.command("checkpoint")
@@ -486,7 +486,7 @@ def pg_grant_command(options: _Options, role: str, kind: str | None) -> None:
     target = _pg_target(options)
     options.open().close()  # the log must exist (opening checks it)
     grant(str(options.db), role, "writer" if kind == "writer" else "reader", schema=target.schema)
-    out.print(f"{role}: {kind} of the log in schema {target.schema}")
+    out.print(literal(f"{role}: {kind} of the log in schema {target.schema}"))
 
 
 def _columns(text: str | None) -> list[str]:
@@ -528,8 +528,10 @@ def pg_track_command(options: _Options, table: str, exclude: str | None, redact:
     )
     key = ",".join(tracked.primary_key)
     out.print(
-        f"tracking {tracked.table} (key {key}; excluded: {', '.join(tracked.excluded) or 'none'}; "
-        f"redacted: {', '.join(tracked.redacted) or 'none'})"
+        literal(
+            f"tracking {tracked.table} (key {key}; excluded: {', '.join(tracked.excluded) or 'none'}; "
+            f"redacted: {', '.join(tracked.redacted) or 'none'})"
+        )
     )
 
 
@@ -541,7 +543,7 @@ def pg_untrack_command(options: _Options, table: str) -> None:
     from graven.capture import pg
 
     name = _capture_change(options, lambda conn, schema: pg.untrack(conn, schema, table))
-    out.print(f"no longer tracking {name}")
+    out.print(literal(f"no longer tracking {name}"))
 
 
 @pg_group.command("integrate")
@@ -604,6 +606,11 @@ cli.add_command(keys_group)
 cli.add_command(users_group)
 
 
+def _fail(line: str) -> None:
+    """One error line on stderr, printed literally (it may quote values from the log or the user)."""
+    err.print(literal(line))
+
+
 def main() -> NoReturn:
     """Entry point: run the CLI, turning every expected error into one line and an exit code."""
     try:
@@ -611,23 +618,23 @@ def main() -> NoReturn:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        err.print(f"graven: {exc.format_message()}", markup=False)
+        _fail(f"graven: {exc.format_message()}")
         sys.exit(EXIT_USAGE)
     except click.exceptions.Abort:
-        err.print("graven: aborted", markup=False)
+        _fail("graven: aborted")
         sys.exit(EXIT_USAGE)
     except GravenError as exc:
-        err.print(f"graven: {exc}", markup=False)
+        _fail(f"graven: {exc}")
         sys.exit(EXIT_USAGE)
     except BrokenPipeError:
         sys.exit(0)
     except OSError as exc:
-        err.print(f"graven: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), markup=False)
+        _fail(f"graven: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
         sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
-        err.print("graven: interrupted", markup=False)
+        _fail("graven: interrupted")
         sys.exit(130)
     except Exception as exc:  # a bug of ours: still one line, never a traceback
-        err.print(f"graven: internal error ({type(exc).__name__}: {exc}); please report it", markup=False)
+        _fail(f"graven: internal error ({type(exc).__name__}: {exc}); please report it")
         sys.exit(70)
     sys.exit(0)

@@ -1,7 +1,17 @@
-"""Rich renderings of entries for the terminal: a timeline table and one entry with its diff."""
+"""Rich renderings of entries for the terminal: a timeline table and one entry with its diff.
+
+Everything that comes from an entry, a user, a key or the store is attacker-controlled text (a
+sign-in attempt records the user name typed). It MUST reach the terminal only through
+:func:`literal` / :func:`visible`: as a :class:`~rich.text.Text`, so Rich never reads it as markup
+(``[/]``, ``[link=...]``, ``[blink]``) or emoji codes, and with every control character (C0 with
+ESC, DEL, C1), bidirectional control and invisible format character shown as an escape such as
+``\\x1b`` or ``\\u202e``, so it cannot move the cursor, start an ANSI or OSC 8 sequence or reorder
+what is shown. Plain strings handed to Rich here are the program's own words only.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,9 +24,32 @@ from graven.core.model import Entry
 
 OUTCOME_STYLES = {"success": "green", "denied": "bold red", "failure": "yellow"}
 
+# C0 (with TAB, LF, CR and ESC), DEL, C1, the Arabic letter mark, zero-width and direction marks,
+# line and paragraph separators, bidi embeddings/overrides/isolates, word joiner and friends, BOM.
+_HIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
+
+
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
+
+
+def visible(value: Any) -> str:
+    """``value`` as text with every control or invisible formatting character written as an escape."""
+    return _HIDDEN.sub(_escape, value if isinstance(value, str) else str(value))
+
+
+def literal(value: Any, style: str = "") -> Text:
+    """``value`` as Rich text that is printed exactly as :func:`visible` spells it (no markup, no emoji)."""
+    return Text(visible(value), style=style)
+
 
 def actor_text(actor: dict[str, Any]) -> str:
-    """``name (id)`` or whatever part of the actor is known."""
+    """``name (id)`` or whatever part of the actor is known (raw: pass it through :func:`visible`)."""
     ident = actor.get("id")
     name = actor.get("name")
     if name and ident:
@@ -50,14 +83,14 @@ def entries_table(entries: Sequence[Entry]) -> Table:
     for entry in entries:
         actor = entry.actor
         table.add_row(
-            str(entry.index),
-            entry.data["occurred_at"].replace("T", " ")[:19],
-            actor_text(actor),
-            actor.get("ip", ""),
-            entry.action,
-            targets_text(entry.targets),
-            Text(entry.outcome, style=OUTCOME_STYLES.get(entry.outcome, "")),
-            changes_text(entry.changes),
+            literal(entry.index),
+            literal(entry.data["occurred_at"].replace("T", " ")[:19]),
+            literal(actor_text(actor)),
+            literal(actor.get("ip", "")),
+            literal(entry.action),
+            literal(targets_text(entry.targets)),
+            literal(entry.outcome, OUTCOME_STYLES.get(entry.outcome, "")),
+            literal(changes_text(entry.changes)),
         )
     return table
 
@@ -69,34 +102,35 @@ def entry_detail(entry: Entry) -> Group:
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
     facts.add_column(overflow="fold")
-    facts.add_row("entry", f"#{entry.index}  id {entry.id}")
-    facts.add_row("when", f"{data['occurred_at']} (recorded {data['recorded_at']})")
-    facts.add_row("who", f"{actor_text(actor)} [{actor.get('type')}]")
+    facts.add_row("entry", literal(f"#{entry.index}  id {entry.id}"))
+    facts.add_row("when", literal(f"{data['occurred_at']} (recorded {data['recorded_at']})"))
+    facts.add_row("who", literal(f"{actor_text(actor)} [{actor.get('type')}]"))
     if actor.get("ip") or actor.get("user_agent"):
-        facts.add_row("from", " · ".join(str(actor[k]) for k in ("ip", "user_agent", "session") if actor.get(k)))
-    facts.add_row("action", entry.action)
+        where = " · ".join(str(actor[k]) for k in ("ip", "user_agent", "session") if actor.get(k))
+        facts.add_row("from", literal(where))
+    facts.add_row("action", literal(entry.action))
     if entry.targets:
-        facts.add_row("target", targets_text(entry.targets))
-    facts.add_row("outcome", Text(entry.outcome, style=OUTCOME_STYLES.get(entry.outcome, "")))
+        facts.add_row("target", literal(targets_text(entry.targets)))
+    facts.add_row("outcome", literal(entry.outcome, OUTCOME_STYLES.get(entry.outcome, "")))
     for key in ("reason", "source", "tenant"):
         if data.get(key):
-            facts.add_row(key, str(data[key]))
+            facts.add_row(key, literal(data[key]))
     for key in ("context", "metadata"):
         if data.get(key):
-            facts.add_row(key, ", ".join(f"{k}={value_text(v)}" for k, v in data[key].items()))
+            facts.add_row(key, literal(", ".join(f"{k}={value_text(v)}" for k, v in data[key].items())))
     parts: list[Any] = [facts]
     if entry.changes:
         diff = Text()
         for change in entry.changes:
-            diff.append(f"  {change['field']}\n", style="bold")
+            diff.append(f"  {visible(change['field'])}\n", style="bold")
             if change.get("redacted"):
                 note = "changed (value redacted"
-                note += f", fingerprint {change['fingerprint']})" if change.get("fingerprint") else ")"
+                note += f", fingerprint {visible(change['fingerprint'])})" if change.get("fingerprint") else ")"
                 diff.append(f"    ~ {note}\n", style="magenta")
                 continue
             if "old" in change:
-                diff.append(f"    - {value_text(change['old'])}\n", style="red")
+                diff.append(f"    - {visible(value_text(change['old']))}\n", style="red")
             if "new" in change:
-                diff.append(f"    + {value_text(change['new'])}\n", style="green")
+                diff.append(f"    + {visible(value_text(change['new']))}\n", style="green")
         parts += [Text("changes", style="bold"), diff]
     return Group(*parts)

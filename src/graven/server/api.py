@@ -20,6 +20,7 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
+from graven.core import jsonlines
 from graven.core.model import Entry, parse_time
 from graven.errors import NotFoundError, ValidationError
 from graven.server import schemas
@@ -33,7 +34,7 @@ TAIL_PAGE = 500
 
 
 def json_response(value: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(value), status_code=status, media_type="application/json")
+    return Response(jsonlines.dumps(value), status_code=status, media_type="application/json")
 
 
 def _filters(
@@ -253,7 +254,7 @@ async def export(request: Request, who: Auditor, filters: Filters,
                 yield _csv_rows([_csv_row(e) for e in entries])
         else:
             async for entries in pages():
-                yield b"".join(orjson.dumps(e.to_json()) + b"\n" for e in entries)
+                yield b"".join(jsonlines.line(e.to_json()) for e in entries)
 
     media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
     name = f"graven-export.{'csv' if format == 'csv' else 'jsonl'}"
@@ -312,7 +313,7 @@ async def tail(request: Request, who: Reader,
             page = await asyncio.to_thread(st.trail.query, after=last, limit=TAIL_PAGE)
             chunk = []
             for e in page.entries:
-                chunk.append(b"id: %d\nevent: entry\ndata: %s\n\n" % (e.index, orjson.dumps(e.to_json())))
+                chunk.append(b"id: %d\nevent: entry\ndata: %s\n\n" % (e.index, jsonlines.dumps(e.to_json())))
                 last, sent = e.index, sent + 1
                 if limit is not None and sent >= limit:
                     yield b"".join(chunk)

@@ -186,7 +186,8 @@ def app_from_environment() -> FastAPI:
     """The app ``graven serve`` runs in each worker process (uvicorn's factory).
 
     The log comes from ``GRAVEN_DB``, ``GRAVEN_SIGNING_KEY`` and ``GRAVEN_FINGERPRINT_KEY``; the
-    server's settings and the path of its secret from ``GRAVEN_SERVE_SETTINGS`` (JSON).
+    server's settings and the path of its secret from ``GRAVEN_SERVE_SETTINGS`` (JSON). A worker of
+    a supervisor (``GRAVEN_SUPERVISOR_PID``) exits when that supervisor dies.
     """
     import os
     from datetime import timedelta
@@ -196,7 +197,11 @@ def app_from_environment() -> FastAPI:
 
     from graven.opening import open_trail
     from graven.server.credentials import load_secret
+    from graven.server.supervision import follow_supervisor, supervisor_from_environment
 
+    supervisor = supervisor_from_environment()
+    if supervisor is not None:
+        follow_supervisor(supervisor)  # a worker MUST NOT outlive its supervisor (and keep the port)
     settings = orjson.loads(os.environ[SETTINGS_ENV])
     secret = load_secret(Path(settings.pop("secret_path")))
     settings["session_ttl"] = timedelta(seconds=settings.pop("session_seconds"))

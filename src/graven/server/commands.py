@@ -20,7 +20,9 @@ import orjson
 
 from graven.capture.context import actor_of
 from graven.cli_options import log_options
+from graven.core import jsonlines
 from graven.keys import DEFAULT_KEY
+from graven.render import visible
 from graven.server import credentials
 from graven.server.accounts import ROLES, open_accounts
 from graven.server.accounts.service import Accounts, By, key_json, user_json
@@ -65,9 +67,14 @@ def _by() -> By:
     return By(named or {"type": "user", "id": getpass.getuser()}, "cli")
 
 
+def _say(line: str, *, err: bool = False) -> None:
+    """Print one line of text that may hold names from the store, with control characters made visible."""
+    click.echo(visible(line), err=err)
+
+
 def _emit_json(rows: list[dict[str, Any]]) -> None:
     for row in rows:
-        sys.stdout.buffer.write(orjson.dumps(row) + b"\n")
+        sys.stdout.buffer.write(jsonlines.line(row))
 
 
 # --- serve ------------------------------------------------------------------------------------
@@ -108,6 +115,7 @@ def serve_command(host: str, port: int, max_body: int, max_batch: int, auth_fail
         import uvicorn
 
         from graven.server.app import SETTINGS_ENV
+        from graven.server.supervision import SUPERVISOR_ENV
     except ImportError as exc:
         raise click.ClickException(
             f"graven serve needs the server extra ({exc.name} is missing): pip install 'graven[server]'"
@@ -135,8 +143,12 @@ def serve_command(host: str, port: int, max_body: int, max_batch: int, auth_fail
     if root.witnesses:
         os.environ["GRAVEN_WITNESSES"] = " ".join(root.witnesses)  # each worker's trail pushes to them
     os.environ[SETTINGS_ENV] = orjson.dumps(settings).decode()
+    if workers > 1:
+        os.environ[SUPERVISOR_ENV] = str(os.getpid())  # the workers watch this process and end with it
+    else:
+        os.environ.pop(SUPERVISOR_ENV, None)
     pushing = f", pushing checkpoints to {', '.join(root.witnesses)}" if root.witnesses else ""
-    click.echo(f"graven: serving {url} at http://{host}:{port}/api/v1 (web UI at http://{host}:{port}/) with "
+    _say(f"graven: serving {url} at http://{host}:{port}/api/v1 (web UI at http://{host}:{port}/) with "
                f"{workers} worker{'s' if workers > 1 else ''}{pushing} (Ctrl-C stops)", err=True)  # fmt: skip
     uvicorn.run("graven.server.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
                 log_level="warning", access_log=access_log, proxy_headers=bool(proxies),
@@ -159,7 +171,7 @@ def keys_create(name: str, role: str, server_secret: Path | None) -> None:
     """Create a key and print it once (only a keyed hash of it is stored)."""
     with _accounts(server_secret) as accounts:
         key, text = accounts.create_key(name, role, by=_by())
-    click.echo(f"created API key {key.id} ({key.name}, {key.role}); it is shown only this once:", err=True)
+    _say(f"created API key {key.id} ({key.name}, {key.role}); it is shown only this once:", err=True)
     click.echo(text)
 
 
@@ -174,10 +186,10 @@ def keys_list(as_json: bool, server_secret: Path | None) -> None:
         _emit_json([key_json(k) for k in keys])
         return
     if not keys:
-        click.echo("no API keys", err=True)
+        _say("no API keys", err=True)
     for k in keys:
         state = f"revoked {k.revoked_at}" if k.revoked_at else "active"
-        click.echo(f"{k.id}  {k.name:<24} {k.role:<8} created {k.created_at} by {k.created_by or '?'}  {state}")
+        _say(f"{k.id}  {k.name:<24} {k.role:<8} created {k.created_at} by {k.created_by or '?'}  {state}")
 
 
 @keys_group.command("revoke")
@@ -187,7 +199,7 @@ def keys_revoke(key: str, server_secret: Path | None) -> None:
     """Revoke the active key with this NAME or ID; it stops working at once."""
     with _accounts(server_secret) as accounts:
         revoked = accounts.revoke_key(key, by=_by())
-    click.echo(f"revoked API key {revoked.id} ({revoked.name})")
+    _say(f"revoked API key {revoked.id} ({revoked.name})")
 
 
 # --- users ------------------------------------------------------------------------------------
@@ -215,7 +227,7 @@ def users_add(name: str, role: str, password_stdin: bool, server_secret: Path | 
     password = _password(password_stdin)
     with _accounts(server_secret) as accounts:
         user = accounts.add_user(name, role, password, by=_by())
-    click.echo(f"added user {user.name} ({user.role})")
+    _say(f"added user {user.name} ({user.role})")
 
 
 @users_group.command("list")
@@ -229,10 +241,10 @@ def users_list(as_json: bool, server_secret: Path | None) -> None:
         _emit_json([user_json(u) for u in users])
         return
     if not users:
-        click.echo("no users", err=True)
+        _say("no users", err=True)
     for u in users:
         state = f"disabled {u.disabled_at}" if u.disabled_at else "active"
-        click.echo(f"{u.name:<24} {u.role:<8} created {u.created_at} by {u.created_by or '?'}  {state}")
+        _say(f"{u.name:<24} {u.role:<8} created {u.created_at} by {u.created_by or '?'}  {state}")
 
 
 @users_group.command("disable")
@@ -242,7 +254,7 @@ def users_disable(name: str, server_secret: Path | None) -> None:
     """Disable a user and end their sessions (the name stays taken)."""
     with _accounts(server_secret) as accounts:
         accounts.disable_user(name, by=_by())
-    click.echo(f"disabled user {name}")
+    _say(f"disabled user {name}")
 
 
 @users_group.command("passwd")
@@ -254,4 +266,4 @@ def users_passwd(name: str, password_stdin: bool, server_secret: Path | None) ->
     password = _password(password_stdin)
     with _accounts(server_secret) as accounts:
         accounts.set_password(name, password, by=_by())
-    click.echo(f"password of {name} changed")
+    _say(f"password of {name} changed")

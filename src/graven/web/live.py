@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import orjson
+from graven.core import jsonlines
 
 POLL_SECONDS = 0.5
 STREAM_SECONDS = 25.0
@@ -42,7 +42,7 @@ class Pulse:
 def message(event: str, data: Any, ident: int | None = None) -> bytes:
     """One server-sent event."""
     head = f"id: {ident}\n" if ident is not None else ""
-    return f"{head}event: {event}\ndata: ".encode() + orjson.dumps(data) + b"\n\n"
+    return f"{head}event: {event}\ndata: ".encode() + jsonlines.dumps(data) + b"\n\n"
 
 
 async def stream(

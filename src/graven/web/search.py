@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from graven.core import jsonlines
 from graven.core.model import Entry
 from graven.errors import ValidationError
 from graven.trail import MAX_INDEX, Trail, parse_target
@@ -114,7 +115,7 @@ def export_pages(trail: Trail, search: Search, after: int | None) -> tuple[list[
 
 def jsonl(entries: list[Entry]) -> bytes:
     """Entries as JSON Lines: the stored fields plus ``index``, one object a line."""
-    return b"".join(orjson.dumps(e.to_json()) + b"\n" for e in entries)
+    return b"".join(jsonlines.line(e.to_json()) for e in entries)
 
 
 def _cell(value: Any) -> str:

@@ -55,7 +55,8 @@ def create_app(service: WitnessService) -> Starlette:
         body = await _body(request)
         if body is None:
             return _error(413, "too-large", f"the request body must be at most {MAX_BODY} bytes")
-        reply = await run_in_threadpool(service.add_checkpoint, body)
+        client = request.client.host if request.client else "unknown"
+        reply = await run_in_threadpool(lambda: service.add_checkpoint(body, client=client))
         # The content type is set verbatim: Starlette would add "; charset=utf-8" to text/x.tlog.size.
         return Response(reply.body, status_code=reply.status, headers={"Content-Type": reply.content_type})
 

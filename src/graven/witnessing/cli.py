@@ -15,9 +15,10 @@ import click
 
 from graven.cli_options import log_options
 from graven.errors import ConfigError
+from graven.render import visible
 from graven.witnessing.client import DEFAULT_TIMEOUT, WitnessRefused, push_checkpoint
 from graven.witnessing.keys import create_cosigner_key, load_cosigner_key, load_cosigner_verifier, load_log_verifier
-from graven.witnessing.service import WitnessService, WitnessState
+from graven.witnessing.service import EvidenceLimits, WitnessService, WitnessState
 
 if TYPE_CHECKING:
     from graven.trail import Trail
@@ -62,8 +63,19 @@ def key_command(out_path: Path, name: str | None) -> None:
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True, help="Port.")
-def serve_command(key_path: Path, state_dir: Path, logs: tuple[str, ...], host: str, port: int) -> None:
-    """Serve POST /add-checkpoint (and GET /checkpoint, GET /logs) until interrupted."""
+@click.option("--evidence-files", type=click.IntRange(0), default=EvidenceLimits.max_files, show_default=True,
+              help="Most files of refused-checkpoint evidence kept in STATE/evidence in all.")  # fmt: skip
+@click.option("--evidence-bytes", type=click.IntRange(0), default=EvidenceLimits.max_bytes, show_default=True,
+              help="Most bytes of evidence kept in all.")  # fmt: skip
+@click.option("--evidence-per-client", type=click.IntRange(0), default=EvidenceLimits.client_files,
+              show_default=True, help="Most evidence files one client address adds per hour.")  # fmt: skip
+def serve_command(key_path: Path, state_dir: Path, logs: tuple[str, ...], host: str, port: int, evidence_files: int,
+                  evidence_bytes: int, evidence_per_client: int) -> None:  # fmt: skip
+    """Serve POST /add-checkpoint (and GET /checkpoint, GET /logs) until interrupted.
+
+    A refusal of a checkpoint the log signed (a fork, a bad proof, a rollback) is kept as evidence
+    in STATE/evidence, within the --evidence-* limits; beyond them it is logged, not stored.
+    """
     try:
         import uvicorn
 
@@ -72,9 +84,12 @@ def serve_command(key_path: Path, state_dir: Path, logs: tuple[str, ...], host: 
         raise ConfigError(
             f"`graven witness serve` needs Starlette and uvicorn ({exc}): pip install 'graven[witness]'"
         ) from None
-    service = WitnessService(load_cosigner_key(key_path), [load_log_verifier(v) for v in logs], WitnessState(state_dir))
+    limits = EvidenceLimits(client_files=evidence_per_client, max_files=evidence_files, max_bytes=evidence_bytes)
+    service = WitnessService(
+        load_cosigner_key(key_path), [load_log_verifier(v) for v in logs], WitnessState(state_dir), evidence=limits
+    )
     origins = ", ".join(sorted(service.logs))
-    click.echo(f"witness {service.verifier_key} for {origins} on http://{host}:{port}", err=True)
+    click.echo(visible(f"witness {service.verifier_key} for {origins} on http://{host}:{port}"), err=True)
     uvicorn.run(create_app(service), host=host, port=port, log_level="info")
 
 
@@ -99,8 +114,8 @@ def push_command(options: _Opens, url: str, witness_keys: tuple[str, ...], timeo
         try:
             result = push_checkpoint(trail, url, keys=keys, timeout=timeout)
         except WitnessRefused as exc:
-            click.echo(f"graven: {exc}", err=True)
+            click.echo(visible(f"graven: {exc}"), err=True)
             sys.exit(EXIT_DAMAGE)
-    sys.stdout.write(result.lines)
+    sys.stdout.write("".join(visible(line) + "\n" for line in result.lines.split("\n") if line))
     state = "cosigned" if result.fresh else "already cosigned"
-    click.echo(f"{state}: {result.checkpoint.origin} at size {result.size} by {result.url}", err=True)
+    click.echo(visible(f"{state}: {result.checkpoint.origin} at size {result.size} by {result.url}"), err=True)

@@ -25,12 +25,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from graven.core import merkle
-from graven.core.note import MAX_TREE_SIZE, Checkpoint, NoteError, NoteVerifier, note_signatures, open_checkpoint
+from graven.core.note import (
+    MAX_TREE_SIZE,
+    Checkpoint,
+    NoteError,
+    NoteSignature,
+    NoteVerifier,
+    note_signatures,
+    open_checkpoint,
+)
 
 MAX_PROOF_LINES = 63
 """Most consistency-proof lines a request may carry (the spec forbids clients to send more)."""
@@ -142,6 +151,30 @@ def encode_request(old_size: int, proof: Sequence[bytes], note: str) -> bytes:
         raise MalformedRequest(f"a consistency proof has at most {MAX_PROOF_LINES} hashes, got {len(proof)}")
     lines = [f"old {old_size}", *(base64.b64encode(h).decode() for h in proof)]
     return ("\n".join(lines) + "\n\n" + note).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a witness keeps of a refused request whose checkpoint the log really signed.
+
+    ``body`` is a request body (it parses with :func:`parse_request`) holding the old size, the
+    proof and the checkpoint with only the log's verified signature lines: nothing else the client
+    added. ``name`` is the SHA-256 (hex) of that signed checkpoint alone, so one checkpoint is kept
+    once, whatever proof or padding the requests around it carried.
+    """
+
+    name: str
+    body: bytes
+
+
+def evidence_of(request: AddCheckpoint, signatures: Sequence[NoteSignature]) -> Evidence:
+    """The evidence of a refused request; ``signatures`` MUST be the log's verified ones (non-empty)."""
+    if not signatures:
+        raise ValueError("evidence needs at least one verified signature of the log")
+    text, _ = note_signatures(request.note)
+    note = text + "\n" + "".join(s.to_line() for s in signatures)
+    name = hashlib.sha256(note.encode("utf-8")).hexdigest()
+    return Evidence(name, encode_request(request.old_size, request.proof, note))
 
 
 def parse_size_body(body: bytes) -> int:

@@ -7,12 +7,22 @@ run under an exclusive lock on that origin's file, so concurrent requests (threa
 sharing the directory) are serialised and a smaller checkpoint can never overwrite a larger one.
 The new state MUST be durable (fsync, rename, fsync of the directory) before the cosignature is
 returned. An unreadable state file is an error, never "nothing cosigned yet".
+
+Refusals of a checkpoint the log really signed (a fork, a bad proof, a rollback) are kept in
+``evidence/`` for the operator. Nothing is written for a request whose checkpoint does not verify
+under a key of the log: anyone can send those. What is kept is bounded (:class:`EvidenceLimits`):
+only the checkpoint with its verified signatures, the old size and the proof; each signed
+checkpoint once; per client address a number of files and bytes per window; and in all a number
+of files and bytes, beyond which evidence is counted and logged, not stored.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,15 +42,37 @@ from graven.errors import ConfigError, GravenError
 from graven.witnessing.files import checkpoint_of, locked, replace_atomically
 from graven.witnessing.protocol import (
     SIZE_CONTENT_TYPE,
+    AddCheckpoint,
     Known,
     MalformedRequest,
     Verdict,
     decide,
+    evidence_of,
     parse_request,
 )
 
+log = logging.getLogger("graven.witness")
+
 EVIDENCE_KINDS = frozenset({"forked", "bad-proof", "rollback"})
 """Refusals of a checkpoint the log really signed: kept as evidence that the log misbehaved."""
+
+
+DROP_LOG_SECONDS = 60.0
+"""At most one log line per this many seconds about evidence that was not kept."""
+
+
+@dataclass(frozen=True)
+class EvidenceLimits:
+    """How much evidence a witness keeps. Per client address, within ``window`` seconds, at most
+    ``client_files`` new files holding ``client_bytes`` bytes; in the evidence folder in all, at
+    most ``max_files`` files and ``max_bytes`` bytes (counted on disk, so shared by every process
+    serving the state directory and kept across restarts)."""
+
+    client_files: int = 16
+    client_bytes: int = 256 * 1024
+    window: float = 3600.0
+    max_files: int = 1024
+    max_bytes: int = 32 * 1024 * 1024
 
 
 class StateError(GravenError):
@@ -108,14 +140,47 @@ class WitnessState:
         """Make ``note`` the origin's state, durably. Call inside :meth:`transaction`."""
         replace_atomically(self.path(origin), note.encode("utf-8"))
 
-    def keep_evidence(self, body: bytes) -> Path:
-        """Store a refused but log-signed request body (named by its hash) and return its path."""
-        folder = self.directory / "evidence"
+    @property
+    def evidence_folder(self) -> Path:
+        return self.directory / "evidence"
+
+    def has_evidence(self, name: str) -> bool:
+        """Whether evidence of this name (see :class:`~graven.witnessing.protocol.Evidence`) is kept."""
+        return (self.evidence_folder / f"{name}.txt").exists()
+
+    def evidence_usage(self) -> tuple[int, int]:
+        """The number of evidence files and their total size in bytes."""
+        files = size = 0
+        try:
+            entries = list(self.evidence_folder.iterdir())
+        except FileNotFoundError:
+            return 0, 0
+        for path in entries:
+            if path.suffix == ".txt":
+                try:
+                    size += path.stat().st_size
+                except FileNotFoundError:
+                    continue
+                files += 1
+        return files, size
+
+    def keep_evidence(self, name: str, data: bytes, *, max_files: int, max_bytes: int) -> bool | None:
+        """Store ``data`` as evidence ``name`` unless the folder would then exceed ``max_files`` files
+        or ``max_bytes`` bytes: True when stored, False when already kept, None when full.
+
+        The check and the write happen under one lock shared by every process on this directory.
+        """
+        folder = self.evidence_folder
         folder.mkdir(exist_ok=True)
-        path = folder / f"{hashlib.sha256(body).hexdigest()}.txt"
-        if not path.exists():
-            replace_atomically(path, body)
-        return path
+        path = folder / f"{name}.txt"
+        with locked(self.directory / "evidence"):
+            if path.exists():
+                return False
+            files, size = self.evidence_usage()
+            if files + 1 > max_files or size + len(data) > max_bytes:
+                return None
+            replace_atomically(path, data)
+        return True
 
     def notes(self) -> list[str]:
         """Every kept note, in file-name order."""
@@ -138,12 +203,19 @@ class WitnessService:
         state: WitnessState,
         *,
         clock: Callable[[], float] = time.time,
+        evidence: EvidenceLimits | None = None,
     ) -> None:
         if not logs:
             raise ConfigError("--log: a witness needs at least one log verifier key to serve")
         self.key = key
         self.state = state
         self.clock = clock
+        self.evidence = evidence or EvidenceLimits()
+        self.evidence_dropped = 0
+        """Evidence not kept since start, for a limit (per client or in all)."""
+        self._evidence_lock = threading.Lock()
+        self._kept_by: dict[str, deque[tuple[float, int]]] = {}
+        self._dropped_logged_at: float | None = None
         self.logs: dict[str, list[Verifier]] = {}
         for verifier in logs:
             self.logs.setdefault(verifier.name, []).append(verifier)
@@ -153,8 +225,11 @@ class WitnessService:
         """The witness's public cosigner key (vkey text)."""
         return self.key.verifier().to_text()
 
-    def add_checkpoint(self, body: bytes) -> Reply:
-        """Answer one add-checkpoint request; a 200 is sent only after the new state is durable."""
+    def add_checkpoint(self, body: bytes, *, client: str = "local") -> Reply:
+        """Answer one add-checkpoint request; a 200 is sent only after the new state is durable.
+
+        ``client`` (the sender's address) is what the per-client evidence limits count against.
+        """
         try:
             request = parse_request(body)
         except MalformedRequest as exc:
@@ -168,7 +243,7 @@ class WitnessService:
                 verdict = decide(request, verifiers, self.state.known(origin))
                 if not verdict.cosign:
                     if verdict.kind in EVIDENCE_KINDS:
-                        self.state.keep_evidence(body)
+                        self._keep_evidence(request, verifiers, client)
                     return _error(verdict)
                 _, signatures = open_checkpoint(request.note, verifiers)
                 text, _ = note_signatures(request.note)
@@ -178,6 +253,56 @@ class WitnessService:
         except StateError as exc:
             return _error(Verdict(500, "state-error", str(exc)))
         return Reply(200, "text/plain; charset=utf-8", cosignature.to_line().encode("utf-8"), verdict)
+
+    def _keep_evidence(self, request: AddCheckpoint, verifiers: Sequence[Verifier], client: str) -> None:
+        """Keep a refused request's evidence within the limits; only a log-signed checkpoint gets here."""
+        try:
+            _, signatures = open_checkpoint(request.note, verifiers)
+        except NoteError:
+            return  # decide() checked the signature; never store what the log did not sign
+        item = evidence_of(request, signatures)
+        if self.state.has_evidence(item.name):
+            return
+        limits = self.evidence
+        with self._evidence_lock:
+            now = self.clock()
+            kept = self._recent(client, now)
+            files, size = len(kept), sum(n for _, n in kept)
+            if files + 1 > limits.client_files or size + len(item.body) > limits.client_bytes:
+                self._dropped(now, f"client {client} reached its limit of {limits.client_files} files or "
+                                   f"{limits.client_bytes} bytes per {limits.window:g} s")  # fmt: skip
+                return
+            try:
+                stored = self.state.keep_evidence(
+                    item.name, item.body, max_files=limits.max_files, max_bytes=limits.max_bytes
+                )
+            except OSError as exc:  # a full disk must not turn the refusal into a server error
+                self._dropped(now, f"it cannot be written: {exc.strerror or exc}")
+                return
+            if stored is None:
+                full = f"the evidence folder is full ({limits.max_files} files or {limits.max_bytes} bytes)"
+                self._dropped(now, full)
+            elif stored:
+                kept.append((now, len(item.body)))
+                self._kept_by[client] = kept
+
+    def _recent(self, client: str, now: float) -> deque[tuple[float, int]]:
+        """The evidence ``client`` had kept within the window; forgets clients whose window passed."""
+        horizon = now - self.evidence.window
+        for other in [c for c, kept in self._kept_by.items() if not kept or kept[-1][0] <= horizon]:
+            del self._kept_by[other]
+        kept = self._kept_by.get(client, deque())
+        while kept and kept[0][0] <= horizon:
+            kept.popleft()
+        return kept
+
+    def _dropped(self, now: float, why: str) -> None:
+        self.evidence_dropped += 1
+        last = self._dropped_logged_at
+        if last is None or now - last >= DROP_LOG_SECONDS or now < last:
+            self._dropped_logged_at = now
+            log.warning(f"witness: evidence of a refused checkpoint not kept: {why}; "
+                        f"{self.evidence_dropped} not kept since start")  # fmt: skip
 
     def latest(self, origin: str) -> str | None:
         """The newest checkpoint cosigned for ``origin`` (a note with the log's and this witness's lines)."""
