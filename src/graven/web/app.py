@@ -424,7 +424,7 @@ class _UI:
                 if after is None:
                     return
 
-        disposition = f'attachment; filename="{search.export_name(wanted, kind)}"'
+        disposition = http.attachment(search.export_name(wanted, kind))
         return StreamingResponse(chunks(), media_type=search.EXPORTS[kind],
                                  headers={"Content-Disposition": disposition})  # fmt: skip
 
@@ -456,7 +456,7 @@ class _UI:
         number = http.parse_index(index)
         made = await self.call(lambda trail: trail.prove(number))
         await self.looked(request, viewer, "audit.prove", index=number)
-        headers = {"Content-Disposition": f'attachment; filename="graven-entry-{number}.bundle.json"'}
+        headers = {"Content-Disposition": http.attachment(f"graven-entry-{number}.bundle.json")}
         return JSONResponse(made, headers=headers)
 
     async def verify(self, request: Request) -> Response:

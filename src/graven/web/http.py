@@ -8,7 +8,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import secrets
-from urllib.parse import parse_qsl, urlsplit
+import unicodedata
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -74,6 +75,24 @@ async def read_form(request: Request) -> dict[str, str]:
         return dict(parse_qsl(body.decode(), keep_blank_values=True))
     except UnicodeDecodeError:
         raise ValidationError("body", "must be UTF-8 form data", f"{len(body)} bytes") from None
+
+
+_UNSAFE = ("Cc", "Cf", "Cs", "Zl", "Zp")  # control, format, surrogate, line and paragraph separators
+_ATTR_CHARS = "!#$&+-.^_`|~"  # RFC 8187 attr-char besides letters and digits: sent as they are
+
+
+def attachment(filename: str) -> str:
+    """A ``Content-Disposition`` value that downloads ``filename`` (RFC 6266 with RFC 8187).
+
+    Any text may come in (it is often built from a search): control characters and path separators
+    become ``_``; ``filename`` carries an ASCII stand-in (non-ASCII, quotes, backslashes, ``;`` and
+    ``%`` replaced) for old clients, ``filename*`` the name itself as percent-encoded UTF-8. The
+    value is always ASCII, so it can always be sent as a header.
+    """
+    name = "".join("_" if unicodedata.category(c) in _UNSAFE or c in "/\\" else c for c in filename)
+    name = name.strip(" .") or "download"
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\;%' else "_" for c in name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe=_ATTR_CHARS)}"
 
 
 def parse_index(given: str) -> int:
