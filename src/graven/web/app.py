@@ -161,6 +161,7 @@ def create_web_app(
     app.state.graven_ui = ui
     ui.install(app)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    http.secure(app)
     return app
 
 
@@ -215,7 +216,6 @@ class _UI:
             app.add_api_route(path, endpoint, methods=[method], include_in_schema=False)
         app.add_exception_handler(GravenError, self.on_error)  # type: ignore[arg-type]
         app.add_exception_handler(HTTPException, self.on_http_error)  # type: ignore[arg-type]
-        app.add_middleware(http.SecurityHeaders)
 
     # --- plumbing ------------------------------------------------------------------------------
 
