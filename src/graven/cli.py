@@ -26,6 +26,7 @@ from graven.core.model import Entry
 from graven.errors import GravenError, ValidationError
 from graven.keys import DEFAULT_KEY, load_verifier
 from graven.opening import init, open_trail, subject_keys_path
+from graven.private_files import log_files, warnings_for
 from graven.subject_keys import check_subject
 from graven.trail import MAX_INDEX, MAX_PAGE, Trail
 from graven.witnessing.cli import witness_group
@@ -404,6 +405,10 @@ def verify_command(
             with Progress(*columns, console=err, transient=True) as bar:
                 task = bar.add_task("verify", total=trail.size)
                 report = trail.verify(key=key, witnessed=seen, progress=lambda done: bar.update(task, completed=done))
+    store_path = getattr(trail.store, "path", None)  # a SQLite log; PostgreSQL has no files here
+    key_path = Path(options.signing_key or DEFAULT_KEY) if store_path is not None else None
+    for line in warnings_for(log_files(store_path, key_path)):
+        err.print(line, markup=False)
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(report.to_json()) + b"\n")
     elif report.ok:

@@ -26,6 +26,7 @@ from graven.capture.action import Denied
 from graven.core import canonical
 from graven.errors import ConfigError, GravenError, ValidationError
 from graven.opening import init
+from graven.private_files import make_private_dir
 from graven.store.sqlite import SQLiteStore
 from graven.trail import MAX_PAGE, Trail
 from graven.web import pretend
@@ -249,7 +250,7 @@ def _clear(directory: Path) -> None:
                 f"{directory} holds files that are not the demo's ({', '.join(strangers[:3])}); choose another --dir"
             )
         shutil.rmtree(directory)
-    directory.mkdir(parents=True)
+    make_private_dir(directory)
 
 
 def _record(

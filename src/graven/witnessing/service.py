@@ -29,6 +29,7 @@ from graven.core.note import (
     open_checkpoint,
 )
 from graven.errors import ConfigError, GravenError
+from graven.private_files import make_private_dir
 from graven.witnessing.files import checkpoint_of, locked, replace_atomically
 from graven.witnessing.protocol import (
     SIZE_CONTENT_TYPE,
@@ -63,7 +64,7 @@ class WitnessState:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            make_private_dir(directory)
         except OSError as exc:
             raise ConfigError(f"--state: cannot create the state directory {directory}: {exc.strerror}") from None
         if not directory.is_dir():
@@ -111,7 +112,7 @@ class WitnessState:
     def keep_evidence(self, body: bytes) -> Path:
         """Store a refused but log-signed request body (named by its hash) and return its path."""
         folder = self.directory / "evidence"
-        folder.mkdir(exist_ok=True)
+        make_private_dir(folder)
         path = folder / f"{hashlib.sha256(body).hexdigest()}.txt"
         if not path.exists():
             replace_atomically(path, body)
