@@ -583,8 +583,10 @@ def pg_integrate_command(options: _Options, follow: bool, interval: float) -> No
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Its port (0: any free port)."
 )
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="Another host name the demo may be reached by (checked against Host). Repeatable.")  # fmt: skip
 @click.option("--story", is_flag=True, help="Tell the locked-out-customer story in the terminal instead.")
-def demo_command(directory: Path, host: str, port: int, story: bool) -> None:
+def demo_command(directory: Path, host: str, port: int, allowed_hosts: tuple[str, ...], story: bool) -> None:
     """Start the web demo (try it, investigate, how it works) on an embedded SQLite log and print its URL."""
     if story:
         from graven import demo
@@ -592,7 +594,7 @@ def demo_command(directory: Path, host: str, port: int, story: bool) -> None:
         sys.exit(demo.run(directory, out))
     from graven.web.serve import serve_demo
 
-    serve_demo(directory, host, port, click.echo)
+    serve_demo(directory, host, port, click.echo, allowed_hosts)
 
 
 cli.add_command(witness_group)
