@@ -181,3 +181,15 @@ def test_story_never_wipes_a_folder_of_other_files(tmp_path: Path) -> None:
     rerun = subprocess.run([GRAVEN, "demo", "--story", "--dir", str(tmp_path / "story")], capture_output=True,
                            text=True, timeout=60, check=False)  # fmt: skip
     assert 0 == rerun.returncode, rerun.stderr
+
+
+def test_forwarded_for_does_not_make_a_new_client(tmp_path: Path) -> None:
+    """The limit keys on the socket's address: X-Forwarded-For (uvicorn trusts it from 127.0.0.1 by default)
+    does not reset it."""
+    with demo(tmp_path) as (url, _), httpx.Client(base_url=url, timeout=15) as client:
+        answers = [
+            client.post("/try/persona", data={"persona": "u-1"}, headers={**JSON, "x-forwarded-for": f"198.51.100.{n}"})
+            for n in range(31)
+        ]
+    assert [200] * 30 + [429] == [a.status_code for a in answers]
+    assert "from 127.0.0.1" in answers[-1].json()["error"]

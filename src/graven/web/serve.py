@@ -61,7 +61,10 @@ def serve_demo(
     try:
         hosts = served_hosts(host, sock.getsockname()[1], allowed_hosts)
         app = create_web_app(demo=True, sandbox=sandbox, hosts=hosts)
-        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, access_log=False)
+        # No proxy headers: the client's address (which the demo's limits key on) is the socket's, and
+        # X-Forwarded-For from a local process cannot pose as a new client.
+        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, access_log=False,
+                                proxy_headers=False)  # fmt: skip
         server = uvicorn.Server(config)
         announce(
             f"Graven demo running at {url_of(sock)}  (Ctrl+C to stop)\n"
