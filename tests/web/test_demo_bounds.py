@@ -193,3 +193,12 @@ def test_forwarded_for_does_not_make_a_new_client(tmp_path: Path) -> None:
         ]
     assert [200] * 30 + [429] == [a.status_code for a in answers]
     assert "from 127.0.0.1" in answers[-1].json()["error"]
+
+
+def test_refusal_page_escapes_the_host(sandbox: Sandbox) -> None:
+    app = create_web_app(demo=True, sandbox=sandbox, hosts=served_hosts("127.0.0.1", 8000))
+    with TestClient(app) as client:
+        page = client.get("/try", headers={"host": "<b>x</b>"})
+    assert 400 == page.status_code
+    assert "&lt;b&gt;x&lt;/b&gt;" in page.text
+    assert "<b>x</b>" not in page.text
