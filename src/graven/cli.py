@@ -27,6 +27,7 @@ from graven.core.model import Entry
 from graven.errors import GravenError, ValidationError
 from graven.keys import DEFAULT_KEY, load_verifier
 from graven.opening import init, open_trail, subject_keys_path
+from graven.private_files import log_files, warnings_for
 from graven.render import literal
 from graven.subject_keys import check_subject
 from graven.trail import MAX_INDEX, MAX_PAGE, Trail
@@ -408,6 +409,10 @@ def verify_command(
         warning = trail.kept_warning()
     if not as_json and warning:
         err.print(Text("warning: ") + literal(warning))
+    store_path = getattr(trail.store, "path", None)  # a SQLite log; PostgreSQL has no files here
+    key_path = Path(options.signing_key or DEFAULT_KEY) if store_path is not None else None
+    for line in warnings_for(log_files(store_path, key_path)):
+        err.print(literal(line))
     if as_json:
         sys.stdout.buffer.write(jsonlines.line({**report.to_json(), "warnings": [warning] if warning else []}))
     elif report.ok:
@@ -584,8 +589,10 @@ def pg_integrate_command(options: _Options, follow: bool, interval: float) -> No
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Its port (0: any free port)."
 )
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="Another host name the demo may be reached by (checked against Host). Repeatable.")  # fmt: skip
 @click.option("--story", is_flag=True, help="Tell the locked-out-customer story in the terminal instead.")
-def demo_command(directory: Path, host: str, port: int, story: bool) -> None:
+def demo_command(directory: Path, host: str, port: int, allowed_hosts: tuple[str, ...], story: bool) -> None:
     """Start the web demo (try it, investigate, how it works) on an embedded SQLite log and print its URL."""
     if story:
         from graven import demo
@@ -593,7 +600,7 @@ def demo_command(directory: Path, host: str, port: int, story: bool) -> None:
         sys.exit(demo.run(directory, out))
     from graven.web.serve import serve_demo
 
-    serve_demo(directory, host, port, click.echo)
+    serve_demo(directory, host, port, click.echo, allowed_hosts)
 
 
 cli.add_command(witness_group)

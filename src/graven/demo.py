@@ -10,6 +10,7 @@ checked with the public key alone, and a full verification of the log.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,9 @@ from rich.rule import Rule
 from graven import render
 from graven.core.bundle import verify_bundle
 from graven.core.note import Verifier
+from graven.errors import ConfigError
 from graven.opening import init
+from graven.private_files import make_private_dir
 from graven.trail import Trail
 
 CUSTOMER = {"type": "customer", "id": "c-1042", "name": "Ada Lovelace"}
@@ -116,11 +119,27 @@ def story(now: datetime) -> list[dict[str, Any]]:
     return events
 
 
+DEMO_FILES = re.compile(r"log-\d+|trail\.db(-wal|-shm)?|signing\.key(\.checkpoint(\.lock)?)?|subject-keys\.db")
+
+
+def clear_folder(directory: Path) -> None:
+    """Empty ``directory`` (0700) for a new demo; refuse one that holds anything a demo did not put there."""
+    if directory.exists():
+        if not directory.is_dir():
+            raise ConfigError(f"{directory} is a file; the demo needs a folder of its own")
+        strangers = sorted(p.name for p in directory.iterdir() if not DEMO_FILES.fullmatch(p.name))
+        if strangers:
+            raise ConfigError(
+                f"{directory} holds files that are not the demo's ({', '.join(strangers[:3])}); choose another --dir"
+            )
+        shutil.rmtree(directory)
+    make_private_dir(directory)
+
+
 def run(directory: Path, console: Console, now: datetime | None = None) -> int:
     """Record the story into a fresh log under ``directory``, investigate it, verify it; exit code."""
     now = now or datetime.now(UTC)
-    if directory.exists():
-        shutil.rmtree(directory)
+    clear_folder(directory)
     db, key = directory / "trail.db", directory / "signing.key"
     console.print(Rule("Graven demo: the locked-out customer"))
     console.print(

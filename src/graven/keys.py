@@ -11,6 +11,7 @@ from pathlib import Path
 
 from graven.core.note import NoteError, Signer, Verifier
 from graven.errors import ConfigError
+from graven.private_files import make_private_dir
 
 DEFAULT_DIR = Path(".graven")
 DEFAULT_DB = DEFAULT_DIR / "trail.db"
@@ -20,7 +21,7 @@ DEFAULT_KEY = DEFAULT_DIR / "signing.key"
 def create_signing_key(path: Path, name: str) -> Signer:
     """Generate a new Ed25519 key named ``name`` and write it to ``path`` (mode 0600, never overwrites)."""
     signer = Signer.generate(name)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     write_key_file(path, signer.to_text(), "signing key", "")
     return signer
 

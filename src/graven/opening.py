@@ -19,6 +19,7 @@ from graven.core.redaction import RedactionPolicy
 from graven.core.shredding import PersonalData
 from graven.errors import ConfigError
 from graven.keys import DEFAULT_DB, DEFAULT_KEY, create_signing_key, load_signing_key
+from graven.private_files import make_private_dir
 from graven.store import open_store, sqlite_path
 from graven.subject_keys import DEFAULT_SUBJECT_KEYS, SubjectKeys
 from graven.trail import DEFAULT_POLICY, Trail
@@ -33,11 +34,13 @@ def init(
     witness: str | Path | None = None,
     origin: str | None = None,
 ) -> Trail:
-    """Create a log (idempotent) and its signing key if the key file does not exist yet."""
+    """Create a log (idempotent) and its signing key if the key file does not exist yet.
+
+    Folders created for them are 0700, the files 0600 (see :mod:`graven.private_files`)."""
     db = _db(url)
     key_path = Path(signing_key or os.environ.get("GRAVEN_SIGNING_KEY") or DEFAULT_KEY)
     if not str(db).startswith(("postgresql://", "postgres://")):
-        sqlite_path(str(db)).parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(sqlite_path(str(db)).parent)  # 0700: the log and its key are the owner's alone
     store = open_store(db, create=True)
     try:
         existing = store.settings()

@@ -17,7 +17,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import os
 import secrets
 import sqlite3
 import threading
@@ -27,6 +26,7 @@ from pathlib import Path
 from graven.core.shredding import SubjectKey
 from graven.errors import ConfigError, ValidationError
 from graven.keys import DEFAULT_DIR
+from graven.private_files import create_private_file, make_private_dir
 
 DEFAULT_SUBJECT_KEYS = DEFAULT_DIR / "subject-keys.db"
 MAX_SUBJECT = 400
@@ -63,11 +63,9 @@ class SubjectKeys:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fresh = not self.path.exists()
+            make_private_dir(self.path.parent)
+            create_private_file(self.path)  # 0600 before SQLite opens it (its journal copies the mode)
             self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-            if fresh:
-                os.chmod(self.path, 0o600)
             self._conn.execute("PRAGMA journal_mode=TRUNCATE")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA secure_delete=ON")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from graven.core.note import Checkpoint, NoteError, note_signatures
 from graven.errors import ConfigError
+from graven.private_files import make_private_dir, open_private
 
 
 class CheckpointFile:
@@ -37,15 +38,17 @@ class CheckpointFile:
 
         Raises ``OSError`` when it cannot be written; the temporary file is removed then.
         """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+        make_private_dir(self.path.parent)
+        with os.fdopen(
+            open_private(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT), "a"
+        ) as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             current = self.read()
             if current is not None and _size(current) >= _size(note):
                 return
             tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
             try:
-                with open(tmp, "w") as handle:
+                with os.fdopen(open_private(tmp), "w") as handle:
                     handle.write(note)
                     handle.flush()
                     os.fsync(handle.fileno())

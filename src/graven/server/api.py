@@ -27,6 +27,7 @@ from graven.server import schemas
 from graven.server.auth import Principal, require, route_of, state
 from graven.server.limits import json_body
 from graven.trail import MAX_INDEX, parse_target
+from graven.web.http import attachment
 
 T = TypeVar("T")
 MAX_LIMIT = 1000
@@ -258,7 +259,7 @@ async def export(request: Request, who: Auditor, filters: Filters,
 
     media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
     name = f"graven-export.{'csv' if format == 'csv' else 'jsonl'}"
-    disposition = {"Content-Disposition": f'attachment; filename="{name}"'}
+    disposition = {"Content-Disposition": attachment(name)}
     return StreamingResponse(lines(), media_type=media, headers=disposition)
 
 

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 from graven import __version__
 from graven.capture.asgi import ClientAddresses
 from graven.errors import ConfigError, GravenError, IntegrityError, NotFoundError, StoreError, ValidationError
-from graven.server import admin_api, api, health, schemas, signin
+from graven.server import admin_api, api, docs, health, schemas, signin
 from graven.server.accounts import AccountConflict, open_accounts
 from graven.server.accounts.service import Accounts
 from graven.server.auth import ApiError, client_of, current_principal, deny, state
@@ -31,6 +31,7 @@ from graven.server.limits import BodyLimit, FailureLimiter, error_body
 from graven.server.ui import mount_ui
 from graven.server.watch import LogWatcher
 from graven.trail import Trail
+from graven.web.http import secure
 
 log = logging.getLogger("graven.server")
 
@@ -71,7 +72,7 @@ def create_app(trail: Trail, config: ServerConfig, *, owns_trail: bool = False) 
                 trail.close()
 
     app = FastAPI(title="Graven", version=__version__, lifespan=lifespan, openapi_url="/api/v1/openapi.json",
-                  docs_url="/api/v1/docs", redoc_url=None,
+                  docs_url=None, redoc_url=None,  # no page that runs scripts from another host: see docs.py
                   description="A tamper-evident audit trail: record events, query them, prove and verify them.",
                   )  # fmt: skip
     app.state.graven = ServerState(
@@ -84,8 +85,10 @@ def create_app(trail: Trail, config: ServerConfig, *, owns_trail: bool = False) 
         app.include_router(router, responses=COMMON_ERRORS)
     app.include_router(health.router)  # /healthz and /readyz: no credentials, no content
     _handle_errors(app)
+    docs.install(app)
     end_live_pages = mount_ui(app, trail)  # the web UI at /, behind sign-in
     app.add_middleware(BodyLimit, limit=config.max_body)
+    secure(app)  # CSP, nosniff, no framing: on every response, whichever route (or none) answers
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -18,6 +18,7 @@ import secrets
 from pathlib import Path
 
 from graven.errors import ConfigError, ValidationError
+from graven.private_files import make_private_dir
 
 SECRET_NAME = "server.secret"  # noqa: S105 (a file name, not a secret)
 MIN_SECRET = 16
@@ -59,7 +60,7 @@ def load_secret(path: Path, *, create: bool = True) -> bytes:
 
 def _create_secret(path: Path) -> bytes:
     data = secrets.token_hex(32).encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another process made it first: use theirs

@@ -1,5 +1,6 @@
 """The embedded SQLite store (standard ``sqlite3``, WAL, ``synchronous=FULL``).
 
+Files: a log this store creates is 0600 from the start, and so are its ``-wal`` and ``-shm``.
 Durability: a write transaction commits with ``synchronous=FULL`` in WAL mode, so a returned
 commit survives power loss. Immutability: triggers refuse UPDATE and DELETE on every table that
 holds log data; this stops accidents and the application's own mistakes, while the hashes and
@@ -20,6 +21,7 @@ from graven.core import merkle
 from graven.core.merkle import Node
 from graven.core.model import Prepared
 from graven.errors import ConfigError, ImmutableError, IntegrityError, StoreError
+from graven.private_files import create_private_file
 from graven.store import Head, Query, StoredCheckpoint, read_head
 from graven.store.querying import Dialect, select_entries
 
@@ -98,6 +100,11 @@ class SQLiteStore:
             raise ConfigError(f"no log at {path}{hint}; create one with `graven init`")
         if not path.parent.is_dir():
             raise ConfigError(f"{path}: folder {path.parent} does not exist")
+        if create:
+            try:  # 0600 before SQLite opens it: its -wal and -shm files copy the database's mode
+                create_private_file(path)
+            except OSError as exc:
+                raise ConfigError(f"cannot create the log {path}: {exc.strerror}") from None
 
     # --- connections -----------------------------------------------------------------------
 

@@ -36,9 +36,10 @@ from graven.core.model import ACTOR_TYPES, Entry
 from graven.errors import ConfigError, GravenError, NotFoundError, ValidationError
 from graven.trail import Trail
 from graven.web import explain, http, live, present, pretend, proof, search
-from graven.web.sandbox import STORY_CUSTOMER, FixedLog, LogSource, Sandbox
+from graven.web.sandbox import STORY_CUSTOMER, FixedLog, LogFull, LogSource, Sandbox
 
 HERE = Path(__file__).parent
+DEMO_POSTS_PER_MINUTE = 30  # per client address: attempts, persona switches, resets, tampering, verifying
 T = TypeVar("T")
 
 
@@ -120,6 +121,8 @@ def create_web_app(
     verifier_key: str | None = None,
     record_reads: bool | None = None,
     gate: Gate | None = None,
+    hosts: http.Hosts | None = None,
+    posts_per_minute: int = DEMO_POSTS_PER_MINUTE,
 ) -> FastAPI:
     """The UI over ``trail`` (``demo=False``) or over the demo's sandbox (``demo=True``).
 
@@ -128,6 +131,10 @@ def create_web_app(
     to the anonymous demo visitor. The demo-only pages (try it, tamper, reset) exist only in the demo.
     ``verifier_key`` pins the key that proofs and verification trust. ``record_reads`` (default: on
     outside the demo) records every search, view, export and verification as an entry naming the viewer.
+    ``hosts`` (``graven demo`` passes the names it serves) refuses requests for any other ``Host``
+    with 400, against DNS rebinding. In the demo, each client address may post at most
+    ``posts_per_minute`` times a minute (then 429 with Retry-After; the refusals are not recorded, so
+    that they cannot fill the log); the sandbox bounds the log's size.
     """
     owned: Sandbox | None = None
     source: LogSource
@@ -147,6 +154,7 @@ def create_web_app(
         raise ConfigError("create_web_app takes viewer= or gate=, not both")
     chosen = gate or _ViewerGate(viewer or (lambda request: DEMO_VISITOR))
     ui = _UI(source, chosen, verifier_key, (not demo) if record_reads is None else record_reads)
+    ui.posts = http.PerClient(posts_per_minute) if demo else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -161,6 +169,9 @@ def create_web_app(
     app.state.graven_ui = ui
     ui.install(app)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    if hosts is not None:
+        app.add_middleware(http.HostCheck, hosts=hosts, page=ui.host_page)
+    http.secure(app)
     return app
 
 
@@ -174,6 +185,7 @@ class _UI:
         self.record_reads = record_reads
         self.pulse = live.Pulse()
         self.closing = asyncio.Event()
+        self.posts: http.PerClient | None = None
         self.env = Environment(
             loader=PackageLoader("graven.web", "templates"), autoescape=select_autoescape(default=True),
             undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
@@ -215,7 +227,6 @@ class _UI:
             app.add_api_route(path, endpoint, methods=[method], include_in_schema=False)
         app.add_exception_handler(GravenError, self.on_error)  # type: ignore[arg-type]
         app.add_exception_handler(HTTPException, self.on_http_error)  # type: ignore[arg-type]
-        app.add_middleware(http.SecurityHeaders)
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -234,6 +245,21 @@ class _UI:
         if need == "audit" and not found.may_audit:
             raise Denied(403, "verification and export need an auditor", viewer=found)
         return found
+
+    def throttle(self, request: Request, viewer: Viewer) -> None:
+        """In the demo: count this post against the client's address; 429 past the limit."""
+        if self.posts is None:
+            return
+        client = request.client.host if request.client else "unknown"
+        wait = self.posts.take(client)
+        if wait:
+            raise Denied(429, f"too many requests from {client}: the demo takes at most {self.posts.limit} "
+                              f"a minute from one address; try again in {wait} s",
+                         headers={"Retry-After": str(wait)}, viewer=viewer)  # fmt: skip
+
+    def host_page(self, message: str) -> str:
+        """The page of a request for a host this server does not serve (in the UI's style)."""
+        return self.env.get_template("error.html").render(base="", viewer=None, code=400, error={"error": message})
 
     async def looked(self, request: Request, viewer: Viewer, action: str, **details: Any) -> None:
         """Record that ``viewer`` read the log ("who looked"), when reads are recorded."""
@@ -279,6 +305,8 @@ class _UI:
             return page
         if isinstance(exc, NotFoundError):
             status = 404
+        elif isinstance(exc, LogFull):
+            status = 409
         elif isinstance(exc, SignInRequired):
             status = 401
         elif isinstance(exc, http.Refused):
@@ -321,13 +349,15 @@ class _UI:
             request, "try.html", viewer=viewer, world=box.world, persona=box.world.people[persona],
             entries=entries, counters=counters, after=size - 1, generation=box.generation,
             roles=pretend.ROLES, permissions=pretend.PERMISSIONS, seeded=box.seeded,
+            size=size, max_entries=box.max_entries, full=size + 2 > box.max_entries,
         )  # fmt: skip
         http.set_demo_cookie(response, session, persona)
         return response
 
     async def switch_persona(self, request: Request) -> Response:
-        await self.who(request)
+        viewer = await self.who(request)
         http.same_origin(request)
+        self.throttle(request, viewer)
         box = self.sandbox
         form = await http.read_form(request)
         persona = form.get("persona", "")
@@ -344,8 +374,9 @@ class _UI:
         return response
 
     async def attempt(self, request: Request) -> Response:
-        await self.who(request)
+        viewer = await self.who(request)
         http.same_origin(request)
+        self.throttle(request, viewer)
         box = self.sandbox
         form = await http.read_form(request)
         session, persona = http.demo_cookie(request, box.world)
@@ -371,8 +402,9 @@ class _UI:
         })  # fmt: skip
 
     async def reset(self, request: Request) -> Response:
-        await self.who(request)
+        viewer = await self.who(request)
         http.same_origin(request)
+        self.throttle(request, viewer)
         box = self.sandbox
         await run_in_threadpool(box.reset)
         self.pulse.fire()
@@ -381,8 +413,9 @@ class _UI:
         return RedirectResponse(f"{http.base(request)}/try", 303)
 
     async def tamper(self, request: Request) -> Response:
-        await self.who(request)
+        viewer = await self.who(request)
         http.same_origin(request)
+        self.throttle(request, viewer)
         box = self.sandbox
         form = await http.read_form(request)
         index = http.parse_index(form["index"]) if form.get("index") else None
@@ -424,7 +457,7 @@ class _UI:
                 if after is None:
                     return
 
-        disposition = f'attachment; filename="{search.export_name(wanted, kind)}"'
+        disposition = http.attachment(search.export_name(wanted, kind))
         return StreamingResponse(chunks(), media_type=search.EXPORTS[kind],
                                  headers={"Content-Disposition": disposition})  # fmt: skip
 
@@ -456,12 +489,13 @@ class _UI:
         number = http.parse_index(index)
         made = await self.call(lambda trail: trail.prove(number))
         await self.looked(request, viewer, "audit.prove", index=number)
-        headers = {"Content-Disposition": f'attachment; filename="graven-entry-{number}.bundle.json"'}
+        headers = {"Content-Disposition": http.attachment(f"graven-entry-{number}.bundle.json")}
         return JSONResponse(made, headers=headers)
 
     async def verify(self, request: Request) -> Response:
         viewer = await self.who(request, "audit")
         http.same_origin(request)
+        self.throttle(request, viewer)
         report = await self.call(lambda trail: trail.verify(self.key))
         await self.looked(request, viewer, "audit.verify", ok=report.ok)
         result = report.to_json()

@@ -9,7 +9,6 @@ MUST NOT close a log while a request still uses it: readers hold it through :met
 
 from __future__ import annotations
 
-import re
 import shutil
 import sqlite3
 import threading
@@ -42,6 +41,7 @@ ROUTES = {
     "view_customer": ("/admin/customers/{customer}", "customer record"),
 }
 MAX_REASON = 1000
+MAX_ENTRIES = 5000  # the most a demo log holds; then attempts are refused until Reset
 
 
 class LogSource(Protocol):
@@ -69,6 +69,10 @@ class FixedLog:
         yield self.trail
 
 
+class LogFull(GravenError):
+    """The demo log holds as many entries as it may; Reset starts a fresh one."""
+
+
 class _AttemptFailed(GravenError):
     """The pretend application could not do what was asked (recorded as a failure)."""
 
@@ -92,8 +96,10 @@ class Sandbox:
 
     demo = True
 
-    def __init__(self, directory: Path, *, clock: Callable[[], datetime] | None = None, owned: bool = False) -> None:
+    def __init__(self, directory: Path, *, clock: Callable[[], datetime] | None = None, owned: bool = False,
+                 max_entries: int = MAX_ENTRIES) -> None:  # fmt: skip
         self.directory = directory
+        self.max_entries = max_entries  # an attempt that could take the log past this is refused (LogFull)
         self.owned = owned  # remove the folder on close
         self._clock = clock or (lambda: datetime.now(UTC))
         self._changing = threading.RLock()  # one attempt, reset or tamper at a time
@@ -103,7 +109,7 @@ class Sandbox:
         self._trail: Trail | None = None
         self.world = pretend.initial_world()
         self.seeded = 0
-        _clear(directory)
+        demo.clear_folder(directory)
         self.reset()
 
     @property
@@ -183,11 +189,17 @@ class Sandbox:
     ) -> Attempted:
         """Decide an attempt, record it (and any consequence), then let the world change.
 
-        Nothing changes when the request is malformed (``ValidationError``) or cannot be recorded.
+        Nothing changes when the request is malformed (``ValidationError``), cannot be recorded, or
+        could take the log past ``max_entries`` (``LogFull``: an attempt records at most two entries).
         """
         if reason is not None and len(reason) > MAX_REASON:
             raise ValidationError("reason", f"must be at most {MAX_REASON} characters", f"{len(reason)} chars")
         with self._changing, self.using() as trail:
+            if trail.size + 2 > self.max_entries:
+                raise LogFull(
+                    f"the demo log is full: it holds {trail.size} entries and keeps at most {self.max_entries}; "
+                    "press Reset to start a fresh one"
+                )
             decision = pretend.decide(self.world, persona, operation, params)
             person = self.world.people[persona]
             route, form = ROUTES[operation]
@@ -233,23 +245,6 @@ class Sandbox:
                 raise ConfigError("only the demo's SQLite log can be tampered with")
             _rewrite(store.path, index, data)
         return Tampering(index, message)
-
-
-_DEMO_FILES = re.compile(r"log-\d+|trail\.db(-wal|-shm)?|signing\.key(\.checkpoint)?")
-
-
-def _clear(directory: Path) -> None:
-    """Empty ``directory`` for a new demo; refuse if it holds anything a demo did not put there."""
-    if directory.exists():
-        if not directory.is_dir():
-            raise ConfigError(f"{directory} is a file; the demo needs a folder of its own")
-        strangers = sorted(p.name for p in directory.iterdir() if not _DEMO_FILES.fullmatch(p.name))
-        if strangers:
-            raise ConfigError(
-                f"{directory} holds files that are not the demo's ({', '.join(strangers[:3])}); choose another --dir"
-            )
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
 
 
 def _record(

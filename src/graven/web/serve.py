@@ -1,16 +1,20 @@
-"""``graven demo``: the web demo on an embedded SQLite log, served by uvicorn until interrupted."""
+"""``graven demo``: the web demo on an embedded SQLite log, served by uvicorn until interrupted.
+
+It answers only requests addressed to the names it is served under (see :func:`served_hosts`).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import uvicorn
 
 from graven.errors import ConfigError
 from graven.web.app import create_web_app
+from graven.web.http import check_host_name, served_hosts
 from graven.web.sandbox import Sandbox
 
 
@@ -38,8 +42,16 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{shown}:{port}/"
 
 
-def serve_demo(directory: Path, host: str, port: int, announce: Callable[[str], None]) -> None:
-    """Seed a fresh demo log in ``directory``, serve the UI on ``host:port``, print the URL, run until stopped."""
+def serve_demo(
+    directory: Path, host: str, port: int, announce: Callable[[str], None], allowed_hosts: Sequence[str] = ()
+) -> None:
+    """Seed a fresh demo log in ``directory``, serve the UI on ``host:port``, print the URL, run until stopped.
+
+    Requests must name this server in ``Host``: a loopback name, ``host``, or one of ``allowed_hosts``
+    (bound to every interface: also this machine's names and any IP address), each with the port.
+    """
+    for name in allowed_hosts:
+        check_host_name(name)
     sock = listen(host, port)
     try:
         sandbox = Sandbox(directory)
@@ -47,8 +59,12 @@ def serve_demo(directory: Path, host: str, port: int, announce: Callable[[str], 
         sock.close()
         raise
     try:
-        app = create_web_app(demo=True, sandbox=sandbox)
-        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, access_log=False)
+        hosts = served_hosts(host, sock.getsockname()[1], allowed_hosts)
+        app = create_web_app(demo=True, sandbox=sandbox, hosts=hosts)
+        # No proxy headers: the client's address (which the demo's limits key on) is the socket's, and
+        # X-Forwarded-For from a local process cannot pose as a new client.
+        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, access_log=False,
+                                proxy_headers=False)  # fmt: skip
         server = uvicorn.Server(config)
         announce(
             f"Graven demo running at {url_of(sock)}  (Ctrl+C to stop)\n"

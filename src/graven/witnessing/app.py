@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from graven.web.http import secure
 from graven.witnessing.protocol import MAX_BODY
 from graven.witnessing.service import StateError, WitnessService
 
@@ -85,7 +86,7 @@ def create_app(service: WitnessService) -> Starlette:
         assert isinstance(exc, HTTPException)
         return _error(exc.status_code, "http", f"{request.method} {request.url.path}: {exc.detail}")
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/add-checkpoint", add_checkpoint, methods=["POST"]),
             Route("/checkpoint", checkpoint, methods=["GET"]),
@@ -93,3 +94,5 @@ def create_app(service: WitnessService) -> Starlette:
         ],
         exception_handlers={HTTPException: http_error},
     )
+    secure(app)  # the same headers as every other Graven server: nosniff on text/plain notes above all
+    return app

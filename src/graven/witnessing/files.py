@@ -18,12 +18,13 @@ import orjson
 
 from graven.core.note import Checkpoint, NoteError, note_signatures
 from graven.errors import ConfigError
+from graven.private_files import FILE_MODE, make_private_dir, open_private
 
 _counter = threading.Lock()
 _serial = 0
 
 
-def replace_atomically(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+def replace_atomically(path: Path, data: bytes, *, mode: int = FILE_MODE) -> None:
     """Replace ``path`` by ``data`` durably: temp file, fsync, rename, fsync of the directory."""
     global _serial
     with _counter:
@@ -31,6 +32,7 @@ def replace_atomically(path: Path, data: bytes, *, mode: int = 0o644) -> None:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{_serial}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
+        os.fchmod(fd, mode)  # whatever the umask
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -49,8 +51,8 @@ def replace_atomically(path: Path, data: bytes, *, mode: int = 0o644) -> None:
 @contextmanager
 def locked(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``<path>.lock`` (threads and processes wait their turn)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
+    make_private_dir(path.parent)
+    with os.fdopen(open_private(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield

@@ -39,6 +39,7 @@ from graven.core.note import (
     open_checkpoint,
 )
 from graven.errors import ConfigError, GravenError
+from graven.private_files import make_private_dir
 from graven.witnessing.files import checkpoint_of, locked, replace_atomically
 from graven.witnessing.protocol import (
     SIZE_CONTENT_TYPE,
@@ -95,7 +96,7 @@ class WitnessState:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            make_private_dir(directory)
         except OSError as exc:
             raise ConfigError(f"--state: cannot create the state directory {directory}: {exc.strerror}") from None
         if not directory.is_dir():
@@ -171,7 +172,7 @@ class WitnessState:
         The check and the write happen under one lock shared by every process on this directory.
         """
         folder = self.evidence_folder
-        folder.mkdir(exist_ok=True)
+        make_private_dir(folder)
         path = folder / f"{name}.txt"
         with locked(self.directory / "evidence"):
             if path.exists():

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from graven.errors import StoreError
+from graven.private_files import create_private_file
 from graven.server.accounts import AccountConflict
 from graven.server.accounts._sql import SCHEMA, SqlAccounts
 from graven.store.sqlite import BUSY_TIMEOUT_MS, translate_error
@@ -21,6 +22,7 @@ class SQLiteAccounts(SqlAccounts):
         self.path = path
         self._lock = threading.Lock()
         try:
+            create_private_file(path)  # normally the log's own file, already there; else 0600 from the start
             self._conn = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
             )
@@ -30,6 +32,8 @@ class SQLiteAccounts(SqlAccounts):
                 self._conn.execute(statement)
         except sqlite3.DatabaseError as exc:
             raise translate_error(exc, path) from exc
+        except OSError as exc:
+            raise StoreError(f"cannot create the accounts database {path}: {exc.strerror}") from None
 
     def _run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
