@@ -24,7 +24,7 @@ from graven.errors import ConfigError, GravenError, IntegrityError, NotFoundErro
 from graven.server import admin_api, api, schemas, signin
 from graven.server.accounts import AccountConflict, open_accounts
 from graven.server.accounts.service import Accounts
-from graven.server.auth import ApiError, client_of, current_principal, deny, state
+from graven.server.auth import ApiError, client_of, current_principal, deny, failed
 from graven.server.config import ServerConfig, ServerState
 from graven.server.jobs import Jobs
 from graven.server.limits import (
@@ -35,6 +35,7 @@ from graven.server.limits import (
     Receive,
     Scope,
     Send,
+    address_subject,
     error_body,
 )
 from graven.server.ui import mount_ui
@@ -197,8 +198,7 @@ async def _refuse_method(request: Request) -> None:
     flood of them is throttled like failed sign-ins. Always raises the ApiError that answers it."""
     principal = await current_principal(request)
     if principal is None:
-        ip, _ = client_of(request)
-        state(request).limiter.failed([("ip", ip or "unknown")])
+        await failed(request, [address_subject(client_of(request)[0])])
     await deny(
         request, principal, 405, "method_not_allowed",
         f"{request.method} is not allowed on {request.url.path}: no interface changes or deletes an entry",
