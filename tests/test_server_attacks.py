@@ -92,6 +92,29 @@ class TestUsersAreNotLockedOutByOthers:
         assert 303 == ok.status_code
 
 
+class TestRequestsWithoutCredentialsThrottleNobody:
+    def test_anonymous_requests_do_not_get_the_visitors_address_throttled(self, behind_proxy: Served) -> None:
+        """A page on another site can make a visitor's browser send requests without credentials (images,
+        forms): they are refused, but never count against the visitor's address; past the limit they
+        stop adding one entry each (one http.flood_suspected instead)."""
+        served = behind_proxy
+        visitor = _from("192.0.2.20")
+        before = len(served.entries(outcome="denied"))
+        for _ in range(15):
+            assert 401 == served.client.get("/api/v1/entries", headers=visitor).status_code
+            assert 405 == served.client.delete("/api/v1/entries/0", headers=visitor).status_code
+            assert 403 == served.client.post("/auth/login", data={"username": "frank", "password": "x"},
+                                             headers={**visitor, "Origin": "https://evil.example"}).status_code
+            assert 303 == served.client.get("/console", headers=visitor, follow_redirects=False).status_code
+        assert 200 == served.client.get("/api/v1/entries", headers={**visitor, **served.auth("reader")}).status_code
+        assert 200 == served.client.post("/auth/login", json={"username": "frank", "password": PASSWORD},
+                                         headers=visitor).status_code  # fmt: skip
+        flood = served.entries(action="http.flood_suspected")
+        assert [("192.0.2.20", 11)] == [(e.targets[0]["id"], e.get("metadata")["failures"]) for e in flood]
+        assert 10 + 1 == len(served.entries(outcome="denied")) - before
+        assert [] == served.entries(action="auth.bruteforce_suspected")
+
+
 class TestIngestedByComesFromTheCredential:
     @pytest.mark.parametrize("name", ["ingested_by", "Ingested_By", " ingested_by", "ingested-by", "ingestedBy",
                                       "INGESTED BY", "\uff49ngested_by"])  # fmt: skip

@@ -24,7 +24,7 @@ from graven.errors import ConfigError, GravenError, IntegrityError, NotFoundErro
 from graven.server import admin_api, api, schemas, signin
 from graven.server.accounts import AccountConflict, open_accounts
 from graven.server.accounts.service import Accounts
-from graven.server.auth import ApiError, client_of, current_principal, deny, failed
+from graven.server.auth import ApiError, current_principal, deny, deny_anonymous
 from graven.server.config import ServerConfig, ServerState
 from graven.server.jobs import Jobs
 from graven.server.limits import (
@@ -35,7 +35,6 @@ from graven.server.limits import (
     Receive,
     Scope,
     Send,
-    address_subject,
     error_body,
 )
 from graven.server.ui import mount_ui
@@ -194,16 +193,13 @@ def _handle_errors(app: FastAPI) -> None:
 
 async def _refuse_method(request: Request) -> None:
     """A method no route allows (``DELETE /api/v1/entries/7``, say) is an attempt to change the log:
-    recorded as denied, naming the caller; anonymous attempts count as failures against the IP, so a
-    flood of them is throttled like failed sign-ins. Always raises the ApiError that answers it."""
+    recorded as denied, naming the caller (anonymous attempts as ``deny_anonymous`` records them,
+    never counted against the address). Always raises the ApiError that answers it."""
     principal = await current_principal(request)
+    message = f"{request.method} is not allowed on {request.url.path}: no interface changes or deletes an entry"
     if principal is None:
-        await failed(request, [address_subject(client_of(request)[0])])
-    await deny(
-        request, principal, 405, "method_not_allowed",
-        f"{request.method} is not allowed on {request.url.path}: no interface changes or deletes an entry",
-        action="audit.access",
-    )  # fmt: skip
+        await deny_anonymous(request, 405, "method_not_allowed", message, action="audit.access")
+    await deny(request, principal, 405, "method_not_allowed", message, action="audit.access")
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -10,14 +10,15 @@ A request carrying a session cookie that changes anything MUST carry the session
 (the ``X-CSRF-Token`` header or the ``csrf_token`` form field).
 
 Throttling keys only on what the attacker cannot choose for somebody else, so nobody's guesses
-lock out an owner. A failed authentication (a bad, unknown or revoked key, a wrong password, an
-anonymous call of a route that needs a caller) counts against the client's address (an IPv6
+lock out an owner. A failed authentication (a bad, unknown or revoked key, a wrong password)
+counts against the client's address (an IPv6
 client by its /64); past ``auth_failure_limit`` in ``auth_failure_window`` seconds that address
 gets 429 with ``Retry-After`` for whatever it sends until its window ends. An unknown key id and a
 (user, address) pair are throttled the same way. A real key's id and a user name across all
 addresses are only watched: a key is checked before anything is counted against it, and a
 correct key or password from an address that is not throttled is never refused. Every subject
-passing its limit is recorded once per window as ``auth.bruteforce_suspected``.
+passing its limit is recorded once per window as ``auth.bruteforce_suspected``. A request with no
+credential at all is no guess and is never counted against its address (see ``deny_anonymous``).
 """
 
 from __future__ import annotations
@@ -228,6 +229,32 @@ async def _fail(request: Request, subjects: list[Subject], message: str, tried: 
     await deny(request, None, 401, "unauthorized", message, tried=tried)
 
 
+async def deny_anonymous(request: Request, status: int, error: str, message: str, *,
+                         action: str = "http.request") -> NoReturn:  # fmt: skip
+    """Refuse (and record) a request that presented no credential to check: no guess, so it MUST NOT
+    count against the client's address, since a page on another site can make a visitor's browser
+    send such requests (an image, a form) to get the visitor throttled. To keep a flood from filling
+    the log, an address gets ``limit`` recorded refusals per window; past that, one
+    ``http.flood_suspected`` entry, then refusals without an entry each until its window ends."""
+    st = state(request)
+    ip, _ = client_of(request)
+    subject = ("anonymous", address_subject(ip)[1])
+    for _, refusals in st.limiter.failed([subject]):
+        await asyncio.to_thread(st.trail.record, {
+            "action": "http.flood_suspected", "actor": {"type": "anonymous", **({"ip": ip} if ip else {})},
+            "outcome": "denied", "source": "api", "targets": [{"type": "ip_address", "id": subject[1]}],
+            "reason": f"more than {st.limiter.limit} requests without credentials refused for {subject[1]} within "
+                      f"{st.limiter.window:g} s; further ones are refused without an entry each until the window "
+                      "ends (the address is not throttled)",
+            "context": {"route": route_of(request), "method": request.method},
+            "metadata": {"subject": "anonymous", "value": subject[1], "failures": refusals,
+                         "window_seconds": st.limiter.window},
+        })  # fmt: skip
+    if st.limiter.over(subject):
+        raise ApiError(status, error, message, headers={"WWW-Authenticate": "Bearer"} if status == 401 else None)
+    await deny(request, None, status, error, message, action=action)
+
+
 async def deny(request: Request, principal: Principal | None, status: int, error: str, message: str, *,
                action: str = "http.request", tried: dict[str, str] | None = None) -> NoReturn:  # fmt: skip
     """Record the refusal as a ``denied`` entry, then raise the ApiError that answers it."""
@@ -257,9 +284,8 @@ def require(role: str) -> Callable[[Request], Awaitable[Principal]]:
     async def dependency(request: Request) -> Principal:
         principal = await current_principal(request)
         if principal is None:
-            await failed(request, [address_subject(client_of(request)[0])])
-            await deny(request, None, 401, "unauthorized",
-                       "sign in, or send an API key as `Authorization: Bearer <key>`")  # fmt: skip
+            await deny_anonymous(request, 401, "unauthorized",
+                                 "sign in, or send an API key as `Authorization: Bearer <key>`")  # fmt: skip
         if principal.role not in allowed:
             await deny(request, principal, 403, "forbidden",
                        f"the {principal.role} role may not use this route (it needs {role})",

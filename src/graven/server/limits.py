@@ -194,9 +194,10 @@ class FailureLimiter:
             del self._windows[key]
         if len(self._windows) < self.max_subjects:
             return
-        # Still full: forget windows that refuse nothing (oldest first) before any that do.
+        # Still full: forget a tenth of the table (so the next sweeps are far apart), windows that
+        # refuse nothing first, oldest first.
         order = sorted(self._windows, key=lambda k: (self._windows[k].failures >= self.limit, self._windows[k].start))
-        for key in order[: len(self._windows) - self.max_subjects + 1]:
+        for key in order[: len(self._windows) - self.max_subjects + max(1, self.max_subjects // 10)]:
             del self._windows[key]
 
     def throttled(self, subjects: list[Subject]) -> tuple[float, list[Report]]:

@@ -37,7 +37,7 @@ from graven.server.auth import (
     client_of,
     csrf_token,
     current_principal,
-    deny,
+    deny_anonymous,
     failed,
     require,
     state,
@@ -121,15 +121,15 @@ async def _check_form_origin(request: Request, fields: dict[str, Any]) -> None:
     same = _same_origin(request)
     if same is not True:
         why = "comes from another site" if same is False else "says nothing of where it comes from (no Origin)"
-        await deny(request, None, 403, "cross_site",
-                   f"a sign-in form must be posted from this site's /login page; this one {why}")  # fmt: skip
+        await deny_anonymous(request, 403, "cross_site",
+                             f"a sign-in form must be posted from this site's /login page; this one {why}")  # fmt: skip
     cookie = request.cookies.get(LOGIN_COOKIE, "")
     given = fields.get(LOGIN_FIELD)
     if not (isinstance(given, str) and _COOKIE_VALUE.fullmatch(cookie)
             and hmac.compare_digest(given.encode(), _page_token(request, cookie).encode())):  # fmt: skip
-        await deny(request, None, 403, "csrf",
-                   f"missing or wrong sign-in token: post the form of this site's /login page (its {LOGIN_FIELD} "
-                   f"field and {LOGIN_COOKIE} cookie); reload the page and retry")  # fmt: skip
+        await deny_anonymous(request, 403, "csrf",
+                             f"missing or wrong sign-in token: post the form of this site's /login page (its "
+                             f"{LOGIN_FIELD} field and {LOGIN_COOKIE} cookie); reload the page and retry")  # fmt: skip
 
 
 @router.post("/auth/login", response_model=schemas.Me, summary="Sign in with a user name and password",
@@ -151,7 +151,7 @@ async def login(request: Request) -> Response:
                        f"(or the /login page's form); got {media or 'no Content-Type'}",
                        field="Content-Type", given=media or None)  # fmt: skip
     if _same_origin(request) is False:
-        await deny(request, None, 403, "cross_site", "a sign-in from another site is refused")
+        await deny_anonymous(request, 403, "cross_site", "a sign-in from another site is refused")
     if is_form:
         form = await request.form()
         fields: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
