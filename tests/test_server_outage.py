@@ -84,7 +84,7 @@ def test_lost_database_is_503_and_one_line_per_failure(
         assert b"Traceback" not in cut
         time.sleep(1.5)  # several polls of the watcher fail meanwhile
         gone = httpx.get(f"{base}/api/v1/entries", headers=auth, timeout=10)
-        assert 503 == gone.status_code
+        assert (503, "application/json") == (gone.status_code, gone.headers["content-type"])
         assert name in gone.json()["message"]
     finally:
         server.send_signal(signal.SIGINT)
@@ -95,4 +95,6 @@ def test_lost_database_is_503_and_one_line_per_failure(
     failures = [line for line in log.splitlines() if "could not read the log's size" in line]
     assert 1 <= len(failures) <= 3, log
     assert all(name in line and "does not exist" in line for line in failures[-1:]), log
+    answered = [line for line in log.splitlines() if "answered 503" in line]
+    assert f"graven: GET /api/v1/entries answered 503: {gone.json()['message']}" == answered[-1], log
     assert not [line for line in log.splitlines() if line.startswith(" ")], log  # nothing but whole lines

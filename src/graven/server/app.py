@@ -151,6 +151,8 @@ PLAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
 
 def _plain_handler(status: int, error: str) -> Any:
     async def handle(request: Request, exc: Exception) -> Response:
+        if status == 503:  # the storage is down or misconfigured: the operator hears of it, in one line
+            log.error("graven: %s %s answered 503: %s", request.method, request.url.path, one_line(exc))
         return _error(status, error, str(exc))
 
     return handle
