@@ -11,9 +11,9 @@ A request carrying a session cookie that changes anything MUST carry the session
 
 Throttling keys only on what the attacker cannot choose for somebody else, so nobody's guesses
 lock out an owner. A failed authentication (a bad, unknown or revoked key, a wrong password)
-counts against the client's address (an IPv6
-client by its /64); past ``auth_failure_limit`` in ``auth_failure_window`` seconds that address
-gets 429 with ``Retry-After`` for whatever it sends until its window ends. An unknown key id and a
+counts against the client's address (an IPv6 client by its /64); past ``auth_failure_limit`` in
+``auth_failure_window`` seconds that address gets 429 with ``Retry-After`` for whatever it sends
+until its window ends. An unknown key id and a
 (user, address) pair are throttled the same way. A real key's id and a user name across all
 addresses are only watched: a key is checked before anything is counted against it, and a
 correct key or password from an address that is not throttled is never refused. Every subject
