@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,3 +81,13 @@ def serve_log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factor
 def served(serve_log: Factory) -> Served:
     """A served log with the default limits."""
     return serve_log()
+
+
+def form_sign_in(client: TestClient, data: dict[str, str], **kwargs: Any) -> Any:
+    """Post the sign-in form as a browser on the /login page does: its pre-session token and cookie,
+    from this origin."""
+    page = client.get("/login")
+    found = re.search(r'name="login_token" value="([^"]+)"', page.text)
+    assert found is not None, page.text
+    headers = {"Origin": str(client.base_url).rstrip("/"), **kwargs.pop("headers", {})}
+    return client.post("/auth/login", data={**data, "login_token": found.group(1)}, headers=headers, **kwargs)

@@ -101,7 +101,8 @@ def test_witness_state_and_key(tmp_path: Path) -> None:
     state = WitnessState(folder)
     with state.transaction("example.com/log"):
         state.write("example.com/log", "note\n")
-    evidence = state.keep_evidence(b"body")
+    assert state.keep_evidence("a-fork", b"body", max_files=10, max_bytes=1000)
+    evidence = state.evidence_folder / "a-fork.txt"
     (tmp_path / "wkeys").mkdir(mode=0o700)
     create_cosigner_key(tmp_path / "wkeys" / "witness.key", "witness.example/w1")
     assert_private(tmp_path / "witness", folder, state.path("example.com/log"), evidence.parent, evidence)

@@ -10,7 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from graven.server import credentials
-from tests.server_harness import ROLES, SECRET, Served
+from graven.server.signin import SLOW_SIGN_IN
+from tests.server_harness import ROLES, SECRET, Served, form_sign_in
 
 ANY = frozenset(ROLES)
 READERS = frozenset({"reader", "auditor", "admin"})
@@ -96,7 +97,7 @@ class TestApiKeys:
             path = served.trail.store.path  # type: ignore[attr-defined]
             data = b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
             assert key.encode() not in data
-            assert key.split("_")[-1].encode() not in data
+            assert key.split("_", 2)[2].encode() not in data  # the secret (which may itself hold "_")
 
     def test_revoked_and_forged_keys_are_refused_and_recorded(self, served: Served) -> None:
         """A revoked key, a wrong secret for a real key id and a malformed header each get 401, recorded."""
@@ -189,15 +190,16 @@ class TestSessions:
         page = served.client.get("/login")
         assert 200 == page.status_code
         assert 'name="password"' in page.text
-        bad = served.client.post("/auth/login", data={"username": "carol", "password": "wrong one"})
+        bad = form_sign_in(served.client, {"username": "carol", "password": "wrong one"})
         assert 401 == bad.status_code
         assert "wrong user name or password" in bad.text
-        evil = served.client.post("/auth/login", data={"username": "carol", "password": "correct horse",
-                                                       "next": "//evil.example/"}, follow_redirects=False)  # fmt: skip
+        assert 'name="login_token"' in bad.text
+        evil = form_sign_in(served.client, {"username": "carol", "password": "correct horse",
+                                            "next": "//evil.example/"}, follow_redirects=False)  # fmt: skip
         assert (303, "/console") == (evil.status_code, evil.headers["location"])
         served.client.cookies.clear()
-        good = served.client.post("/auth/login", data={"username": "carol", "password": "correct horse",
-                                                       "next": "/ui/entries"}, follow_redirects=False)  # fmt: skip
+        good = form_sign_in(served.client, {"username": "carol", "password": "correct horse",
+                                            "next": "/ui/entries"}, follow_redirects=False)  # fmt: skip
         assert (303, "/ui/entries") == (good.status_code, good.headers["location"])
         signed = served.client.get("/login")
         assert "Signed in as <strong>carol</strong>" in signed.text
@@ -234,18 +236,36 @@ class TestThrottling:
     def client_at(self, served: Served, ip: str) -> TestClient:
         return TestClient(served.app, client=(ip, 40000))
 
-    def test_per_key(self, serve_log: Any) -> None:
-        """Past the limit of failures for one key id (from any IP), 429 with Retry-After; suspected once."""
+    def test_wrong_secrets_for_a_key_never_lock_out_its_owner(self, serve_log: Any) -> None:
+        """Wrong secrets for a real key id throttle the addresses that sent them, never the key: its
+        owner keeps working; the key is still reported once as a brute-force suspect (watched, not throttled)."""
         served: Served = serve_log(auth_failure_limit=3, auth_failure_window=60)
         forged = {"Authorization": "Bearer " + served.keys["admin"][:-4] + "QQQQ"}
         statuses = [self.client_at(served, f"203.0.113.{i}").get("/api/v1/keys", headers=forged).status_code
                     for i in range(5)]  # fmt: skip
-        assert [401, 401, 401, 429, 429] == statuses
-        retry = self.client_at(served, "203.0.113.9").get("/api/v1/keys", headers=forged)
-        assert 0 < int(retry.headers["retry-after"]) <= 60
+        assert [401] * 5 == statuses
+        owner = self.client_at(served, "198.51.100.1")
+        assert 200 == owner.get("/api/v1/keys", headers=served.auth("admin")).status_code
         suspected = served.entries(action="auth.bruteforce_suspected")
-        assert [("key", credentials.api_key_id(served.keys["admin"]))] == [
-            (e.get("metadata")["subject"], e.get("metadata")["value"]) for e in suspected]
+        assert [("key", credentials.api_key_id(served.keys["admin"]), False)] == [
+            (e.get("metadata")["subject"], e.get("metadata")["value"], e.get("metadata")["throttled"])
+            for e in suspected]  # fmt: skip
+
+    def test_unknown_key_id_is_throttled(self, serve_log: Any) -> None:
+        """Guesses at one key id that does not exist (from many addresses) are throttled by that id."""
+        served: Served = serve_log(auth_failure_limit=3, auth_failure_window=60)
+        unknown = {"Authorization": "Bearer graven_0123456789ab_" + "A" * 43}
+        statuses = [self.client_at(served, f"203.0.113.{i}").get("/api/v1/keys", headers=unknown).status_code
+                    for i in range(5)]  # fmt: skip
+        assert [401, 401, 401, 429, 429] == statuses
+        retry = self.client_at(served, "203.0.113.9").get("/api/v1/keys", headers=unknown)
+        assert 0 < int(retry.headers["retry-after"]) <= 60
+        owner = self.client_at(served, "203.0.113.1")
+        assert 200 == owner.get("/api/v1/keys", headers=served.auth("admin")).status_code
+        suspected = served.entries(action="auth.bruteforce_suspected")
+        assert [("key", "0123456789ab", True)] == [
+            (e.get("metadata")["subject"], e.get("metadata")["value"], e.get("metadata")["throttled"])
+            for e in suspected]  # fmt: skip
 
     def test_per_ip_then_window_ends(self, serve_log: Any) -> None:
         """One IP failing repeatedly is throttled (even with a good key) until its window ends."""
@@ -263,15 +283,33 @@ class TestThrottling:
                                             for e in suspected]  # fmt: skip
         assert "198.51.100.7" == suspected[0].actor["ip"]
 
-    def test_per_user(self, serve_log: Any) -> None:
-        """Wrong passwords for one user from many IPs are throttled too."""
+    def test_per_user_and_address(self, serve_log: Any) -> None:
+        """Wrong passwords for one user throttle that user from that address (and the address); from
+        another address the user's correct password still works."""
         served: Served = serve_log(auth_failure_limit=2, auth_failure_window=60)
         served.accounts.add_user("frank", "reader", "correct horse", by=_admin())
-        statuses = [_login(self.client_at(served, f"192.0.2.{i}"), "frank", "guess").status_code for i in range(4)]
-        assert [401, 401, 429, 429] == statuses
-        assert 429 == _login(self.client_at(served, "192.0.2.99"), "frank", "correct horse").status_code
+        here = self.client_at(served, "192.0.2.1")
+        assert [401, 401, 429] == [_login(here, "frank", "guess").status_code for _ in range(3)]
+        assert 429 == _login(here, "frank", "correct horse").status_code
+        assert 200 == _login(self.client_at(served, "192.0.2.2"), "frank", "correct horse").status_code
         suspected = served.entries(action="auth.bruteforce_suspected")
-        assert [("user", "frank")] == [(e.get("metadata")["subject"], e.get("metadata")["value"]) for e in suspected]
+        assert [("ip", "192.0.2.1", True)] == [(e.get("metadata")["subject"], e.get("metadata")["value"],
+                                                e.get("metadata")["throttled"]) for e in suspected]  # fmt: skip
+
+    def test_guesses_from_many_addresses_never_lock_a_user_out(self, serve_log: Any) -> None:
+        """Ten wrong passwords for a user from ten addresses: the user's correct password from a new
+        address still signs in (slowed by at most SLOW_SIGN_IN); the attack is recorded, not throttled."""
+        served: Served = serve_log(auth_failure_limit=3, auth_failure_window=60)
+        served.accounts.add_user("frank", "reader", "correct horse", by=_admin())
+        statuses = [_login(self.client_at(served, f"192.0.2.{i}"), "frank", "guess").status_code for i in range(10)]
+        assert [401] * 10 == statuses
+        started = time.monotonic()
+        assert 200 == _login(self.client_at(served, "198.51.100.99"), "frank", "correct horse").status_code
+        assert SLOW_SIGN_IN <= time.monotonic() - started < SLOW_SIGN_IN + 5
+        suspected = served.entries(action="auth.bruteforce_suspected")
+        assert [("user", "frank", False)] == [(e.get("metadata")["subject"], e.get("metadata")["value"],
+                                               e.get("metadata")["throttled"]) for e in suspected]  # fmt: skip
+        assert "user" == suspected[0].targets[0]["type"]
 
 
 @pytest.mark.parametrize("body", [{"username": "x"}, {"username": 5, "password": "p"}, [1, 2]])
@@ -281,7 +319,7 @@ def test_bad_login_bodies_are_422(served: Served, body: Any) -> None:
 
 def test_sign_in_page_escapes_what_it_echoes(served: Served) -> None:
     """A user name full of markup comes back escaped on the page."""
-    page = served.client.post("/auth/login", data={"username": "<script>alert(1)</script>", "password": "x"})
+    page = form_sign_in(served.client, {"username": "<script>alert(1)</script>", "password": "x"})
     assert 401 == page.status_code
     assert "<script>alert(1)</script>" not in page.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text

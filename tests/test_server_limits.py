@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from graven.errors import ValidationError
-from graven.server.limits import FailureLimiter, check_depth
+from graven.server.limits import FailureLimiter, address_subject, check_depth
 
 TRICKY = st.text(alphabet='[]{}"\\ab\u00e9\n', max_size=8)
 JSON = st.recursive(st.none() | st.booleans() | st.integers(-(2**53), 2**53) | TRICKY,
@@ -49,7 +49,7 @@ class TestFailureLimiter:
             assert (0.0, []) == limiter.throttled(subject)
             limiter.failed(subject)
         now[0] = 110.0
-        assert (50.0, [("ip", "203.0.113.7", 4)]) == limiter.throttled(subject)
+        assert (50.0, [(("ip", "203.0.113.7"), 4)]) == limiter.throttled(subject)
         assert (50.0, []) == limiter.throttled(subject)
         now[0] = 160.0
         assert (0.0, []) == limiter.throttled(subject)
@@ -63,3 +63,31 @@ class TestFailureLimiter:
             now[0] = i / 10
             limiter.failed([("ip", f"10.0.{i // 256}.{i % 256}")])
         assert len(limiter._windows) <= 100
+
+    def test_a_full_table_forgets_quiet_windows_before_throttled_ones(self) -> None:
+        """Filling the table with fresh subjects does not free a throttled address."""
+        now = [0.0]
+        limiter = FailureLimiter(2, 60, clock=lambda: now[0], max_subjects=10)
+        limiter.failed([("ip", "203.0.113.7")] * 2)
+        for i in range(100):
+            now[0] = 1 + i / 10
+            limiter.failed([("key", f"{i:012x}")])
+        assert limiter.throttled([("ip", "203.0.113.7")])[0] > 0
+
+    def test_failed_reports_a_subject_once_when_it_passes_the_limit(self) -> None:
+        limiter = FailureLimiter(2, 60, clock=lambda: 0.0)
+        assert [[], [], [(("user", "frank"), 3)], []] == [limiter.failed([("user", "frank")]) for _ in range(4)]
+        assert limiter.over(("user", "frank"))
+        assert not limiter.over(("user", "grace"))
+
+
+@pytest.mark.parametrize(("ip", "subject"), [
+    ("203.0.113.7", "203.0.113.7"),
+    ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+    ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+    ("::ffff:198.51.100.4", "198.51.100.4"),
+    (None, "unknown"),
+])  # fmt: skip
+def test_addresses_are_counted_by_what_a_client_cannot_vary(ip: str | None, subject: str) -> None:
+    """An IPv6 client picks the low 64 bits of its address at will: it is counted by its /64."""
+    assert ("ip", subject) == address_subject(ip)

@@ -9,7 +9,7 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.server_harness import ROLES, SETUP, Served
+from tests.server_harness import ROLES, SETUP, Served, form_sign_in
 
 JSON = {"accept": "application/json"}
 PASSWORD = "correct horse"
@@ -137,10 +137,10 @@ class TestWhatIsShown:
         served: Served = serve_log()
         _people(served)
         form = {"username": "reader-1", "password": PASSWORD}
-        plain = served.client.post("/auth/login", data=form, follow_redirects=False)
+        plain = form_sign_in(served.client, form, follow_redirects=False)
         assert (303, "/console") == (plain.status_code, plain.headers["location"])
         served.client.cookies.clear()
-        back = served.client.post("/auth/login", data={**form, "next": "/entry/0"}, follow_redirects=False)
+        back = form_sign_in(served.client, {**form, "next": "/entry/0"}, follow_redirects=False)
         assert (303, "/entry/0") == (back.status_code, back.headers["location"])
         assert "Entry #0" in served.client.get(back.headers["location"]).text
 

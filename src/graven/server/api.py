@@ -13,6 +13,7 @@ import base64
 import csv
 import io
 import time
+import unicodedata
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -120,9 +121,9 @@ async def ingest(request: Request, who: Writer) -> Response:
     if not 1 <= len(events) <= st.config.max_batch:
         raise ValidationError("body", f"must hold from 1 to {st.config.max_batch} events",
                               f"<{len(events)} events>")  # fmt: skip
-    for event in events:
+    for n, event in enumerate(events):
         if type(event) is dict:
-            _complete(event, who)
+            _complete(event, who, "" if single else f"events[{n}].")
     if single:
         indices = [await asyncio.to_thread(st.trail.record, events[0])]
     else:
@@ -131,17 +132,34 @@ async def ingest(request: Request, who: Writer) -> Response:
     return json_response({"indices": indices}, 201)
 
 
-def _complete(event: dict[str, Any], who: Principal) -> None:
-    """What the event leaves out, from the key that sent it: actor, source, and ``context.ingested_by``."""
+SERVER_CONTEXT = ("ingested_by",)  # context keys only the server writes on ingested events
+
+
+def _server_key(name: str) -> str | None:
+    """The server-owned context key ``name`` spells, ignoring case, width, spaces, ``-``/``_`` and the like."""
+    folded = "".join(c for c in unicodedata.normalize("NFKC", name).casefold() if c.isalnum())
+    return next((key for key in SERVER_CONTEXT if key.replace("_", "") == folded), None)
+
+
+def _complete(event: dict[str, Any], who: Principal, at: str) -> None:
+    """What the event leaves out, from the caller that sent it (actor, source), and what it may not
+    say itself: ``context.ingested_by`` names the authenticated key (or user) alone, so an ingested
+    entry never passes for one the server recorded (those have no ``ingested_by``). A client's own
+    ``ingested_by`` (in any spelling) is refused with a ValidationError naming the field."""
     if event.get("actor") is None:
         event["actor"] = who.actor
     if event.get("source") is None:
         event["source"] = "api"
     context = event.get("context")
     if context is None:
-        event["context"] = {"ingested_by": who.name}
-    elif type(context) is dict and "ingested_by" not in context:
-        event["context"] = {**context, "ingested_by": who.name}
+        context = {}
+    elif type(context) is not dict:
+        return  # the trail refuses it, naming the field
+    for name in context:
+        if isinstance(name, str) and (owned := _server_key(name)) is not None:
+            raise ValidationError(f"{at}context.{name}", f"is set by the server (context.{owned} names the key "
+                                  "that sent the event); leave it out", context[name])  # fmt: skip
+    event["context"] = {**context, "ingested_by": who.name}
 
 
 # --- reading ----------------------------------------------------------------------------------

@@ -24,12 +24,21 @@ from graven.errors import ConfigError, GravenError, IntegrityError, NotFoundErro
 from graven.server import admin_api, api, docs, health, schemas, signin
 from graven.server.accounts import AccountConflict, open_accounts
 from graven.server.accounts.service import Accounts
-from graven.server.auth import ApiError, client_of, current_principal, deny, state
+from graven.server.auth import ApiError, current_principal, deny, deny_anonymous
 from graven.server.config import ServerConfig, ServerState
 from graven.server.jobs import Jobs
-from graven.server.limits import BodyLimit, FailureLimiter, error_body
+from graven.server.limits import (
+    ASGIApp,
+    BodyLimit,
+    FailureLimiter,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    error_body,
+)
 from graven.server.ui import mount_ui
-from graven.server.watch import LogWatcher
+from graven.server.watch import LogWatcher, one_line
 from graven.trail import Trail
 from graven.web.http import secure
 
@@ -68,8 +77,11 @@ def create_app(trail: Trail, config: ServerConfig, *, owns_trail: bool = False) 
         finally:
             end_live_pages()
             if await watcher.stop() and owns_trail:
-                accounts.store.close()
-                trail.close()
+                for close in (accounts.store.close, trail.close):
+                    try:
+                        close()
+                    except GravenError as exc:  # e.g. the database is gone: one line, and exit cleanly
+                        log.error("graven: could not close the log cleanly: %s", one_line(exc))
 
     app = FastAPI(title="Graven", version=__version__, lifespan=lifespan, openapi_url="/api/v1/openapi.json",
                   docs_url=None, redoc_url=None,  # no page that runs scripts from another host: see docs.py
@@ -88,9 +100,46 @@ def create_app(trail: Trail, config: ServerConfig, *, owns_trail: bool = False) 
     docs.install(app)
     end_live_pages = mount_ui(app, trail)  # the web UI at /, behind sign-in
     app.add_middleware(BodyLimit, limit=config.max_body)
+    app.add_middleware(StorageOutage)
     secure(app)  # CSP, nosniff, no framing: on every response, whichever route (or none) answers
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+class StorageOutage:
+    """ASGI middleware: a project error that the error handlers cannot answer, because the answer had
+    started (a tail or an export cut off when the database goes away), ends that answer with one
+    log line instead of a traceback; one raised before the answer started gets 503 JSON."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = ended = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started, ended
+            started = started or message["type"] == "http.response.start"
+            ended = ended or (message["type"] == "http.response.body" and not message.get("more_body", False))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            cause = exc if isinstance(exc, GravenError) else exc.__cause__  # Starlette wraps it once started
+            if not isinstance(cause, GravenError):
+                raise
+            log.error("graven: %s %s failed: %s", scope.get("method"), scope.get("path"), one_line(cause))
+            if not started:
+                body = error_body("store_unavailable", str(cause))
+                await send({"type": "http.response.start", "status": 503,
+                            "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+                await send({"type": "http.response.body", "body": body})
+            elif not ended:  # end the cut-off stream properly (a client sees the stream end, not a broken one)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 # The project's errors that answer with their message alone (the most specific class wins).
@@ -106,6 +155,8 @@ PLAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
 
 def _plain_handler(status: int, error: str) -> Any:
     async def handle(request: Request, exc: Exception) -> Response:
+        if status == 503:  # the storage is down or misconfigured: the operator hears of it, in one line
+            log.error("graven: %s %s answered 503: %s", request.method, request.url.path, one_line(exc))
         return _error(status, error, str(exc))
 
     return handle
@@ -148,17 +199,13 @@ def _handle_errors(app: FastAPI) -> None:
 
 async def _refuse_method(request: Request) -> None:
     """A method no route allows (``DELETE /api/v1/entries/7``, say) is an attempt to change the log:
-    recorded as denied, naming the caller; anonymous attempts count as failures against the IP, so a
-    flood of them is throttled like failed sign-ins. Always raises the ApiError that answers it."""
+    recorded as denied, naming the caller (anonymous attempts as ``deny_anonymous`` records them,
+    never counted against the address). Always raises the ApiError that answers it."""
     principal = await current_principal(request)
+    message = f"{request.method} is not allowed on {request.url.path}: no interface changes or deletes an entry"
     if principal is None:
-        ip, _ = client_of(request)
-        state(request).limiter.failed([("ip", ip or "unknown")])
-    await deny(
-        request, principal, 405, "method_not_allowed",
-        f"{request.method} is not allowed on {request.url.path}: no interface changes or deletes an entry",
-        action="audit.access",
-    )  # fmt: skip
+        await deny_anonymous(request, 405, "method_not_allowed", message, action="audit.access")
+    await deny(request, principal, 405, "method_not_allowed", message, action="audit.access")
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -7,22 +7,32 @@ exports; ``admin`` also manages keys and users. Every refused request is recorde
 entry naming the route and the key or user that tried, before the refusal is sent.
 
 A request carrying a session cookie that changes anything MUST carry the session's CSRF token
-(the ``X-CSRF-Token`` header or the ``csrf_token`` form field). Failed authentication is counted
-per key, per user and per client IP; past the limit the answer is 429 with ``Retry-After``.
+(the ``X-CSRF-Token`` header or the ``csrf_token`` form field).
+
+Throttling keys only on what the attacker cannot choose for somebody else, so nobody's guesses
+lock out an owner. A failed authentication (a bad, unknown or revoked key, a wrong password)
+counts against the client's address (an IPv6 client by its /64); past ``auth_failure_limit`` in
+``auth_failure_window`` seconds that address gets 429 with ``Retry-After`` for whatever it sends
+until its window ends. An unknown key id and a
+(user, address) pair are throttled the same way. A real key's id and a user name across all
+addresses are only watched: a key is checked before anything is counted against it, and a
+correct key or password from an address that is not throttled is never refused. Every subject
+passing its limit is recorded once per window as ``auth.bruteforce_suspected``. A request with no
+credential at all is no guess and is never counted against its address (see ``deny_anonymous``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from fastapi import Request
 
-from graven.server import credentials
 from graven.server.config import ServerState
+from graven.server.limits import Report, Subject, address_subject
 
 SESSION_COOKIE = "graven_session"
 CSRF_HEADER = "x-csrf-token"
@@ -119,23 +129,24 @@ async def current_principal(request: Request) -> Principal | None:
 async def _authenticate(request: Request) -> Principal | None:
     st = state(request)
     ip, agent = client_of(request)
+    address = address_subject(ip)
+    await throttle(request, [address])
     header = request.headers.get("authorization")
     if header is not None:
         scheme, _, token = header.strip().partition(" ")
         token = token.strip()
-        key_id = credentials.api_key_id(token) if scheme.lower() == "bearer" else None
-        subjects = [("ip", ip or "unknown"), *([("key", key_id)] if key_id else [])]
-        await throttle(request, subjects)
         if scheme.lower() != "bearer" or not token:
-            await _fail(request, subjects, "the Authorization header must be `Bearer <API key>`")
+            await _fail(request, [address], "the Authorization header must be `Bearer <API key>`")
         check = await asyncio.to_thread(st.accounts.key_for, token)
-        if check.key is None:
-            tried = {"key_id": check.key_id} if check.key_id else {}
-            if check.known is not None:
-                tried["key_name"] = check.known.name
-            await _fail(request, subjects, check.reason, tried)
-        return Principal("key", check.key.id, check.key.name, check.key.role, ip, agent)
-    await throttle(request, [("ip", ip or "unknown")])
+        if check.key is not None:
+            return Principal("key", check.key.id, check.key.name, check.key.role, ip, agent)
+        tried = {"key_id": check.key_id} if check.key_id else {}
+        if check.known is not None:  # a real key's id with a wrong secret, or revoked: watched, never refused
+            tried["key_name"] = check.known.name
+            await _fail(request, [address], check.reason, tried, watch=[("key", check.known.id)])
+        unknown: list[Subject] = [("key", check.key_id)] if check.key_id else []
+        await throttle(request, unknown)
+        await _fail(request, [address, *unknown], check.reason, tried)
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         return None
@@ -164,33 +175,84 @@ async def check_csrf(request: Request, principal: Principal) -> None:
                    f"(GET /auth/me) as the {CSRF_HEADER} header or the {CSRF_FIELD} form field")  # fmt: skip
 
 
-async def throttle(request: Request, subjects: list[tuple[str, str]]) -> None:
-    """Answer 429 while any subject is over its failure limit; report each new suspect once per window."""
+async def throttle(request: Request, subjects: list[Subject]) -> None:
+    """Answer 429 while any subject is over its failure limit; report each new suspect once per window.
+
+    Callers MUST pass only subjects an attacker cannot fill for somebody else (see the module's rules).
+    """
     st = state(request)
     wait, suspects = st.limiter.throttled(subjects)
-    for kind, value, failures in suspects:
-        ip, _ = client_of(request)
-        actor: dict[str, str] = {"type": "anonymous"}
-        if ip:
-            actor["ip"] = ip
-        await asyncio.to_thread(st.trail.record, {
-            "action": "auth.bruteforce_suspected", "actor": actor, "outcome": "denied", "source": "api",
-            "reason": f"more than {st.limiter.limit} failed authentications by {kind} {value} "
-                      f"within {st.limiter.window:g} s",
-            "targets": [{"type": {"ip": "ip_address", "key": "apikey"}.get(kind, kind), "id": value}],
-            "context": {"route": route_of(request), "method": request.method},
-            "metadata": {"subject": kind, "value": value, "failures": failures, "window_seconds": st.limiter.window},
-        })  # fmt: skip
+    await report(request, suspects, throttled=True)
     if wait > 0:
         seconds = max(1, int(wait + 0.999))
         raise ApiError(429, "too_many_failures", f"too many failed authentications; retry after {seconds} s",
                        headers={"Retry-After": str(seconds)}, limit=st.limiter.limit)  # fmt: skip
 
 
-async def _fail(request: Request, subjects: list[tuple[str, str]], message: str,
-                tried: dict[str, str] | None = None) -> NoReturn:  # fmt: skip
-    state(request).limiter.failed(subjects)
+async def failed(request: Request, subjects: Sequence[Subject], watch: Sequence[Subject] = ()) -> None:
+    """Count a failed authentication against each subject (``watch``: subjects that are counted and
+    reported but never refused), recording any that just passed the limit."""
+    suspects = state(request).limiter.failed([*subjects, *watch])
+    await report(request, [s for s in suspects if s[0] not in watch], throttled=True)
+    await report(request, [s for s in suspects if s[0] in watch], throttled=False)
+
+
+_TARGET_TYPES = {"ip": ("ip_address",), "key": ("apikey",), "user": ("user",), "user_ip": ("user", "ip_address")}
+
+
+async def report(request: Request, suspects: list[Report], *, throttled: bool) -> None:
+    """Record each suspect as an ``auth.bruteforce_suspected`` entry (the limiter reports each once per window)."""
+    st = state(request)
+    for subject, failures in suspects:
+        kind, values = subject[0], subject[1:]
+        ip, _ = client_of(request)
+        actor: dict[str, str] = {"type": "anonymous"}
+        if ip:
+            actor["ip"] = ip
+        named = " from ".join(values)
+        effect = (f"its attempts are refused (429) until its {st.limiter.window:g} s window ends" if throttled
+                  else "watched only: a correct credential is never refused for it")  # fmt: skip
+        await asyncio.to_thread(st.trail.record, {
+            "action": "auth.bruteforce_suspected", "actor": actor, "outcome": "denied", "source": "api",
+            "reason": f"more than {st.limiter.limit} failed authentications by {kind} {named} "
+                      f"within {st.limiter.window:g} s; {effect}",
+            "targets": [{"type": t, "id": v} for t, v in zip(_TARGET_TYPES.get(kind, (kind,)), values, strict=False)],
+            "context": {"route": route_of(request), "method": request.method},
+            "metadata": {"subject": kind, "value": named, "failures": failures, "window_seconds": st.limiter.window,
+                         "throttled": throttled},
+        })  # fmt: skip
+
+
+async def _fail(request: Request, subjects: list[Subject], message: str, tried: dict[str, str] | None = None,
+                *, watch: Sequence[Subject] = ()) -> NoReturn:  # fmt: skip
+    await failed(request, subjects, watch)
     await deny(request, None, 401, "unauthorized", message, tried=tried)
+
+
+async def deny_anonymous(request: Request, status: int, error: str, message: str, *,
+                         action: str = "http.request") -> NoReturn:  # fmt: skip
+    """Refuse (and record) a request that presented no credential to check: no guess, so it MUST NOT
+    count against the client's address, since a page on another site can make a visitor's browser
+    send such requests (an image, a form) to get the visitor throttled. To keep a flood from filling
+    the log, an address gets ``limit`` recorded refusals per window; past that, one
+    ``http.flood_suspected`` entry, then refusals without an entry each until its window ends."""
+    st = state(request)
+    ip, _ = client_of(request)
+    subject = ("anonymous", address_subject(ip)[1])
+    for _, refusals in st.limiter.failed([subject]):
+        await asyncio.to_thread(st.trail.record, {
+            "action": "http.flood_suspected", "actor": {"type": "anonymous", **({"ip": ip} if ip else {})},
+            "outcome": "denied", "source": "api", "targets": [{"type": "ip_address", "id": subject[1]}],
+            "reason": f"more than {st.limiter.limit} requests without credentials refused for {subject[1]} within "
+                      f"{st.limiter.window:g} s; further ones are refused without an entry each until the window "
+                      "ends (the address is not throttled)",
+            "context": {"route": route_of(request), "method": request.method},
+            "metadata": {"subject": "anonymous", "value": subject[1], "failures": refusals,
+                         "window_seconds": st.limiter.window},
+        })  # fmt: skip
+    if st.limiter.over(subject):
+        raise ApiError(status, error, message, headers={"WWW-Authenticate": "Bearer"} if status == 401 else None)
+    await deny(request, None, status, error, message, action=action)
 
 
 async def deny(request: Request, principal: Principal | None, status: int, error: str, message: str, *,
@@ -222,10 +284,8 @@ def require(role: str) -> Callable[[Request], Awaitable[Principal]]:
     async def dependency(request: Request) -> Principal:
         principal = await current_principal(request)
         if principal is None:
-            ip, _ = client_of(request)
-            state(request).limiter.failed([("ip", ip or "unknown")])
-            await deny(request, None, 401, "unauthorized",
-                       "sign in, or send an API key as `Authorization: Bearer <key>`")  # fmt: skip
+            await deny_anonymous(request, 401, "unauthorized",
+                                 "sign in, or send an API key as `Authorization: Bearer <key>`")  # fmt: skip
         if principal.role not in allowed:
             await deny(request, principal, 403, "forbidden",
                        f"the {principal.role} role may not use this route (it needs {role})",

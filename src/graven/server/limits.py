@@ -2,14 +2,15 @@
 
 The body limit is an ASGI middleware: a declared ``Content-Length`` over the limit is answered 413
 before anything is read, and a body sent in chunks is cut off as soon as it passes the limit.
-Failed authentication is counted in fixed windows per API key, per user name and per client IP;
-once a subject has failed ``limit`` times in its window, its requests are answered 429 with
-``Retry-After`` until the window ends, and the first refusal is reported once per window (the app
-records it as ``auth.bruteforce_suspected``). Counters live in this process's memory.
+Failed authentication is counted in fixed windows by ``FailureLimiter``; which counts refuse
+(429 with ``Retry-After`` until the window ends) and which only watch is decided by the server's
+auth code (see :mod:`graven.server.auth`). Each subject passing its limit is reported once per
+window (the app records it as ``auth.bruteforce_suspected``). Counters live in this process's memory.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import threading
 import time
@@ -128,6 +129,26 @@ def json_body(raw: bytes, depth_limit: int) -> Any:
     return value
 
 
+Subject = tuple[str, ...]  # ("ip", "203.0.113.7"), ("key", id), ("user", name), ("user_ip", name, address)
+Report = tuple[Subject, int]  # a subject that just passed its limit, and its failures in this window
+
+
+def address_subject(ip: str | None) -> Subject:
+    """The counter of a client address: an IPv6 client is counted by its /64 (one host's usual share,
+    whose low bits it picks at will); an IPv4-mapped address as IPv4; no address at all as "unknown"."""
+    if ip is None:
+        return ("ip", "unknown")
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ("ip", ip)
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return ("ip", str(address.ipv4_mapped))
+        return ("ip", str(ipaddress.IPv6Network((address, 64), strict=False)))
+    return ("ip", str(address))
+
+
 @dataclass
 class _Window:
     start: float
@@ -136,7 +157,16 @@ class _Window:
 
 
 class FailureLimiter:
-    """Counts failed authentications per subject (``("ip", "203.0.113.7")``, ``("key", id)``, ...)."""
+    """Counts failed authentications per subject in fixed windows of ``window`` seconds.
+
+    What a subject's count does is the caller's choice: ``throttled`` refuses the subjects it is
+    given once they have failed ``limit`` times (so callers MUST pass only subjects the attacker
+    cannot choose for somebody else: the client's address, an unknown key id, a user from one
+    address); ``failed`` counts every subject given and reports each one once per window when it
+    passes the limit, which is how a subject that must never be refused (a real key, a user
+    from all addresses) is still watched. Memory is bounded by ``max_subjects``: expired windows are
+    forgotten first, then windows that refuse nothing, oldest first.
+    """
 
     def __init__(self, limit: int, window: float, *, clock: Callable[[], float] = time.monotonic,
                  max_subjects: int = 100_000) -> None:  # fmt: skip
@@ -144,13 +174,17 @@ class FailureLimiter:
         self.window = window
         self.clock = clock
         self.max_subjects = max_subjects
-        self._windows: dict[tuple[str, str], _Window] = {}
+        self._windows: dict[Subject, _Window] = {}
         self._lock = threading.Lock()
 
-    def _current(self, subject: tuple[str, str], now: float) -> _Window:
+    def _live(self, subject: Subject, now: float) -> _Window | None:
         found = self._windows.get(subject)
-        if found is None or now - found.start >= self.window:
-            if len(self._windows) >= self.max_subjects:
+        return None if found is None or now - found.start >= self.window else found
+
+    def _current(self, subject: Subject, now: float) -> _Window:
+        found = self._live(subject, now)
+        if found is None:
+            if subject not in self._windows and len(self._windows) >= self.max_subjects:
                 self._sweep(now)
             found = self._windows[subject] = _Window(now)
         return found
@@ -158,32 +192,50 @@ class FailureLimiter:
     def _sweep(self, now: float) -> None:
         for key in [k for k, w in self._windows.items() if now - w.start >= self.window]:
             del self._windows[key]
-        while len(self._windows) >= self.max_subjects:  # still full: forget the oldest windows
-            del self._windows[min(self._windows, key=lambda k: self._windows[k].start)]
+        if len(self._windows) < self.max_subjects:
+            return
+        # Still full: forget a tenth of the table (so the next sweeps are far apart), windows that
+        # refuse nothing first, oldest first.
+        order = sorted(self._windows, key=lambda k: (self._windows[k].failures >= self.limit, self._windows[k].start))
+        for key in order[: len(self._windows) - self.max_subjects + max(1, self.max_subjects // 10)]:
+            del self._windows[key]
 
-    def throttled(self, subjects: list[tuple[str, str]]) -> tuple[float, list[tuple[str, str, int]]]:
+    def throttled(self, subjects: list[Subject]) -> tuple[float, list[Report]]:
         """Seconds to wait (0 when allowed), and the subjects to report now as brute-force suspects.
 
         A refused attempt counts as one more failure of each throttled subject.
         """
         now = self.clock()
         wait = 0.0
-        report: list[tuple[str, str, int]] = []
+        report: list[Report] = []
         with self._lock:
             for subject in subjects:
-                window = self._windows.get(subject)
-                if window is None or now - window.start >= self.window or window.failures < self.limit:
+                window = self._live(subject, now)
+                if window is None or window.failures < self.limit:
                     continue
                 window.failures += 1
                 wait = max(wait, window.start + self.window - now)
                 if not window.reported:
                     window.reported = True
-                    report.append((*subject, window.failures))
+                    report.append((subject, window.failures))
         return wait, report
 
-    def failed(self, subjects: list[tuple[str, str]]) -> None:
-        """Count one failed authentication against each subject."""
+    def failed(self, subjects: list[Subject]) -> list[Report]:
+        """Count one failed authentication against each subject; returns those that just passed the
+        limit in this window (each reported once per window, here or by ``throttled``)."""
         now = self.clock()
+        report: list[Report] = []
         with self._lock:
             for subject in subjects:
-                self._current(subject, now).failures += 1
+                window = self._current(subject, now)
+                window.failures += 1
+                if window.failures > self.limit and not window.reported:
+                    window.reported = True
+                    report.append((subject, window.failures))
+        return report
+
+    def over(self, subject: Subject) -> bool:
+        """Whether ``subject`` has passed the limit in its current window."""
+        with self._lock:
+            window = self._live(subject, self.clock())
+            return window is not None and window.failures > self.limit

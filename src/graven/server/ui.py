@@ -21,7 +21,7 @@ from fastapi import FastAPI, Request
 from starlette.routing import Match, Mount
 from starlette.types import Scope
 
-from graven.server.auth import ApiError, Principal, current_principal, deny, state
+from graven.server.auth import ApiError, Principal, current_principal, deny, deny_anonymous, state
 from graven.trail import Trail
 from graven.web.app import Denied, Need, SignInRequired, Viewer, create_web_app
 
@@ -51,6 +51,8 @@ class SessionGate:
                 message = "sign in to use the web UI"
                 if principal is not None:
                     message = "an API key does not sign in to the web UI; sign in with a user name and password"
+                if principal is None:
+                    await deny_anonymous(request, 401, "unauthorized", message)  # recorded, never throttled
                 await deny(request, principal, 401, "unauthorized", message)
         except ApiError as exc:
             if exc.status == 401:

@@ -19,11 +19,20 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from graven.errors import GravenError
+
 if TYPE_CHECKING:
     from graven.trail import Trail
 
 log = logging.getLogger("graven.server")
 QUIET = 1.0  # seconds without growth before the tail of a witnessed log is checkpointed
+REPEAT_EVERY = 60.0  # seconds between log lines about the same ongoing failure
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one log line: the project's own errors by their message, others with their type too."""
+    text = " ".join(str(exc).split()) or "(no message)"
+    return text if isinstance(exc, GravenError) else f"{type(exc).__name__}: {text}"
 
 
 class LogWatcher:
@@ -107,6 +116,8 @@ class LogWatcher:
 
     async def _run(self) -> None:
         assert self._wake is not None
+        failing: str | None = None  # the message of the ongoing failure
+        failures, said_at = 0, 0.0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll)
@@ -115,8 +126,17 @@ class LogWatcher:
                 await self._look()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a dropped connection must not end the watcher; the next look retries
-                log.exception("graven: could not read the log's size")
+            except Exception as exc:  # a dropped connection must not end the watcher; the next look retries
+                # One line, no traceback: when it starts or changes, then once a minute while it lasts.
+                message, failures = one_line(exc), failures + 1
+                if message != failing or time.monotonic() - said_at >= REPEAT_EVERY:
+                    again = f" (failed {failures} times so far)" if message == failing else ""
+                    log.error("graven: could not read the log's size: %s%s", message, again)
+                    failing, said_at = message, time.monotonic()
+                continue
+            if failing is not None:
+                log.warning("graven: reading the log's size again after %d failed attempts", failures)
+                failing, failures = None, 0
 
     async def _look(self) -> None:
         size = await asyncio.to_thread(self.trail.store.size)
