@@ -78,6 +78,11 @@ class WriteTx(Protocol):
         """The index of each given event id already in the log."""
         ...
 
+    def entry_bodies(self, indices: Sequence[int]) -> dict[int, bytes]:
+        """The stored leaf bytes of the given entries (missing ones left out). Only a repeated
+        event id reads them, to compare the repeat with the event that holds the id."""
+        ...
+
     def insert(self, first: int, entries: Sequence[Prepared], rows: Sequence[bytes]) -> None:
         """Append entries at first, first+1, ... with their tree rows. MUST NOT overwrite."""
         ...

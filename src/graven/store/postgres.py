@@ -539,6 +539,14 @@ class _PgWriteTx:
         )
         return {stored[event_id]: int(idx) for event_id, idx in rows}
 
+    def entry_bodies(self, indices: Sequence[int]) -> dict[int, bytes]:
+        if not indices:
+            return {}
+        rows = self._execute(
+            "SELECT idx, body FROM entries WHERE idx = ANY(%s::bigint[])", (list(indices),), prepare=False
+        ).fetchall()
+        return {int(idx): str(body).encode() for idx, body in rows}
+
     def head(self, ids: Sequence[str], captured: int) -> Head:
         """Size, frontier hashes, existing ids and the outbox claim in one statement (one round trip).
 
