@@ -266,9 +266,14 @@ class Sequencer:
                     f"checkpoint of size {previous.size}; run `graven verify`"
                 )
         self._hold_to_kept(tx, size, "sign", fresh=True, root=root, vouched=previous)
-        note = sign_checkpoint(Checkpoint(self.origin, size, root), self.signer)
+        checkpoint = Checkpoint(self.origin, size, root)
+        note = sign_checkpoint(checkpoint, self.signer)
         stored = StoredCheckpoint(size, note)
         tx.insert_checkpoint(stored)
+        if self.kept is not None:
+            # What this writer signs is kept next (on_signed): hold the log to it from now on.
+            where = self._anchor.where if self._anchor is not None else "checkpoint this writer signed"
+            self._anchor = self._held = KeptCheckpoint(checkpoint, where)
         return stored
 
     def _refuse_other_events(
@@ -323,7 +328,7 @@ class Sequencer:
         if fresh or not self._anchor_read:
             self._anchor, self._anchor_read = self.kept(), True
         anchor = self._anchor
-        if anchor is None or anchor is self._held:
+        if anchor is None:
             return
         cp = anchor.checkpoint
         if cp.size > size:
@@ -331,6 +336,8 @@ class Sequencer:
                 self._hold_to_kept(tx, size, verb, fresh=True, root=root, vouched=vouched)
                 return
             raise _refusal(verb, size, anchor, forked=False)
+        if anchor is self._held:
+            return
         if vouched is not None and (vouched.size, vouched.root_hash) == (cp.size, cp.root_hash):
             self._held = anchor  # the stored checkpoint just proven consistent is this very one
             return

@@ -36,7 +36,7 @@ from graven.core.redaction import RedactionPolicy
 from graven.core.shredding import PREFIX, PersonalData, open_entry, seal_event
 from graven.errors import ConfigError, GravenError, IdempotencyConflict, IntegrityError, NotFoundError, ValidationError
 from graven.keys import load_verifier
-from graven.lineage import KeptCheckpoints
+from graven.lineage import KeptCheckpoints, archived_notes
 from graven.sequencer import Sequencer
 from graven.signing import BackgroundSigner, SigningStatus, disabled_status
 from graven.store import Query, Store, StoredCheckpoint
@@ -544,7 +544,10 @@ class Trail:
         kept: list[str] = []
         if self.witness is not None and (note := self.witness.read()) is not None:
             kept.append(note)
+        if self.witness is not None:
+            kept += archived_notes(self.witness.path)  # earlier lineages (see graven.lineage)
         witnessed = list(dict.fromkeys([*kept, *kept_cosigned_notes(self), *witnessed]))
+        restores = self._restores()
         derived: list[int | None] = []
 
         def check_derived() -> None:
@@ -560,7 +563,7 @@ class Trail:
                 report = audit.verify_log(
                     scan.entries(), scan.tree_rows(),
                     [(c.size, c.note) for c in scan.checkpoints()], trusted, witnessed=witnessed,
-                    progress=progress,
+                    progress=progress, restores=restores,
                 )  # fmt: skip
         except IntegrityError as exc:
             checker.join()
@@ -573,6 +576,13 @@ class Trail:
         if derived and derived[0] is not None:
             report.problems.append(audit.derived_problem(derived[0]))
         return report
+
+    def _restores(self) -> list[tuple[int, bytes]]:
+        """The stored ``log.restore`` entries (verification checks each against its leaf)."""
+        try:
+            return self.store.query(Query(action=audit.RESTORE_ACTION, limit=MAX_PAGE))
+        except GravenError:
+            return []  # a damaged store is reported by the scan
 
     def _trusted(self, key: str | Path | Verifier | None) -> Verifier:
         if key is not None:
