@@ -205,7 +205,7 @@ class Sequencer:
                 repeats.append(len(indices))
             indices.append(known)
         if repeats:
-            self._refuse_other_events(tx, size, new, items, indices, [p for p in repeats if p >= checked_from],
+            self._refuse_other_events(tx, head, new, items, indices, [p for p in repeats if p >= checked_from],
                                       checked_from)  # fmt: skip
         if new:
             self._hold_to_kept(tx, size, "append")
@@ -279,7 +279,7 @@ class Sequencer:
     def _refuse_other_events(
         self,
         tx: WriteTx,
-        size: int,
+        head: Head,
         new: Sequence[Prepared],
         items: Sequence[Prepared],
         indices: Sequence[int],
@@ -287,10 +287,15 @@ class Sequencer:
         checked_from: int,
     ) -> None:
         """Raise :class:`IdempotencyConflict` for the first repeat that is not the event holding its
-        id (stored, or earlier in this batch). Only repeated ids pay for this comparison."""
+        id (stored, or earlier in this batch). Only repeated ids pay for this comparison; stored
+        bytes the head read brought along are not read again."""
         if not repeats:
             return
-        stored = tx.entry_bodies(sorted({indices[p] for p in repeats if indices[p] < size}))
+        size = head.size
+        stored = dict(head.bodies)
+        missing = sorted({indices[p] for p in repeats if indices[p] < size} - stored.keys())
+        if missing:
+            stored.update(tx.entry_bodies(missing))
         for position in repeats:
             index = indices[position]
             first = new[index - size].leaf if index >= size else stored.get(index)
