@@ -317,14 +317,16 @@ def _record_restore(
     """
     size = manifest.size
     loss = lost_to > size
-    lineage = next_lineage(kept_path) if loss else None
+    # A new lineage only when a kept checkpoint is lost; entries never checkpointed are just recorded.
+    superseding = loss and anchor is not None and anchor.checkpoint.size > size
+    lineage = next_lineage(kept_path) if superseding else None
     metadata: dict[str, Any] = {
         "backup": {"size": size, "root": base64.b64encode(manifest.root).decode(), "created_at": manifest.created_at},
     }
     if loss:
         metadata["lost"] = {"from": size, "to": lost_to}
-        metadata["lineage"] = lineage
-        if anchor is not None:
+        if superseding and anchor is not None:
+            metadata["lineage"] = lineage
             cp = anchor.checkpoint
             metadata["superseded"] = {
                 "origin": cp.origin, "size": cp.size, "root": base64.b64encode(cp.root_hash).decode(),
@@ -338,14 +340,14 @@ def _record_restore(
     }  # fmt: skip
     store = open_store(db)
     # Held to the kept checkpoint unless this entry is the one that supersedes it.
-    witness = None if loss else CheckpointFile(kept_path)
+    witness = None if superseding else CheckpointFile(kept_path)
     trail = Trail(store, signer=signer, witness=witness, redaction=None)
     try:
         index = trail.record(event)
         note = trail.checkpoint()
     finally:
         trail.close()
-    if loss:
+    if superseding:
         _start_lineage(kept_path, note, lineage or 1)
     return Restored(size, size, lost_to if loss else size, index, lineage)
 

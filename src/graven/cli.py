@@ -510,7 +510,8 @@ def restore_command(
     if done.lost_to > done.lost_from:
         out.print(
             f"restored {done.size} entries; entries {done.lost_from}..{done.lost_to - 1} are lost, as entry "
-            f"{done.entry} records; lineage {(done.lineage or 1) + 1} starts (the old one is archived beside the key)"
+            f"{done.entry} records"
+            + (f"; lineage {done.lineage + 1} starts (the old one is archived beside the key)" if done.lineage else "")
         )
     else:
         out.print(f"restored {done.size} entries; recorded as entry {done.entry}")

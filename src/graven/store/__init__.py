@@ -102,8 +102,7 @@ class WriteTx(Protocol):
         """The size, the stored hashes of ``merkle.frontier_nodes(size)`` (missing ones left out),
         ``existing_ids(ids)``, ``entry_bodies`` of those and ``take_captured(captured)`` (nothing
         taken when 0), read together in this transaction: a backend with round trips SHOULD make
-        it one. :func:`read_head`
-        composes it from the other methods."""
+        it one. :func:`read_head` composes it from the other methods."""
         ...
 
 
