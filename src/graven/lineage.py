@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 
 from graven.core.note import NoteError, Verifier, open_checkpoint
+from graven.errors import GravenError
 from graven.sequencer import KeptCheckpoint
 from graven.witness import CheckpointFile
 from graven.witnessing.files import CosignedFile
@@ -30,8 +31,8 @@ _Stamp = tuple[int, int, int] | None
 def _stamp(path: Path) -> _Stamp:
     try:
         st = os.stat(path)
-    except FileNotFoundError:
-        return None
+    except OSError:
+        return None  # absent or unreachable: read as nothing kept (signing reports why it cannot keep)
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
@@ -60,10 +61,17 @@ class KeptCheckpoints:
 
     def _read(self) -> KeptCheckpoint | None:
         notes: list[tuple[str, str]] = []
-        note = CheckpointFile(self.kept).read()
+        try:
+            note = CheckpointFile(self.kept).read()
+        except GravenError:
+            note = None  # unreadable: the background signer reports the kept file's trouble
         if note is not None:
             notes.append((note, f"kept checkpoint ({self.kept})"))
-        for url, cosigned in CosignedFile(self.cosigned).read().items():
+        try:
+            cosigned_notes = CosignedFile(self.cosigned).read()
+        except GravenError:
+            cosigned_notes = {}
+        for url, cosigned in cosigned_notes.items():
             notes.append((cosigned, f"checkpoint cosigned by the witness {url} (kept in {self.cosigned})"))
         newest: KeptCheckpoint | None = None
         for text, where in notes:
