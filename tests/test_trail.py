@@ -13,6 +13,7 @@ import pytest
 import graven
 from graven.core import canonical, merkle
 from graven.core.note import Checkpoint, note_signatures
+from graven.errors import IdempotencyConflict
 from graven.testing.store_contract import make_event
 from graven.trail import Trail
 
@@ -48,11 +49,14 @@ class TestRecord:
         assert 0 == trail.size
 
     def test_idempotent_by_event_id(self, trail: Trail) -> None:
-        """A repeated event id returns the original index and appends nothing."""
+        """A repeated event id returns the original index and appends nothing; other content with
+        the same id is refused (see tests/test_idempotency.py)."""
         first = trail.record(make_event(5))
-        assert first == trail.record(make_event(5, reason="retried"))
+        assert first == trail.record(make_event(5))
         assert [first, 1] == trail.record_many([make_event(5), make_event(6)])
         assert 2 == trail.size
+        with pytest.raises(IdempotencyConflict):
+            trail.record(make_event(5, reason="retried"))
 
     def test_defaults_are_filled(self, trail: Trail) -> None:
         """Without id or occurred_at an entry gets a UUIDv7 and the time it was recorded."""

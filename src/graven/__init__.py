@@ -15,9 +15,11 @@ from graven.core.shredding import PersonalData
 from graven.errors import (
     ConfigError,
     GravenError,
+    IdempotencyConflict,
     ImmutableError,
     IntegrityError,
     NotFoundError,
+    RollbackRefused,
     StoreError,
     ValidationError,
 )
@@ -36,6 +38,7 @@ __all__ = [
     "Entry",
     "Event",
     "GravenError",
+    "IdempotencyConflict",
     "ImmutableError",
     "IntegrityError",
     "NotFoundError",
@@ -43,6 +46,7 @@ __all__ = [
     "PersonalData",
     "Problem",
     "Report",
+    "RollbackRefused",
     "StoreError",
     "Target",
     "Trail",

@@ -52,6 +52,34 @@ class IntegrityError(GravenError):
     """The stored log contradicts its own hashes or signed checkpoints; refusing to go on."""
 
 
+class RollbackRefused(IntegrityError):
+    """The log is smaller than, or inconsistent with, a checkpoint kept outside the database (the
+    kept copy beside the signing key, or one a witness cosigned): it was rolled back, truncated or
+    forked, and the writer refuses to append or sign anything until it is restored."""
+
+
+class IdempotencyConflict(ValidationError):
+    """An event reused the id of another event: the same id with other content is refused.
+
+    ``event_id`` is the id, ``index`` the index of the event that holds it (None when that event
+    came earlier in the same batch, so nothing holds it yet), ``fields`` the fields that differ,
+    and ``position`` the refused event's place in the batch it came in.
+    """
+
+    def __init__(self, event_id: str, index: int | None, fields: list[str], position: int = 0) -> None:
+        self.event_id = event_id
+        self.index = index
+        self.fields = list(fields)
+        self.position = position
+        first = f"entry {index}" if index is not None else "an earlier event of the same batch"
+        super().__init__(
+            "id",
+            f"already names another event ({first}); a repeat must carry the same content, but "
+            f"{', '.join(self.fields)} differ{'s' if len(self.fields) == 1 else ''}; nothing of the batch was recorded",
+            event_id,
+        )
+
+
 def _show(value: Any, limit: int = 80) -> str:
     """A short, printable description of a rejected value."""
     text = repr(value) if isinstance(value, str | bool | int | float | None) else f"{type(value).__name__} {value!r}"

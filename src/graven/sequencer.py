@@ -9,7 +9,12 @@ MUST NOT return an index before the transaction that stored it has committed dur
 MUST NOT sign a checkpoint for a tree that is inconsistent with the latest signed checkpoint.
 MUST NOT report a committed append as failed: what runs after the commit (the ``on_signed`` and
 ``on_committed`` hooks) cannot fail it; their errors are logged.
-A repeated event id returns the index it was first given and appends nothing.
+MUST NOT append to, or sign, a tree smaller than or inconsistent with the newest checkpoint kept
+outside the database (``kept``: the copy beside the signing key and the witnesses' cosigned ones),
+which a database rolled back to an older copy cannot roll back with it.
+A repeated event id with the same content returns the index it was first given and appends
+nothing; with other content the request is refused (:class:`IdempotencyConflict`) and nothing of
+it is appended, while the other callers' events of the same group commit are written.
 
 A write signs a checkpoint in its own transaction only when ``checkpoint_interval`` has passed
 since the last one; the tail a burst leaves unsigned is the trail's background signer's to cover
@@ -25,10 +30,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from graven.core import merkle
+from graven.core.idempotency import differing_fields
 from graven.core.model import Prepared
 from graven.core.note import Checkpoint, NoteError, Signer, open_checkpoint, sign_checkpoint
-from graven.errors import IntegrityError
+from graven.errors import IdempotencyConflict, IntegrityError, RollbackRefused
 from graven.store import Head, Store, StoredCheckpoint, WriteTx
 
 MAX_BATCH = 10_000
@@ -55,10 +63,15 @@ class Sequencer:
     on_signed: Callable[[StoredCheckpoint], None] | None = None
     on_committed: Callable[[int], None] | None = None
     prepare_captured: Callable[[list[Any]], list[Prepared]] | None = None
+    kept: Callable[[], KeptCheckpoint | None] | None = None
+    open_sealed: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     _cond: threading.Condition = field(default_factory=threading.Condition, init=False)
     _queue: list[_Request] = field(default_factory=list, init=False)
     _writing: bool = field(default=False, init=False)
     _last_signed: float = field(default=float("-inf"), init=False)
+    _anchor: KeptCheckpoint | None = field(default=None, init=False)
+    _anchor_read: bool = field(default=False, init=False)
+    _held: KeptCheckpoint | None = field(default=None, init=False)
 
     def append(self, items: Sequence[Prepared]) -> list[int]:
         """Append entries all-or-nothing; returns their indices once durably committed."""
@@ -96,6 +109,9 @@ class Sequencer:
             with self.store.write() as tx:
                 results, signed, _ = self._integrate(tx, [item for r in batch for item in r.items])
         except BaseException as exc:
+            if isinstance(exc, IdempotencyConflict) and len(batch) > 1:
+                self._write_apart(batch, exc)
+                return
             for request in batch:
                 request.error, request.done = exc, True
             if not isinstance(exc, Exception):
@@ -117,6 +133,19 @@ class Sequencer:
                 self.on_committed(size)
         except Exception as exc:
             log.error("graven: a hook after a commit failed (the commit stands): %s: %s", type(exc).__name__, exc)
+
+    def _write_apart(self, batch: list[_Request], conflict: IdempotencyConflict) -> None:
+        """The request that reused an id fails alone: the others are written first, then it is
+        tried by itself (so its error names the index the other event got)."""
+        position = conflict.position
+        culprit = batch[-1]
+        for request in batch:
+            if position < len(request.items):
+                culprit = request
+                break
+            position -= len(request.items)
+        self._write([r for r in batch if r is not culprit])
+        self._write([culprit])
 
     def integrate_captured(self) -> int:
         """Move every event captured by the engine into the log now; returns how many."""
@@ -147,24 +176,39 @@ class Sequencer:
             items, ids = [*extra, *items], [*extra_ids, *ids]
         else:
             extra = []
-        indices, signed = self._integrate_items(tx, head, existing, ids, items)
+        indices, signed = self._integrate_items(tx, head, existing, ids, items, checked_from=len(extra))
         return indices[len(extra) :], signed, len(head.captured)
 
     def _integrate_items(
-        self, tx: WriteTx, head: Head, existing: dict[str, int], ids: list[str], items: Sequence[Prepared]
+        self,
+        tx: WriteTx,
+        head: Head,
+        existing: dict[str, int],
+        ids: list[str],
+        items: Sequence[Prepared],
+        checked_from: int = 0,
     ) -> tuple[list[int], StoredCheckpoint | None]:
+        """Append the items whose ids are new; repeats from ``checked_from`` on must be the same
+        event as the one holding their id (captured events before it are not compared)."""
         size = head.size
         signed: StoredCheckpoint | None = None
         existing = dict(existing)
         indices: list[int] = []
         new: list[Prepared] = []
+        repeats: list[int] = []
         for ident, item in zip(ids, items, strict=True):
             known = existing.get(ident)
             if known is None:
                 known = existing[ident] = size + len(new)
                 new.append(item)
+            else:
+                repeats.append(len(indices))
             indices.append(known)
+        if repeats:
+            self._refuse_other_events(tx, head, new, items, indices, [p for p in repeats if p >= checked_from],
+                                      checked_from)  # fmt: skip
         if new:
+            self._hold_to_kept(tx, size, "append")
             nodes = merkle.frontier_nodes(size)
             hashes = head.frontier
             if any(n not in hashes for n in nodes):
@@ -200,6 +244,7 @@ class Sequencer:
     def _sign(self, tx: WriteTx, size: int, root: bytes) -> StoredCheckpoint:
         assert self.signer is not None
         latest = tx.latest_checkpoint()
+        previous: Checkpoint | None = None
         if latest is not None:
             try:
                 previous, _ = open_checkpoint(latest.note, [self.signer.verifier()])
@@ -220,10 +265,101 @@ class Sequencer:
                     f"refusing to sign: the tree of size {size} is not consistent with the signed "
                     f"checkpoint of size {previous.size}; run `graven verify`"
                 )
-        note = sign_checkpoint(Checkpoint(self.origin, size, root), self.signer)
+        self._hold_to_kept(tx, size, "sign", fresh=True, root=root, vouched=previous)
+        checkpoint = Checkpoint(self.origin, size, root)
+        note = sign_checkpoint(checkpoint, self.signer)
         stored = StoredCheckpoint(size, note)
         tx.insert_checkpoint(stored)
+        if self.kept is not None:
+            # What this writer signs is kept next (on_signed): hold the log to it from now on.
+            where = self._anchor.where if self._anchor is not None else "checkpoint this writer signed"
+            self._anchor = self._held = KeptCheckpoint(checkpoint, where)
         return stored
+
+    def _refuse_other_events(
+        self,
+        tx: WriteTx,
+        head: Head,
+        new: Sequence[Prepared],
+        items: Sequence[Prepared],
+        indices: Sequence[int],
+        repeats: Sequence[int],
+        checked_from: int,
+    ) -> None:
+        """Raise :class:`IdempotencyConflict` for the first repeat that is not the event holding its
+        id (stored, or earlier in this batch). Only repeated ids pay for this comparison; stored
+        bytes the head read brought along are not read again."""
+        if not repeats:
+            return
+        size = head.size
+        stored = dict(head.bodies)
+        missing = sorted({indices[p] for p in repeats if indices[p] < size} - stored.keys())
+        if missing:
+            stored.update(tx.entry_bodies(missing))
+        for position in repeats:
+            index = indices[position]
+            first = new[index - size].leaf if index >= size else stored.get(index)
+            if first is None:
+                raise IntegrityError(f"entry {index} holds an event id but cannot be read; run `graven verify`")
+            fields = differing_fields(self._opened(first), self._opened(items[position].leaf))
+            if fields:
+                held = index if index < size else None
+                raise IdempotencyConflict(items[position].id, held, fields, position - checked_from)
+
+    def _opened(self, leaf: bytes) -> dict[str, Any]:
+        doc: dict[str, Any] = orjson.loads(leaf)
+        # Sealed personal values carry a fresh nonce each time: they are compared opened.
+        return doc if self.open_sealed is None else self.open_sealed(doc)
+
+    def _hold_to_kept(
+        self,
+        tx: WriteTx,
+        size: int,
+        verb: str,
+        *,
+        fresh: bool = False,
+        root: bytes | None = None,
+        vouched: Checkpoint | None = None,
+    ) -> None:
+        """Raise :class:`RollbackRefused` unless the stored tree of ``size`` leaves (root ``root``
+        when given) extends the newest checkpoint kept outside the database.
+
+        The kept checkpoint is read once, then again only when signing (``fresh``: the reader
+        re-reads its files only when they changed) or before refusing; the stored tree is checked
+        against it once per kept checkpoint, so the append path costs one comparison.
+        """
+        if self.kept is None:
+            return
+        if fresh or not self._anchor_read:
+            self._anchor, self._anchor_read = self.kept(), True
+        anchor = self._anchor
+        if anchor is None:
+            return
+        cp = anchor.checkpoint
+        if cp.size > size:
+            if not fresh:
+                self._hold_to_kept(tx, size, verb, fresh=True, root=root, vouched=vouched)
+                return
+            raise _refusal(verb, size, anchor, forked=False)
+        if anchor is self._held:
+            return
+        if vouched is not None and (vouched.size, vouched.root_hash) == (cp.size, cp.root_hash):
+            self._held = anchor  # the stored checkpoint just proven consistent is this very one
+            return
+        if cp.size == 0:
+            held = True  # every tree extends the empty one
+        elif cp.size == size and root is not None:
+            held = root == cp.root_hash
+        else:
+            nodes = merkle.root_nodes(cp.size)
+            hashes = tx.tree_hashes(nodes)
+            held = len(hashes) == len(nodes) and merkle.root_from(cp.size, hashes) == cp.root_hash
+        if not held:
+            if not fresh:
+                self._hold_to_kept(tx, size, verb, fresh=True, root=root, vouched=vouched)
+                return
+            raise _refusal(verb, size, anchor, forked=True)
+        self._held = anchor
 
 
 def _result(request: _Request) -> list[int]:
@@ -231,3 +367,29 @@ def _result(request: _Request) -> list[int]:
         raise request.error
     assert request.indices is not None
     return request.indices
+
+
+@dataclass(frozen=True, eq=False)
+class KeptCheckpoint:
+    """The newest checkpoint kept outside the database, its signature checked, and where it is kept."""
+
+    checkpoint: Checkpoint
+    where: str
+
+
+def _refusal(verb: str, size: int, anchor: KeptCheckpoint, forked: bool) -> RollbackRefused:
+    cp = anchor.checkpoint
+    if forked:
+        what = (
+            f"the log has {size} entries, but its first {cp.size} do not match the {anchor.where}, "
+            f"signed at size {cp.size}: its history was rewritten (forked)"
+        )
+    else:
+        what = (
+            f"the log has {size} entries but the {anchor.where} was signed at size {cp.size}: "
+            "the database was rolled back or truncated"
+        )
+    return RollbackRefused(
+        f"refusing to {verb}: {what}; restore a newer backup with `graven restore BACKUP`, or accept the "
+        "loss with `graven restore BACKUP --accept-loss`"
+    )

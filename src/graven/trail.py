@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,8 +34,9 @@ from graven.core.model import Entry, Prepared, change_dict, event_from, parse_ti
 from graven.core.note import Signer, Verifier
 from graven.core.redaction import RedactionPolicy
 from graven.core.shredding import PREFIX, PersonalData, open_entry, seal_event
-from graven.errors import ConfigError, GravenError, IntegrityError, NotFoundError, ValidationError
+from graven.errors import ConfigError, GravenError, IdempotencyConflict, IntegrityError, NotFoundError, ValidationError
 from graven.keys import load_verifier
+from graven.lineage import KeptCheckpoints, archived_notes
 from graven.sequencer import Sequencer
 from graven.signing import BackgroundSigner, SigningStatus, disabled_status
 from graven.store import Query, Store, StoredCheckpoint
@@ -48,6 +50,9 @@ _CHANGE_KEYS = frozenset({"field", "old", "new", "redacted", "fingerprint"})
 MAX_PAGE = 10_000
 MAX_INDEX = 2**63 - 1  # the largest index any store can hold
 Durable = Literal["committed", "signed"]
+ID_CONFLICT_ACTION = "event.id_conflict"
+# Who writes through this thread or task (the HTTP service: the credential), for refusals it records.
+_writer: ContextVar[Mapping[str, Any] | None] = ContextVar("graven_writer", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +109,7 @@ class Trail:
         if self._signing is not None:
             self._sequencer.on_committed = self._signing.committed
         self._stored_key = settings.get("verifier_key")
+        self._hold_writer_to_kept(witness, subject_keys)
         self._appended = False
         self.trusted_signer: Signer | None = None  # trusted for verification only (see open_trail)
         self.write_refusal: str | None = None
@@ -263,10 +269,58 @@ class Trail:
         if self.write_refusal is not None:
             raise ConfigError(self.write_refusal)
         self._appended = True
-        indices = self._sequencer.append(prepared)
+        try:
+            indices = self._sequencer.append(prepared)
+        except IdempotencyConflict as exc:
+            self._record_conflict(exc, prepared[exc.position])
+            raise
         if durable == "signed" and self._signing is not None and indices:
             self._signing.wait_covered(indices)
         return indices
+
+    def _hold_writer_to_kept(self, witness: CheckpointFile | None, subject_keys: SubjectKeys | None) -> None:
+        """Hooks of the sequencer: the checkpoints kept beside the key (a writer refuses to append
+        to or sign a log smaller than or inconsistent with them) and the opening of sealed values
+        (a repeated id is compared with its values opened)."""
+        verifier = self.signer.verifier() if self.signer is not None else None
+        if verifier is None and self._stored_key:
+            verifier = Verifier.from_text(self._stored_key)
+        if witness is not None and verifier is not None:
+            self._sequencer.kept = KeptCheckpoints(witness.path, verifier)
+        if subject_keys is not None:
+            self._sequencer.open_sealed = lambda doc: open_entry(doc, subject_keys.lookup)
+
+    @contextmanager
+    def writing_as(self, actor: Mapping[str, Any]) -> Iterator[None]:
+        """Name who writes in this block (the HTTP service: the credential's actor), for the
+        refusals the log records about what they sent. The events themselves are not changed."""
+        token = _writer.set(actor)
+        try:
+            yield
+        finally:
+            _writer.reset(token)
+
+    def _record_conflict(self, conflict: IdempotencyConflict, refused: Prepared) -> None:
+        """Record a refused id reuse as its own ``event.id_conflict`` entry (after the refused batch,
+        in its own transaction): the id, the index holding it and the names of the fields that
+        differ, nothing of the refused content. The actor is the writer: the one named by
+        :meth:`writing_as`, else the context's actor, else the refused event's (type and id)."""
+        actor = _writer.get() or context.current().get("actor")
+        if actor is None:
+            actor = {k: v for k, v in refused.doc["actor"].items() if k in ("type", "id")}
+        first = "an earlier event of the same batch" if conflict.index is None else f"entry {conflict.index}"
+        event = {
+            "action": ID_CONFLICT_ACTION, "actor": dict(actor), "outcome": "denied",
+            "targets": [{"type": "event", "id": conflict.event_id}],
+            "reason": f"the event id is held by {first}; a repeat with other content "
+                      f"({', '.join(conflict.fields)}) was refused",
+            "metadata": {"event_id": conflict.event_id, "first_index": conflict.index,
+                         "differing_fields": conflict.fields},
+        }  # fmt: skip
+        try:
+            self._sequencer.append([self._make(self._shaped(event), self._clock())])
+        except GravenError as exc:
+            conflict.add_note(f"the refusal could not be recorded: {exc}")
 
     def checkpoint(self) -> str:
         """Sign a checkpoint of the current tree (unless one exists), keep it, and return its note text.
@@ -490,7 +544,10 @@ class Trail:
         kept: list[str] = []
         if self.witness is not None and (note := self.witness.read()) is not None:
             kept.append(note)
+        if self.witness is not None:
+            kept += archived_notes(self.witness.path)  # earlier lineages (see graven.lineage)
         witnessed = list(dict.fromkeys([*kept, *kept_cosigned_notes(self), *witnessed]))
+        restores = self._restores()
         derived: list[int | None] = []
 
         def check_derived() -> None:
@@ -506,7 +563,7 @@ class Trail:
                 report = audit.verify_log(
                     scan.entries(), scan.tree_rows(),
                     [(c.size, c.note) for c in scan.checkpoints()], trusted, witnessed=witnessed,
-                    progress=progress,
+                    progress=progress, restores=restores,
                 )  # fmt: skip
         except IntegrityError as exc:
             checker.join()
@@ -519,6 +576,13 @@ class Trail:
         if derived and derived[0] is not None:
             report.problems.append(audit.derived_problem(derived[0]))
         return report
+
+    def _restores(self) -> list[tuple[int, bytes]]:
+        """The stored ``log.restore`` entries (verification checks each against its leaf)."""
+        try:
+            return self.store.query(Query(action=audit.RESTORE_ACTION, limit=MAX_PAGE))
+        except GravenError:
+            return []  # a damaged store is reported by the scan
 
     def _trusted(self, key: str | Path | Verifier | None) -> Verifier:
         if key is not None:

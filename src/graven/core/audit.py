@@ -12,6 +12,14 @@ checkpoint (whose signature MUST verify with a trusted key) and with checkpoints
 - ``truncated`` the newest entries were cut off;
 - ``forked``    the log disagrees with a checkpoint signed by the trusted key, or its checkpoints are
   signed by another key: its history was rewritten or replaced.
+
+Lineages: a restore of an older backup that accepted the loss of entries (``graven restore
+--accept-loss``) appends a ``log.restore`` entry at the first lost index, naming the lost range and
+the signed checkpoint it supersedes. When that entry is in the tree and covered by a stored
+checkpoint signed by the trusted key, witnessed checkpoints of the superseded lineage beyond the
+entry and up to the superseded size are accepted (they can no longer be checked: their entries are
+gone) and the loss is reported as a notice, not as damage. Nothing else is excused: a witnessed
+checkpoint larger than the superseded one, or one that no restore entry explains, is still a fork.
 """
 
 from __future__ import annotations
@@ -22,10 +30,13 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
+import orjson
+
 from graven.core import merkle
 from graven.core.note import Checkpoint, NoteError, Verifier, open_checkpoint
 
 _CHUNK = 20_000
+RESTORE_ACTION = "log.restore"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +63,7 @@ class Report:
     problems: list[Problem] = field(default_factory=list)
     witnessed: int = 0
     trusted_keys: tuple[str, ...] = ()
+    notices: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -79,7 +91,8 @@ class Report:
             if self.witnessed:
                 checked.append(f"{self.witnessed} witnessed checkpoint{'s' if self.witnessed != 1 else ''}")
             entries = f"{self.entries} entr{'y' if self.entries == 1 else 'ies'}"
-            return f"The log is intact: {entries} match the Merkle tree and " + " and ".join(checked) + "."
+            intact = f"The log is intact: {entries} match the Merkle tree and " + " and ".join(checked) + "."
+            return " ".join([intact, *self.notices])
         return first.message
 
     def to_json(self) -> dict[str, object]:
@@ -94,6 +107,7 @@ class Report:
             "witnessed": self.witnessed,
             "trusted_keys": list(self.trusted_keys),
             "problems": [{"index": p.index, "kind": p.kind, "message": p.message} for p in self.problems],
+            "notices": list(self.notices),
         }
 
 
@@ -159,8 +173,12 @@ def verify_log(
     *,
     witnessed: Sequence[str] = (),
     progress: Callable[[int], None] | None = None,
+    restores: Sequence[tuple[int, bytes]] = (),
 ) -> Report:
-    """Check everything stored against itself, the signed checkpoints and the witnessed ones."""
+    """Check everything stored against itself, the signed checkpoints and the witnessed ones.
+
+    ``restores`` are the stored (index, bytes) of the ``log.restore`` entries (see Lineages above).
+    """
     entry_indices, leaves = leaf_hashes(entries, progress)
     tree = list(tree_rows)
     tree_indices = [idx for idx, _ in tree]
@@ -177,14 +195,19 @@ def verify_log(
     elif tree_contiguous:
         problems += _check_tree_rows(levels, blobs)
     size = count
-    found, _ = _check_checkpoints(checkpoints, trusted, levels, size, witnessed=False)
+    found, vouched = _check_checkpoints(checkpoints, trusted, levels, size, witnessed=False)
     if not problems:
         # Row-level findings are precise; checkpoint ranges would only repeat them less exactly.
         problems += found
+    notices: list[str] = []
     if not problems:
         # The last line of defence: a log consistent with itself but not with what a witness saw.
         # Whoever rewrote it may hold the key: only witnessed checkpoints that match vouch for a prefix.
-        found, _ = _check_checkpoints([(0, note) for note in witnessed], trusted, levels, size, witnessed=True)
+        notes = list(witnessed)
+        lineages = _lineages(restores, leaves, trusted, vouched)
+        if lineages:
+            notes, notices = _beside_lineages(notes, lineages, trusted, levels, size)
+        found, _ = _check_checkpoints([(0, note) for note in notes], trusted, levels, size, witnessed=True)
         problems += found
     return Report(
         size=max(tree_size, count),
@@ -193,7 +216,88 @@ def verify_log(
         problems=problems,
         witnessed=len(witnessed),
         trusted_keys=tuple(v.to_text() for v in trusted),
+        notices=tuple(notices),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Lineage:
+    index: int  # the log.restore entry, at the first lost index
+    lost_to: int
+    number: int
+    superseded: Checkpoint
+
+
+def _lineages(
+    restores: Sequence[tuple[int, bytes]], leaves: Sequence[bytes], trusted: Sequence[Verifier], vouched: int
+) -> list[_Lineage]:
+    """The restore entries that may excuse checkpoints of a superseded lineage: in the tree as
+    stored, covered by a trusted stored checkpoint, and naming a checkpoint signed by a trusted key
+    beyond their own index."""
+    out = []
+    for index, body in restores:
+        if not 0 <= index < min(len(leaves), vouched) or _leaf(body) != leaves[index]:
+            continue
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            continue
+        meta = data.get("metadata") if isinstance(data, dict) and data.get("action") == RESTORE_ACTION else None
+        lost = meta.get("lost") if isinstance(meta, dict) else None
+        superseded_meta = meta.get("superseded") if isinstance(meta, dict) else None
+        note = superseded_meta.get("note") if isinstance(superseded_meta, dict) else None
+        if not isinstance(meta, dict) or not isinstance(lost, dict) or lost.get("from") != index:
+            continue
+        if not isinstance(note, str):
+            continue
+        try:
+            superseded, _ = open_checkpoint(note, trusted)
+        except NoteError:
+            continue
+        lost_to = lost.get("to")
+        if isinstance(lost_to, int) and index < superseded.size <= lost_to:
+            number = meta.get("lineage")
+            out.append(_Lineage(index, lost_to, number if isinstance(number, int) else 1, superseded))
+    return out
+
+
+def _beside_lineages(
+    notes: Sequence[str],
+    lineages: Sequence[_Lineage],
+    trusted: Sequence[Verifier],
+    levels: Sequence[Sequence[bytes]],
+    size: int,
+) -> tuple[list[str], list[str]]:
+    """The witnessed notes still to check, and a notice per lineage naming the loss and the
+    checkpoints of the superseded lineage accepted because of it."""
+    remaining: list[str] = []
+    accepted = [0] * len(lineages)
+    for note in notes:
+        try:
+            checkpoint, _ = open_checkpoint(note, trusted)
+        except NoteError:
+            remaining.append(note)
+            continue
+        cp_size = checkpoint.size
+        if cp_size <= size and root_at(levels, cp_size) == checkpoint.root_hash:
+            remaining.append(note)  # of the current lineage (or shared with it): checked as usual
+            continue
+        for k, lineage in enumerate(lineages):
+            top = lineage.superseded
+            if lineage.index < cp_size < top.size or (cp_size == top.size and checkpoint.root_hash == top.root_hash):
+                accepted[k] += 1
+                break
+        else:
+            remaining.append(note)
+    notices = []
+    for lineage, n in zip(lineages, accepted, strict=True):
+        also = f", and {n} witnessed checkpoint{'s' if n != 1 else ''} of it {'were' if n != 1 else 'was'} accepted"
+        notices.append(
+            f"Lineage {lineage.number + 1}: entries {lineage.index}..{lineage.lost_to - 1} were lost when an older "
+            f"backup was restored, as the log.restore entry at index {lineage.index} records; the lineage it "
+            f"superseded ended at the checkpoint of size {lineage.superseded.size}{also if n else ''}."
+        )
+    return remaining, notices
 
 
 def derived_problem(index: int) -> Problem:

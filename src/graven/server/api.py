@@ -23,9 +23,9 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from graven.core import jsonlines
 from graven.core.model import Entry, parse_time
-from graven.errors import NotFoundError, ValidationError
+from graven.errors import IdempotencyConflict, NotFoundError, ValidationError
 from graven.server import schemas
-from graven.server.auth import Principal, require, route_of, state
+from graven.server.auth import ApiError, Principal, require, route_of, state
 from graven.server.limits import json_body
 from graven.trail import MAX_INDEX, parse_target
 from graven.web.http import attachment
@@ -111,7 +111,8 @@ _EVENTS_BODY = {
 @router.post("/events", status_code=201, response_model=schemas.Ingested, openapi_extra={"requestBody": _EVENTS_BODY},
              summary="Record one event (an object) or a batch (an array, all or nothing)")  # fmt: skip
 async def ingest(request: Request, who: Writer) -> Response:
-    """Idempotent by event id: an id already in the log returns its first index and appends nothing."""
+    """Idempotent by event id: an id already in the log returns its first index and appends nothing;
+    the same id with other content is refused (409 ``id_conflict``, nothing of the batch recorded)."""
     st = state(request)
     value = json_body(await request.body(), st.config.max_depth)
     single = type(value) is dict
@@ -124,10 +125,15 @@ async def ingest(request: Request, who: Writer) -> Response:
     for n, event in enumerate(events):
         if type(event) is dict:
             _complete(event, who, "" if single else f"events[{n}].")
-    if single:
-        indices = [await asyncio.to_thread(st.trail.record, events[0])]
-    else:
-        indices = await asyncio.to_thread(st.trail.record_many, events)
+    try:
+        with st.trail.writing_as(who.actor):  # names the credential in a refusal the log records
+            if single:
+                indices = [await asyncio.to_thread(st.trail.record, events[0])]
+            else:
+                indices = await asyncio.to_thread(st.trail.record_many, events)
+    except IdempotencyConflict as exc:
+        st.watcher.poke()
+        raise ApiError(409, "id_conflict", str(exc), id=exc.event_id, index=exc.index, fields=exc.fields) from None
     st.watcher.poke(max(indices) + 1)
     return json_response({"indices": indices}, 201)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -53,6 +53,7 @@ class Head:
     frontier: dict[Node, bytes]
     existing: dict[str, int]
     captured: list[Any]
+    bodies: dict[int, bytes] = field(default_factory=dict)  # of existing entries, where read with them
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,11 @@ class WriteTx(Protocol):
         """The index of each given event id already in the log."""
         ...
 
+    def entry_bodies(self, indices: Sequence[int]) -> dict[int, bytes]:
+        """The stored leaf bytes of the given entries (missing ones left out). Only a repeated
+        event id reads them, to compare the repeat with the event that holds the id."""
+        ...
+
     def insert(self, first: int, entries: Sequence[Prepared], rows: Sequence[bytes]) -> None:
         """Append entries at first, first+1, ... with their tree rows. MUST NOT overwrite."""
         ...
@@ -94,9 +100,9 @@ class WriteTx(Protocol):
 
     def head(self, ids: Sequence[str], captured: int) -> Head:
         """The size, the stored hashes of ``merkle.frontier_nodes(size)`` (missing ones left out),
-        ``existing_ids(ids)`` and ``take_captured(captured)`` (nothing taken when 0), read together
-        in this transaction: a backend with round trips SHOULD make it one. :func:`read_head`
-        composes it from the other methods."""
+        ``existing_ids(ids)``, ``entry_bodies`` of those and ``take_captured(captured)`` (nothing
+        taken when 0), read together in this transaction: a backend with round trips SHOULD make
+        it one. :func:`read_head` composes it from the other methods."""
         ...
 
 
@@ -104,7 +110,9 @@ def read_head(tx: WriteTx, ids: Sequence[str], captured: int) -> Head:
     """``WriteTx.head`` built from the single-purpose methods (for backends without round trips)."""
     taken = tx.take_captured(captured) if captured > 0 else []
     size = tx.size()
-    return Head(size, tx.tree_hashes(merkle.frontier_nodes(size)), tx.existing_ids(ids), taken)
+    existing = tx.existing_ids(ids)
+    bodies = tx.entry_bodies(sorted(set(existing.values()))) if existing else {}
+    return Head(size, tx.tree_hashes(merkle.frontier_nodes(size)), existing, taken, bodies)
 
 
 class Scan(Protocol):

@@ -60,8 +60,9 @@ _CHECKED_TABLES = ("entries", "entry_targets", "tree", "checkpoints")
 PIPELINE = psycopg.Pipeline.is_supported()  # libpq 14+; older ones send the deferred writes one by one
 
 # What a writer reads under the head lock, as (kind, number, hashes, text) rows: n = the size;
-# t = a tree row holding a frontier hash; e = an id already stored and its index; c = a captured
-# event taken from the outbox (deleted in this transaction) and its sequence number.
+# t = a tree row holding a frontier hash; e = an id already stored, its index and its stored bytes
+# (a repeat is compared with them); c = a captured event taken from the outbox (deleted in this
+# transaction) and its sequence number.
 _HEAD_SQL = """
 WITH s AS (SELECT coalesce(max(idx) + 1, 0) AS n FROM tree),
 taken AS (DELETE FROM captured WHERE seq IN (SELECT seq FROM captured ORDER BY seq LIMIT %s) RETURNING seq, event)
@@ -70,7 +71,7 @@ UNION ALL
 SELECT 't', t.idx, t.hashes, NULL FROM tree t
  WHERE t.idx IN (SELECT ((s.n >> k) << k) - 1 FROM s, generate_series(0, 62) AS k WHERE (s.n >> k) & 1 = 1)
 UNION ALL
-SELECT 'e', e.idx, NULL, e.event_id FROM entries e WHERE e.event_id = ANY(%b::text[])
+SELECT 'e', e.idx, convert_to(e.body, 'UTF8'), e.event_id FROM entries e WHERE e.event_id = ANY(%b::text[])
 UNION ALL
 SELECT 'c', taken.seq, NULL, taken.event::text FROM taken
 """
@@ -539,6 +540,14 @@ class _PgWriteTx:
         )
         return {stored[event_id]: int(idx) for event_id, idx in rows}
 
+    def entry_bodies(self, indices: Sequence[int]) -> dict[int, bytes]:
+        if not indices:
+            return {}
+        rows = self._execute(
+            "SELECT idx, body FROM entries WHERE idx = ANY(%s::bigint[])", (list(indices),), prepare=False
+        ).fetchall()
+        return {int(idx): str(body).encode() for idx, body in rows}
+
     def head(self, ids: Sequence[str], captured: int) -> Head:
         """Size, frontier hashes, existing ids and the outbox claim in one statement (one round trip).
 
@@ -553,6 +562,7 @@ class _PgWriteTx:
         size = 0
         tree: list[tuple[int, bytes]] = []
         existing: dict[str, int] = {}
+        bodies: dict[int, bytes] = {}
         taken: list[tuple[int, str]] = []
         for kind, number, blob, text in rows:
             if kind == "n":
@@ -561,11 +571,12 @@ class _PgWriteTx:
                 tree.append((int(number), blob))
             elif kind == "e":
                 existing[stored[text]] = int(number)
+                bodies[int(number)] = bytes(blob)
             else:
                 taken.append((int(number), text))
         frontier = _pick_hashes(_rows_wanted(merkle.frontier_nodes(size)), tree)
         taken.sort()
-        return Head(size, frontier, existing, [orjson.loads(event) for _, event in taken])
+        return Head(size, frontier, existing, [orjson.loads(event) for _, event in taken], bodies)
 
     def insert(self, first: int, entries: Sequence[Prepared], rows: Sequence[bytes]) -> None:
         idx: list[int] = []

@@ -353,6 +353,15 @@ class _SQLiteWriteTx:
             found.update(self.conn.execute(f"SELECT event_id, idx FROM entries WHERE event_id IN ({marks})", chunk))
         return found
 
+    def entry_bodies(self, indices: Sequence[int]) -> dict[int, bytes]:
+        found: dict[int, bytes] = {}
+        for start in range(0, len(indices), 500):
+            chunk = list(indices[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(f"SELECT idx, body FROM entries WHERE idx IN ({marks})", chunk)
+            found.update((int(idx), body.encode()) for idx, body in rows)
+        return found
+
     def insert(self, first: int, entries: Sequence[Prepared], rows: Sequence[bytes]) -> None:
         conn = self.conn
         entry_rows = []
