@@ -25,6 +25,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+
 class AuditMiddleware:
     """``app = AuditMiddleware(app, trail, actor=lambda scope: ..., trusted_proxies=["10.0.0.1"])``."""
 
