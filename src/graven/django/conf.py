@@ -22,9 +22,11 @@ same messages as ``graven.E001``.
 from __future__ import annotations
 
 import ipaddress
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings as django_settings
@@ -171,26 +173,37 @@ def settings() -> Settings:
     return _settings
 
 
-def trail() -> Trail:
-    """The trail named by the settings, opened once per process (and created if it does not exist)."""
+def trail(*, with_subject_keys: bool = False) -> Trail:
+    """The trail named by the settings, opened once per process (and created if it does not exist).
+
+    ``with_subject_keys``: open (creating it) the subject key store even when no personal fields
+    are declared, as forgetting needs (default: beside the signing key, as ``graven forget``).
+    """
     global _trail
     with _lock:
+        if _trail is not None and with_subject_keys and _trail.subject_keys is None:
+            _trail.close()
+            _trail = None
         if _trail is None:
-            _trail = _open(settings())
+            _trail = _open(settings(), with_subject_keys=with_subject_keys)
         return _trail
 
 
-def _open(conf: Settings) -> Trail:
+def _open(conf: Settings, *, with_subject_keys: bool = False) -> Trail:
     from django.core.exceptions import PermissionDenied
 
     from graven.core.redaction import DEFAULT_PATTERNS, RedactionPolicy
     from graven.core.shredding import PersonalData
-    from graven.opening import open_trail
+    from graven.keys import DEFAULT_KEY
+    from graven.opening import open_trail, subject_keys_path
 
     personal = PersonalData(conf.personal_fields, conf.subject_types) if conf.personal_fields else None
+    keys: str | Path | None = conf.subject_keys
+    if keys is None and with_subject_keys:
+        keys = subject_keys_path(Path(conf.signing_key or os.environ.get("GRAVEN_SIGNING_KEY") or DEFAULT_KEY))
     opened = open_trail(
         conf.log, signing_key=conf.signing_key, fingerprint_key=conf.fingerprint_key, personal=personal,
-        subject_keys=conf.subject_keys, witnesses=conf.witnesses, denied=[PermissionDenied],
+        subject_keys=keys, witnesses=conf.witnesses, denied=[PermissionDenied],
     )  # fmt: skip
     if conf.redact and opened.redaction is not None:
         opened.redaction = RedactionPolicy(
