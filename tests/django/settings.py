@@ -16,6 +16,7 @@ SECRET_KEY = "graven-django-tests-" + secrets.token_hex(8)
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
 USE_TZ = True
+STATIC_URL = "/static/"
 ROOT_URLCONF = "tests.django.project_urls"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 INSTALLED_APPS = [
@@ -25,6 +26,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "django.contrib.staticfiles",
     "tests.django.app",
 ]
 MIDDLEWARE = [
