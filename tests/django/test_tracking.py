@@ -159,3 +159,12 @@ def test_the_actor_comes_from_the_context(log: Path) -> None:
     assert "u-17" == entry["actor"]["id"]
     assert "198.51.100.7" == entry["actor"]["ip"]
     assert "req-1" == entry["context"]["request_id"]
+
+
+@pytest.mark.parametrize("alias", aliases())
+def test_a_value_set_as_text_equal_to_the_stored_one_is_no_change(log: Path, alias: str) -> None:
+    customer = Customer.objects.using(alias).create(email="b@example.org", credit_limit="42.00")
+    customer.email = "c@example.org"
+    customer.save(using=alias)
+    update = entries("client.update")[0]
+    assert ["email"] == [c["field"] for c in update["changes"]]

@@ -27,16 +27,18 @@ and ``QuerySet.update()`` on a model that is not itself registered (a parent of 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, TypeVar, overload
 
 import orjson
 from django.db import DEFAULT_DB_ALIAS, connections, router, transaction
-from django.db.models import Field, ManyToManyField, Model, QuerySet
+from django.db.models import DecimalField, Field, ManyToManyField, Model, QuerySet
 from django.db.models.fields.files import FieldFile
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete, pre_save
 
@@ -61,6 +63,7 @@ class Tracked:
     rows: _rows.Model  # noun, action, recorded attnames, redacted attnames, primary key attname
     m2m: tuple[ManyToManyField[Any, Any], ...]
     m2m_redacted: frozenset[str]
+    fields: dict[str, Field[Any, Any]]  # by column attribute
 
 
 @dataclass(frozen=True)
@@ -211,7 +214,8 @@ def _describe(cls: type[Model], request: _Request) -> Tracked:
     excluded = frozenset(f.attname for f in concrete if not chosen(f))
     rows = _rows.Model(noun, noun, keys, redacted, (pk.attname,), excluded)
     m2m = tuple(f for f in m2m_fields if chosen(f))
-    return Tracked(cls, rows, m2m, frozenset(f.name for f in m2m if f.name in request.redact))
+    redacted_m2m = frozenset(f.name for f in m2m if f.name in request.redact)
+    return Tracked(cls, rows, m2m, redacted_m2m, {f.attname: f for f in concrete})
 
 
 def _install(cls: type[Model], request: _Request) -> None:
@@ -252,8 +256,16 @@ def atomic_saves(cls: type[Model]) -> None:
 # --- values -------------------------------------------------------------------------------------
 
 
-def _json_value(value: Any) -> Any:
-    """A field's value as :func:`graven.core.diff.diff` takes it (files by name, bytes as hex)."""
+def _json_value(value: Any, field: Field[Any, Any] | None = None) -> Any:
+    """A field's value as :func:`graven.core.diff.diff` takes it: in the field's own type (a decimal
+    at its decimal places, so ``"42.00"`` set in memory equals ``42`` read back), files by name, bytes as hex."""
+    if field is not None and value is not None and not isinstance(value, FieldFile):
+        with contextlib.suppress(Exception):  # a value the field cannot parse is recorded as given
+            value = field.to_python(value)
+        if isinstance(field, DecimalField) and isinstance(value, Decimal) and value.is_finite():
+            places = field.decimal_places
+            if places is not None:
+                value = value.quantize(Decimal(1).scaleb(-places))
     if isinstance(value, FieldFile):
         return value.name or None
     if isinstance(value, bytes | bytearray | memoryview):
@@ -262,7 +274,7 @@ def _json_value(value: Any) -> Any:
 
 
 def _row(t: Tracked, obj: Model) -> dict[str, Any]:
-    return {k: _json_value(getattr(obj, k, None)) for k in (*t.rows.pk, *t.rows.keys)}
+    return {k: _json_value(getattr(obj, k, None), t.fields.get(k)) for k in (*t.rows.pk, *t.rows.keys)}
 
 
 def _stored(t: Tracked, using: str, pks: Sequence[Any], *, lock: bool = False) -> dict[Any, dict[str, Any]]:
@@ -275,7 +287,7 @@ def _stored(t: Tracked, using: str, pks: Sequence[Any], *, lock: bool = False) -
         if lock and connections[using].features.has_select_for_update:
             query = query.select_for_update()
         for row in query.values(*t.rows.pk, *t.rows.keys):
-            out[row[pk]] = {k: _json_value(v) for k, v in row.items()}
+            out[row[pk]] = {k: _json_value(v, t.fields.get(k)) for k, v in row.items()}
     return out
 
 
