@@ -22,7 +22,7 @@ commit of a process, at a commit every ``SWEEP_INTERVAL`` seconds, and by ``mana
 
 Not captured: raw SQL (``cursor.execute``, ``QuerySet.raw``), writes by other programs,
 ``bulk_create(..., ignore_conflicts=True)`` rows whose primary key the database does not return,
-and ``QuerySet.update()`` on a model that is not itself registered (a parent of a tracked model).
+and subclasses (multi-table inheritance) of a tracked model that are not registered themselves.
 """
 
 from __future__ import annotations

@@ -1,0 +1,51 @@
+"""The README's Django section, run as written on a copy of examples/django."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+
+
+def section() -> str:
+    text = README.read_text()
+    start = text.index("\n## Django\n")
+    return text[start : text.index("\n## ", start + 5)]
+
+
+def test_the_settings_lines_are_those_of_the_example() -> None:
+    block = re.search(r"```python\n(.*?)```", section(), re.S)
+    assert block is not None
+    lines = [line.split("#")[0].strip() for line in block.group(1).splitlines() if line.strip()]
+    assert 3 == len(lines)  # a newcomer's whole set-up: under ten lines
+    settings = (ROOT / "examples" / "django" / "shop" / "settings.py").read_text()
+    assert '"graven.django",' in settings
+    assert '"graven.django.middleware.AuditMiddleware",' in settings
+    assert lines[2] in settings
+
+
+def test_the_walkthrough_runs(tmp_path: Path) -> None:
+    block = re.search(r"```sh\n(.*?)```", section(), re.S)
+    assert block is not None
+    shutil.copytree(ROOT / "examples" / "django", tmp_path / "examples" / "django")
+    bindir = str(Path(sys.executable).parent)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "GRAVEN_"))}
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    done = subprocess.run(
+        ["bash", "-e", "-c", block.group(1)], cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
+        timeout=300,
+    )  # fmt: skip
+    assert 0 == done.returncode, done.stderr
+    out = done.stdout
+    for expected in ("customer.create", "iban (changed, value hidden)", "order.update", "open → paid"):
+        assert expected in out
+    assert "OK  The log is intact: 3 entries" in out
+    assert "DE89370400440532013000" not in (tmp_path / "examples" / "django" / "audit.db").read_bytes().decode(
+        "latin-1"
+    )
