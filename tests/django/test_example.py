@@ -37,8 +37,9 @@ def test_the_walkthrough_runs(tmp_path: Path) -> None:
     bindir = str(Path(sys.executable).parent)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "GRAVEN_"))}
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    bash = shutil.which("bash") or "/bin/bash"
     done = subprocess.run(
-        ["bash", "-e", "-c", block.group(1)], cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
+        [bash, "-e", "-c", block.group(1)], cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
         timeout=300,
     )  # fmt: skip
     assert 0 == done.returncode, done.stderr
