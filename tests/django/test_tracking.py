@@ -168,3 +168,36 @@ def test_a_value_set_as_text_equal_to_the_stored_one_is_no_change(log: Path, ali
     customer.save(using=alias)
     update = entries("client.update")[0]
     assert ["email"] == [c["field"] for c in update["changes"]]
+
+
+def test_the_log_itself_on_postgresql(pg: Any, tmp_path: Path, settings: Any) -> None:
+    """GRAVEN["LOG"] may name a PostgreSQL log too: the outbox stays on the application's side."""
+    from graven.django import conf
+
+    settings.GRAVEN = {"LOG": pg.schema_url("dj"), "SIGNING_KEY": str(tmp_path / "signing.key")}
+    try:
+        article = Article.objects.create(title="in postgres")
+        article.title = "still in postgres"
+        article.save()
+        assert ["article.create", "article.update"] == [e["action"] for e in entries()]
+        assert graven.django.trail().verify().ok
+    finally:
+        conf.reset()
+
+
+def test_deferred_and_update_fields_record_only_what_was_saved(log: Path, django_assert_max_num_queries: Any) -> None:
+    Article.objects.create(title="t", body="long body")
+    article = Article.objects.only("title").get()
+    article.title = "t2"
+    with django_assert_max_num_queries(8):  # BEGIN, old row, UPDATE, outbox, COMMIT, BEGIN, DELETE, COMMIT
+        article.save()
+    article = Article.objects.get()
+    article.title, article.body = "t3", "changed but not saved"
+    article.save(update_fields=["title"])
+    article = Article.objects.only("title").get()
+    article.delete()
+    first, second = entries("article.update")
+    assert [{"field": "title", "old": "t", "new": "t2"}] == first["changes"]
+    assert [{"field": "title", "old": "t2", "new": "t3"}] == second["changes"]
+    (deleted,) = entries("article.delete")
+    assert "long body" == changes(deleted)["body"]["old"]

@@ -274,7 +274,13 @@ def _json_value(value: Any, field: Field[Any, Any] | None = None) -> Any:
 
 
 def _row(t: Tracked, obj: Model) -> dict[str, Any]:
-    return {k: _json_value(getattr(obj, k, None), t.fields.get(k)) for k in (*t.rows.pk, *t.rows.keys)}
+    """The loaded fields of ``obj`` (a deferred field is not loaded here: that would cost a query each)."""
+    deferred = obj.get_deferred_fields()
+    return {
+        k: _json_value(getattr(obj, k, None), t.fields.get(k))
+        for k in (*t.rows.pk, *t.rows.keys)
+        if k not in deferred and t.fields[k].attname not in deferred
+    }
 
 
 def _stored(t: Tracked, using: str, pks: Sequence[Any], *, lock: bool = False) -> dict[Any, dict[str, Any]]:
@@ -323,7 +329,8 @@ def _on_post_save(sender: type[Model], instance: Model, created: bool = False, r
         return
     if update_fields is not None:
         saved = {f.attname for f in (t.model._meta.get_field(n) for n in update_fields) if hasattr(f, "attname")}
-        new = {k: (v if k in saved else old.get(k)) for k, v in new.items()}
+        new = {k: v for k, v in new.items() if k in saved}
+    new = {**old, **new}  # fields not saved (deferred, or left out of update_fields) keep their values
     changes = _rows.changed(old, new, t.rows)
     if changes:
         hook = update_verbs.get(t.model)
@@ -333,7 +340,10 @@ def _on_post_save(sender: type[Model], instance: Model, created: bool = False, r
 def _on_pre_delete(sender: type[Model], instance: Model, using: str | None = None, **kwargs: Any) -> None:
     t = tracked(sender)
     if t is not None:
-        instance.__dict__[_OLD] = _row(t, instance)
+        row = _row(t, instance)
+        if len(row) < len(t.rows.pk) + len(t.rows.keys):  # deferred fields: read them as stored
+            row = {**_stored(t, using or DEFAULT_DB_ALIAS, [instance.pk]).get(instance.pk, {}), **row}
+        instance.__dict__[_OLD] = row
 
 
 def _on_post_delete(sender: type[Model], instance: Model, using: str | None = None, **kwargs: Any) -> None:
