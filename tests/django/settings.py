@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import secrets
+import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -49,7 +49,12 @@ TEMPLATES = [{
 }]  # fmt: skip
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast, for tests only
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(BASE / "unused.sqlite3")}}
-GRAVEN = {"LOG": os.environ.get("GRAVEN_DB", "unused"), "TRUSTED_PROXIES": ["10.0.0.0/8"]}
+_SCRATCH = Path(tempfile.mkdtemp(prefix="graven-django-tests-"))  # a log for tests that name none
+GRAVEN = {
+    "LOG": str(_SCRATCH / "trail.db"),
+    "SIGNING_KEY": str(_SCRATCH / "signing.key"),
+    "TRUSTED_PROXIES": ["10.0.0.0/8"],
+}
 
 
 def _pg() -> dict[str, object] | None:

@@ -62,3 +62,12 @@ def test_the_middleware_must_follow_authentication(settings: Any) -> None:
 
 def test_the_test_project_passes_its_checks() -> None:
     assert [] == check_settings()
+
+
+def test_graven_must_come_before_the_admin_for_the_history_link(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.conf import settings
+
+    apps = [a for a in settings.INSTALLED_APPS if a != "graven.django"]
+    monkeypatch.setattr(settings, "INSTALLED_APPS", [*apps, "graven.django"])  # read only, not re-populated
+    (warning,) = check_settings()
+    assert "graven.W002" == warning.id
