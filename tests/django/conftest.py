@@ -38,3 +38,27 @@ def log(tmp_path: Path, settings: Any) -> Iterator[Path]:
     }  # fmt: skip
     yield tmp_path
     conf.reset()
+
+
+@pytest.fixture
+def django_server(transactional_db: Any) -> Iterator[str]:
+    """The test project served by Django's live-server thread on a free port (its URL)."""
+    from django.contrib.staticfiles.handlers import StaticFilesHandler
+    from django.db import connections
+    from django.test.testcases import LiveServerThread
+
+    shared = {c.alias: c for c in connections.all() if c.vendor == "sqlite" and c.is_in_memory_db()}
+    for connection in shared.values():
+        connection.inc_thread_sharing()
+    thread = LiveServerThread("127.0.0.1", StaticFilesHandler, connections_override=shared, port=0)
+    thread.daemon = True
+    thread.start()
+    thread.is_ready.wait()
+    if thread.error:
+        raise thread.error
+    try:
+        yield f"http://127.0.0.1:{thread.port}"
+    finally:
+        thread.terminate()
+        for connection in shared.values():
+            connection.dec_thread_sharing()

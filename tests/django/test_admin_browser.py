@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -16,7 +15,7 @@ from tests.web.conftest import CHROMIUM_ARGS, chromium_path
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_the_admin_entry_page_shows_verified(log: Path, live_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_admin_entry_page_shows_verified(log: Path, django_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
     executable = chromium_path()
     User.objects.create_superuser("root", "root@example.org", "admin-pass-1")
     article = Article.objects.create(title="draft")
@@ -29,7 +28,7 @@ def test_the_admin_entry_page_shows_verified(log: Path, live_server: Any, monkey
         browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
-            page.goto(f"{live_server.url}/admin/login/?next=/admin/graven/auditentry/")
+            page.goto(f"{django_server}/admin/login/?next=/admin/graven/auditentry/")
             page.fill("#id_username", "root")
             page.fill("#id_password", "admin-pass-1")
             page.click("input[type=submit]")
@@ -37,7 +36,7 @@ def test_the_admin_entry_page_shows_verified(log: Path, live_server: Any, monkey
             page.click(f"a[href='/admin/graven/auditentry/{update.index}/']")
             expect(page.locator(".graven-verified")).to_have_text("✔ Verified")
             expect(page.locator(".graven-diff")).to_contain_text("published")
-            page.goto(f"{live_server.url}/admin/testapp/article/{article.pk}/change/")
+            page.goto(f"{django_server}/admin/testapp/article/{article.pk}/change/")
             page.click("text=History (verified)")
             expect(page.locator("#result_list")).to_contain_text("article.create")
         finally:

@@ -13,6 +13,7 @@ from django.db import transaction
 import graven.django
 from graven.django import tracking
 from graven.django.models import OutboxEvent
+from graven.errors import ConfigError
 from tests.django.app.models import Article, Customer, Tag, Untracked
 from tests.django.conftest import aliases
 
@@ -201,3 +202,16 @@ def test_deferred_and_update_fields_record_only_what_was_saved(log: Path, django
     assert [{"field": "title", "old": "t2", "new": "t3"}] == second["changes"]
     (deleted,) = entries("article.delete")
     assert "long body" == changes(deleted)["body"]["old"]
+
+
+def test_track_and_untrack_at_run_time(log: Path) -> None:
+    tracking.track(Untracked, name="scratch")
+    try:
+        Untracked.objects.create(name="seen")
+    finally:
+        tracking.untrack(Untracked)
+    Untracked.objects.create(name="unseen")
+    assert ["scratch.create"] == [e["action"] for e in entries()]
+    with pytest.raises(ConfigError, match="exclude names no field 'nope'"):
+        tracking.track(Untracked, exclude=["nope"])
+    tracking.untrack(Untracked)
