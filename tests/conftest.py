@@ -19,6 +19,12 @@ def pg() -> Iterator[Server]:
     yield from server_session()
 
 
+@pytest.fixture(autouse=True)
+def _live_server_helper() -> None:
+    """Switch off pytest-django's helper (active once tests/django configures Django): the web tests'
+    own ``live_server`` fixture needs no Django database; tests/django starts its own server."""
+
+
 @pytest.fixture
 def trail(tmp_path: Path) -> Iterator[Trail]:
     """A fresh log on a real SQLite file, with its signing key beside it."""

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from graven.capture.request import note_denied
 from graven.errors import GravenError
 
 if TYPE_CHECKING:
@@ -87,7 +88,10 @@ class Action:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.index = self.trail.record(self._event(exc))
+        event = self._event(exc)
+        self.index = self.trail.record(event)
+        if event["outcome"] == "denied":
+            note_denied()  # the request's own refusal is not recorded a second time
 
     async def __aenter__(self) -> Action:
         return self
@@ -95,7 +99,10 @@ class Action:
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.index = await self.trail.arecord(self._event(exc))
+        event = self._event(exc)
+        self.index = await self.trail.arecord(event)
+        if event["outcome"] == "denied":
+            note_denied()
 
 
 def _error_text(exc: BaseException, *, with_type: bool = True) -> str:

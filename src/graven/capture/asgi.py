@@ -10,10 +10,11 @@ naming the route, whether or not the application recorded anything itself.
 from __future__ import annotations
 
 import inspect
-import ipaddress
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
+
+from graven.capture.request import DENIED_STATUSES, TrustedProxies, clean
 
 if TYPE_CHECKING:
     from graven.trail import Trail
@@ -23,8 +24,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-DENIED_STATUSES = {401: "401 Unauthorized", 403: "403 Forbidden"}
 
 
 class AuditMiddleware:
@@ -89,44 +88,21 @@ class AuditMiddleware:
 
 
 class ClientAddresses:
-    """Who is at the other end: the peer, or past the trusted proxies, the address they forwarded for."""
+    """Who is at the other end of an ASGI connection (see :class:`graven.capture.request.TrustedProxies`)."""
 
     def __init__(self, trusted_proxies: Iterable[str] = ()) -> None:
-        self.proxies = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
+        self.resolver = TrustedProxies(trusted_proxies)
+        self.proxies = self.resolver.networks
 
     def client_ip(self, scope: Scope, headers: dict[bytes, bytes]) -> str | None:
         """The peer's address, or the first untrusted address in X-Forwarded-For behind a trusted proxy."""
         peer = (scope.get("client") or (None, None))[0]
-        chain = [peer] if peer else []
         forwarded = headers.get(b"x-forwarded-for")
-        if peer and forwarded and self._trusted(peer):
-            chain = [p.strip() for p in forwarded.decode("latin-1").split(",") if p.strip()] + [peer]
-        for address in reversed(chain):  # walk back from the nearest hop past our own proxies
-            if not self._trusted(address):
-                return address if _is_ip(address) else None
-        return chain[0] if chain and _is_ip(chain[0]) else None
-
-    def _trusted(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in net for net in self.proxies)
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
+        return self.resolver.client_ip(peer, forwarded.decode("latin-1") if forwarded else None)
 
 
 def _clean(value: bytes | None, limit: int = 200) -> str | None:
-    if not value:
-        return None
-    text = value.decode("latin-1").strip()
-    return text[:limit] if text and text.isprintable() else None
+    return clean(value, limit)
 
 
 def _route(scope: Scope) -> str:

@@ -37,7 +37,6 @@ application's side: application roles get no INSERT right on the log's own schem
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import threading
 import time
@@ -68,9 +67,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapper, ORMExecuteState, Session, scoped_session, sessionmaker
 from sqlalchemy.orm import SessionTransaction as Tx
 
-from graven.capture import _rows, context
+from graven.capture import _rows, context, outbox
 from graven.core.model import ACTION_RE
-from graven.errors import ConfigError, ValidationError
+from graven.errors import ConfigError
 
 if TYPE_CHECKING:
     from graven.trail import Trail
@@ -81,7 +80,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_OUTBOX = "graven_outbox"
 BATCH = 1000  # outbox rows per drain step; primary keys per IN list
-_INVALID = uuid.UUID("1b0c6f57-52c4-4a0e-9d43-8c0f3e2f4d11")  # namespace of stand-in ids for broken rows
 
 
 class Tracker:
@@ -298,14 +296,7 @@ class Tracker:
             "changes": changes,
             "context": {"transaction": self._transaction_id(session)},
         }
-        current = context.current()
-        if self._source is not None and current.get("source") is None:
-            ev["source"] = self._source
-        if current.get("actor") is None and self._default_actor is not None:
-            ev["actor"] = dict(self._default_actor)
-        doc = self.trail.prepare(ev).doc
-        doc.pop("recorded_at", None)  # set by the log when the event is recorded
-        return doc
+        return outbox.staged_event(self.trail, ev, default_actor=self._default_actor, source=self._source)
 
     def _transaction_id(self, session: Session) -> str:
         """One id per outermost transaction: the entries of one commit share it."""
@@ -382,7 +373,7 @@ class Tracker:
 
     def _record_committed(self, docs: list[Any]) -> None:
         try:
-            _clean_context(self.trail.record_many, docs)
+            outbox.record(self.trail, docs)
         except Exception as exc:  # the commit stands and the rows stay: the next commit retries
             self._backlog = True
             log.warning(
@@ -432,21 +423,7 @@ class Tracker:
             self._sweeping.release()
 
     def _record_rows(self, rows: list[tuple[str, str]]) -> None:
-        """Record outbox rows; a row that no longer passes validation becomes a ``capture.invalid`` entry."""
-        docs: list[Any] = []
-        for event_id, text in rows:
-            try:
-                docs.append(orjson.loads(text))
-            except orjson.JSONDecodeError:
-                docs.append(_invalid(event_id, text, "it is not JSON"))
-        try:
-            _clean_context(self.trail.record_many, docs)
-        except ValidationError:
-            for (event_id, text), doc in zip(rows, docs, strict=True):
-                try:
-                    _clean_context(self.trail.record_many, [doc])
-                except ValidationError as exc:
-                    _clean_context(self.trail.record_many, [_invalid(event_id, text, str(exc))])
+        outbox.record_rows(self.trail, rows)
 
 
 class _Worker:
@@ -498,23 +475,6 @@ class _Worker:
 def _keep(target: Any, value: Any, old: Any, initiator: Any) -> Any:
     """A "set" listener whose only purpose is ``active_history``."""
     return value
-
-
-def _clean_context(fn: Callable[[list[Any]], Any], docs: list[Any]) -> Any:
-    """Run with an empty capture context: each event already carries the context of its flush."""
-    return contextvars.Context().run(fn, docs)
-
-
-def _invalid(event_id: str, text: str, why: str) -> dict[str, Any]:
-    return {
-        "id": str(uuid.uuid5(_INVALID, f"{event_id}\x00{text}")),
-        "action": "capture.invalid",
-        "actor": {"type": "system", "id": "graven"},
-        "outcome": "failure",
-        "reason": f"an outbox row could not be recorded as written: {why}"[:4000],
-        "source": "db",
-        "metadata": {"captured": text[:10_000]},  # at most 60 KB once escaped: within the metadata limit
-    }
 
 
 def _savepoints(session: Session) -> tuple[Tx, ...]:
