@@ -141,6 +141,9 @@ class StreamCheck:
         self.gap: tuple[int, int] | None = None  # (first missing index, the later index seen instead)
         self.covered = 0
         self.signed: tuple[int, bytes] | None = None
+        self.roots: dict[int, bytes] = {}  # every signed tree size verified so far, with its root
+        self.framed: int | None = None  # the receiver's own frontier covers entries before this index
+        self.frontier: list[bytes] = []
         self.entries = self.duplicates = self.proofs = 0
         self.problem: Problem | None = None
 
@@ -228,11 +231,16 @@ class StreamCheck:
             raise _stop(first, "signature", f"the checkpoint in {where} is not signed by the key: {exc}") from None
         if checkpoint.size != size or not first <= end <= size:
             raise _stop(first, "malformed", f"{where}: sizes do not agree (batch {first}..{end}, tree {size})")
+        if self.framed is not None and self.framed <= first:
+            # Past the first proof the receiver's own leaves give the frontier: the sender's is not needed.
+            grown = merkle.append(self.framed, self.frontier, [self._leaf_hash(i) for i in range(self.framed, first)])
+            frontier, self.framed, self.frontier = grown.frontier, first, grown.frontier
         leaves = [self._leaf_hash(i) for i in range(first, end)]
         try:
-            root = merkle.append(first, frontier, leaves).root
+            grown = merkle.append(first, frontier, leaves)
         except merkle.ProofError as exc:
             raise _stop(first, "malformed", f"{where}: bad frontier ({exc})") from None
+        root = grown.root
         if not merkle.verify_consistency(end, size, root, checkpoint.root_hash, prefix) and not (
             end == size and root == checkpoint.root_hash
         ):
@@ -242,16 +250,22 @@ class StreamCheck:
                 f"entries {first}..{end - 1} are not the ones in the signed tree of size {size} "
                 "(an entry or a leaf hash was changed)",
             )
-        if self.signed is not None:
-            old_size, old_root = self.signed
-            if previous != old_size or size < old_size:
-                raise _stop(first, "forked", f"{where} follows checkpoint {previous} but the one before was {old_size}")
-            same = size == old_size and old_root == checkpoint.root_hash
-            if not same and not merkle.verify_consistency(old_size, size, old_root, checkpoint.root_hash, consistency):
+        if self.framed is None or self.framed < end:
+            self.framed, self.frontier = end, grown.frontier  # proven: it yields a signed root
+        known = self.roots.get(size)
+        if known is not None and known != checkpoint.root_hash:
+            raise _stop(first, "forked", f"two different signed trees of size {size}")
+        if self.roots and previous > 0:
+            old_root = self.roots.get(previous)
+            if old_root is None:
+                raise _stop(first, "forked", f"{where} follows a checkpoint of size {previous} that was never received")
+            same = previous == size and old_root == checkpoint.root_hash
+            if not same and not merkle.verify_consistency(previous, size, old_root, checkpoint.root_hash, consistency):
                 raise _stop(
-                    first, "forked", f"the signed tree of size {size} does not extend the one of size {old_size}"
+                    first, "forked", f"the signed tree of size {size} does not extend the one of size {previous}"
                 )
-        self.signed = (size, checkpoint.root_hash)
+        self.roots[size] = checkpoint.root_hash
+        self.signed = max(self.signed or (0, b""), (size, checkpoint.root_hash))
         self.covered = max(self.covered, end)
         self.proofs += 1
 
