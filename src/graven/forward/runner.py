@@ -19,8 +19,9 @@ Rules, each one a MUST:
 from __future__ import annotations
 
 import random
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -184,4 +185,56 @@ def status(trail: Trail, cursors: Cursors, configs: dict[str, SinkConfig]) -> li
     return out
 
 
-__all__ = ["Forwarder", "backoff", "status"]
+
+
+class Background:
+    """Forwarders running in threads of another process (``graven serve --forward NAME``).
+
+    Every sink is opened (and so checked) before any thread starts; :meth:`stop` lets each finish
+    its batch in flight, then closes the sinks, the cursors and the trail it was given.
+    """
+
+    def __init__(self, trail: Trail, configs: list[SinkConfig], on_error: Callable[[str], None] | None = None) -> None:
+        self.trail = trail
+        self.cursors = Cursors(trail.store)
+        self.forwarders: list[Forwarder] = []
+        self.stop_event = threading.Event()
+        try:
+            for config in configs:
+                forwarder = Forwarder(trail, config, self.cursors, on_error=on_error)
+                forwarder.open()
+                self.forwarders.append(forwarder)
+        except BaseException:
+            self._close()
+            raise
+        self.threads = [
+            threading.Thread(target=f.run, args=(self.stop_event,), name=f"forward-{f.name}", daemon=True)
+            for f in self.forwarders
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stop_event.set()
+        for thread in self.threads:
+            thread.join(timeout)
+        self._close()
+
+    def _close(self) -> None:
+        for forwarder in self.forwarders:
+            forwarder.close()
+        self.cursors.close()
+        self.trail.close()
+
+
+def start_named(open_trail: Callable[[], Trail], names: Sequence[str], path: str | None = None) -> Background | None:
+    """Start the named forwarders of the configuration file in background threads (None if no names)."""
+    if not names:
+        return None
+    from graven.forward import config as forward_config
+
+    configs = [forward_config.get(name, path) for name in names]
+    return Background(open_trail(), configs, on_error=lambda message: print(f"graven: {message}", file=sys.stderr))
+
+
+__all__ = ["Background", "Forwarder", "backoff", "start_named", "status"]
