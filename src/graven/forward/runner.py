@@ -185,8 +185,6 @@ def status(trail: Trail, cursors: Cursors, configs: dict[str, SinkConfig]) -> li
     return out
 
 
-
-
 class Background:
     """Forwarders running in threads of another process (``graven serve --forward NAME``).
 
