@@ -63,6 +63,8 @@ def test_add_list_remove_are_recorded_in_the_log(here: Path) -> None:
         (["jsonl", "path=out", "format=xml"], "format must be one of"),
         (["jsonl", "path=graven.toml.d/x/y", "max_bytes=-1"], "max_bytes must be above 0"),
         (["jsonl", "path=out", "token=abc"], "must not be written in graven.toml"),
+        (["hec", "url=http://127.0.0.1:9/", "token_env=NOT_SET_ANYWHERE"], "which is not set"),
+        (["hec", "url=http://127.0.0.1:9/", "token_env=PATH"], "cannot reach the receiver"),
     ],
 )
 def test_misconfiguration_is_refused_in_one_line_and_nothing_written(here: Path, args: list[str], message: str) -> None:

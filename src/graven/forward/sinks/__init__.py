@@ -83,4 +83,12 @@ def make_sink(config: SinkConfig) -> Sink:
         from graven.forward.sinks.stdout import StdoutSink
 
         return StdoutSink(config)
+    if kind == "webhook":
+        from graven.forward.sinks.http import WebhookSink
+
+        return WebhookSink(config)
+    if kind == "hec":
+        from graven.forward.sinks.http import HecSink
+
+        return HecSink(config)
     raise ConfigError(f"forwarder {config.name}: unknown sink {kind!r}")
