@@ -148,8 +148,15 @@ class StreamCheck:
         self.problem: Problem | None = None
 
     def feed_line(self, line: bytes, where: str) -> None:
+        """One received line: a native record, or an RFC 5424 message whose MSG is one."""
         if self.problem is not None or not line.strip():
             return
+        if line.startswith(b"<"):
+            payload = syslog_payload(line)
+            if payload is None:
+                self.problem = Problem(None, "malformed", f"{where} is not an RFC 5424 message")
+                return
+            line = payload
         try:
             value = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
@@ -286,6 +293,35 @@ class StreamCheck:
             signed_size=self.signed[0] if self.signed else 0,
             problem=problem,
         )
+
+
+def syslog_payload(line: bytes) -> bytes | None:
+    """The MSG of an RFC 5424 message (None when the line is not one): the six header fields, then
+    the structured data ("-" or elements whose values escape '"', '\\' and ']'), then MSG."""
+    parts = line.rstrip(b"\r\n").split(b" ", 6)
+    if len(parts) < 7 or not parts[0].startswith(b"<") or not parts[0].endswith(b">1"):
+        return None
+    rest = parts[6]
+    if rest.startswith(b"-"):
+        return rest[2:]
+    at = 0
+    while at < len(rest) and rest[at : at + 1] == b"[":
+        quoted = False
+        at += 1
+        while at < len(rest):
+            ch = rest[at : at + 1]
+            if quoted and ch == b"\\":
+                at += 2
+                continue
+            if ch == b'"':
+                quoted = not quoted
+            elif ch == b"]" and not quoted:
+                break
+            at += 1
+        else:
+            return None
+        at += 1
+    return rest[at + 1 :] if at > 0 else None
 
 
 def _hashes(value: Any) -> list[bytes]:

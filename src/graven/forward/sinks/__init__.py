@@ -91,4 +91,8 @@ def make_sink(config: SinkConfig) -> Sink:
         from graven.forward.sinks.http import HecSink
 
         return HecSink(config)
+    if kind == "syslog":
+        from graven.forward.sinks.syslog import SyslogSink
+
+        return SyslogSink(config)
     raise ConfigError(f"forwarder {config.name}: unknown sink {kind!r}")
