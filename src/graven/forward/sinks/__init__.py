@@ -95,4 +95,8 @@ def make_sink(config: SinkConfig) -> Sink:
         from graven.forward.sinks.syslog import SyslogSink
 
         return SyslogSink(config)
+    if kind == "nats":
+        from graven.forward.sinks.nats import NatsSink
+
+        return NatsSink(config)
     raise ConfigError(f"forwarder {config.name}: unknown sink {kind!r}")
