@@ -47,6 +47,7 @@ class Receiver:
 
             def setup(self) -> None:
                 super().setup()
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 receiver._sockets.append(self.connection)
 
             def answer(self, status: int, body: Any) -> None:

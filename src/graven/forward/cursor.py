@@ -5,6 +5,11 @@ A cursor says how many entries a sink has acknowledged (``position``: the next i
 the size of the last signed checkpoint it was sent (``proof_size``). :meth:`Cursors.advance`
 MUST move the cursor and store the batch's dead letters in one committed transaction, and only
 after the sink acknowledged the batch: a crash before it re-sends the batch, never skips it.
+
+A cursor MUST never run ahead of what was acknowledged; it may lag behind. So its commits skip the
+flush to disk (SQLite ``synchronous = NORMAL`` in WAL mode, PostgreSQL ``synchronous_commit = off``):
+a killed process loses no committed cursor, and a power failure or a database crash can only lose
+the newest cursor moves, which re-sends batches already delivered and never loses one.
 """
 
 from __future__ import annotations
@@ -80,7 +85,7 @@ class Cursors:
             self._pg = False
             self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60)
             self._conn.execute("PRAGMA busy_timeout = 60000")
-            self._conn.execute("PRAGMA synchronous = FULL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
             self._mark = "?"
         else:
             from graven.store.pg_connection import connect
@@ -88,6 +93,7 @@ class Cursors:
             self._pg = True
             self._target = store.target  # type: ignore[attr-defined]
             self._conn = connect(self._target)
+            self._conn.execute("SET synchronous_commit TO OFF")
             self._mark = "%s"
         with self._tx() as cur:
             for statement in SCHEMA:

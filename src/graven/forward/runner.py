@@ -22,13 +22,14 @@ import random
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from graven.core import merkle
-from graven.errors import IntegrityError
+from graven.errors import GravenError, IntegrityError
 from graven.forward import proofs
 from graven.forward.config import SinkConfig
 from graven.forward.cursor import Cursor, Cursors
@@ -68,6 +69,8 @@ class Forwarder:
         self.encode = encoder(config.format, app_name=str(options.get("app_name", "graven")),
                               hostname=str(options.get("hostname", "-")))  # fmt: skip
         self.on_error = on_error
+        self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"forward-{config.name}-read")
+        self._ready: tuple[Batch, int] | None = None
         self.attempt = 0
         self.delivered = 0
 
@@ -76,6 +79,7 @@ class Forwarder:
         self.sink.open()
 
     def close(self) -> None:
+        self._helper.shutdown(wait=True)
         self.sink.close()
 
     def _checkpoint_for(self, position: int, end: int) -> tuple[int, str] | None:
@@ -90,25 +94,18 @@ class Forwarder:
             return None
         return latest.size, latest.note
 
-    def step(self) -> int:
-        """Deliver the next batch, if any; returns how many entries were acknowledged.
-
-        Raises :class:`Retry` when the sink did not acknowledge (the cursor stays).
-        """
+    def _prepare(self, position: int, proof_size: int) -> tuple[Batch, int] | None:
+        """The batch starting at ``position`` and the checkpoint size it carries (None: nothing to send)."""
         store = self.trail.store
-        cursor = self.cursors.get(self.name)
-        position = cursor.position
         size = store.size()
         if position >= size:
-            self.sink.tick()
-            return 0
+            return None
         end = min(position + self.config.batch, size)
         signed: tuple[int, str] | None = None
         if self.config.proofs:
             signed = self._checkpoint_for(position, end)
             if signed is None:
-                self.sink.tick()
-                return 0
+                return None
             end = min(end, signed[0])
         rows = store.query(Query(after=position - 1, limit=end - position))
         if [i for i, _ in rows] != list(range(position, position + len(rows))) or len(rows) != end - position:
@@ -121,23 +118,46 @@ class Forwarder:
             leaf = merkle.leaf_hash(body)
             records.append(Record(index, body, leaf, encode(index, body, leaf)))
         proof = None
-        proof_size = cursor.proof_size
         if signed is not None:
-            proof = self._proof(position, end, signed, cursor)
+            proof = self._proof(position, end, signed, proof_size)
             proof_size = signed[0]
-        batch = Batch(position, end, records, proof, None if proof is None else orjson.dumps(proof))
-        refused = self.sink.send(batch)
-        self.cursors.advance(self.name, end, proof_size, refused.entries)
-        self.delivered += end - position
-        return end - position
+        return Batch(position, end, records, proof, None if proof is None else orjson.dumps(proof)), proof_size
 
-    def _proof(self, first: int, end: int, signed: tuple[int, str], cursor: Cursor) -> dict[str, Any]:
+    def step(self) -> int:
+        """Deliver the next batch, if any; returns how many entries were acknowledged.
+
+        While the sink works on a batch (an fsync, a round trip) the next one is read and encoded
+        in a helper thread; it is sent only after this one was acknowledged and the cursor moved.
+        Raises :class:`Retry` when the sink did not acknowledge (the cursor stays).
+        """
+        cursor = self.cursors.get(self.name)
+        ready, self._ready = self._ready, None
+        if ready is None or ready[0].first != cursor.position:
+            ready = self._prepare(cursor.position, cursor.proof_size)
+        if ready is None:
+            self.sink.tick()
+            return 0
+        batch, proof_size = ready
+        upcoming = self._helper.submit(self._prepare, batch.end, proof_size)
+        try:
+            refused = self.sink.send(batch)
+            self.cursors.advance(self.name, batch.end, proof_size, refused.entries)
+        finally:
+            try:
+                following = upcoming.result()
+            except GravenError:
+                following = None  # met again, and raised, when its turn comes
+        self._ready = following
+        self.delivered += batch.end - batch.first
+        return batch.end - batch.first
+
+    def _proof(self, first: int, end: int, signed: tuple[int, str], proof_size: int) -> dict[str, Any]:
         size, note = signed
         nodes = merkle.frontier_nodes(first)
         _, found = self.trail.store.tree_hashes(nodes)
         if len(found) != len(nodes):
             raise IntegrityError(f"the log lacks tree hashes below index {first}: run `graven verify`")
-        previous = cursor.proof_size if 0 < cursor.proof_size <= size else 0
+        previous = proof_size if 0 < proof_size <= size else 0
         return proofs.proof_record(
             first=first, end=end, tree_size=size, checkpoint=note, frontier=[found[n] for n in nodes],
             prefix_proof=self.trail.consistency(end, size), previous_size=previous,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.client
+import socket
 import ssl
 import time
 import uuid
@@ -62,6 +63,9 @@ class HttpClient:
                                                          context=self.context)  # fmt: skip
             else:
                 self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            self._conn.connect()
+            if self._conn.sock is not None:  # headers and body leave at once: no Nagle / delayed-ACK stall
+                self._conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return self._conn
 
     def request(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> tuple[int, bytes]:
