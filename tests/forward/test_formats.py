@@ -101,6 +101,8 @@ def test_cef_escapes_hostile_values(trail: Trail) -> None:
     assert HOSTILE == ext["suser"]
     assert "id|with=pipe\\" == ext["suid"]
     assert (str(index), leaf.hex()) == (ext["cn1"], ext["cs1"])
+    assert "cs3Label" not in ext  # no tenant, no label without its value
+    assert "cs4Label" not in ext
 
 
 def _sd_params(message: str) -> tuple[dict[str, str], str]:

@@ -100,10 +100,13 @@ class Cursors:
                 cur.execute(statement)
 
     @contextmanager
-    def _tx(self) -> Iterator[Any]:
+    def _tx(self, *, write: bool = True) -> Iterator[Any]:
+        """A transaction (a write one takes SQLite's write lock first); a read is one statement."""
         with self._lock:
             try:
-                if self._pg:
+                if not write:
+                    yield self._conn.cursor() if self._pg else self._conn
+                elif self._pg:
                     with self._conn.transaction():
                         yield self._conn.cursor()
                 else:
@@ -126,7 +129,7 @@ class Cursors:
 
     def get(self, sink: str) -> Cursor:
         """The sink's cursor (at 0 when it never delivered anything)."""
-        with self._tx() as cur:
+        with self._tx(write=False) as cur:
             row = cur.execute(
                 self._sql("SELECT position, proof_size, delivered_at, last_error, error_at, dead "
                           "FROM forward_cursors WHERE sink = ?"), (sink,)
@@ -134,7 +137,7 @@ class Cursors:
         return Cursor(sink) if row is None else Cursor(sink, *row)
 
     def all(self) -> list[Cursor]:
-        with self._tx() as cur:
+        with self._tx(write=False) as cur:
             rows = cur.execute(
                 "SELECT sink, position, proof_size, delivered_at, last_error, error_at, dead "
                 "FROM forward_cursors ORDER BY sink"
@@ -182,7 +185,7 @@ class Cursors:
             )
 
     def dead_letters(self, sink: str, limit: int = 100) -> list[DeadLetter]:
-        with self._tx() as cur:
+        with self._tx(write=False) as cur:
             rows = cur.execute(
                 self._sql("SELECT sink, idx, entry_id, reason, at FROM forward_dead_letters WHERE sink = ? "
                           "ORDER BY idx LIMIT ?"), (sink, limit)

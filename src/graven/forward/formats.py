@@ -151,12 +151,16 @@ def cef(index: int, body: bytes, leaf_hash: bytes) -> bytes:
         ("externalId", entry.get("id")), ("act", action), ("outcome", outcome),
         ("suser", actor.get("name") or actor.get("id")), ("suid", actor.get("id")), ("src", actor.get("ip")),
         ("requestClientApplication", actor.get("user_agent")), ("reason", entry.get("reason")),
-        ("cs1Label", "leaf_hash"), ("cs1", leaf_hash.hex()), ("cn1Label", "index"), ("cn1", index),
-        ("cs2Label", "targets"), ("cs2", ",".join(f"{t.get('type')}:{t.get('id')}" for t in targets)),
-        ("cs3Label", "tenant"), ("cs3", entry.get("tenant")),
-        ("cs4Label", "changes"),
-        ("cs4", orjson.dumps(entry["changes"]).decode() if entry.get("changes") else None),
     ]  # fmt: skip
+    custom = [
+        ("cs1", "leaf_hash", leaf_hash.hex()), ("cn1", "index", index),
+        ("cs2", "targets", ",".join(f"{t.get('type')}:{t.get('id')}" for t in targets)),
+        ("cs3", "tenant", entry.get("tenant")),
+        ("cs4", "changes", orjson.dumps(entry["changes"]).decode() if entry.get("changes") else None),
+    ]  # fmt: skip
+    for key, label, value in custom:
+        if value not in (None, ""):
+            ext += [(f"{key}Label", label), (key, value)]
     extension = " ".join(f"{k}={cef_value(str(v))}" for k, v in ext if v not in (None, ""))
     header = "|".join(cef_header(x) for x in ("Graven", "Graven", PRODUCT["version"], action, f"{action} {outcome}"))
     return f"CEF:0|{header}|{_CEF_SEVERITY.get(outcome, 5)}|{extension}".encode()
