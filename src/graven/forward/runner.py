@@ -205,6 +205,18 @@ def status(trail: Trail, cursors: Cursors, configs: dict[str, SinkConfig]) -> li
     return out
 
 
+def configured_status(trail: Trail, path: str | None = None) -> list[dict[str, Any]]:
+    """:func:`status` of every forwarder in the configuration file (``graven.toml`` or ``$GRAVEN_CONFIG``)."""
+    from graven.forward import config as forward_config
+
+    configs = forward_config.load(path)
+    cursors = Cursors(trail.store)
+    try:
+        return status(trail, cursors, configs)
+    finally:
+        cursors.close()
+
+
 class Background:
     """Forwarders running in threads of another process (``graven serve --forward NAME``).
 
@@ -255,4 +267,4 @@ def start_named(open_trail: Callable[[], Trail], names: Sequence[str], path: str
     return Background(open_trail(), configs, on_error=lambda message: print(f"graven: {message}", file=sys.stderr))
 
 
-__all__ = ["Background", "Forwarder", "backoff", "start_named", "status"]
+__all__ = ["Background", "Forwarder", "backoff", "configured_status", "start_named", "status"]

@@ -4,13 +4,11 @@ error and dead letters, as ``graven forward status --json`` prints them."""
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from graven.forward import config as forward_config
-from graven.forward.cursor import Cursors
-from graven.forward.runner import status
+from graven.forward.runner import configured_status
 from graven.server.api import json_response
 from graven.server.auth import Principal, require, state
 
@@ -19,16 +17,6 @@ Admin = Annotated[Principal, Depends(require("admin"))]
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 
 
-def forwarders_status(request: Request) -> list[dict[str, Any]]:
-    trail = state(request).trail
-    configs = forward_config.load()
-    cursors = Cursors(trail.store)
-    try:
-        return status(trail, cursors, configs)
-    finally:
-        cursors.close()
-
-
 @router.get("/forwarders", summary="Every forwarder: cursor, lag (entries and seconds), last error, dead letters")
 async def list_forwarders(request: Request, who: Admin) -> Response:
-    return json_response(await asyncio.to_thread(forwarders_status, request))
+    return json_response(await asyncio.to_thread(configured_status, state(request).trail))
