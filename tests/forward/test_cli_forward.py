@@ -131,3 +131,39 @@ def test_sigterm_finishes_the_batch_in_flight_then_stops(here: Path) -> None:
     report = orjson.loads(run(here, "receive", "verify", "out", "--key", key, "--json").stdout)
     assert report["ok"]
     assert 0 == report["duplicates"]
+
+
+def test_status_lists_dead_letters_with_their_reasons(here: Path) -> None:
+    from graven.forward.cursor import Cursors
+
+    run(here, "forward", "add", "siem", "jsonl", "path=out")
+    with graven.open(here / ".graven" / "trail.db", signing_key=here / ".graven" / "signing.key") as trail:
+        cursors = Cursors(trail.store)
+        cursors.advance("siem", 1, 1, [(0, trail.get(0).id, "HTTP 422: no such field")])
+        cursors.close()
+    (row,) = [
+        orjson.loads(line) for line in run(here, "forward", "status", "--dead-letters", "--json").stdout.splitlines()
+    ]
+    assert 1 == row["dead_letters"]
+    assert [(0, "HTTP 422: no such field")] == [(d["index"], d["reason"]) for d in row["dead"]]
+    text = run(here, "forward", "status", "--dead-letters").stdout
+    assert "dead letter: entry 0 (" in text
+    assert "HTTP 422: no such field" in text
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('sink = "hec"\nurl = "http://127.0.0.1:9"\ntoken_env = "NOT_SET_ANYWHERE"', "which is not set"),
+        ('sink = "hec"\nurl = "http://127.0.0.1:9"\ntoken_env = "PATH"', "cannot reach the receiver"),
+        ('sink = "jsonl"\npath = "out"\nformat = "leef"', "format must be one of"),
+        ('sink = "syslog"\nhost = "127.0.0.1"\nport = 9\ntransport = "tcp"', "cannot reach the syslog receiver"),
+    ],
+)
+def test_a_hand_edited_misconfiguration_is_refused_at_start(here: Path, table: str, message: str) -> None:
+    (here / "graven.toml").write_text(f"[forward.bad]\n{table}\n")
+    for command in (["forward", "run", "--once"], ["serve", "--port", "0", "--forward", "bad"]):
+        done = run(here, *command, check=False)
+        assert 2 == done.returncode, command
+        assert message in done.stderr, command
+        assert 1 == len(done.stderr.strip().splitlines()), done.stderr

@@ -134,25 +134,33 @@ def list_command(as_json: bool, config_file: Path | None) -> None:
 
 @forward_group.command("status")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per forwarder.")
+@click.option("--dead-letters", "dead", is_flag=True, help="Also list each dead letter: index, entry id, reason.")
 @_config_option
-def status_command(as_json: bool, config_file: Path | None) -> None:
+def status_command(as_json: bool, dead: bool, config_file: Path | None) -> None:
     """Each forwarder's cursor, lag (entries and seconds), last error and dead letters."""
     configs = forward_config.load(config_file)
     with _root().open() as trail:
         cursors = Cursors(trail.store)
         try:
             rows = status(trail, cursors, configs)
+            letters = {name: cursors.dead_letters(name, limit=10_000) if dead else [] for name in configs}
         finally:
             cursors.close()
     for row in rows:
+        refused = [{"index": d.index, "entry_id": d.entry_id, "reason": d.reason, "at": d.at}
+                   for d in letters[row["name"]]]  # fmt: skip
         if as_json:
-            sys.stdout.buffer.write(orjson.dumps(row) + b"\n")
+            sys.stdout.buffer.write(orjson.dumps({**row, "dead": refused} if dead else row) + b"\n")
             continue
         error = f"  last error: {row['last_error']}" if row["last_error"] else ""
         click.echo(
             f"{row['name']}  {row['sink']}  delivered {row['position']} of {row['log_size']}  "
             f"lag {row['lag_entries']} entries, {row['lag_seconds']:.1f}s  dead letters {row['dead_letters']}{error}"
         )
+        for letter in refused:
+            click.echo(
+                f"  dead letter: entry {letter['index']} ({letter['entry_id']}) at {letter['at']}: {letter['reason']}"
+            )
 
 
 @forward_group.command("run")

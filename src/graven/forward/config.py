@@ -32,7 +32,7 @@ SINKS: dict[str, tuple[tuple[str, ...], dict[str, type]]] = {
     "jsonl": (("path",), {"path": _STR, "prefix": _STR, "max_bytes": _INT, "max_seconds": _FLOAT}),
     "webhook": (
         ("url", "secret"),
-        {"url": _STR, "timeout": _FLOAT, "tls_ca": _STR, "header": _STR},
+        {"url": _STR, "timeout": _FLOAT, "tls_ca": _STR},
     ),
     "hec": (
         ("url", "token"),

@@ -150,12 +150,13 @@ def serve_command(host: str, port: int, max_body: int, max_batch: int, auth_fail
         os.environ[SUPERVISOR_ENV] = str(os.getpid())  # the workers watch this process and end with it
     else:
         os.environ.pop(SUPERVISOR_ENV, None)
-    pushing = f", pushing checkpoints to {', '.join(root.witnesses)}" if root.witnesses else ""
-    _say(f"graven: serving {url} at http://{host}:{port}/api/v1 (web UI at http://{host}:{port}/) with "
-               f"{workers} worker{'s' if workers > 1 else ''}{pushing} (Ctrl-C stops)", err=True)  # fmt: skip
     from graven.forward.runner import start_named
 
     background = start_named(root.open, forwards)  # each sink checked before serving; None without --forward
+    pushing = f", pushing checkpoints to {', '.join(root.witnesses)}" if root.witnesses else ""
+    _say(f"graven: serving {url} at http://{host}:{port}/api/v1 (web UI at http://{host}:{port}/) with "
+               f"{workers} worker{'s' if workers > 1 else ''}{pushing}"
+               f"{', forwarding to ' + ', '.join(forwards) if forwards else ''} (Ctrl-C stops)", err=True)  # fmt: skip
     try:
         uvicorn.run("graven.server.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
                     log_level="warning", access_log=access_log, proxy_headers=bool(proxies),

@@ -121,24 +121,20 @@ class WebhookSink:
         self.client: HttpClient | None = None
         self.secret = b""
         self.content_type = "application/json" if config.format in ("native", "ocsf") else "text/plain"
-        self.extra = {}
-        if options.get("header"):
-            key, _, value = str(options["header"]).partition(":")
-            self.extra[key.strip()] = value.strip()
 
     def open(self) -> None:
         self.secret = self.config.secret("secret").encode()
         options = self.config.options
         self.client = HttpClient(self.config.name, self.url, float(options.get("timeout", DEFAULT_TIMEOUT)),
                                  options.get("tls_ca"))  # fmt: skip
-        self.client.probe(self.client.path, self.extra)
+        self.client.probe(self.client.path, {})
 
     def _post(self, body: bytes, key: str, headers: dict[str, str]) -> tuple[int, bytes]:
         assert self.client is not None
         timestamp = str(int(time.time()))
         return self.client.request("POST", self.client.path, body, {
             "Content-Type": self.content_type, "Idempotency-Key": key, "X-Graven-Timestamp": timestamp,
-            "X-Graven-Signature": signature(self.secret, timestamp, body), **self.extra, **headers,
+            "X-Graven-Signature": signature(self.secret, timestamp, body), **headers,
         })  # fmt: skip
 
     def send(self, batch: Batch) -> Refused:
