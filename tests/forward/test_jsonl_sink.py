@@ -102,3 +102,18 @@ def test_an_unwritable_folder_is_refused_in_one_line(tmp_path: Path) -> None:
     sink = JsonlSink(jsonl(blocker / "out"))
     with pytest.raises(ConfigError, match=r"^forwarder test: cannot write .*out/graven.jsonl"):
         sink.open()
+
+
+def test_rotation_by_time_while_entries_keep_coming(trail: Trail, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    cfg = jsonl(out, max_seconds=0.3, batch=2)
+    sink = JsonlSink(cfg)
+    sink.open()
+    forwarder = Forwarder(trail, cfg, Cursors(trail.store), sink=sink)
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:  # never idle: a batch every 50 ms
+        fill(trail, 2)
+        assert forwarder.step() == 2
+        time.sleep(0.05)
+    sink.close()
+    assert len(list(out.glob("graven-*.jsonl"))) >= 2

@@ -98,8 +98,8 @@ class JsonlSink:
                 self._first = batch.records[0].index
             self._last = batch.records[-1].index
         self._ends_with_proof = batch.proof_line is not None or not self.config.proofs
-        if self._size >= self.max_bytes:
-            self.rotate()
+        if self._size >= self.max_bytes or time.monotonic() - self._opened >= self.max_seconds:
+            self.rotate()  # by time too while entries keep coming (tick() only runs when idle)
         return Refused()
 
     def tick(self) -> None:
