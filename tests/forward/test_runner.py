@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from pathlib import Path
 
 import orjson
 import pytest
 
 import graven
+from graven.errors import ConfigError
 from graven.forward.cursor import Cursors
 from graven.forward.proofs import StreamCheck
-from graven.forward.runner import Forwarder, backoff, status
+from graven.forward.runner import Forwarder, backoff, guarded, status
+from graven.forward.sinks import Batch, Refused
 from graven.trail import Trail
 from tests.forward.helpers import Collecting, config, fill
 
@@ -154,3 +157,57 @@ def test_status_reports_cursor_lag_and_errors(trail: Trail) -> None:
     assert 2 == row["lag_entries"]
     assert row["lag_seconds"] >= 0
     assert "connection refused" == row["last_error"]
+
+
+class Flaky(Collecting):
+    """A receiver whose client code breaks in unforeseen ways, then works."""
+
+    def __init__(self, error: Exception, times: int) -> None:
+        super().__init__()
+        self.error = error
+        self.times = times
+
+    def send(self, batch: Batch) -> Refused:
+        if self.times:
+            self.times -= 1
+            raise self.error
+        return super().send(batch)
+
+
+def test_an_unexpected_error_in_a_sink_is_retried_and_kept_as_the_last_error(trail: Trail) -> None:
+    fill(trail, 3)
+    sink = Flaky(ValueError("bad frame"), times=2)
+    cursors = Cursors(trail.store)
+    errors: list[str] = []
+    forwarder = Forwarder(trail, config(retry_max_seconds=0.02), cursors, sink=sink, on_error=errors.append)
+    stop = threading.Event()
+    thread = threading.Thread(target=forwarder.run, args=(stop,), kwargs={"poll": 0.01})
+    thread.start()
+    deadline = time.monotonic() + 10
+    while cursors.get("test").position < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stop.set()
+    thread.join(5)
+    assert [0, 1, 2] == sink.indices()
+    assert [
+        "forwarder test: ValueError: bad frame (retry 1)",
+        "forwarder test: ValueError: bad frame (retry 2)",
+    ] == errors
+
+
+def test_a_damaged_log_or_broken_configuration_stops_every_forwarder_with_one_line(trail: Trail) -> None:
+    fill(trail, 3)
+    broken = Forwarder(trail, config("a"), Cursors(trail.store), sink=Flaky(ConfigError("the token was revoked"), 1))
+    healthy = Forwarder(trail, config("b"), Cursors(trail.store), sink=Collecting())
+    stop = threading.Event()
+    failures: list[str] = []
+    reported: list[str] = []
+    threads = [threading.Thread(target=guarded, args=(f, stop, failures, 0.01, reported.append))
+               for f in (broken, healthy)]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert not any(t.is_alive() for t in threads)
+    assert ["forwarder a stopped: the token was revoked"] == failures == reported
+    assert stop.is_set()

@@ -21,11 +21,11 @@ import orjson
 
 from graven.capture.context import actor_of
 from graven.cli_options import log_options
-from graven.errors import ConfigError
+from graven.errors import ConfigError, GravenError
 from graven.forward import config as forward_config
 from graven.forward.cursor import Cursors
 from graven.forward.proofs import check_lines
-from graven.forward.runner import Forwarder, status
+from graven.forward.runner import Forwarder, guarded, status
 from graven.forward.sinks import make_sink
 from graven.keys import load_verifier
 from graven.trail import Trail
@@ -197,17 +197,24 @@ def run_command(names: tuple[str, ...], once: bool, poll: float, config_file: Pa
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
             click.echo(f"graven: forwarding to {', '.join(chosen)} (SIGTERM stops after the batch in flight)", err=True)
-            threads = [threading.Thread(target=f.run, args=(stop,), kwargs={"poll": poll}, name=f"forward-{f.name}")
+            failures: list[str] = []
+            threads = [threading.Thread(target=guarded, args=(f, stop, failures, poll), name=f"forward-{f.name}")
                        for f in forwarders]  # fmt: skip
             for thread in threads:
                 thread.start()
             while any(t.is_alive() for t in threads):
                 for thread in threads:
                     thread.join(0.2)
+            if failures:
+                raise ForwardStopped(failures[0])
         finally:
             stop.set()
             for s, handler in previous.items():
                 signal.signal(s, handler)
+
+
+class ForwardStopped(GravenError):
+    """A forwarder stopped for a reason a retry cannot mend (a damaged log, a broken configuration)."""
 
 
 def _report(message: str) -> None:

@@ -18,6 +18,7 @@ Rules, each one a MUST:
 
 from __future__ import annotations
 
+import contextlib
 import random
 import sys
 import threading
@@ -29,12 +30,12 @@ from typing import Any
 import orjson
 
 from graven.core import merkle
-from graven.errors import GravenError, IntegrityError
+from graven.errors import ConfigError, GravenError, IntegrityError
 from graven.forward import proofs
 from graven.forward.config import SinkConfig
 from graven.forward.cursor import Cursor, Cursors
 from graven.forward.formats import encoder
-from graven.forward.sinks import Batch, Record, Retry, Sink, make_sink
+from graven.forward.sinks import Batch, Record, Sink, make_sink
 from graven.store import Query
 from graven.trail import Trail
 
@@ -165,19 +166,43 @@ class Forwarder:
         )  # fmt: skip
 
     def run(self, stop: threading.Event, *, poll: float = 0.2) -> None:
-        """Deliver until ``stop`` is set; the batch in flight is finished first."""
+        """Deliver until ``stop`` is set; the batch in flight is finished first.
+
+        A receiver's failure, the database out of reach, or an unexpected error in a sink is
+        retried with backoff (and kept as the last error); a damaged log (IntegrityError) or a
+        configuration that stopped working (ConfigError) ends the loop by raising.
+        """
         while not stop.is_set():
             try:
                 if self.step() == 0:
                     stop.wait(poll)
                 self.attempt = 0
-            except Retry as exc:
+            except (IntegrityError, ConfigError):
+                raise
+            except Exception as exc:  # Retry, StoreError, and whatever else a sink may raise
                 self.attempt += 1
-                message = str(exc)
-                self.cursors.fail(self.name, message)
+                message = str(exc) if isinstance(exc, GravenError) else f"{type(exc).__name__}: {exc}"
+                with contextlib.suppress(GravenError):  # the database out of reach: the message still goes out
+                    self.cursors.fail(self.name, message)
                 if self.on_error is not None:
                     self.on_error(f"forwarder {self.name}: {message} (retry {self.attempt})")
                 stop.wait(backoff(self.attempt, self.config.retry_max_seconds))
+
+
+def guarded(
+    forwarder: Forwarder, stop: threading.Event, failures: list[str], poll: float = 0.2,
+    report: Callable[[str], None] | None = None,
+) -> None:  # fmt: skip
+    """``forwarder.run`` for a thread: an error that ends it is kept in ``failures`` as one line (and
+    given to ``report``) and stops the others too, instead of a thread dying with a traceback."""
+    try:
+        forwarder.run(stop, poll=poll)
+    except GravenError as exc:
+        line = f"forwarder {forwarder.name} stopped: {exc}"
+        failures.append(line)
+        if report is not None:
+            report(line)
+        stop.set()
 
 
 def status(trail: Trail, cursors: Cursors, configs: dict[str, SinkConfig]) -> list[dict[str, Any]]:
@@ -237,10 +262,12 @@ class Background:
         except BaseException:
             self._close()
             raise
+        self.failures: list[str] = []
         self.threads = [
-            threading.Thread(target=f.run, args=(self.stop_event,), name=f"forward-{f.name}", daemon=True)
+            threading.Thread(target=guarded, args=(f, self.stop_event, self.failures, 0.2, on_error),
+                             name=f"forward-{f.name}", daemon=True)
             for f in self.forwarders
-        ]
+        ]  # fmt: skip
         for thread in self.threads:
             thread.start()
 
@@ -267,4 +294,4 @@ def start_named(open_trail: Callable[[], Trail], names: Sequence[str], path: str
     return Background(open_trail(), configs, on_error=lambda message: print(f"graven: {message}", file=sys.stderr))
 
 
-__all__ = ["Background", "Forwarder", "backoff", "configured_status", "start_named", "status"]
+__all__ = ["Background", "Forwarder", "backoff", "configured_status", "guarded", "start_named", "status"]
