@@ -83,6 +83,13 @@ def test_status_shows_cursor_and_lag(here: Path) -> None:
     assert (1, 2, 1) == (row["position"], row["log_size"], row["lag_entries"])
 
 
+def _index(line: bytes) -> int:
+    try:
+        return int(orjson.loads(line).get("index", -1))
+    except orjson.JSONDecodeError:
+        return -1  # a torn last line, cut when the forwarder starts again
+
+
 def test_kill_9_mid_delivery_loses_nothing_and_resends_at_most_one_batch(here: Path) -> None:
     with graven.open(here / ".graven" / "trail.db", signing_key=here / ".graven" / "signing.key") as trail:
         for _ in range(10):
@@ -103,6 +110,10 @@ def test_kill_9_mid_delivery_loses_nothing_and_resends_at_most_one_batch(here: P
         process.send_signal(signal.SIGKILL)
         process.wait(10)
     assert active.exists()
+    (row,) = [orjson.loads(line) for line in run(here, "forward", "status", "--json").stdout.splitlines()]
+    written = [_index(line) for f in (here / "out").glob("*.jsonl") for line in f.read_bytes().splitlines()]
+    assert row["position"] < 20_001  # killed while it still had entries to deliver
+    assert row["position"] <= max(written) + 1  # the cursor never ran ahead of what the files hold
     run(here, "forward", "run", "--once")
     done = run(here, "receive", "verify", "out", "--key", key, "--json", check=False)
     report = orjson.loads(done.stdout)
