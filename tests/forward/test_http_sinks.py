@@ -79,6 +79,9 @@ def test_hec_batches_with_token_and_ack(trail: Trail, receiver: Receiver) -> Non
     drain(f)
     assert list(range(1200)) == hec_entries(receiver)
     assert 3 == receiver.acks  # one request (and one ack) per batch of at most 500
+    first = receiver.events[0]
+    assert trail.get(0).occurred_at.timestamp() == first["time"]  # Splunk indexes by when it happened
+    assert "graven:native" == first["sourcetype"]
     assert 0 == receiver.bad_auth
     assert trail.signer is not None
     check = StreamCheck([trail.signer.verifier()])

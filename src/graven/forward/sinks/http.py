@@ -8,7 +8,8 @@ or a timeout is retried; any other 4xx is a permanent refusal (a dead letter wit
 answer) and delivery goes on.
 
 HEC: one POST per batch to ``/services/collector/event`` (``Authorization: Splunk TOKEN``), one
-event per entry plus one for the proof record (sourcetype ``graven:proof``). Only ``200`` with
+event per entry (``time`` = when it happened) plus one for the proof record (sourcetype
+``graven:proof``). Only ``200`` with
 ``{"code": 0}`` acknowledges; with ``ack = true`` the batch counts only once the indexer's ack
 is true. A batch refused for one event's data (code 6 with ``invalid-event-number``) dead-letters
 that event and sends the rest again; an answer that is not HEC's JSON is retried.
@@ -23,6 +24,7 @@ import socket
 import ssl
 import time
 import uuid
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -163,6 +165,14 @@ class WebhookSink:
             self.client.close()
 
 
+def _occurred(body: bytes, default: float) -> float:
+    """When the entry happened, as HEC's ``time`` (epoch seconds): Splunk indexes events by it."""
+    try:
+        return datetime.fromisoformat(orjson.loads(body)["occurred_at"]).timestamp()
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return default
+
+
 class HecSink:
     def __init__(self, config: SinkConfig) -> None:
         self.config = config
@@ -208,7 +218,7 @@ class HecSink:
             if record.index in skip:
                 continue
             event: Any = orjson.Fragment(record.line) if fmt in ("native", "ocsf") else record.line.decode()
-            parts.append(self._event(now, sourcetype, event, {"graven_index": record.index}))
+            parts.append(self._event(_occurred(record.body, now), sourcetype, event, {"graven_index": record.index}))
             order.append(record.index)
         if batch.proof_line is not None:
             proof_event = orjson.Fragment(batch.proof_line)
