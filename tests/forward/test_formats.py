@@ -16,9 +16,12 @@ from graven.trail import Trail
 
 HOSTILE = 'Eve "the | pipe" \\ back=slash ] bracket\nsecond line'
 
-# The attributes OCSF 1.1 requires of every event, and of each class used (from the schema).
+# What the OCSF schema requires of every event, of each class used, and its at-least-one constraints.
 BASE_REQUIRED = ("activity_id", "category_uid", "class_uid", "metadata", "severity_id", "time", "type_uid")
 CLASS_REQUIRED = {6003: ("actor", "api", "src_endpoint"), 3002: ("user",), 3001: ("user",)}
+CLASS_AT_LEAST_ONE = {3002: ("service", "dst_endpoint")}
+ENDPOINT_AT_LEAST_ONE = ("ip", "uid", "name", "hostname", "svc_name", "instance_uid", "interface_uid", "interface_name")
+USER_AT_LEAST_ONE = ("account", "name", "uid")
 
 
 def stored(trail: Trail, **event: Any) -> tuple[int, bytes, bytes]:
@@ -55,6 +58,13 @@ def test_ocsf_classes_and_required_fields(trail: Trail, action: str, class_uid: 
     event = orjson.loads(ocsf(index, body, leaf))
     for name in (*BASE_REQUIRED, *CLASS_REQUIRED[class_uid]):
         assert event.get(name) not in (None, "", {}), name
+    if class_uid in CLASS_AT_LEAST_ONE:
+        assert any(event.get(name) for name in CLASS_AT_LEAST_ONE[class_uid])
+    assert any(event["src_endpoint"].get(name) for name in ENDPOINT_AT_LEAST_ONE)
+    for user in (event.get("user"), event["actor"]["user"]):
+        assert user is None or any(user.get(name) for name in USER_AT_LEAST_ONE)
+    assert event["metadata"]["product"]["name"]
+    assert event["metadata"]["version"]
     assert (class_uid, activity, class_uid * 100 + activity) == (event["class_uid"], event["activity_id"],
                                                                  event["type_uid"])  # fmt: skip
     assert {"name", "vendor_name", "version"} <= event["metadata"]["product"].keys()

@@ -108,6 +108,8 @@ def ocsf_event(index: int, entry: Mapping[str, Any], leaf_hash: bytes) -> dict[s
         users = [t for t in targets if t.get("type") in ("user", "account")]
         event["user"] = _ocsf_user({"id": users[0].get("id"), "type": "user", "name": users[0].get("name")}
                                    if users else actor)  # fmt: skip
+        if class_uid == 3002:  # the service authenticated to (OCSF asks for it or a dst_endpoint)
+            event["service"] = {"name": str(entry.get("source") or "graven")}
     context = entry.get("context") or {}
     if context.get("request_id") or context.get("trace_id"):
         event["metadata"]["correlation_uid"] = str(context.get("trace_id") or context.get("request_id"))
