@@ -211,18 +211,18 @@ def lag_run(folder: Path, seconds: float, rate: int) -> tuple[float, int]:
         thread.start()
         worst = 0.0
         started = time.perf_counter()
-        per_tick = rate // 100
         n = 0
-        while time.perf_counter() - started < seconds:
-            tick = time.perf_counter()
-            trail.record_many(make_event(n + i) for i in range(per_tick))
+        while (elapsed := time.perf_counter() - started) < seconds:
+            due = int(rate * elapsed) - n  # whatever is due by now: the rate holds even when a tick runs late
+            if due > 0:
+                trail.record_many(make_event(n + i) for i in range(due))
+                recorded += [time.perf_counter()] * due
+                n += due
             now = time.perf_counter()
-            recorded += [now] * per_tick
-            n += per_tick
             position = cursors.get("lag").position
             if position < len(recorded):
                 worst = max(worst, now - recorded[position])
-            time.sleep(max(0.0, 0.01 - (time.perf_counter() - tick)))
+            time.sleep(0.01)
         deadline = time.perf_counter() + 10
         while cursors.get("lag").position < n and time.perf_counter() < deadline:
             time.sleep(0.005)
