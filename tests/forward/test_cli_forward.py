@@ -178,3 +178,17 @@ def test_a_hand_edited_misconfiguration_is_refused_at_start(here: Path, table: s
         assert 2 == done.returncode, command
         assert message in done.stderr, command
         assert 1 == len(done.stderr.strip().splitlines()), done.stderr
+
+
+def test_a_receivers_answer_is_printed_with_control_characters_made_visible(here: Path) -> None:
+    from graven.forward.cursor import Cursors
+
+    run(here, "forward", "add", "siem", "jsonl", "path=out")
+    with graven.open(here / ".graven" / "trail.db", signing_key=here / ".graven" / "signing.key") as trail:
+        cursors = Cursors(trail.store)
+        cursors.fail("siem", "HTTP 503: \x1b[2J\x1b[31mall good\rOK")
+        cursors.close()
+    text = run(here, "forward", "status").stdout
+    assert "\x1b" not in text
+    assert "\r" not in text
+    assert "HTTP 503: \\x1b[2J\\x1b[31mall good\\rOK" in text

@@ -138,8 +138,11 @@ def test_another_key_or_another_log_is_refused(trail: Trail, tmp_path: Path) -> 
 def test_a_rewritten_history_is_a_fork(trail: Trail, tmp_path: Path) -> None:
     """Two logs with the same key: a proof from the rewritten one does not extend the first."""
     lines = stream(trail, count=6, batch=6)
-    key_file = Path(trail.store.url.removeprefix("sqlite:///")).with_name("signing.key")
-    with graven.init(tmp_path / "fork.db", signing_key=key_file, origin=trail.origin) as fork:
+    stolen = tmp_path / "elsewhere"  # the key copied away from the checkpoint kept beside it
+    stolen.mkdir()
+    key_file = stolen / "signing.key"
+    key_file.write_bytes(Path(trail.store.url.removeprefix("sqlite:///")).with_name("signing.key").read_bytes())
+    with graven.init(stolen / "fork.db", signing_key=key_file, origin=trail.origin) as fork:
         fill(fork, 9, action="document.delete")
         sink = Collecting()
         f = Forwarder(fork, config(batch=20), Cursors(fork.store), sink=sink)

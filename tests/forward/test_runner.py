@@ -116,16 +116,24 @@ def test_proofs_chain_from_one_checkpoint_to_the_next_as_the_log_grows(trail: Tr
 def test_without_the_signing_key_only_signed_entries_go_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with graven.init(tmp_path / "t.db", signing_key=tmp_path / "k") as writer:
         fill(writer, 4)  # closing signs a checkpoint of size 4
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("GRAVEN_SIGNING_KEY", raising=False)
-    with graven.open(tmp_path / "t.db") as reader:  # no key here: nothing more gets signed
-        assert reader.signer is None
-        fill(reader, 3)  # not signed: the reader has no key
-        sink = Collecting()
-        forwarder = Forwarder(reader, config(), Cursors(reader.store), sink=sink)
-        while forwarder.step():
-            pass
-        assert [0, 1, 2, 3] == sink.indices()
+    writer = graven.open(tmp_path / "t.db", signing_key=tmp_path / "k", checkpoint_interval=3600)
+    try:
+        fill(writer, 1)  # this write signs (size 5) ...
+        fill(writer, 3)  # ... these wait: the writer signs at most once an hour (or when closed)
+        latest = writer.store.latest_checkpoint()
+        assert latest is not None
+        assert (5, 8) == (latest.size, writer.size)
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.delenv("GRAVEN_SIGNING_KEY", raising=False)
+        with graven.open(tmp_path / "t.db") as reader:  # the forwarder has no key: it cannot sign
+            assert reader.signer is None
+            sink = Collecting()
+            forwarder = Forwarder(reader, config(), Cursors(reader.store), sink=sink)
+            while forwarder.step():
+                pass
+            assert [0, 1, 2, 3, 4] == sink.indices()
+    finally:
+        writer.close()
 
 
 def test_without_proofs_every_entry_goes_out_with_no_proof_line(trail: Trail) -> None:

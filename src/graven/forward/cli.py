@@ -28,7 +28,14 @@ from graven.forward.proofs import check_lines
 from graven.forward.runner import Forwarder, guarded, status
 from graven.forward.sinks import make_sink
 from graven.keys import load_verifier
+from graven.render import visible
 from graven.trail import Trail
+
+
+def _say(text: str, *, err: bool = False) -> None:
+    """One line that may hold text from outside (a receiver's answer, a file name), control characters
+    made visible."""
+    click.echo(visible(text), err=err)
 
 
 def _root() -> Any:
@@ -99,7 +106,7 @@ def add_command(name: str, sink: str, options: tuple[str, ...], replace: bool, c
         forward_config.write_sink(path, parsed, name)
         action = "forward.sink.change" if name in existing else "forward.sink.add"
         index = _record_change(trail, action, name, parsed.to_table())
-    click.echo(f"forwarder {name} ({sink}, {parsed.format}) written to {path}; recorded as entry {index}")
+    _say(f"forwarder {name} ({sink}, {parsed.format}) written to {path}; recorded as entry {index}")
 
 
 @forward_group.command("remove")
@@ -112,7 +119,7 @@ def remove_command(name: str, config_file: Path | None) -> None:
     with _root().open() as trail:
         forward_config.write_sink(path, None, name)
         index = _record_change(trail, "forward.sink.remove", name, None)
-    click.echo(f"forwarder {name} removed from {path}; recorded as entry {index}")
+    _say(f"forwarder {name} removed from {path}; recorded as entry {index}")
 
 
 @forward_group.command("list")
@@ -127,9 +134,9 @@ def list_command(as_json: bool, config_file: Path | None) -> None:
             sys.stdout.buffer.write(orjson.dumps({"name": name, **table}) + b"\n")
         else:
             rest = " ".join(f"{k}={v}" for k, v in table.items() if k not in ("sink", "format"))
-            click.echo(f"{name}  {config.sink}  {config.format}  {rest}")
+            _say(f"{name}  {config.sink}  {config.format}  {rest}")
     if not configs and not as_json:
-        click.echo(f"no forwarders in {forward_config.config_path(config_file)}", err=True)
+        _say(f"no forwarders in {forward_config.config_path(config_file)}", err=True)
 
 
 @forward_group.command("status")
@@ -153,14 +160,12 @@ def status_command(as_json: bool, dead: bool, config_file: Path | None) -> None:
             sys.stdout.buffer.write(orjson.dumps({**row, "dead": refused} if dead else row) + b"\n")
             continue
         error = f"  last error: {row['last_error']}" if row["last_error"] else ""
-        click.echo(
+        _say(
             f"{row['name']}  {row['sink']}  delivered {row['position']} of {row['log_size']}  "
             f"lag {row['lag_entries']} entries, {row['lag_seconds']:.1f}s  dead letters {row['dead_letters']}{error}"
         )
         for letter in refused:
-            click.echo(
-                f"  dead letter: entry {letter['index']} ({letter['entry_id']}) at {letter['at']}: {letter['reason']}"
-            )
+            _say(f"  dead letter: entry {letter['index']} ({letter['entry_id']}) at {letter['at']}: {letter['reason']}")
 
 
 @forward_group.command("run")
@@ -196,7 +201,7 @@ def run_command(names: tuple[str, ...], once: bool, poll: float, config_file: Pa
             return
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
-            click.echo(f"graven: forwarding to {', '.join(chosen)} (SIGTERM stops after the batch in flight)", err=True)
+            _say(f"graven: forwarding to {', '.join(chosen)} (SIGTERM stops after the batch in flight)", err=True)
             failures: list[str] = []
             threads = [threading.Thread(target=guarded, args=(f, stop, failures, poll), name=f"forward-{f.name}")
                        for f in forwarders]  # fmt: skip
@@ -218,7 +223,7 @@ class ForwardStopped(GravenError):
 
 
 def _report(message: str) -> None:
-    click.echo(f"graven: {message}", err=True)
+    _say(f"graven: {message}", err=True)
 
 
 class _running:
@@ -301,7 +306,7 @@ def verify_command(path: Path, key: str, as_json: bool) -> None:
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(report.to_json()) + b"\n")
     elif report.ok:
-        click.echo(f"OK  {report.message}")
+        _say(f"OK  {report.message}")
     else:
-        click.echo(f"FAILED  {report.message}", err=True)
+        _say(f"FAILED  {report.message}", err=True)
     sys.exit(0 if report.ok else 1)

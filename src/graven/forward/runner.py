@@ -291,7 +291,11 @@ def start_named(open_trail: Callable[[], Trail], names: Sequence[str], path: str
     from graven.forward import config as forward_config
 
     configs = [forward_config.get(name, path) for name in names]
-    return Background(open_trail(), configs, on_error=lambda message: print(f"graven: {message}", file=sys.stderr))
+    from graven.render import visible
+
+    return Background(
+        open_trail(), configs, on_error=lambda message: print(visible(f"graven: {message}"), file=sys.stderr)
+    )
 
 
 __all__ = ["Background", "Forwarder", "backoff", "configured_status", "guarded", "start_named", "status"]
