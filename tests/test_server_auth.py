@@ -31,6 +31,7 @@ ENDPOINTS: list[tuple[str, str, str, dict[str, Any], frozenset[str]]] = [
     ("POST", "/api/v1/verifications", "/api/v1/verifications", {}, AUDITORS),
     ("GET", "/api/v1/verifications/none", "/api/v1/verifications/{job_id}", {}, AUDITORS),
     ("GET", "/api/v1/keys", "/api/v1/keys", {}, ADMINS),
+    ("GET", "/api/v1/forwarders", "/api/v1/forwarders", {}, ADMINS),
     ("POST", "/api/v1/keys", "/api/v1/keys", {"json": {"name": "made-{n}", "role": "reader"}}, ADMINS),
     ("POST", "/api/v1/keys/none/revoke", "/api/v1/keys/{key}/revoke", {}, ADMINS),
     ("GET", "/api/v1/users", "/api/v1/users", {}, ADMINS),

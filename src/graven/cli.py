@@ -673,6 +673,11 @@ cli.add_command(serve_command)
 cli.add_command(keys_group)
 cli.add_command(users_group)
 
+from graven.forward.cli import forward_group, receive_group  # noqa: E402 (needs cli above)
+
+cli.add_command(forward_group)
+cli.add_command(receive_group)
+
 
 def _fail(line: str) -> None:
     """One error line on stderr, printed literally (it may quote values from the log or the user)."""

@@ -15,8 +15,10 @@ from fastapi.testclient import TestClient
 import graven
 from graven.core.bundle import verify_bundle
 from graven.core.canonical import canonical
+from graven.core.merkle import leaf_hash
 from graven.core.note import Verifier
 from graven.errors import ConfigError
+from graven.forward.formats import native
 from graven.trail import Trail
 from graven.web import Sandbox, Viewer, create_web_app
 from tests.web.conftest import JSON
@@ -347,7 +349,9 @@ class TestHowItWorks:
         page = html.unescape(client.get("/how").text)
         assert "email = ada.lovelace@mailbox.example" in page
         assert "locked = true" in page
-        assert canonical(sandbox.trail.get(PASSWORD_CHANGE).data).decode() in page
+        body = sandbox.trail.store.entry(PASSWORD_CHANGE)
+        assert body == canonical(sandbox.trail.get(PASSWORD_CHANGE).data)
+        assert native(PASSWORD_CHANGE, body, leaf_hash(body)).decode() in page  # as graven forward sends it
         assert (sandbox.trail.latest_checkpoint() or "").splitlines()[2] in page
 
 

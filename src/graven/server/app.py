@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 from graven import __version__
 from graven.capture.asgi import ClientAddresses
 from graven.errors import ConfigError, GravenError, IntegrityError, NotFoundError, StoreError, ValidationError
-from graven.server import admin_api, api, docs, health, schemas, signin
+from graven.server import admin_api, api, docs, forwarders_api, health, schemas, signin
 from graven.server.accounts import AccountConflict, open_accounts
 from graven.server.accounts.service import Accounts
 from graven.server.auth import ApiError, current_principal, deny, deny_anonymous
@@ -96,6 +96,7 @@ def create_app(trail: Trail, config: ServerConfig, *, owns_trail: bool = False) 
     for router in (api.router, admin_api.router, signin.router):
         app.include_router(router, responses=COMMON_ERRORS)
     app.include_router(health.router)  # /healthz and /readyz: no credentials, no content
+    app.include_router(forwarders_api.router, responses=COMMON_ERRORS)
     _handle_errors(app)
     docs.install(app)
     end_live_pages = mount_ui(app, trail)  # the web UI at /, behind sign-in

@@ -101,10 +101,13 @@ def _emit_json(rows: list[dict[str, Any]]) -> None:
 @click.option("--witness", "witnesses", multiple=True, metavar="URL",
               help="Push each new checkpoint to this tlog-witness (repeatable; adds to the global --witness "
                    "and $GRAVEN_WITNESSES).")  # fmt: skip
+@click.option("--forward", "forwards", multiple=True, metavar="NAME",
+              help="Also run this forwarder of graven.toml in the serving process (repeatable).")  # fmt: skip
 @_log_options
 def serve_command(host: str, port: int, max_body: int, max_batch: int, auth_failures: int, auth_window: float,
                   session_hours: float, proxies: tuple[str, ...], access_log: bool, workers: int,
-                  witnesses: tuple[str, ...], server_secret: Path | None) -> None:  # fmt: skip
+                  witnesses: tuple[str, ...], server_secret: Path | None,
+                  forwards: tuple[str, ...] = ()) -> None:  # fmt: skip
     """Serve the log over HTTP: the web UI at / (sign in at /login), and the API at /api/v1.
 
     The API ingests, queries, proves, exports, tails and verifies. Each worker process opens the log
@@ -147,12 +150,20 @@ def serve_command(host: str, port: int, max_body: int, max_batch: int, auth_fail
         os.environ[SUPERVISOR_ENV] = str(os.getpid())  # the workers watch this process and end with it
     else:
         os.environ.pop(SUPERVISOR_ENV, None)
+    from graven.forward.runner import start_named
+
+    background = start_named(root.open, forwards)  # each sink checked before serving; None without --forward
     pushing = f", pushing checkpoints to {', '.join(root.witnesses)}" if root.witnesses else ""
     _say(f"graven: serving {url} at http://{host}:{port}/api/v1 (web UI at http://{host}:{port}/) with "
-               f"{workers} worker{'s' if workers > 1 else ''}{pushing} (Ctrl-C stops)", err=True)  # fmt: skip
-    uvicorn.run("graven.server.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", access_log=access_log, proxy_headers=bool(proxies),
-                forwarded_allow_ips=",".join(proxies) or None)  # fmt: skip
+               f"{workers} worker{'s' if workers > 1 else ''}{pushing}"
+               f"{', forwarding to ' + ', '.join(forwards) if forwards else ''} (Ctrl-C stops)", err=True)  # fmt: skip
+    try:
+        uvicorn.run("graven.server.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
+                    log_level="warning", access_log=access_log, proxy_headers=bool(proxies),
+                    forwarded_allow_ips=",".join(proxies) or None)  # fmt: skip
+    finally:
+        if background is not None:
+            background.stop()
 
 
 # --- keys -------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from starlette.exceptions import HTTPException
 from graven import __version__
 from graven.core.model import ACTOR_TYPES, Entry
 from graven.errors import ConfigError, GravenError, NotFoundError, ValidationError
+from graven.forward.runner import configured_status as forwarder_status
 from graven.trail import Trail
 from graven.web import explain, http, live, present, pretend, proof, search
 from graven.web.sandbox import STORY_CUSTOMER, FixedLog, LogFull, LogSource, Sandbox
@@ -215,6 +216,8 @@ class _UI:
             ("/events", self.events, "GET"),
             ("/how", self.how, "GET"),
         ]
+        if not self.source.demo:
+            routes.append(("/forwarders", self.forwarders, "GET"))
         if self.source.demo:
             routes += [
                 ("/try", self.try_page, "GET"),
@@ -539,6 +542,13 @@ class _UI:
         body = live.stream(after, generation, fetch, self.pulse, request.is_disconnected, self.closing)
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+
+    async def forwarders(self, request: Request) -> Response:
+        """Each forwarder of graven.toml: cursor, lag, last error, dead letters (auditors and admins)."""
+        viewer = await self.who(request, "audit")
+        rows = await self.call(forwarder_status)
+        await self.looked(request, viewer, "audit.forwarders.read")
+        return self.render(request, "forwarders.html", viewer=viewer, rows=rows)
 
     async def how(self, request: Request) -> Response:
         viewer = await self.who(request)

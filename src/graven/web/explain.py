@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from graven.core import canonical
+from graven.core import canonical, merkle
 from graven.core.model import Entry
+from graven.forward.formats import native
 from graven.trail import Trail
 from graven.web import present
 
@@ -75,9 +76,10 @@ COMPONENTS = (
     Component(
         "siem",
         "SIEM",
-        "Systems outside the application (syslog, Splunk, webhooks) receiving every entry, with proofs they can check.",
-        "The security team sees events where the application's operators cannot edit them, and can "
-        "prove nothing was dropped.",
+        "Systems outside the application (JSON Lines files, syslog, Splunk HEC, webhooks, NATS JetStream) receiving "
+        "every entry in order, at least once, each batch followed by the signed checkpoint covering it.",
+        "The security team sees events where the application's operators cannot edit them, and proves with "
+        "the public key alone (graven receive verify, or its own code) that nothing was dropped, changed or reordered.",
     ),
 )
 LINKS = (
@@ -184,6 +186,7 @@ def approaches(trail: Trail, preferred: tuple[str, str] | None = None) -> Approa
     decisive = [e for e in history if e.changes and e.outcome == "success"]
     shipped = decisive[0] if decisive else history[-1]
     out.shipped = shipped
-    out.shipped_line = canonical.canonical(shipped.data).decode()  # the leaf: what the Merkle tree hashes
+    body = trail.store.entry(shipped.index) or canonical.canonical(shipped.data)  # the leaf, as stored
+    out.shipped_line = native(shipped.index, body, merkle.leaf_hash(body)).decode()  # as graven forward sends it
     out.checkpoint = trail.latest_checkpoint() or ""
     return out
