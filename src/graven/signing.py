@@ -231,7 +231,9 @@ class BackgroundSigner:
             self._thread.start()
 
     def _wait_for_work(self) -> bool:
-        """Block (under ``_cond``) until there is work; False when closing."""
+        """Block (under ``_cond``) until there is work; False when closing or when nothing is left
+        to do. The thread then ends (the next commit starts another), so an idle trail that its
+        owner dropped without ``close()`` is not kept alive, connections and all, by its signer."""
         while not self._closing:
             now = self._now()
             sign_at = math.inf
@@ -240,9 +242,12 @@ class BackgroundSigner:
                 sign_at = now if self._urgent else since + self.interval
             keep_at = now if self.kept_file is not None and self._signed > self._kept else math.inf
             due = max(min(sign_at, keep_at), self._retry_at)
+            if due == math.inf:
+                self._thread = None
+                return False
             if due <= now:
                 return True
-            self._cond.wait(None if due == math.inf else due - now)
+            self._cond.wait(due - now)
         return False
 
     def _run(self) -> None:
