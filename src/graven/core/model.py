@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import ipaddress
 import json
 import math
@@ -402,6 +403,32 @@ def identifier(value: Any, name: str, limit: int = MAX_NAME) -> str:
             name, f"{IDENTIFIER_RULE} (found U+{ord(char):04X} {label} at position {found.start()})", _given(value)
         )
     return normal
+
+
+def safe_identifier(value: str, limit: int = MAX_NAME) -> str:
+    """``value`` as :func:`identifier` returns it when it is one; otherwise a readable stand-in that
+    always is one, for recording what someone attempted (a user name tried at sign-in, say).
+
+    The stand-in writes refused characters, lone surrogates and backslashes as ``\\uXXXX`` (all of
+    a blank text's characters too), and past ``limit`` is cut, ending in ``~`` and 16 hex digits of
+    the SHA-256 of the whole, so that different attempts stay apart.
+    """
+    try:
+        return identifier(value, "value", limit)
+    except ValidationError:
+        pass
+
+    def escaped(c: str) -> bool:
+        return c == "\\" or "\ud800" <= c <= "\udfff" or REFUSED_IN_IDENTIFIERS.match(c) is not None
+
+    text = "".join(f"\\u{ord(c):04x}" if escaped(c) else c for c in value)
+    if text.isspace():
+        text = "".join(f"\\u{ord(c):04x}" for c in text)
+    text = unicodedata.normalize("NFC", text) or "<empty>"
+    if len(text) > limit:
+        digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        text = text[: limit - 17] + "~" + digest
+    return text
 
 
 def _given(value: str) -> str:
