@@ -94,7 +94,9 @@ _CHANGE_FIELD_SET: Final = frozenset(("field", "old", "new", "redacted", "finger
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who acted, and from where."""
+    """Who acted, and from where. ``id`` and ``session`` are identifiers (see :func:`identifier`:
+    no control, zero-width or bidi characters; stored in NFC); ``name`` and ``user_agent`` are
+    display text, kept as given except that U+0000 is refused."""
 
     type: str = "user"
     id: str | None = None
@@ -106,7 +108,8 @@ class Actor:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """What an action was done to."""
+    """What an action was done to. ``type`` and ``id`` are identifiers (see :func:`identifier`);
+    ``name`` is display text, kept as given except that U+0000 is refused."""
 
     type: str
     id: str
