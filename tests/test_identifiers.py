@@ -366,16 +366,19 @@ class TestOverHttp:
         assert_intact(served.trail)
 
     def test_sign_in_with_nul_user_name_records_a_safe_form(self, serve_log: Any) -> None:
-        """Failed sign-ins with U+0000 in the user name, past the limit: 401s then 429 (never 500), the
-        suspicion is recorded with the name escaped, and the log verifies."""
+        """Failed sign-ins with U+0000 in the user name, past the limit: 401s then 429 (never 500, never
+        422), the suspicion is recorded with the name escaped, and the log verifies."""
         served: Served = serve_log(auth_failure_limit=2, auth_failure_window=60)
         attempt = {"username": "ad\x00min", "password": "nope"}
-        statuses = [TestClient(served.app, client=(f"203.0.113.{i}", 40000)).post("/auth/login", json=attempt)
-                    .status_code for i in range(4)]  # fmt: skip (from four addresses: the name is what is throttled)
-        assert [401, 401, 429, 429] == statuses
+        statuses = [served.client.post("/auth/login", json=attempt).status_code for _ in range(3)]
+        assert [401, 401, 429] == statuses  # (this address is throttled)
+        for i in range(3):  # from other addresses: the name alone is watched (recorded, never refused)
+            other = TestClient(served.app, client=(f"203.0.113.{i}", 40000))
+            assert 401 == other.post("/auth/login", json=attempt).status_code
         suspected = served.entries(action="auth.bruteforce_suspected")
-        assert [[{"type": "user", "id": "ad\\u0000min"}]] == [e.targets for e in suspected if
-                                                             e.get("metadata")["subject"] == "user"]  # fmt: skip
+        assert "user" in {e.get("metadata")["subject"] for e in suspected}
+        users = {t["id"] for e in suspected for t in e.targets if t["type"] == "user"}
+        assert {"ad\\u0000min"} == users
         assert_intact(served.trail)
 
     @pytest.mark.parametrize(("recorded", "searched"), [(COMPOSED, DECOMPOSED), (DECOMPOSED, COMPOSED)])
