@@ -408,6 +408,13 @@ def identifier(value: Any, name: str, limit: int = MAX_NAME) -> str:
     return normal
 
 
+def nfc(value: str) -> str:
+    """``value`` in Unicode NFC, as identifiers are stored: what a query's identifier filters are
+    compared in. Nothing is refused here (an id with a refused character matches only entries
+    written before the rules); the service checks its query parameters with :func:`identifier`."""
+    return value if value.isascii() else unicodedata.normalize("NFC", value)
+
+
 def safe_identifier(value: str, limit: int = MAX_NAME) -> str:
     """``value`` as :func:`identifier` returns it when it is one; otherwise a readable stand-in that
     always is one, for recording what someone attempted (a user name tried at sign-in, say).

@@ -53,9 +53,10 @@ def _filters(
     newest_first: bool = False,
 ) -> dict[str, Any]:
     """The filters given, checked before anything is recorded or read (422 naming the field)."""
+    ids = [("actor", actor), ("target_type", target_type), ("tenant", tenant)]
     if target is not None:
-        parse_target(target)
-    for name, value in (("actor", actor), ("target_type", target_type), ("tenant", tenant)):
+        ids += [("target", part) for part in parse_target(target)]
+    for name, value in ids:
         if value is not None:
             identifier(value, name)  # the identifier rules: 422 for U+0000 and its kind, before recording
     for name, moment in (("since", since), ("until", until)):
@@ -203,7 +204,7 @@ async def history(request: Request, who: Reader, target: Annotated[str, Query(ma
     if not sep or not kind or not ident or len(kind) > 200 or len(ident) > 200:
         raise ValidationError("target", "must be TYPE:ID (each at most 200 characters), such as customer:c-1042",
                               target)  # fmt: skip
-    kind, ident = parse_target((kind, ident))  # refused characters: 422 before recording; NFC
+    kind, ident = identifier(kind, "target"), identifier(ident, "target")  # 422 before recording; NFC
     page = await _recorded_read(request, who, "audit.read",
                                 lambda: trail.query(target=(kind, ident), after=after, limit=limit),
                                 targets=[{"type": kind, "id": ident}],

@@ -7,11 +7,11 @@ says which.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from graven.core.model import nfc
 from graven.store import Query
 
 
@@ -29,7 +29,7 @@ class Dialect:
 
 def _nfc(value: str | None) -> str | None:
     """Identifiers are stored in Unicode NFC; a filter is compared in that form too."""
-    return value if value is None or value.isascii() else unicodedata.normalize("NFC", value)
+    return None if value is None else nfc(value)
 
 
 def select_entries(q: Query, d: Dialect) -> tuple[str, list[Any]]:
