@@ -119,11 +119,16 @@ def test_verify_and_errors_stay_literal(hostile_log: Path) -> None:
 
 
 def test_account_tables_show_controls(hostile_log: Path) -> None:
-    """`graven keys list` and `graven users list` print who created each (from the store) literally."""
-    creator = {"GRAVEN_ACTOR": "user:ops[/]\x1b[2J"}
+    """`graven keys list` and `graven users list` print who created each (from the store) literally.
+    (An actor id cannot hold a control character such as ESC: identifiers refuse them.)"""
+    refused = run(hostile_log, "keys", "create", "--name", "svc", "--role", "reader",
+                  env={"GRAVEN_ACTOR": "user:ops\x1b[2J"})  # fmt: skip
+    assert 0 != refused.returncode
+    assert "U+001B" in refused.stderr
+    creator = {"GRAVEN_ACTOR": "user:ops[/][blink]"}
     assert 0 == run(hostile_log, "keys", "create", "--name", "svc", "--role", "reader", env=creator).returncode
     added = run(hostile_log, "users", "add", "eve", "--role", "reader", "--password-stdin", env=creator,
                 stdin="long enough password\n")  # fmt: skip
     assert 0 == added.returncode, added.stderr
-    assert_literal(run(hostile_log, "keys", "list").stdout, "by user:ops[/]\\x1b[2J")
-    assert_literal(run(hostile_log, "users", "list").stdout, "by user:ops[/]\\x1b[2J")
+    assert_literal(run(hostile_log, "keys", "list").stdout, "by user:ops[/][blink]")
+    assert_literal(run(hostile_log, "users", "list").stdout, "by user:ops[/][blink]")

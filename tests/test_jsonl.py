@@ -30,11 +30,12 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def hostile_event(n: int, char: str) -> dict[str, Any]:
-    """An event carrying ``char`` in every kind of field: names, reason, target, change values, keys."""
+    """An event carrying ``char`` in every kind of field that may hold it: names, reason, target name,
+    change values, keys (identifiers refuse these characters)."""
     return {
         "action": "user.rename",
-        "actor": {"type": "user", "id": f"u{char}{n}", "name": f"Eve{char}Mallory"},
-        "targets": [{"type": "user", "id": f"t{char}{n}"}],
+        "actor": {"type": "user", "id": f"u{n}", "name": f"Eve{char}Mallory"},
+        "targets": [{"type": "user", "id": f"t{n}", "name": f"T{char}{n}"}],
         "outcome": "denied",
         "reason": f"line one{char}line two",
         "changes": [{"field": "name", "old": f"a{char}b", "new": {"k": f"x{char}y"}}],

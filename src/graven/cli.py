@@ -23,7 +23,7 @@ from graven.capture.context import actor_of, scope
 from graven.cli_options import log_options
 from graven.core import jsonlines
 from graven.core.bundle import verify_bundle
-from graven.core.model import Entry
+from graven.core.model import Entry, load_json
 from graven.errors import GravenError, ValidationError
 from graven.keys import DEFAULT_KEY, load_verifier
 from graven.opening import init, open_trail, subject_keys_path
@@ -220,7 +220,7 @@ def _event_from_flags(flags: dict[str, Any]) -> dict[str, Any]:
         event["context"] = context
     if flags["metadata"]:
         try:
-            event["metadata"] = orjson.loads(flags["metadata"])
+            event["metadata"] = load_json(flags["metadata"])
         except orjson.JSONDecodeError as exc:
             raise ValidationError("--metadata", "must be a JSON object", f"invalid JSON ({exc})") from None
     return event
@@ -231,7 +231,7 @@ def _read_events(data: bytes) -> list[Any]:
     if not text:
         raise ValidationError("stdin", "must hold a JSON object, a JSON array or JSON Lines", "nothing")
     try:
-        value = orjson.loads(text)
+        value = load_json(text)
     except orjson.JSONDecodeError:
         value = None
         events = []
@@ -239,7 +239,7 @@ def _read_events(data: bytes) -> list[Any]:
             if not line.strip():
                 continue
             try:
-                events.append(orjson.loads(line))
+                events.append(load_json(line))
             except orjson.JSONDecodeError as exc:
                 raise ValidationError(
                     f"stdin line {number}", "must be one JSON object per line", f"invalid JSON ({exc})"

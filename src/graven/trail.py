@@ -30,7 +30,7 @@ from graven.capture.action import Action, Denied, audited
 from graven.core import audit, merkle
 from graven.core.bundle import make_bundle
 from graven.core.ids import uuid7
-from graven.core.model import Entry, Prepared, change_dict, event_from, parse_time, prepare
+from graven.core.model import Entry, Prepared, change_dict, event_from, nfc, parse_time, prepare
 from graven.core.note import Signer, Verifier
 from graven.core.redaction import RedactionPolicy
 from graven.core.shredding import PREFIX, PersonalData, open_entry, seal_event
@@ -431,6 +431,8 @@ class Trail:
                 raise ValidationError(name, f"must be an entry index (an integer from 0 to {MAX_INDEX})", cursor)
         if outcome is not None and outcome not in ("success", "denied", "failure"):
             raise ValidationError("outcome", "must be one of success, denied, failure", outcome)
+        # Identifiers are stored in NFC: a query for either spelling of a name finds it.
+        actor, target_type, tenant = (None if v is None else nfc(v) for v in (actor, target_type, tenant))
         q = Query(
             actor=actor, action=action, target=parse_target(target) if target is not None else None,
             target_type=target_type, outcome=outcome, source=source, tenant=tenant,
@@ -684,15 +686,17 @@ def _entry(index: int, body: bytes) -> Entry:
 
 
 def parse_target(value: tuple[str, str] | list[str] | str) -> tuple[str, str]:
-    """A target as ``(type, id)`` or ``"type:id"``."""
+    """A target as ``(type, id)`` or ``"type:id"``, in NFC as identifiers are stored (nothing else is
+    refused: the HTTP service checks its parameters with ``identifier``)."""
     if isinstance(value, str):
         kind, sep, ident = value.partition(":")
         if not sep or not kind or not ident:
             raise ValidationError("target", "must be type:id, such as customer:c-1042", value)
-        return kind, ident
-    if isinstance(value, tuple | list) and len(value) == 2 and all(isinstance(v, str | int) for v in value):
-        return str(value[0]), str(value[1])
-    raise ValidationError("target", "must be (type, id) or type:id", value)
+    elif isinstance(value, tuple | list) and len(value) == 2 and all(isinstance(v, str | int) for v in value):
+        kind, ident = str(value[0]), str(value[1])
+    else:
+        raise ValidationError("target", "must be (type, id) or type:id", value)
+    return nfc(kind), nfc(ident)
 
 
 __all__ = ["MAX_INDEX", "MAX_PAGE", "Page", "Trail", "parse_target"]

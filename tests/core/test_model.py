@@ -20,8 +20,10 @@ from graven.core import canonical
 from graven.core.model import (
     ACTION_RE,
     ACTOR_TYPES,
+    INTEGER_RULE,
     MAX_SAFE_INTEGER,
     OUTCOMES,
+    REFUSED_IN_IDENTIFIERS,
     SCHEMA_VERSION,
     SOURCE_RE,
     Actor,
@@ -699,7 +701,7 @@ class TestFreeFormJSON:
         """Integers beyond +-(2**53 - 1) are refused (I-JSON), stating the bound and the value."""
         exc = _rejected(_at(location, value))
         assert location == exc.field
-        expected = f"{location}: integers must be within ±9007199254740991 (I-JSON); got {value}"
+        expected = f"{location}: {INTEGER_RULE}; got {value}"
         assert expected == str(exc)
 
     @pytest.mark.parametrize("value", [MAX_SAFE_INTEGER, -MAX_SAFE_INTEGER])
@@ -1195,16 +1197,23 @@ class TestDocument:
             (0.1, b"0.1"),
             (1e21, b"1e+21"),
             (1e-7, b"1e-7"),
-            (1e16, b"10000000000000000"),
             (1e-6, b"0.000001"),
-            (2.0**60, b"1152921504606847000"),
             (-1.5, b"-1.5"),
+            (-1.5e300, b"-1.5e+300"),
+            (9007199254740991.0, b"9007199254740991"),
         ],
     )
     def test_floats_encode_in_ecmascript_form(self, value: float, text: bytes) -> None:
         """Non-integral and large floats are written exactly as RFC 8785 requires."""
         leaf = _prepare(_event(changes=[{"field": "f", "new": value}])).leaf
         assert b'"new":' + text + b"}" in leaf
+
+    @pytest.mark.parametrize("value", [2.0**53, 1e16, -(2.0**60), 1.8446744073709552e19, 9.999999999999999e20])
+    def test_whole_floats_written_as_unsafe_integers_are_refused(self, value: float) -> None:
+        """RFC 8785 writes a float below 1e21 in integer digits: beyond 2**53 - 1 those digits read back
+        as an integer no JCS encoder accepts (an offline bundle would fail), so the float is refused."""
+        exc = _rejected(_event(changes=[{"field": "f", "new": value}]))
+        assert ("changes[0].new", INTEGER_RULE, value) == (exc.field, exc.rule, exc.value)
 
     def test_keys_at_or_above_d800_sort_by_utf16(self) -> None:
         """Keys with characters >= U+D800 sort by UTF-16 code units (astral before U+E000)."""
@@ -1326,13 +1335,18 @@ _JSON: st.SearchStrategy[Any] = st.recursive(
         st.none(),
         st.booleans(),
         st.integers(min_value=-MAX_SAFE_INTEGER, max_value=MAX_SAFE_INTEGER),
-        st.floats(allow_nan=False, allow_infinity=False),
+        st.floats(allow_nan=False, allow_infinity=False).filter(lambda x: not MAX_SAFE_INTEGER < abs(x) < 1e21),
         _TEXT,
     ),
     lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(_KEYS, children, max_size=4)),
     max_leaves=16,
 )
-_NAME = st.text(_CHARS, min_size=1, max_size=12).filter(lambda s: not s.isspace())
+# Identifiers and names as the rules accept them: no refused character (so no U+0000 either).
+_NAME = (
+    st.text(_CHARS, min_size=1, max_size=12)
+    .map(lambda s: REFUSED_IN_IDENTIFIERS.sub("", s))
+    .filter(lambda s: s != "" and not s.isspace())
+)
 _ID = st.one_of(_NAME, st.integers(min_value=-(10**12), max_value=10**12))
 _WORD = st.text(string.ascii_letters + string.digits + "_-", min_size=1, max_size=6)
 _ACTION = st.lists(_WORD, min_size=2, max_size=4).map(".".join)

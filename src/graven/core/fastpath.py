@@ -37,6 +37,7 @@ from graven.core.model import (
     _source,
     _string,
     _walk,
+    identifier,
     parse_time,
 )
 
@@ -76,7 +77,7 @@ def _fast(event: dict[str, Any], now: datetime) -> tuple[dict[str, Any], _Flags]
     recorded_at = _format_now(now)
     ident = get("id")
     if ident is not None and not _good(ident):
-        ident = _name(ident, "id")
+        ident = identifier(ident, "id")
     occurred = get("occurred_at")
     doc: dict[str, Any] = {
         "v": SCHEMA_VERSION,
@@ -93,7 +94,7 @@ def _fast(event: dict[str, Any], now: datetime) -> tuple[dict[str, Any], _Flags]
     who: dict[str, str] = {"type": kind}
     item = actor.get("id")
     if item is not None:
-        who["id"] = item if _good(item) else _name(item, "actor.id")
+        who["id"] = item if _good(item) else identifier(item, "actor.id")
     item = actor.get("name")
     if item is not None:
         who["name"] = item if _good(item) else _name(item, "actor.name")
@@ -105,7 +106,7 @@ def _fast(event: dict[str, Any], now: datetime) -> tuple[dict[str, Any], _Flags]
         who["user_agent"] = item if _good(item, 1024) else _name(item, "actor.user_agent", 1024)
     item = actor.get("session")
     if item is not None:
-        who["session"] = item if _good(item) else _name(item, "actor.session")
+        who["session"] = item if _good(item) else identifier(item, "actor.session")
     if "id" not in who and kind in ("user", "service"):
         return None
     doc["actor"] = who
@@ -141,7 +142,7 @@ def _fast(event: dict[str, Any], now: datetime) -> tuple[dict[str, Any], _Flags]
         doc["source"] = source
     tenant = get("tenant")
     if tenant is not None:
-        doc["tenant"] = tenant if _good(tenant) else _name(tenant, "tenant")
+        doc["tenant"] = tenant if _good(tenant) else identifier(tenant, "tenant")
     for key in ("context", "metadata"):
         value = get(key)
         if value is not None:
@@ -183,14 +184,14 @@ def _fast_changes(value: Any, flags: _Flags) -> list[dict[str, Any]]:
             raise TypeError("not a plain change")
         name = item.get("field")
         if not _good(name, 1000):
-            name = _name(name, "field", 1000)
+            name = identifier(name, "field", 1000)
         if "redacted" in item or "fingerprint" in item:
             redacted = item.get("redacted", False)
             if redacted is True and "old" not in item and "new" not in item:
                 change: dict[str, Any] = {"field": name, "redacted": True}
                 fingerprint = item.get("fingerprint")
                 if fingerprint is not None:
-                    change["fingerprint"] = fingerprint if _good(fingerprint) else _name(fingerprint, "fingerprint")
+                    change["fingerprint"] = fingerprint if _good(fingerprint) else identifier(fingerprint, "-")
                 out.append(change)
                 continue
             if redacted is not False or "fingerprint" in item:

@@ -8,18 +8,36 @@ common shape take a fast path that MUST build the very document (and so the very
 checks build, and MUST leave every rejection, and its message, to the full checks.
 
 MUST: a value that breaks a rule raises :class:`~graven.errors.ValidationError` naming the field,
-the rule and what was given. MUST NOT: silently change a value's meaning (NaN, lone surrogates and
-naive timestamps are refused, not coerced).
+the rule and what was given. MUST NOT: silently change a value's meaning (NaN, lone surrogates,
+naive timestamps and numbers beyond what RFC 8785 carries exactly are refused, not coerced).
+
+Identifiers (``id``, ``actor.id``, ``actor.session``, ``targets[].type``, ``targets[].id``,
+``tenant``, ``changes[].field``, ``changes[].fingerprint``; ``action`` and ``source`` are ASCII
+words anyway) MUST NOT hold control characters (U+0000..U+001F, U+007F..U+009F), line or paragraph
+separators (U+2028, U+2029), zero-width characters (U+200B..U+200D, U+2060..U+2064, U+FEFF) or
+bidirectional controls (U+061C, U+200E, U+200F, U+202A..U+202E, U+2066..U+2069), and are stored in
+Unicode NFC, so two spellings of one name are one identifier (queries are normalised alike, see
+:func:`identifier`). Names (``actor.name``, ``targets[].name``) and ``actor.user_agent`` are display
+text, kept exactly as given except that U+0000 is refused. Free text (``reason``, ``context``,
+``metadata``, change values) is kept exactly as given, U+0000 included.
+
+Numbers: an integer (anywhere, however deeply nested) MUST lie within +-(2**53 - 1), the range
+RFC 8785 and I-JSON carry exactly; so MUST a whole-number float below 1e21, which RFC 8785 writes
+as integer digits. Larger floats (written with an exponent) and fractions are IEEE doubles as given.
+A float that is a whole number within the range is the same JSON number as that integer.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import ipaddress
+import json
 import math
 import re
 import socket
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +59,18 @@ MAX_DEPTH = 32  # nesting of objects and arrays inside an entry
 MAX_TARGETS = 100
 MAX_CHANGES = 1000
 MAX_SAFE_INTEGER = 2**53 - 1
+INTEGER_RULE: Final = (
+    "integers must be within ±(2^53-1) = ±9007199254740991 (RFC 8785 / I-JSON); send larger numbers as strings"
+)
+_EXPONENT_FORM = 1e21  # RFC 8785 writes floats at least this large with an exponent, smaller ones as digits
+
+# Characters no identifier may hold: controls, line separators, zero-width and bidi controls.
+REFUSED_IN_IDENTIFIERS: Final = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+)
+IDENTIFIER_RULE: Final = (
+    "must not hold control characters, line separators, zero-width characters or bidirectional controls"
+)
 
 ACTOR_TYPES: Final = ("user", "service", "system", "anonymous")
 OUTCOMES: Final = ("success", "denied", "failure")
@@ -64,7 +94,9 @@ _CHANGE_FIELD_SET: Final = frozenset(("field", "old", "new", "redacted", "finger
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who acted, and from where."""
+    """Who acted, and from where. ``id`` and ``session`` are identifiers (see :func:`identifier`:
+    no control, zero-width or bidi characters; stored in NFC); ``name`` and ``user_agent`` are
+    display text, kept as given except that U+0000 is refused."""
 
     type: str = "user"
     id: str | None = None
@@ -76,7 +108,8 @@ class Actor:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """What an action was done to."""
+    """What an action was done to. ``type`` and ``id`` are identifiers (see :func:`identifier`);
+    ``name`` is display text, kept as given except that U+0000 is refused."""
 
     type: str
     id: str
@@ -211,7 +244,7 @@ def _prepare_full(event: Mapping[str, Any], *, now: datetime, new_id: Callable[[
         raise ValidationError("v", f"must be {SCHEMA_VERSION} (the only schema version)", version)
     recorded_at = _format_now(now)
     doc: dict[str, Any] = {"v": SCHEMA_VERSION}
-    doc["id"] = _name(event["id"], "id") if event.get("id") is not None else new_id()
+    doc["id"] = identifier(event["id"], "id") if event.get("id") is not None else new_id()
     occurred = event.get("occurred_at")
     doc["occurred_at"] = recorded_at if occurred is None else parse_time(occurred, "occurred_at")
     doc["recorded_at"] = recorded_at
@@ -230,7 +263,7 @@ def _prepare_full(event: Mapping[str, Any], *, now: datetime, new_id: Callable[[
         elif key == "source":
             doc[key] = _source(value)
         elif key == "tenant":
-            doc[key] = _name(value, key)
+            doc[key] = identifier(value, key)
         else:
             if type(value) is not dict and not isinstance(value, Mapping):
                 raise ValidationError(key, "must be a JSON object", value)
@@ -260,6 +293,31 @@ def _finish(doc: dict[str, Any], flags: _Flags) -> Prepared:
     if len(leaf) > MAX_ENTRY:
         raise ValidationError("entry", f"must encode to at most {MAX_ENTRY} bytes", f"<{len(leaf)} bytes>")
     return Prepared(doc, leaf, merkle.leaf_hash(leaf))
+
+
+# --- JSON text ---------------------------------------------------------------------------------
+
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+_LONG_DIGITS_TEXT = re.compile("[0-9]{19}")
+
+
+def load_json(data: bytes | str) -> Any:
+    """Parse JSON text (an event, a batch, metadata) keeping every integer exact.
+
+    orjson reads an integer literal beyond 64 bits as a float (``18446744073709551617`` becomes
+    ``1.8446744073709552e+19``), which would be stored as a different number. Such literals have
+    at least 19 digits: text with a run of 19 digits (rare, and often inside a string) is read again
+    by :mod:`json`, whose integers are exact, so that :func:`prepare` refuses the number, naming
+    where it is. Raises ``orjson.JSONDecodeError`` for text that is not JSON.
+    """
+    value = orjson.loads(data)
+    long = _LONG_DIGITS.search(data) if isinstance(data, bytes) else _LONG_DIGITS_TEXT.search(data)
+    if long is None:
+        return value
+    try:
+        return json.loads(data)  # the text is valid JSON (orjson read it), so NaN and Infinity are absent
+    except RecursionError:  # ~1000 levels deep: far beyond MAX_DEPTH, so prepare refuses it anyway
+        return value
 
 
 # --- scalar fields ---------------------------------------------------------------------------
@@ -303,11 +361,16 @@ def parse_time(value: Any, name: str) -> str:
 
 
 def _good(value: Any, limit: int = MAX_NAME) -> TypeGuard[str]:
-    """The common case, checked cheaply: a non-blank ASCII string within ``limit``."""
-    return type(value) is str and 0 < len(value) <= limit and value.isascii() and not value.isspace()
+    """The common case, checked cheaply: non-blank printable ASCII within ``limit`` (valid as is
+    for every name and identifier: printable ASCII holds no refused character and is NFC)."""
+    return (
+        type(value) is str and 0 < len(value) <= limit and value.isascii() and value.isprintable()
+        and not value.isspace()
+    )  # fmt: skip
 
 
 def _name(value: Any, name: str, limit: int = MAX_NAME) -> str:
+    """A name (display text): a non-empty string within ``limit``, kept as given; U+0000 is refused."""
     if not isinstance(value, str):
         raise ValidationError(name, "must be a string", value)
     if not value or value.isspace():
@@ -315,7 +378,72 @@ def _name(value: Any, name: str, limit: int = MAX_NAME) -> str:
     if len(value) > limit:
         raise ValidationError(name, f"must be at most {limit} characters", f"<{len(value)} characters>")
     _unicode(value, name)
+    if "\x00" in value:
+        raise ValidationError(name, f"must not hold U+0000 (found at position {value.index(chr(0))})", _given(value))
     return value
+
+
+def identifier(value: Any, name: str, limit: int = MAX_NAME) -> str:
+    """An identifier as stored and compared, in Unicode NFC; raises ValidationError unless it is a
+    non-empty string of at most ``limit`` characters (once normalised) holding no character of
+    :data:`REFUSED_IN_IDENTIFIERS`. Queries pass their ids through it too, so that a composed and a
+    decomposed spelling of one name find the same entries."""
+    if _good(value, limit):
+        return value
+    if not isinstance(value, str):
+        raise ValidationError(name, "must be a string", value)
+    if not value or value.isspace():
+        raise ValidationError(name, "must not be empty", _given(value))
+    normal = value if value.isascii() else unicodedata.normalize("NFC", value)
+    if len(normal) > limit:
+        raise ValidationError(name, f"must be at most {limit} characters", f"<{len(normal)} characters>")
+    _unicode(value, name)
+    found = REFUSED_IN_IDENTIFIERS.search(value)
+    if found is not None:
+        char = found.group()
+        label = unicodedata.name(char, "a control character")
+        raise ValidationError(
+            name, f"{IDENTIFIER_RULE} (found U+{ord(char):04X} {label} at position {found.start()})", _given(value)
+        )
+    return normal
+
+
+def nfc(value: str) -> str:
+    """``value`` in Unicode NFC, as identifiers are stored: what a query's identifier filters are
+    compared in. Nothing is refused here (an id with a refused character matches only entries
+    written before the rules); the service checks its query parameters with :func:`identifier`."""
+    return value if value.isascii() else unicodedata.normalize("NFC", value)
+
+
+def safe_identifier(value: str, limit: int = MAX_NAME) -> str:
+    """``value`` as :func:`identifier` returns it when it is one; otherwise a readable stand-in that
+    always is one, for recording what someone attempted (a user name tried at sign-in, say).
+
+    The stand-in writes refused characters, lone surrogates and backslashes as ``\\uXXXX`` (all of
+    a blank text's characters too), and past ``limit`` is cut, ending in ``~`` and 16 hex digits of
+    the SHA-256 of the whole, so that different attempts stay apart.
+    """
+    try:
+        return identifier(value, "value", limit)
+    except ValidationError:
+        pass
+
+    def escaped(c: str) -> bool:
+        return c == "\\" or "\ud800" <= c <= "\udfff" or REFUSED_IN_IDENTIFIERS.match(c) is not None
+
+    text = "".join(f"\\u{ord(c):04x}" if escaped(c) else c for c in value)
+    if text.isspace():
+        text = "".join(f"\\u{ord(c):04x}" for c in text)
+    text = unicodedata.normalize("NFC", text) or "<empty>"
+    if len(text) > limit:
+        digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        text = text[: limit - 17] + "~" + digest
+    return text
+
+
+def _given(value: str) -> str:
+    """A refused text as ValidationError shows it: repr-escaped (never a raw control character)."""
+    return f"<{value!r}>" if value.startswith("<") else value
 
 
 def _string(value: Any, name: str) -> str:
@@ -387,8 +515,10 @@ def _actor(value: Any) -> dict[str, str]:
             out[key] = _ip(item)
         elif key == "user_agent":
             out[key] = item if _good(item, 1024) else _name(item, "actor.user_agent", 1024)
+        elif key == "name":
+            out[key] = item if _good(item) else _name(item, "actor.name")
         else:
-            out[key] = item if _good(item) else _name(item, f"actor.{key}")
+            out[key] = item if _good(item) else identifier(item, f"actor.{key}")
     if "id" not in out and out["type"] in ("user", "service"):
         raise ValidationError("actor.id", f"is required for a {out['type']} actor")
     return out
@@ -443,13 +573,14 @@ def _targets(value: Any) -> list[dict[str, str]]:
             raise ValidationError(f"targets[{i}].{key}", "is not a target field (type, id, name)", item[key])
         kind, ident, name = item.get("type"), _idtext(item.get("id")), item.get("name")
         target: dict[str, str] = {
-            "type": kind if _good(kind) else _name(kind, f"targets[{i}].type"),
-            "id": ident if _good(ident) else _name(ident, f"targets[{i}].id"),
+            "type": kind if _good(kind) else identifier(kind, f"targets[{i}].type"),
+            "id": ident if _good(ident) else identifier(ident, f"targets[{i}].id"),
         }
         if name is not None:
             target["name"] = name if _good(name) else _name(name, f"targets[{i}].name")
         if out and any(t["type"] == target["type"] and t["id"] == target["id"] for t in out):
-            raise ValidationError(f"targets[{i}]", "must not repeat a target already named", f"{kind}:{ident}")
+            raise ValidationError(f"targets[{i}]", "must not repeat a target already named",
+                                  f"{target['type']}:{target['id']}")  # fmt: skip
         out.append(target)
     return out
 
@@ -477,7 +608,9 @@ def _changes(value: Any, flags: _Flags) -> list[dict[str, Any]]:
                 f"changes[{i}].{key}", "is not a change field (field, old, new, redacted, fingerprint)", item[key]
             )
         name = item.get("field")
-        change: dict[str, Any] = {"field": name if _good(name, 1000) else _name(name, f"changes[{i}].field", 1000)}
+        if not _good(name, 1000):
+            name = identifier(name, f"changes[{i}].field", 1000)
+        change: dict[str, Any] = {"field": name}
         redacted = item.get("redacted", False)
         if redacted is False:
             if "fingerprint" in item:
@@ -492,7 +625,7 @@ def _changes(value: Any, flags: _Flags) -> list[dict[str, Any]]:
                 raise ValidationError(f"changes[{i}]", "a redacted change must not carry old or new values")
             change["redacted"] = True
             if item.get("fingerprint") is not None:
-                change["fingerprint"] = _name(item["fingerprint"], f"changes[{i}].fingerprint")
+                change["fingerprint"] = identifier(item["fingerprint"], f"changes[{i}].fingerprint")
         else:
             raise ValidationError(f"changes[{i}].redacted", "must be true or false", redacted)
         out.append(change)
@@ -549,7 +682,7 @@ def _walk(value: Any, depth: int, flags: _Flags) -> Any:
     if kind is int or (isinstance(value, int) and not isinstance(value, bool)):
         if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
             return int(value)
-        raise _Invalid(f"integers must be within ±{MAX_SAFE_INTEGER} (I-JSON)", value)
+        raise _Invalid(INTEGER_RULE, value)
     if kind is dict or isinstance(value, Mapping):
         if depth > MAX_DEPTH:
             raise _Invalid(f"must not nest deeper than {MAX_DEPTH} levels", "<deeper>")
@@ -589,6 +722,8 @@ def _walk(value: Any, depth: int, flags: _Flags) -> Any:
             raise _Invalid("must be a finite number (no NaN or Infinity)", value)
         if value.is_integer() and abs(value) <= MAX_SAFE_INTEGER:
             return int(value)
+        if MAX_SAFE_INTEGER < abs(value) < _EXPONENT_FORM:  # RFC 8785 would write integer digits
+            raise _Invalid(INTEGER_RULE, value)
         flags.floats = True
         return float(value)
     raise _Invalid("must be JSON (object, array, string, number, true, false or null)", value)

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from graven.core import jsonlines
-from graven.core.model import Entry, parse_time
+from graven.core.model import Entry, identifier, parse_time
 from graven.errors import IdempotencyConflict, NotFoundError, ValidationError
 from graven.server import schemas
 from graven.server.auth import ApiError, Principal, require, route_of, state
@@ -53,8 +53,12 @@ def _filters(
     newest_first: bool = False,
 ) -> dict[str, Any]:
     """The filters given, checked before anything is recorded or read (422 naming the field)."""
+    ids = [("actor", actor), ("target_type", target_type), ("tenant", tenant)]
     if target is not None:
-        parse_target(target)
+        ids += [("target", part) for part in parse_target(target)]
+    for name, value in ids:
+        if value is not None:
+            identifier(value, name)  # the identifier rules: 422 for U+0000 and its kind, before recording
     for name, moment in (("since", since), ("until", until)):
         if moment is not None:
             parse_time(moment, name)
@@ -200,6 +204,7 @@ async def history(request: Request, who: Reader, target: Annotated[str, Query(ma
     if not sep or not kind or not ident or len(kind) > 200 or len(ident) > 200:
         raise ValidationError("target", "must be TYPE:ID (each at most 200 characters), such as customer:c-1042",
                               target)  # fmt: skip
+    kind, ident = identifier(kind, "target"), identifier(ident, "target")  # 422 before recording; NFC
     page = await _recorded_read(request, who, "audit.read",
                                 lambda: trail.query(target=(kind, ident), after=after, limit=limit),
                                 targets=[{"type": kind, "id": ident}],

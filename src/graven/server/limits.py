@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from graven.core.model import load_json
 from graven.errors import ValidationError
 
 Scope = MutableMapping[str, Any]
@@ -121,7 +122,7 @@ def check_depth(raw: bytes, limit: int, field: str = "body") -> None:
 def json_body(raw: bytes, depth_limit: int) -> Any:
     """Parse a request body as JSON within the depth limit, or ValidationError naming ``body``."""
     try:
-        value = orjson.loads(raw)
+        value = load_json(raw)  # integers exact, so that one beyond 2**53 is refused, not rounded
     except orjson.JSONDecodeError as exc:
         raise ValidationError("body", "must be JSON", f"<invalid JSON: {exc}>") from None
     if type(value) is dict or type(value) is list:

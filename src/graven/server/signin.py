@@ -25,6 +25,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
+from graven.core.model import safe_identifier
 from graven.errors import ValidationError
 from graven.server import credentials, schemas
 from graven.server.accounts.service import By
@@ -172,7 +173,7 @@ async def login(request: Request) -> Response:
         await check_csrf(request, current)  # signing in again over a live session is a change too
     ip, agent = client_of(request)
     address = address_subject(ip)
-    user = username[:200]
+    user = safe_identifier(username[:200])  # recorded when throttled: never a refused character
     await throttle(request, [address, ("user_ip", user, address[1])])
     if st.limiter.over(("user", user)):  # guessed at from many addresses: slower, never locked
         await asyncio.sleep(SLOW_SIGN_IN)

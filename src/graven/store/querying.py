@@ -8,9 +8,10 @@ says which.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from graven.core.model import nfc
 from graven.store import Query
 
 
@@ -26,9 +27,20 @@ class Dialect:
     name: Callable[[str | None], str | None] = _same  # a name as the column keeps it
 
 
+def _nfc(value: str | None) -> str | None:
+    """Identifiers are stored in Unicode NFC; a filter is compared in that form too."""
+    return None if value is None else nfc(value)
+
+
 def select_entries(q: Query, d: Dialect) -> tuple[str, list[Any]]:
-    """``SELECT idx, body FROM entries`` matching every filter of ``q``, and its parameters."""
+    """``SELECT idx, body FROM entries`` matching every filter of ``q``, and its parameters.
+
+    The identifier filters (actor, target, target_type, tenant) are normalised to NFC first, as
+    the entries' identifiers were when recorded."""
     m = d.mark
+    if q.target is not None:
+        q = replace(q, target=(_nfc(q.target[0]) or "", _nfc(q.target[1]) or ""))
+    q = replace(q, actor=_nfc(q.actor), target_type=_nfc(q.target_type), tenant=_nfc(q.tenant))
     where: list[str] = []
     params: list[Any] = []
     simple = (

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from graven.core import merkle
 from graven.core.merkle import Node
 from graven.core.model import Prepared
@@ -267,19 +269,13 @@ class SQLiteStore:
     def derived_mismatch(self) -> int | None:
         conn = self._connect()
         try:
-            columns = conn.execute(_COLUMNS_MISMATCH).fetchone()[0]
-            named, missing = conn.execute(_TARGETS_MISSING).fetchone()
-            extra = None
-            if named != conn.execute("SELECT count(*) FROM entry_targets").fetchone()[0]:
-                extra = conn.execute(_TARGETS_EXTRA).fetchone()[0]  # slow, but only after tampering
-            bad = min((i for i in (columns, missing, extra) if i is not None), default=None)
+            return _derived_mismatch(conn)
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError) and "malformed JSON" in str(exc):
                 return _first_malformed(conn)
             raise translate_error(exc, self.path) from exc
         finally:
             self._forget(conn)
-        return None if bad is None else int(bad)
 
 
 _MAX = 2**63 - 1
@@ -287,10 +283,17 @@ _MAX = 2**63 - 1
 # Copied columns and target rows against the entry's own JSON. Rows missing or copied wrongly
 # would hide an entry from searches; extra rows (cheaply noticed by their count) would show it in
 # a search it does not match, which reads also guard against by checking the entry itself.
-_COLUMNS_MISMATCH = """
-SELECT min(idx) FROM entries
- WHERE json_extract(body, '$.id', '$.occurred_at', '$.actor.id', '$.action', '$.outcome', '$.source', '$.tenant')
+#
+# MUST be exact for every code point: a false alarm on an intact log is as wrong as a miss. SQLite's
+# single-value JSON extraction (->>, json_each values) ends text at U+0000, so entries whose body
+# holds \u0000 are judged in Python; so is every entry the SQL below finds disagreeing, since that
+# comparison is of JSON texts (equal texts are equal values; unequal ones are confirmed exactly).
+_ODD_ROWS = """
+SELECT idx, body, event_id, occurred_at, actor_id, action, outcome, source, tenant FROM entries
+ WHERE instr(body, '\\u0000') > 0
+    OR json_extract(body, '$.id', '$.occurred_at', '$.actor.id', '$.action', '$.outcome', '$.source', '$.tenant')
        IS NOT json_array(event_id, occurred_at, actor_id, action, outcome, source, tenant)
+ ORDER BY idx
 """
 _TARGETS_MISSING = """
 SELECT count(*), min(CASE WHEN NOT EXISTS (SELECT 1 FROM entry_targets x
@@ -298,11 +301,58 @@ SELECT count(*), min(CASE WHEN NOT EXISTS (SELECT 1 FROM entry_targets x
                                               AND x.idx = e.idx) THEN e.idx END)
   FROM entries e, json_each(e.body, '$.targets') t
 """
+_NOT_ODD = " WHERE e.idx NOT IN (SELECT value FROM json_each(?))"
 _TARGETS_EXTRA = """
 SELECT min(x.idx) FROM entry_targets x
- WHERE NOT EXISTS (SELECT 1 FROM entries e, json_each(e.body, '$.targets') t
+ WHERE x.idx NOT IN (SELECT value FROM json_each(?))
+   AND NOT EXISTS (SELECT 1 FROM entries e, json_each(e.body, '$.targets') t
                     WHERE e.idx = x.idx AND t.value ->> 'type' = x.type AND t.value ->> 'id' = x.id)
 """
+_ODD_TARGETS = "SELECT idx, type, id FROM entry_targets WHERE idx IN (SELECT value FROM json_each(?))"
+_HAS_TARGET = "SELECT 1 FROM entry_targets WHERE type = ? AND id = ? AND idx = ?"
+
+
+def _derived_mismatch(conn: sqlite3.Connection) -> int | None:
+    """The first entry whose copied columns or target rows disagree with its body, or None."""
+    bad: list[int] = []
+    odd: dict[int, set[tuple[str, str]]] = {}  # entries judged in Python: the targets each names
+    for idx, body, *columns in conn.execute(_ODD_ROWS).fetchall():
+        named = _named_targets(body)
+        odd[idx] = named or set()
+        has = (conn.execute(_HAS_TARGET, (*t, idx)).fetchone() is not None for t in named or ())
+        if named is None or _columns_of(body) != columns or not all(has):
+            bad.append(idx)
+    skip = orjson.dumps(sorted(odd)).decode()
+    query, params = (_TARGETS_MISSING + _NOT_ODD, (skip,)) if odd else (_TARGETS_MISSING, ())
+    named_count, missing = conn.execute(query, params).fetchone()
+    if missing is not None:
+        bad.append(missing)
+    named_count += sum(len(t) for t in odd.values())
+    if named_count != conn.execute("SELECT count(*) FROM entry_targets").fetchone()[0]:
+        extra = conn.execute(_TARGETS_EXTRA, (skip,)).fetchone()[0]  # slow, but only after tampering
+        if extra is not None:
+            bad.append(extra)
+        bad += [idx for idx, kind, ident in conn.execute(_ODD_TARGETS, (skip,)) if (kind, ident) not in odd[idx]]
+    return min(bad) if bad else None
+
+
+def _columns_of(body: str) -> list[Any] | None:
+    """What the copied columns must hold for this body (None when it is not an entry's JSON)."""
+    try:
+        doc = orjson.loads(body)
+        actor = doc["actor"]
+        return [doc["id"], doc["occurred_at"], actor.get("id"), doc["action"], doc["outcome"],
+                doc.get("source"), doc.get("tenant")]  # fmt: skip
+    except (orjson.JSONDecodeError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _named_targets(body: str) -> set[tuple[str, str]] | None:
+    """The (type, id) of every target the body names (None when it is not an entry's JSON)."""
+    try:
+        return {(t["type"], t["id"]) for t in orjson.loads(body)["targets"]}
+    except (orjson.JSONDecodeError, TypeError, KeyError):
+        return None
 
 
 def _first_malformed(conn: sqlite3.Connection) -> int | None:
