@@ -15,6 +15,7 @@ from graven.forward.proofs import leaf_of
 from graven.trail import Trail
 
 HOSTILE = 'Eve "the | pipe" \\ back=slash ] bracket\nsecond line'
+HOSTILE_ID = 'Eve "the | pipe" \\ back=slash ] bracket'  # identifiers refuse control characters
 
 # What the OCSF schema requires of every event, of each class used, and its at-least-one constraints.
 BASE_REQUIRED = ("activity_id", "category_uid", "class_uid", "metadata", "severity_id", "time", "type_uid")
@@ -124,10 +125,10 @@ def _sd_params(message: str) -> tuple[dict[str, str], str]:
 
 
 def test_rfc5424_structured_data_escapes_hostile_values(trail: Trail) -> None:
-    index, body, leaf = stored(trail, action="door.open", outcome="denied", actor={"type": "user", "id": HOSTILE})
+    index, body, leaf = stored(trail, action="door.open", outcome="denied", actor={"type": "user", "id": HOSTILE_ID})
     message = rfc5424(index, body, leaf, hostname="host with space", app_name="gräven").decode()
     assert message.startswith("<108>1 ")  # facility 13 (log audit), severity 4 (warning) for a denial
     params, msg = _sd_params(message)
-    assert {"index": str(index), "leaf": leaf.hex(), "actor": HOSTILE, "outcome": "denied"}.items() <= params.items()
+    assert {"index": str(index), "leaf": leaf.hex(), "actor": HOSTILE_ID, "outcome": "denied"}.items() <= params.items()
     assert " host_with_space gr_ven - door.open " in message
     assert orjson.loads(msg) == orjson.loads(native(index, body, leaf))
