@@ -9,7 +9,6 @@ import http.client
 import secrets
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,23 +18,7 @@ from graven.core import merkle
 from graven.core.note import Checkpoint, CosignerKey, Signer, open_checkpoint, sign_checkpoint
 from graven.witnessing import WitnessService, WitnessState, encode_request, parse_request
 from graven.witnessing.service import EvidenceLimits
-
-ORIGIN = "example.com/log"
-LOG = Signer.generate(ORIGIN)
-EXE = Path(sys.executable).with_name("graven")
-
-
-def leaves(count: int, seed: bytes = b"") -> list[bytes]:
-    return [merkle.leaf_hash(seed + i.to_bytes(4, "big")) for i in range(count)]
-
-
-def note_for(tree: list[bytes], size: int, signer: Signer = LOG) -> str:
-    return sign_checkpoint(Checkpoint(signer.name, size, merkle.root_of(tree[:size])), signer)
-
-
-def request_for(tree: list[bytes], old: int, size: int, signer: Signer = LOG) -> bytes:
-    return encode_request(old, merkle.consistency_proof_from_leaves(old, tree[:size]), note_for(tree, size, signer))
-
+from tests.test_witness import EXE, LOG, ORIGIN, leaves, note_for, request_for
 
 HONEST = leaves(30)
 

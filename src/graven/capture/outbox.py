@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from graven.capture import context
+from graven.core.model import load_json
 from graven.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def record_rows(trail: Trail, rows: list[tuple[str, str]]) -> None:
     docs: list[Any] = []
     for event_id, text in rows:
         try:
-            docs.append(orjson.loads(text))
+            docs.append(load_json(text))  # exact integers: a huge one is refused, not rounded
         except orjson.JSONDecodeError:
             docs.append(invalid(event_id, text, "it is not JSON"))
     try:
