@@ -53,7 +53,7 @@ Factory = Callable[..., Served]
 def serve_log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
     """Make served logs (``serve_log(**config)``) on the parametrised backend; all closed afterwards."""
     backend: str = request.param
-    opened: list[tuple[Trail, TestClient]] = []
+    opened: list[tuple[Trail, TestClient, FastAPI]] = []
 
     def make(base_url: str = "http://testserver", **config: Any) -> Served:
         folder = tmp_path / f"log{len(opened)}"
@@ -65,15 +65,16 @@ def serve_log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factor
         app = create_app(trail, ServerConfig(secret=SECRET, **{"tail_poll": 0.05, **config}))
         client = TestClient(app, base_url=base_url)
         client.__enter__()
-        opened.append((trail, client))
+        opened.append((trail, client, app))
         served = Served(trail, app, client, backend)
         for role in ROLES:
             served.keys[role] = served.accounts.create_key(f"{role}-key", role, by=SETUP)[1]
         return served
 
     yield make
-    for trail, client in opened:
+    for trail, client, app in opened:
         client.__exit__(None, None, None)
+        app.state.graven.accounts.store.close()  # the app opened it beside a trail it does not own
         trail.close()
 
 
