@@ -91,7 +91,8 @@ class Report:
             if self.witnessed:
                 checked.append(f"{self.witnessed} witnessed checkpoint{'s' if self.witnessed != 1 else ''}")
             entries = f"{self.entries} entr{'y' if self.entries == 1 else 'ies'}"
-            intact = f"The log is intact: {entries} match the Merkle tree and " + " and ".join(checked) + "."
+            verb = "matches" if self.entries == 1 else "match"
+            intact = f"The log is intact: {entries} {verb} the Merkle tree and " + " and ".join(checked) + "."
             return " ".join([intact, *self.notices])
         return first.message
 
