@@ -4,10 +4,8 @@ One background task per app looks at the log's size and newest checkpoint every 
 (in a worker thread: two indexed reads), and at once when the server itself appended. It sees
 entries and checkpoints written by other processes too. Hooks (the witness pushers) run in a
 worker thread with the note text of each checkpoint newer than the last one seen; a hook that
-fails is logged and does not stop the others. When the trail pushes to witnesses, a log that has
-been quiet for ``QUIET`` seconds past its newest checkpoint gets one signed (and so pushed): writes
-sign at most once a second, and the witnesses would otherwise not see the last entries until the
-next write.
+fails is logged and does not stop the others. (The tail of a quiet log is signed, and so pushed to
+witnesses, by the trail's background signer: see :mod:`graven.signing`.)
 """
 
 from __future__ import annotations
@@ -25,7 +23,6 @@ if TYPE_CHECKING:
     from graven.trail import Trail
 
 log = logging.getLogger("graven.server")
-QUIET = 1.0  # seconds without growth before the tail of a witnessed log is checkpointed
 REPEAT_EVERY = 60.0  # seconds between log lines about the same ongoing failure
 
 
@@ -44,8 +41,6 @@ class LogWatcher:
         self.hooks = hooks
         self.size = -1
         self.checkpoint_size = -1
-        self.sealed = -1  # the size this watcher last had checkpointed for the witnesses
-        self._grown_at = 0.0
         self._grown: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -98,7 +93,6 @@ class LogWatcher:
 
     def _grew(self, size: int) -> None:
         self.size = size
-        self._grown_at = time.monotonic()
         assert self._grown is not None
         grown, self._grown = self._grown, asyncio.Event()
         grown.set()
@@ -142,11 +136,6 @@ class LogWatcher:
         size = await asyncio.to_thread(self.trail.store.size)
         if size > self.size:
             self._grew(size)
-        trail = self.trail
-        if trail.pusher is not None and trail.signer is not None and size > self.sealed \
-                and time.monotonic() - self._grown_at >= QUIET:  # fmt: skip
-            await asyncio.to_thread(trail.checkpoint)  # pushed by the trail's pusher when newly signed
-            self.sealed = size
         if not self.hooks:
             return
         latest = await asyncio.to_thread(self.trail.store.latest_checkpoint)
