@@ -10,7 +10,7 @@ import pytest
 import graven
 from graven.trail import Trail
 from tests.pgserver import Server, server_session
-from tests.server_harness import serve_log, served  # noqa: F401 (fixtures of the HTTP service tests)
+from tests.server.server_harness import serve_log, served  # noqa: F401 (fixtures of the HTTP service tests)
 
 
 @pytest.fixture(scope="session")

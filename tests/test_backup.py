@@ -18,14 +18,14 @@ import pytest
 import graven
 from graven import RollbackRefused
 from graven.backup import Manifest, backup, restore
+from graven.checkpoint_file import CheckpointFile
 from graven.core.note import Checkpoint, open_checkpoint, sign_checkpoint
 from graven.errors import IntegrityError
 from graven.keys import load_signing_key
 from graven.store import open_store
 from graven.trail import Trail
-from graven.witness import CheckpointFile
 from tests.pgserver import Server
-from tests.server_harness import Factory
+from tests.server.server_harness import Factory
 from tests.test_cli import graven as graven_cli  # noqa: F401 (the CLI fixture)
 
 

@@ -40,6 +40,7 @@ def test_quick_capture_benchmark_runs(tmp_path: Path) -> None:
     ):  # fmt: skip
         assert label in out.stdout
 
+
 def test_quick_http_benchmark_runs(tmp_path: Path) -> None:
     """`bench_http.py --quick` serves a log, loads it over HTTP, checks every event and prints the ratio."""
     out = subprocess.run(

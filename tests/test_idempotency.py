@@ -18,7 +18,7 @@ from graven import IdempotencyConflict
 from graven.core.idempotency import differing_fields
 from graven.trail import Trail
 from tests.pgserver import Server
-from tests.server_harness import SETUP, Served
+from tests.server.server_harness import SETUP, Served
 
 
 def _paid(**extra: Any) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from graven.core.model import (
 from graven.errors import ValidationError
 from graven.trail import Trail
 from tests.pgserver import Server
-from tests.server_harness import Served
+from tests.server.server_harness import Served
 
 COMPOSED = "Jos\u00e9"  # José, one code point for é
 DECOMPOSED = "Jose\u0301"  # e followed by a combining acute accent
@@ -385,8 +385,15 @@ class TestOverHttp:
 
     @pytest.mark.parametrize(("recorded", "searched"), [(COMPOSED, DECOMPOSED), (DECOMPOSED, COMPOSED)])
     def test_either_spelling_finds_the_other(self, served: Served, recorded: str, searched: str) -> None:
-        response = served.client.post("/api/v1/events", headers=served.auth("writer"), json={
-            "action": "a.b", "actor": {"type": "user", "id": recorded}, "targets": [{"type": "t", "id": recorded}]})
+        response = served.client.post(
+            "/api/v1/events",
+            headers=served.auth("writer"),
+            json={
+                "action": "a.b",
+                "actor": {"type": "user", "id": recorded},
+                "targets": [{"type": "t", "id": recorded}],
+            },
+        )
         assert 201 == response.status_code
         (index,) = response.json()["indices"]
         for path, params in (("/api/v1/entries", {"actor": searched}), ("/api/v1/history", {"target": f"t:{searched}"}),

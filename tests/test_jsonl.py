@@ -22,7 +22,7 @@ import graven
 from graven.core import canonical, jsonlines
 from graven.web import Sandbox, create_web_app
 from graven.web.live import message
-from tests.server_harness import Served
+from tests.server.server_harness import Served
 
 BREAKERS = ["\x85", "\u2028", "\u2029", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\r", "\n"]
 BIN = Path(sys.executable).parent
@@ -126,7 +126,7 @@ def test_server_export_tail_and_query(served: Served) -> None:
     with served.client.stream("GET", "/api/v1/tail", params={"from": first, "limit": len(BREAKERS)},
                               headers=served.auth("reader")) as tail:  # fmt: skip
         stream = b"".join(tail.iter_bytes()).decode("utf-8")
-    data = [json.loads(line[len("data: "):]) for line in stream.splitlines() if line.startswith("data: ")]
+    data = [json.loads(line[len("data: ") :]) for line in stream.splitlines() if line.startswith("data: ")]
     assert expected == data
     assert not any(c in stream for c in jsonlines.LINE_BREAKS)
     page = served.client.get("/api/v1/entries", params={"action": "user.rename"}, headers=served.auth("reader"))
@@ -148,6 +148,6 @@ def test_web_console_export_and_live_events(tmp_path: Path) -> None:
         event = message("entry", expected[1], 1).decode("utf-8")
         assert 4 == len(event.splitlines())  # id, event, data and the blank line ending the event
         assert ["id: 1", "event: entry"] == event.splitlines()[:2]
-        assert expected[1] == json.loads(event.splitlines()[2][len("data: "):])
+        assert expected[1] == json.loads(event.splitlines()[2][len("data: ") :])
     finally:
         box.close()

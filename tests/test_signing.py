@@ -21,6 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import graven
+from graven.checkpoint_file import CheckpointFile, kept_size
 from graven.core import merkle
 from graven.errors import ConfigError, ValidationError
 from graven.keys import load_signing_key, load_verifier
@@ -31,7 +32,6 @@ from graven.store import open_store
 from graven.subject_keys import SubjectKeys
 from graven.testing.store_contract import make_event
 from graven.trail import Trail
-from graven.witness import CheckpointFile, kept_size
 from graven.witnessing.keys import load_cosigner_key, load_cosigner_verifier, load_log_verifier
 
 EXE = Path(sys.executable).with_name("graven")

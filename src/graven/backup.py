@@ -40,6 +40,7 @@ from typing import Any
 
 import orjson
 
+from graven.checkpoint_file import CheckpointFile
 from graven.core import merkle
 from graven.core.audit import RESTORE_ACTION
 from graven.core.note import NoteError, Signer, Verifier, open_checkpoint
@@ -48,7 +49,6 @@ from graven.lineage import KeptCheckpoints, archived, cosigned_path, next_lineag
 from graven.sequencer import KeptCheckpoint
 from graven.store import Store, open_store, sqlite_path
 from graven.trail import Trail
-from graven.witness import CheckpointFile
 from graven.witnessing.files import replace_atomically
 
 FORMAT = "graven-backup/1"

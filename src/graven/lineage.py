@@ -19,10 +19,10 @@ import os
 import re
 from pathlib import Path
 
+from graven.checkpoint_file import CheckpointFile
 from graven.core.note import NoteError, Verifier, open_checkpoint
 from graven.errors import GravenError
 from graven.sequencer import KeptCheckpoint
-from graven.witness import CheckpointFile
 from graven.witnessing.files import CosignedFile
 
 _Stamp = tuple[int, int, int] | None

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from graven.checkpoint_file import CheckpointFile
 from graven.core.note import Signer
 from graven.core.redaction import RedactionPolicy
 from graven.core.shredding import PersonalData
@@ -23,7 +24,6 @@ from graven.private_files import make_private_dir
 from graven.store import open_store, sqlite_path
 from graven.subject_keys import DEFAULT_SUBJECT_KEYS, SubjectKeys
 from graven.trail import DEFAULT_POLICY, Trail
-from graven.witness import CheckpointFile
 from graven.witnessing.client import witness_prefix, witnesses_from_env
 
 

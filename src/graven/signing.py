@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from graven.checkpoint_file import CheckpointFile, kept_size
 from graven.core import merkle
 from graven.core.note import Checkpoint, NoteError, note_signatures
 from graven.errors import GravenError
 from graven.store import StoredCheckpoint
-from graven.witness import CheckpointFile, kept_size
 
 if TYPE_CHECKING:
     from graven.sequencer import Sequencer

@@ -27,6 +27,7 @@ import orjson
 
 from graven.capture import context
 from graven.capture.action import Action, Denied, audited
+from graven.checkpoint_file import CheckpointFile, kept_size
 from graven.core import audit, merkle
 from graven.core.bundle import make_bundle
 from graven.core.ids import uuid7
@@ -41,7 +42,6 @@ from graven.sequencer import Sequencer
 from graven.signing import BackgroundSigner, SigningStatus, disabled_status
 from graven.store import Query, Store, StoredCheckpoint
 from graven.subject_keys import SubjectKeys, check_subject
-from graven.witness import CheckpointFile, kept_size
 from graven.witnessing.client import kept_cosigned_notes
 from graven.witnessing.pusher import Pusher
 

@@ -16,7 +16,7 @@ import pytest
 from graven.forward import config as fc
 from tests.forward.helpers import fill
 from tests.forward.test_cli_forward import GRAVEN, run
-from tests.server_harness import Served
+from tests.server.server_harness import Served
 
 
 def test_forwarders_route_is_for_admins(served: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

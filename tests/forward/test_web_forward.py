@@ -10,8 +10,8 @@ import pytest
 from graven.forward import config as fc
 from graven.forward.cursor import Cursors
 from graven.forward.runner import Forwarder
-from tests.server_harness import Served
-from tests.test_server_ui import _people, _sign_in
+from tests.server.server_harness import Served
+from tests.server.test_server_ui import _people, _sign_in
 
 
 @pytest.mark.parametrize("serve_log", ["sqlite"], indirect=True)
@@ -46,7 +46,7 @@ def test_forwarders_page_for_auditors(serve_log: object, tmp_path: Path, monkeyp
 
 
 def test_how_it_works_shows_the_native_record_as_sent(served: Served) -> None:
-    from tests.test_server_ui import _people as people
+    from tests.server.test_server_ui import _people as people
 
     people(served)
     _sign_in(served.client, "reader")

@@ -12,7 +12,7 @@ from playwright.sync_api import Browser, Page, expect
 import graven
 from graven.server import ServerConfig, create_app
 from graven.trail import Trail
-from tests.server_harness import SECRET, SETUP
+from tests.server.server_harness import SECRET, SETUP
 from tests.web.conftest import LiveServer
 from tests.web.test_browser import WIDE, Visit
 
@@ -87,7 +87,8 @@ def test_auditor_investigates_and_verifies(browser: Browser, served_log: ServedL
     assert [] == visit.errors, "the pages raised script errors or broke their content policy"
     trail = served_log.trail
     assert ["audit.search", "audit.search", "audit.view", "audit.verify"] == [
-        e.action for e in trail.query(action="audit.*", actor="ines", limit=100).entries]
+        e.action for e in trail.query(action="audit.*", actor="ines", limit=100).entries
+    ]
     assert ["success", "success"] == [e.outcome for e in trail.query(action="session.*", actor="ines").entries]
 
 

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from graven.web.http import attachment
-from tests.server_harness import SETUP, Served
+from tests.server.server_harness import SETUP, Served
 
 PASSWORD = "correct horse"
 NASTY = ["Иван", 'say "hi"', "a\r\nSet-Cookie: x=1", "semi;colon", "back\\slash", "100%", "Zoë/../etc", "\u2028x"]

@@ -31,7 +31,7 @@ from graven.trail import Trail
 from graven.web import create_web_app
 from graven.witnessing import WitnessService, WitnessState
 from graven.witnessing.app import create_app as create_witness_app
-from tests.server_harness import SECRET, SETUP
+from tests.server.server_harness import SECRET, SETUP
 from tests.web.conftest import LiveServer
 
 PASSWORD = "correct horse"

@@ -20,7 +20,7 @@ import click
 import orjson
 
 from graven.capture.context import actor_of
-from graven.cli_options import log_options
+from graven.cli.options import log_options
 from graven.errors import ConfigError, GravenError
 from graven.forward import config as forward_config
 from graven.forward.cursor import Cursors

@@ -19,7 +19,7 @@ import click
 import orjson
 
 from graven.capture.context import actor_of
-from graven.cli_options import log_options
+from graven.cli.options import log_options
 from graven.core import jsonlines
 from graven.keys import DEFAULT_KEY
 from graven.render import visible

@@ -198,8 +198,12 @@ async def login(request: Request) -> Response:
     return response
 
 
-@router.post("/auth/logout", response_model=schemas.Ok, summary="End the signed-in session",
-             responses={303: {"description": "a form sign-out: to the sign-in page"}})
+@router.post(
+    "/auth/logout",
+    response_model=schemas.Ok,
+    summary="End the signed-in session",
+    responses={303: {"description": "a form sign-out: to the sign-in page"}},
+)
 async def logout(request: Request) -> Response:
     """Ends the session of the cookie (which needs its CSRF token); without one there is nothing to end."""
     st = state(request)

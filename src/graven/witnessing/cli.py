@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import click
 
-from graven.cli_options import log_options
+from graven.cli.options import log_options
 from graven.errors import ConfigError
 from graven.render import visible
 from graven.witnessing.client import DEFAULT_TIMEOUT, WitnessRefused, push_checkpoint

@@ -46,7 +46,8 @@ class TestKeysAndUsers:
         listed = graven(tmp_path, "keys", "list", "--json")
         rows = [orjson.loads(line) for line in listed.out.splitlines()]
         assert [("billing-service", "writer", "user:ops-1", None)] == [
-            (r["name"], r["role"], r["created_by"], r["revoked_at"]) for r in rows]
+            (r["name"], r["role"], r["created_by"], r["revoked_at"]) for r in rows
+        ]
         assert key not in listed.out
         assert 0 == graven(tmp_path, "keys", "revoke", "billing-service").code
         again = graven(tmp_path, "keys", "revoke", "billing-service")
@@ -54,7 +55,8 @@ class TestKeysAndUsers:
         assert "no active API key" in again.err
         log = [orjson.loads(line) for line in graven(tmp_path, "log", "--json").out.splitlines()]
         assert [("apikey.create", "ops-1", "cli"), ("apikey.revoke", "ops-1", "cli")] == [
-            (e["action"], e["actor"]["id"], e["source"]) for e in log]
+            (e["action"], e["actor"]["id"], e["source"]) for e in log
+        ]
 
     def test_bad_role_and_name(self, tmp_path: Path) -> None:
         graven(tmp_path, "init")

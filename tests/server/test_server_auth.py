@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from graven.server import credentials
 from graven.server.signin import SLOW_SIGN_IN
-from tests.server_harness import ROLES, SECRET, Served, form_sign_in
+from tests.server.server_harness import ROLES, SECRET, Served, form_sign_in
 
 ANY = frozenset(ROLES)
 READERS = frozenset({"reader", "auditor", "admin"})
@@ -35,11 +35,21 @@ ENDPOINTS: list[tuple[str, str, str, dict[str, Any], frozenset[str]]] = [
     ("POST", "/api/v1/keys", "/api/v1/keys", {"json": {"name": "made-{n}", "role": "reader"}}, ADMINS),
     ("POST", "/api/v1/keys/none/revoke", "/api/v1/keys/{key}/revoke", {}, ADMINS),
     ("GET", "/api/v1/users", "/api/v1/users", {}, ADMINS),
-    ("POST", "/api/v1/users", "/api/v1/users", {"json": {"name": "p-{n}", "role": "reader", "password": "long enough"}},
-     ADMINS),
+    (
+        "POST",
+        "/api/v1/users",
+        "/api/v1/users",
+        {"json": {"name": "p-{n}", "role": "reader", "password": "long enough"}},
+        ADMINS,
+    ),
     ("POST", "/api/v1/users/none/disable", "/api/v1/users/{name}/disable", {}, ADMINS),
-    ("POST", "/api/v1/users/none/password", "/api/v1/users/{name}/password", {"json": {"password": "long enough"}},
-     ADMINS),
+    (
+        "POST",
+        "/api/v1/users/none/password",
+        "/api/v1/users/{name}/password",
+        {"json": {"password": "long enough"}},
+        ADMINS,
+    ),
     ("GET", "/auth/me", "/auth/me", {}, ANY),
 ]
 
@@ -206,7 +216,8 @@ class TestSessions:
         assert "Signed in as <strong>carol</strong>" in signed.text
         attempts = served.entries(action="session.login", actor="carol")
         assert [("failure", "wrong password"), ("success", None), ("success", None)] == [
-            (e.outcome, e.get("reason")) for e in attempts]
+            (e.outcome, e.get("reason")) for e in attempts
+        ]
 
     def test_sessions_expire_and_end_with_the_user(self, serve_log: Any) -> None:
         served: Served = serve_log(session_ttl=timedelta(seconds=1))
@@ -275,8 +286,10 @@ class TestThrottling:
         bad = {"Authorization": "Bearer nonsense"}
         assert [401, 401, 429] == [client.get("/api/v1/entries", headers=bad).status_code for _ in range(3)]
         assert 429 == client.get("/api/v1/entries", headers=served.auth("reader")).status_code
-        assert 200 == self.client_at(served, "198.51.100.8").get("/api/v1/entries",
-                                                                 headers=served.auth("reader")).status_code
+        assert (
+            200
+            == self.client_at(served, "198.51.100.8").get("/api/v1/entries", headers=served.auth("reader")).status_code
+        )
         time.sleep(1.1)
         assert 200 == client.get("/api/v1/entries", headers=served.auth("reader")).status_code
         suspected = served.entries(action="auth.bruteforce_suspected")

@@ -38,7 +38,8 @@ class TestAccountStore:
         assert not store.revoke_key("000000000001", "2026-01-03T00:00:00.000000Z")
         store.insert_key(key("000000000002", "svc"))
         assert [("000000000001", "2026-01-02T00:00:00.000000Z"), ("000000000002", None)] == [
-            (k.id, k.revoked_at) for k in store.select_keys()]
+            (k.id, k.revoked_at) for k in store.select_keys()
+        ]
 
     def test_users_and_sessions(self, store: AccountStore) -> None:
         """User names are taken forever; sessions are found by token hash and deleted by user or expiry."""

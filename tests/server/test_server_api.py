@@ -15,7 +15,7 @@ import pytest
 from graven.core import merkle
 from graven.core.bundle import verify_bundle
 from graven.core.note import Checkpoint, Verifier, open_checkpoint
-from tests.server_harness import Served
+from tests.server.server_harness import Served
 
 
 def event(i: int, **extra: Any) -> dict[str, Any]:
@@ -43,7 +43,11 @@ class TestIngest:
         assert {"indices": [before]} == response.json()
         entry = served.trail.get(before)
         assert ("user.login", "u-1", "api", "writer-key") == (
-            entry.action, entry.actor["id"], entry.get("source"), entry.get("context")["ingested_by"])
+            entry.action,
+            entry.actor["id"],
+            entry.get("source"),
+            entry.get("context")["ingested_by"],
+        )
 
     def test_event_without_actor_is_the_keys_service(self, served: Served) -> None:
         """An event that names no actor is attributed to the service whose key sent it."""

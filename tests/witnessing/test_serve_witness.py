@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.test_server_cli import EXE, graven
+from tests.server.test_server_cli import EXE, graven
 
 
 def _free_port() -> int:

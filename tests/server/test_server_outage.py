@@ -20,7 +20,7 @@ import pytest
 from psycopg import sql
 
 from tests.pgserver import PG_URL, with_url
-from tests.test_server_cli import EXE, _free_port
+from tests.server.test_server_cli import EXE, _free_port
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from graven.server.signin import LOGIN_COOKIE, SLOW_SIGN_IN
-from tests.server_harness import SETUP, Served, form_sign_in
+from tests.server.server_harness import SETUP, Served, form_sign_in
 
 PROXY = ("10.0.0.2", 40000)
 ATTACKER = "203.0.113.66"
@@ -103,8 +103,14 @@ class TestRequestsWithoutCredentialsThrottleNobody:
         for _ in range(15):
             assert 401 == served.client.get("/api/v1/entries", headers=visitor).status_code
             assert 405 == served.client.delete("/api/v1/entries/0", headers=visitor).status_code
-            assert 403 == served.client.post("/auth/login", data={"username": "frank", "password": "x"},
-                                             headers={**visitor, "Origin": "https://evil.example"}).status_code
+            assert (
+                403
+                == served.client.post(
+                    "/auth/login",
+                    data={"username": "frank", "password": "x"},
+                    headers={**visitor, "Origin": "https://evil.example"},
+                ).status_code
+            )
             assert 303 == served.client.get("/console", headers=visitor, follow_redirects=False).status_code
         assert 200 == served.client.get("/api/v1/entries", headers={**visitor, **served.auth("reader")}).status_code
         assert 200 == served.client.post("/auth/login", json={"username": "frank", "password": PASSWORD},
@@ -137,8 +143,11 @@ class TestIngestedByComesFromTheCredential:
         assert before == served.trail.store.size()
 
     def test_the_server_names_the_key_that_sent_it(self, served: Served) -> None:
-        response = served.client.post("/api/v1/events", headers=served.auth("writer"),
-                                      json=[{"action": "a.b", "context": {"request_id": "r-1"}}, {"action": "a.c"}])
+        response = served.client.post(
+            "/api/v1/events",
+            headers=served.auth("writer"),
+            json=[{"action": "a.b", "context": {"request_id": "r-1"}}, {"action": "a.c"}],
+        )
         assert 201 == response.status_code
         got = [served.trail.get(i).get("context") for i in response.json()["indices"]]
         assert [{"request_id": "r-1", "ingested_by": "writer-key"}, {"ingested_by": "writer-key"}] == got
@@ -175,8 +184,12 @@ class TestSignInCsrf:
                                          {"Origin": "http://testserver.evil.example"}, {}])  # fmt: skip
     def test_a_form_from_elsewhere_is_403_even_with_a_token(self, served: Served, headers: dict[str, str]) -> None:
         token = self._page(served.client)
-        response = served.client.post("/auth/login", headers=headers, follow_redirects=False,
-                                      data={"username": "frank", "password": PASSWORD, "login_token": token})
+        response = served.client.post(
+            "/auth/login",
+            headers=headers,
+            follow_redirects=False,
+            data={"username": "frank", "password": PASSWORD, "login_token": token},
+        )
         assert (403, "cross_site") == (response.status_code, response.json()["error"])
         assert SESSION not in response.headers.get("set-cookie", "")
         assert not self._signed_in(served)
@@ -205,13 +218,23 @@ class TestSignInCsrf:
         assert 403 == served.client.post("/auth/login", data={**form, "login_token": token}, headers=same).status_code
         assert not self._signed_in(served)
 
-    @pytest.mark.parametrize("headers", [{"Origin": "http://testserver"}, {"Sec-Fetch-Site": "same-origin"},
-                                         {"Origin": "http://testserver:80", "Sec-Fetch-Site": "same-origin"}])
+    @pytest.mark.parametrize(
+        "headers",
+        [
+            {"Origin": "http://testserver"},
+            {"Sec-Fetch-Site": "same-origin"},
+            {"Origin": "http://testserver:80", "Sec-Fetch-Site": "same-origin"},
+        ],
+    )
     def test_the_pages_own_form_signs_in(self, served: Served, headers: dict[str, str]) -> None:
         token = self._page(served.client)
         assert token == self._page(served.client)  # one token per browser: two open tabs both work
-        response = served.client.post("/auth/login", headers=headers, follow_redirects=False,
-                                      data={"username": "frank", "password": PASSWORD, "login_token": token})
+        response = served.client.post(
+            "/auth/login",
+            headers=headers,
+            follow_redirects=False,
+            data={"username": "frank", "password": PASSWORD, "login_token": token},
+        )
         assert 303 == response.status_code
         assert SESSION in response.headers["set-cookie"]
 

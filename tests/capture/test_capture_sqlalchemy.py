@@ -19,8 +19,8 @@ import graven
 from graven.capture.sqlalchemy import Tracker, track
 from graven.errors import ConfigError, ValidationError
 from graven.trail import Trail
+from tests.capture.sqla_models import Base, Customer, Document, Reseller, commit_then_crash
 from tests.pgserver import Server
-from tests.sqla_models import Base, Customer, Document, Reseller, commit_then_crash
 
 
 @dataclass

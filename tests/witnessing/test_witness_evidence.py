@@ -18,7 +18,7 @@ from graven.core import merkle
 from graven.core.note import Checkpoint, CosignerKey, Signer, open_checkpoint, sign_checkpoint
 from graven.witnessing import WitnessService, WitnessState, encode_request, parse_request
 from graven.witnessing.service import EvidenceLimits
-from tests.test_witness import EXE, LOG, ORIGIN, leaves, note_for, request_for
+from tests.witnessing.test_witness import EXE, LOG, ORIGIN, leaves, note_for, request_for
 
 HONEST = leaves(30)
 

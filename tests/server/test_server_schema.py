@@ -11,7 +11,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import checks
 
-from tests.server_harness import Served
+from tests.server.server_harness import Served
 
 CHECKS = [checks.not_a_server_error, checks.status_code_conformance, checks.content_type_conformance,
           checks.response_headers_conformance, checks.response_schema_conformance]  # fmt: skip
@@ -36,7 +36,7 @@ def _check(operation: Any, headers: dict[str, str]) -> None:
 def test_openapi_document_holds(serve_log: Any) -> None:
     """Every operation, as admin (and ingest as a writer), with generated input: no 5xx, nothing off-schema.
 
-    The live tail is left out: it streams until the client leaves; tests/test_server_api.py covers it.
+    The live tail is left out: it streams until the client leaves; tests/server/test_server_api.py covers it.
     """
     served: Served = serve_log(auth_failure_limit=100_000)
     served.client.post("/api/v1/events", json=[{"action": "a.b", "actor": "u-1"}] * 1, headers=served.auth("writer"))

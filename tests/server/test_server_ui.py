@@ -9,7 +9,7 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.server_harness import ROLES, SETUP, Served, form_sign_in
+from tests.server.server_harness import ROLES, SETUP, Served, form_sign_in
 
 JSON = {"accept": "application/json"}
 PASSWORD = "correct horse"
