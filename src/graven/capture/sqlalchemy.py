@@ -68,6 +68,7 @@ from sqlalchemy.orm import Mapper, ORMExecuteState, Session, scoped_session, ses
 from sqlalchemy.orm import SessionTransaction as Tx
 
 from graven.capture import _rows, context, outbox
+from graven.capture.action import Action, current_action
 from graven.core.model import ACTION_RE
 from graven.errors import ConfigError
 
@@ -123,6 +124,7 @@ class Tracker:
         self._lock = threading.Lock()
         self._sweeping = threading.Lock()
         self._done: dict[str, None] = {}  # ids in the trail whose outbox rows are still to delete
+        self._held: set[str] = set()  # ids folded into an action not yet recorded: not drained meanwhile
         self._backlog = True
         self._last_sweep = float("-inf")
         self._listeners: list[tuple[Any, str, Callable[..., Any]]] = []
@@ -316,6 +318,11 @@ class Tracker:
         chain = _savepoints(session)
         staged = session.info.setdefault(self._key, [])
         staged.extend((chain, d) for d in docs)
+        block = current_action()
+        if block is not None:  # one attempt, one entry: the block's own change is folded into its entry
+            owned = {d["id"]: block for d in docs if block.takes(d)}
+            if owned:
+                session.info.setdefault(self._key + ".fold", {}).update(owned)
         if piggyback and not chain:
             with self._lock:
                 claimed = list(self._done)[:BATCH]
@@ -337,7 +344,8 @@ class Tracker:
             return  # a savepoint released: its events now belong to the enclosing transaction
         staged = session.info.pop(self._key, None)
         session.info.pop(self._key + ".claimed", None)  # their rows are gone for good
-        docs = [doc for _, doc in staged or ()]
+        owners = session.info.pop(self._key + ".fold", None) or {}
+        docs = [doc for _, doc in staged or () if not self._folds(owners.get(doc["id"]), doc)]
         if self._worker is not None:
             if docs:
                 self._worker.submit(docs)
@@ -345,6 +353,30 @@ class Tracker:
         self._sweep_if_due()  # older rows first, so that the log keeps the order of the commits
         if docs:
             self._record_committed(docs)
+
+    def _folds(self, block: Action | None, doc: Any) -> bool:
+        """Whether a committed event went into an open action's entry; its outbox row is held meanwhile."""
+        if block is None:
+            return False
+        with self._lock:
+            self._held.add(doc["id"])
+        if block.fold(self, doc):
+            return True
+        with self._lock:
+            self._held.discard(doc["id"])
+        return False
+
+    def folded_recorded(self, ids: list[str]) -> None:
+        """The action holding these events is in the trail: their outbox rows go with the next write."""
+        with self._lock:
+            self._held.difference_update(ids)
+            self._done.update(dict.fromkeys(ids))
+
+    def folded_released(self, ids: list[str]) -> None:
+        """The action holding these events could not be recorded: the events are recorded on their own."""
+        with self._lock:
+            self._held.difference_update(ids)
+        self._backlog = True
 
     def _sweep_if_due(self) -> None:
         if self._backlog or time.monotonic() - self._last_sweep >= self._sweep_interval:
@@ -404,6 +436,8 @@ class Tracker:
             while True:
                 with self.engine.connect() as conn:
                     rows = conn.execute(self._select_batch).all()
+                with self._lock:
+                    rows = [r for r in rows if str(r.event_id) not in self._held]
                 if not rows:
                     return moved
                 try:
