@@ -37,6 +37,7 @@ application's side: application roles get no INSERT right on the log's own schem
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -64,18 +65,22 @@ from sqlalchemy import (
     select,
     tuple_,
 )
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_scoped_session, async_sessionmaker
 from sqlalchemy.orm import Mapper, ORMExecuteState, Session, scoped_session, sessionmaker
 from sqlalchemy.orm import SessionTransaction as Tx
+from sqlalchemy.util import await_only, greenlet_spawn
+from sqlalchemy.util.concurrency import in_greenlet
 
 from graven.capture import _rows, context, outbox
 from graven.capture.action import Action, current_action
+from graven.core.diff import diff
 from graven.core.model import ACTION_RE
 from graven.errors import ConfigError
 
 if TYPE_CHECKING:
     from graven.trail import Trail
 
-__all__ = ["Tracker", "track"]
+__all__ = ["Tracker", "track", "track_async"]
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +134,7 @@ class Tracker:
         self._last_sweep = float("-inf")
         self._listeners: list[tuple[Any, str, Callable[..., Any]]] = []
         self._worker = _Worker(self) if background else None
+        self._async = engine.dialect.is_async
 
     # --- installing -------------------------------------------------------------------------
 
@@ -169,6 +175,15 @@ class Tracker:
         for i in range(0, len(done), BATCH):
             with self.engine.begin() as conn:
                 conn.execute(self._delete_ids, {"ids": done[i : i + BATCH]})
+
+    async def aclose(self) -> None:
+        """:meth:`close` from async code (an async engine's connections need it)."""
+        await greenlet_spawn(self.close)
+
+    async def adrain(self) -> int:
+        """:meth:`drain` from async code."""
+        moved: int = await greenlet_spawn(self.drain)
+        return moved
 
     def __enter__(self) -> Tracker:
         return self
@@ -226,13 +241,15 @@ class Tracker:
                 if model is None or not self._here(session, state.mapper):
                     continue
                 if verb == "update":
-                    changes = _rows.updated(state, model)
+                    changes = _rows.updated(state, model) + _links(state, model, verb)
                     if not changes:
                         continue
                 elif verb == "create":
-                    changes = _rows.created(_rows.loaded(state, model), model)
+                    changes = _rows.created(_rows.loaded(state, model), model) + _links(state, model, verb)
                 else:
-                    changes = _rows.deleted(_rows.loaded(state, model), model)
+                    changes = _rows.deleted(_rows.loaded(state, model), model) + _links(state, model, verb)
+                if model.links:
+                    changes.sort(key=lambda c: str(c["field"]))
                 docs.append(self._event(session, model, verb, _rows.primary_key(state, model, verb), changes))
                 mapper = state.mapper
         if mapper is not None:
@@ -350,6 +367,12 @@ class Tracker:
             if docs:
                 self._worker.submit(docs)
             return
+        if self._async:  # inside an AsyncSession's commit: the event loop awaits a worker thread
+            await_only(asyncio.to_thread(self._sweep_and_record, docs))
+        else:
+            self._sweep_and_record(docs)
+
+    def _sweep_and_record(self, docs: list[Any]) -> None:
         self._sweep_if_due()  # older rows first, so that the log keeps the order of the commits
         if docs:
             self._record_committed(docs)
@@ -506,6 +529,37 @@ class _Worker:
                     self._cond.notify_all()
 
 
+def _links(state: Any, model: _rows.Model, verb: str) -> list[dict[str, Any]]:
+    """Many-to-many changes (add, remove, clear) as ``{field, old, new}`` lists of the related rows' keys.
+
+    A collection's members are known as loaded: on update, those unchanged plus those removed before
+    and plus those added after; on create, those added; on delete, those loaded.
+    """
+    out: list[dict[str, Any]] = []
+    for key in model.links:
+        if verb == "delete":
+            members = state.dict.get(key)
+            if members:
+                out += diff({key: _keys(members)}, None)
+            continue
+        history = state.attrs[key].history
+        if not history.has_changes():
+            continue
+        kept = list(history.unchanged or ())
+        before, after = _keys(kept + list(history.deleted or ())), _keys(kept + list(history.added or ()))
+        out += diff(None, {key: after}) if verb == "create" else diff({key: before}, {key: after})
+    return out
+
+
+def _keys(objects: Iterable[Any]) -> list[str]:
+    """Related objects as their primary keys' text, sorted (a collection's order is not the database's)."""
+    keys = []
+    for obj in objects:
+        related = inspect(obj)
+        keys.append(_rows.key_text(related.mapper.primary_key_from_instance(obj)))
+    return sorted(keys)
+
+
 def _keep(target: Any, value: Any, old: Any, initiator: Any) -> Any:
     """A "set" listener whose only purpose is ``active_history``."""
     return value
@@ -530,11 +584,25 @@ def _describe(
 ) -> _rows.Model:
     pk = tuple(mapper.get_property_by_column(c).key for c in mapper.primary_key)
     keys = tuple(a.key for a in mapper.column_attrs if a.key not in set(excluded))
-    return _rows.Model(noun, action, keys, frozenset(redacted), pk, frozenset(excluded))
+    links = tuple(r.key for r in mapper.relationships if r.secondary is not None and r.key not in set(excluded))
+    return _rows.Model(noun, action, keys, frozenset(redacted), pk, frozenset(excluded), links)
 
 
 def _engine_of(bind: Any, mappers: list[Mapper[Any]]) -> tuple[Engine, list[Any]]:
     """The engine whose rows are tracked, and the targets to listen on."""
+    if isinstance(bind, AsyncEngine):
+        return bind.sync_engine, [Session]
+    if isinstance(bind, async_scoped_session):
+        bind = bind.session_factory
+    if isinstance(bind, async_sessionmaker):
+        # The AsyncSessions it makes drive Sessions of a class of their own, listened to alone.
+        base = bind.kw.get("sync_session_class") or Session
+        own = type(f"Tracked{base.__name__}", (base,), {})
+        bind.kw["sync_session_class"] = own
+        engine = _bound_engine(bind().sync_session, mappers)  # no connection is opened
+        return engine, [own]
+    if isinstance(bind, AsyncSession):
+        return _bound_engine(bind.sync_session, mappers), [bind.sync_session]
     if isinstance(bind, Engine):
         return bind, [Session]
     if isinstance(bind, scoped_session):
@@ -546,7 +614,8 @@ def _engine_of(bind: Any, mappers: list[Mapper[Any]]) -> tuple[Engine, list[Any]
     if isinstance(bind, Session):
         return _bound_engine(bind, mappers), [bind]
     raise ConfigError(
-        f"track() needs an Engine, a Session, a sessionmaker or a scoped_session; got {type(bind).__name__}"
+        "track() needs an Engine, a Session, a sessionmaker or a scoped_session (or their async kinds); "
+        f"got {type(bind).__name__}"
     )
 
 
@@ -602,11 +671,12 @@ def track(
         mappers.append(mapper)
     exclude, redact = tuple(exclude), tuple(redact)
     columns = {a.key for m in mappers for a in m.column_attrs}
-    for option, given in (("exclude", exclude), ("redact", redact)):
-        unknown = [c for c in given if c not in columns]
+    links = {r.key for m in mappers for r in m.relationships if r.secondary is not None}
+    for option, given, known in (("exclude", exclude, columns | links), ("redact", redact, columns)):
+        unknown = [c for c in given if c not in known]
         if unknown:
             raise ConfigError(
-                f"{option}: no tracked model has a column {unknown[0]!r} (columns: {', '.join(sorted(columns))})"
+                f"{option}: no tracked model has a column {unknown[0]!r} (columns: {', '.join(sorted(known))})"
             )
     if set(exclude) & set(redact):
         raise ConfigError(f"column {sorted(set(exclude) & set(redact))[0]!r} cannot be both excluded and redacted")
@@ -625,6 +695,11 @@ def track(
         if not ACTION_RE.fullmatch(f"{action}.create"):
             raise ConfigError(f"{action!r} cannot start an action: use letters, digits, _ and - between dots")
         described[mapper] = _describe(mapper, noun, action, exclude, redact)
+    if isinstance(bind, AsyncEngine | AsyncSession | async_sessionmaker | async_scoped_session):
+        if background:
+            raise ConfigError("background=True is for sync sessions: an AsyncSession's commit records off the loop")
+        if not in_greenlet():
+            raise ConfigError(f"an async {type(bind).__name__} is tracked with `await track_async(...)`")
     engine, targets = _engine_of(bind, mappers)
     tracker = Tracker(
         trail, engine, targets, described, outbox=outbox, default_actor=default_actor, source=source,
@@ -636,4 +711,20 @@ def track(
     except BaseException:
         tracker.close()
         raise
+    return tracker
+
+
+async def track_async(
+    trail: Trail,
+    bind: AsyncEngine | AsyncSession | async_sessionmaker[Any] | async_scoped_session[Any],
+    *models: type,
+    **options: Any,
+) -> Tracker:
+    """:func:`track` for ``AsyncSession``: ``bind`` is an ``AsyncEngine``, an ``async_sessionmaker``
+    (or ``async_scoped_session``) or one ``AsyncSession``; the options are :func:`track`'s
+    (``background`` excepted). A commit records its events from a worker thread that the event
+    loop awaits: the loop stays free and, once ``await session.commit()`` returns, they are in the
+    trail. Use :meth:`Tracker.adrain` and :meth:`Tracker.aclose` from async code.
+    """
+    tracker: Tracker = await greenlet_spawn(track, trail, bind, *models, **options)
     return tracker
