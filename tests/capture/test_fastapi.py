@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -184,3 +188,15 @@ def test_refusal_without_recorded_cause_is_recorded(trail: Trail) -> None:
 
     TestClient(AuditMiddleware(app, trail)).get("/")
     assert [("http.request", "anonymous", "HTTP 401 Unauthorized")] == denials(trail)
+
+
+def test_readme_example(tmp_path: Path) -> None:
+    """The README's FastAPI example runs as written, in a fresh folder."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text.split("## FastAPI\n", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```python\n(.*?)```", section, re.S)
+    assert block is not None
+    out = subprocess.run([sys.executable, "-c", block.group(1)], cwd=tmp_path, capture_output=True, text=True,
+                         check=False)  # fmt: skip
+    assert 0 == out.returncode, out.stderr
+    assert (tmp_path / "audit.db").exists()

@@ -6,7 +6,9 @@ Each flushed change of a tracked model is one entry: action ``<noun>.create``, `
 or ``<noun>.delete`` (the noun is the class name in snake_case unless ``names`` says otherwise,
 after ``action_prefix.`` if given), target ``(noun, primary key)``, and the column changes: every
 loaded column on create, only the changed columns with old and new on update, every column's old
-value on delete. Who, from where and why come from ``trail.context(...)`` as it is at flush time;
+value on delete; a many-to-many collection (``secondary=``) as a change of its name, the related
+rows' keys before and after (add, remove, clear). Who, from where and why come from
+``trail.context(...)`` as it is at flush time;
 with no actor in the context, ``default_actor`` is recorded. The trail's redaction policy applies
 (a ``password_hash`` column is recorded as changed, never its value); ``redact`` names more such
 columns, ``exclude`` columns to ignore. ORM bulk ``session.execute(update(Model)...)`` and
@@ -30,8 +32,11 @@ Limits: changes made without the ORM (``text()`` SQL, Core statements on a conne
 programs) are not seen; use PostgreSQL trigger capture (:mod:`graven.capture.pg`) for those. ORM
 bulk INSERT statements (``session.execute(insert(Model), rows)``) are not seen either: add objects
 to the session instead. A bulk update that changes a primary key records that row's old values
-only. Server-computed columns appear once loaded (``eager_defaults``). ``AsyncSession`` is not
-supported. When the trail lives in the same PostgreSQL database, the outbox still lives on the
+only. Server-computed columns appear once loaded (``eager_defaults``). Collection members are
+known as loaded. ``AsyncSession``: :func:`track_async`, the same guarantees, the trail written from a
+worker thread the event loop awaits. A change committed inside a ``trail.action()`` block of the
+same action and target is folded into that block's entry (:mod:`graven.capture.action`). When the
+trail lives in the same PostgreSQL database, the outbox still lives on the
 application's side: application roles get no INSERT right on the log's own schema by design.
 """
 
