@@ -112,11 +112,13 @@ class TestFigures:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             url = f"http://127.0.0.1:{sock.getsockname()[1]}"  # nobody listens once closed
+        key = metrics_key(served)
         served.trail.checkpoint()
-        served.trail.pusher = Pusher(served.trail, [url], timeout=2)
-        served.trail.pusher.push_all()
-        found = scrape(served, metrics_key(served))
-        assert 1 == found[f"graven_witness_failures_total{{witness={url}}}"]
+        pusher = served.trail.pusher = Pusher(served.trail, [url], timeout=2)
+        pusher.push_all()
+        pusher.wait(30)  # and any push the background signer started
+        found = scrape(served, key)
+        assert 1 <= pusher.failures[url] == found[f"graven_witness_failures_total{{witness={url}}}"]
         assert f"graven_witness_cosignature_age_seconds{{witness={url}}}" not in found
 
     def test_forwarder_lag_and_readiness(self, served: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -176,8 +178,8 @@ def test_served_log_lines(tmp_path: Path, fmt: str) -> None:
     subprocess.run([EXE, "init"], cwd=tmp_path, env=env, check=True, capture_output=True, timeout=60)
     port = free_port()
     with open(tmp_path / "serve.log", "wb") as out:
-        server = subprocess.Popen([EXE, "serve", "--port", str(port), "--log-format", fmt], cwd=tmp_path, env=env,
-                                  stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        command = [EXE, "serve", "--port", str(port), "--log-format", fmt, "--access-log"]
+        server = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
         while True:

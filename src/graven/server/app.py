@@ -261,7 +261,7 @@ def app_from_environment() -> FastAPI:
     if supervisor is not None:
         follow_supervisor(supervisor)  # a worker MUST NOT outlive its supervisor (and keep the port)
     settings = orjson.loads(os.environ[SETTINGS_ENV])
-    configure_logs(settings.pop("log_format", "text"))
+    configure_logs(settings.pop("log_format", "text"), requests=settings.pop("access_log", False))
     secret = load_secret(Path(settings.pop("secret_path")))
     settings["session_ttl"] = timedelta(seconds=settings.pop("session_seconds"))
     settings["trusted_proxies"] = tuple(settings["trusted_proxies"])

@@ -95,7 +95,8 @@ def _emit_json(rows: list[dict[str, Any]]) -> None:
               help="How long a sign-in lasts.")  # fmt: skip
 @click.option("--trusted-proxy", "proxies", multiple=True, metavar="CIDR",
               help="A proxy whose X-Forwarded-For/-Proto is believed (repeatable).")  # fmt: skip
-@click.option("--access-log/--no-access-log", default=False, help="Log every request (uvicorn's access log).")
+@click.option("--access-log/--no-access-log", default=False,
+              help="Log a line per request (method, path, route, status, duration, client, request id).")  # fmt: skip
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Worker processes (failure counters are per worker).")  # fmt: skip
 @click.option("--witness", "witnesses", multiple=True, metavar="URL",
@@ -144,7 +145,8 @@ def serve_command(host: str, port: int, max_body: int, max_batch: int, auth_fail
     settings = {"secret_path": str(secret_path.resolve()), "max_body": max_body, "max_batch": max_batch,
                 "auth_failure_limit": auth_failures, "auth_failure_window": auth_window,
                 "session_seconds": session_hours * 3600, "trusted_proxies": list(proxies),
-                "log_format": log_format, "forward_lag_bound": max_forward_lag}  # fmt: skip
+                "log_format": log_format, "access_log": access_log,
+                "forward_lag_bound": max_forward_lag}  # fmt: skip
     for name, value in (("GRAVEN_DB", root.db), ("GRAVEN_SIGNING_KEY", root.signing_key),
                         ("GRAVEN_FINGERPRINT_KEY", root.fingerprint_key),
                         ("GRAVEN_SUBJECT_KEYS", root.subject_keys)):  # fmt: skip
@@ -166,7 +168,7 @@ def serve_command(host: str, port: int, max_body: int, max_batch: int, auth_fail
                f"{', forwarding to ' + ', '.join(forwards) if forwards else ''} (Ctrl-C stops)", err=True)  # fmt: skip
     try:
         uvicorn.run("graven.server.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                    log_level="warning", access_log=access_log, proxy_headers=bool(proxies),
+                    log_level="warning", access_log=False, proxy_headers=bool(proxies),
                     forwarded_allow_ips=",".join(proxies) or None)  # fmt: skip
     finally:
         if background is not None:

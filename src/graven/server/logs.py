@@ -1,13 +1,14 @@
 """The service's own log: one line per request and per notable event, as JSON or plain text.
 
-Everything goes through the standard :mod:`logging` under the ``graven`` logger; :func:`configure`
-(called by ``graven serve``, ``--log-format json|text`` or ``GRAVEN_LOG_FORMAT``) gives it one
-handler on standard error with :class:`JsonFormatter` (one JSON object per line: ``time``,
-``level``, ``logger``, ``message``, ``request_id`` and the event's own fields) or
-:class:`TextFormatter`. :class:`RequestLog` writes the request lines (logger ``graven.http``:
-method, path, route, status, duration, client) and gives each request an id (its
-``X-Request-ID``, or a new one, returned in the response) that every line logged while serving it
-carries. MUST NOT log a request's body, query string, headers or credentials.
+Everything goes through the standard :mod:`logging` under the ``graven`` logger. :func:`configure`
+(called by ``graven serve``: ``--log-format json|text`` or ``GRAVEN_LOG_FORMAT``, and
+``--access-log`` for the request lines) gives it one handler on standard error, with
+:class:`JsonFormatter` (one JSON object per line: ``time``, ``level``, ``logger``, ``message``,
+``request_id`` and the event's own fields) or :class:`TextFormatter`. :class:`RequestLog` writes
+the request lines (logger ``graven.http``: method, path, route, status, duration, client) and
+gives each request an id (its ``X-Request-ID``, or a new one, returned in the response) that every
+line logged while serving it carries. MUST NOT log a request's body, query string, headers or
+credentials.
 """
 
 from __future__ import annotations
@@ -74,8 +75,9 @@ def _plain(value: Any) -> str:
     return orjson.dumps(text).decode() if (not text or any(c.isspace() or c == '"' for c in text)) else text
 
 
-def configure(fmt: str, level: int = logging.INFO) -> None:
-    """Send the ``graven`` loggers' lines to standard error in ``fmt`` (``json`` or ``text``); idempotent."""
+def configure(fmt: str, *, requests: bool = False, level: int = logging.INFO) -> None:
+    """Send the ``graven`` loggers' lines to standard error in ``fmt`` (``json`` or ``text``), with a
+    line per request when ``requests``; idempotent."""
     if fmt not in FORMATS:
         raise ValueError(f"log format must be one of {', '.join(FORMATS)}; got {fmt!r}")
     logger = logging.getLogger("graven")
@@ -87,6 +89,7 @@ def configure(fmt: str, level: int = logging.INFO) -> None:
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
+    http_log.setLevel(level if requests else max(level, logging.WARNING))
 
 
 class RequestLog:
