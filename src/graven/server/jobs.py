@@ -108,3 +108,6 @@ class Jobs:
         job.update(result=report.to_json(), status="done", finished_at=self._now())
         self._save(job)
         self.on_result(report.ok)
+        log.log(logging.INFO if report.ok else logging.ERROR, "graven: verification job %s: %s", job["id"],
+                "intact" if report.ok else f"damage found: {report.message}",
+                extra={"job": job["id"], "entries": report.entries, "intact": report.ok})  # fmt: skip
