@@ -239,16 +239,6 @@ class Trail:
         self._appended = self._appended or moved > 0
         return moved
 
-    def pg_context(self, conn: Any, **who: Any) -> AbstractContextManager[None]:
-        """Who and why for changes made through a psycopg connection to tracked tables.
-
-        ``with trail.pg_context(conn, actor="u-17", ip=..., reason=...):`` sets them for the
-        current transaction only (``set_config(..., true)``), so it is safe behind poolers.
-        """
-        from graven.capture.pg import context
-
-        return context(conn, **who)
-
     def _prepare_captured(self, events: list[Any]) -> list[Prepared]:
         """Captured events as entries (one clock reading for the batch); an event that breaks a
         rule is kept as a ``capture.invalid`` entry saying why, so one bad row never blocks the rest."""
