@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from graven.capture import context
+from graven import context
 from graven.capture.asgi import STATE_KEY, ClientAddresses, record_denial
 from graven.capture.request import attempt, clean, current_attempt
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from graven.capture import context
+from graven import context
 from graven.capture.request import DENIED_STATUSES, Attempt, TrustedProxies, attempt, clean
 
 if TYPE_CHECKING:

@@ -76,7 +76,8 @@ from sqlalchemy.orm import SessionTransaction as Tx
 from sqlalchemy.util import await_only, greenlet_spawn
 from sqlalchemy.util.concurrency import in_greenlet
 
-from graven.capture import _rows, context, outbox
+from graven import context
+from graven.capture import _rows, outbox
 from graven.capture.action import Action, current_action
 from graven.core.diff import diff
 from graven.core.model import ACTION_RE

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -82,3 +83,35 @@ def apply(event: Mapping[str, Any], ctx: Mapping[str, Any] | None = None) -> dic
     if extra:
         out["context"] = {**extra, **(out.get("context") or {})}
     return out
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One request being handled: whether its refusal is already in the trail (one attempt, one entry)."""
+
+    denied_recorded: bool = False
+
+
+_attempt: ContextVar[Attempt | None] = ContextVar("graven_attempt", default=None)
+
+
+@contextmanager
+def attempt() -> Iterator[Attempt]:
+    """Mark the block as one request; whatever records its refusal says so with :func:`note_denied`."""
+    current = Attempt()
+    token = _attempt.set(current)
+    try:
+        yield current
+    finally:
+        _attempt.reset(token)
+
+
+def current_attempt() -> Attempt | None:
+    return _attempt.get()
+
+
+def note_denied() -> None:
+    """Say that the current request's refusal has been recorded (nothing outside a request)."""
+    current = _attempt.get()
+    if current is not None:
+        current.denied_recorded = True
