@@ -62,7 +62,7 @@ class TestFold:
     def test_outbox_row_deleted_after_the_action(self, trail: Trail, orm: Orm) -> None:
         """The folded change's outbox row stays until the block's entry is in, and is then removed."""
         maker, tracker = orm
-        with trail.context(actor="u-1"), trail.action("document.delete", target=("document", "d-1")):
+        with trail.context(actor="u-1"), trail.action("document.delete", target=("document", "d-1", "Lease")):
             with maker() as session:
                 session.delete(session.get(Document, "d-1"))
                 session.commit()

@@ -195,9 +195,9 @@ def current_action() -> Action | None:
 
 
 def _target_key(target: Any) -> tuple[str, str]:
-    """A target given as ``(type, id)``, ``"type:id"``, a mapping or a Target, as ``(type, id)`` text."""
-    if isinstance(target, tuple | list) and len(target) == 2:
-        kind, ident = target
+    """A target given as ``(type, id[, name])``, ``"type:id"``, a mapping or a Target, as ``(type, id)`` text."""
+    if isinstance(target, tuple | list) and len(target) in (2, 3):  # (type, id) or (type, id, name)
+        kind, ident = target[0], target[1]
         return str(kind), str(ident)
     if isinstance(target, Mapping):
         return str(target.get("type")), str(target.get("id"))
