@@ -46,7 +46,8 @@ class TestSpanIds:
         with tracer.start_as_current_span("request"), tracer.start_as_current_span("db"):
             index = trail.record(action="order.pay", actor="u-1")
         child, parent = exporter.get_finished_spans()
-        assert child.context is not None and parent.context is not None
+        assert child.context is not None
+        assert parent.context is not None
         trace_id, span_id = ids_of(trail, index)
         assert format(parent.context.trace_id, "032x") == trace_id
         assert format(child.context.span_id, "016x") == span_id
@@ -84,9 +85,12 @@ class TestAcrossThreadsAndTasks:
     def test_pool_work_keeps_the_span(self, trail: Trail, traced: tuple[Tracer, InMemorySpanExporter]) -> None:
         """carry() takes the span to a worker thread as well as the actor."""
         tracer, exporter = traced
-        with tracer.start_as_current_span("batch"), trail.context(actor="u-1"):
-            with graven.ContextThreadPoolExecutor(1) as pool:
-                index = pool.submit(trail.record, action="order.pay").result()
+        with (
+            tracer.start_as_current_span("batch"),
+            trail.context(actor="u-1"),
+            graven.ContextThreadPoolExecutor(1) as pool,
+        ):
+            index = pool.submit(trail.record, action="order.pay").result()
         (span,) = exporter.get_finished_spans()
         assert span.context is not None
         assert format(span.context.span_id, "016x") == ids_of(trail, index)[1]
