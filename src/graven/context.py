@@ -52,6 +52,19 @@ def actor_of(value: Any) -> dict[str, Any] | None:
 @contextmanager
 def scope(**fields: Any) -> Iterator[Mapping[str, Any]]:
     """Add ``fields`` to the current context for the duration of the block (None values are ignored)."""
+    token = push(**fields)
+    try:
+        yield _current.get()
+    finally:
+        _current.reset(token)
+
+
+def push(**fields: Any) -> contextvars.Token[Mapping[str, Any]]:
+    """Add ``fields`` to the current context until ``reset(token)``, for hooks that cannot hold a block.
+
+    Prefer :func:`scope`. MUST be undone in the same :class:`contextvars.Context`, or be made in a
+    context that is thrown away afterwards (as the WSGI middleware runs each request in its own).
+    """
     merged = dict(_current.get())
     for key, value in fields.items():
         if value is None:
@@ -64,11 +77,12 @@ def scope(**fields: Any) -> Iterator[Mapping[str, Any]]:
             merged["actor"] = {**previous, **given} if same else given
         else:
             merged[key] = value
-    token = _current.set(MappingProxyType(merged))
-    try:
-        yield _current.get()
-    finally:
-        _current.reset(token)
+    return _current.set(MappingProxyType(merged))
+
+
+def reset(token: contextvars.Token[Mapping[str, Any]]) -> None:
+    """Undo a :func:`push`."""
+    _current.reset(token)
 
 
 def current() -> Mapping[str, Any]:
