@@ -95,7 +95,9 @@ def apply(event: Mapping[str, Any], ctx: Mapping[str, Any] | None = None) -> dic
     ctx = current() if ctx is None else ctx
     out = dict(event)
     span = span_ids()
-    if not ctx and span is None:
+    if not ctx:
+        if span is not None and isinstance(out.get("context") or {}, Mapping):
+            out["context"] = {**span, **(out.get("context") or {})}
         return out
     actor = actor_of(out.get("actor")) if out.get("actor") is not None else actor_of(ctx.get("actor"))
     if actor is not None:
@@ -109,7 +111,7 @@ def apply(event: Mapping[str, Any], ctx: Mapping[str, Any] | None = None) -> dic
     extra = {k: v for k, v in ctx.items() if k not in ("actor", *ACTOR_KEYS, *EVENT_KEYS)}
     if span is not None:
         extra = {**span, **extra}
-    if extra:
+    if extra and isinstance(out.get("context") or {}, Mapping):  # else validation names the bad context
         out["context"] = {**extra, **(out.get("context") or {})}
     return out
 

@@ -72,6 +72,18 @@ class TestSpanIds:
         assert ("from-context", format(0xDEF, "016x")) == ids_of(trail, first)
         assert ("from-context", "from-event") == ids_of(trail, second)
 
+    def test_bad_context_is_still_named_by_validation(
+        self, trail: Trail, traced: tuple[Tracer, InMemorySpanExporter]
+    ) -> None:
+        """Inside a span, a context that is not an object is refused by validation, not by a crash."""
+        tracer, _ = traced
+        for scope in ({}, {"actor": "u-1"}):
+            with tracer.start_as_current_span("work"), trail.context(**scope):
+                with pytest.raises(graven.ValidationError) as refused:
+                    trail.record(action="order.pay", actor="u-1", context="not an object")
+                assert "context" == refused.value.field
+        assert 0 == trail.size
+
     def test_ids_join_the_request_context(self, trail: Trail, traced: tuple[Tracer, InMemorySpanExporter]) -> None:
         """The span's ids sit beside the request id that trail.context set."""
         tracer, _ = traced
