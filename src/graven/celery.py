@@ -59,10 +59,8 @@ def _publish(sender: Any = None, headers: dict[str, Any] | None = None, **extra:
     if headers is None:
         return
     found = carried()
-    if found:
+    if found:  # else a header given to apply_async(headers=...) is sent as it is
         headers[HEADER] = found
-    else:
-        headers.pop(HEADER, None)  # a retried task's old header must not outlive the context
 
 
 def _prerun(sender: Any = None, task_id: str | None = None, task: Task[Any, Any] | None = None, **extra: Any) -> None:

@@ -143,6 +143,34 @@ class TestDenials:
         )
 
 
+class TestLazyAndFailingApps:
+    def test_status_given_while_the_body_is_sent(self, trail: Trail) -> None:
+        """A generator app that calls start_response only when iterated still has its 403 recorded once."""
+
+        def app(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
+            start_response("403 Forbidden", [])
+            yield b"no"
+
+        response = Client(AuditMiddleware(app, trail, actor=lambda environ: "u-4")).get("/late")
+        assert 403 == response.status_code
+        assert [("u-4", "GET /late", "HTTP 403 Forbidden", 403)] == [
+            (e.actor["id"], e.targets[0]["id"], e.get("reason"), e.get("context")["status"])
+            for e in trail.query(outcome="denied").entries
+        ]
+        assert 1 == trail.size
+
+    def test_an_error_propagates_and_leaves_nothing_behind(self, trail: Trail) -> None:
+        """An exception from the app reaches the server as it was; the caller's context is untouched."""
+
+        def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+            raise LookupError("no such invoice")
+
+        with pytest.raises(LookupError, match="no such invoice"):
+            AuditMiddleware(app, trail, actor=lambda environ: "u-1")({"PATH_INFO": "/x"}, lambda *a: print)
+        assert {} == dict(graven.capture.context.current())
+        assert graven.capture.request.current_attempt() is None
+
+
 def test_under_a_real_wsgi_server(trail: Trail) -> None:
     """wsgiref serving over a socket: context from real headers, a denial recorded once."""
 

@@ -146,6 +146,24 @@ class TestHeader:
             result = jobs.ship.apply_async(("o-6",), headers={graven.celery.HEADER: header})
             assert {"type": "service", "id": "orders.ship"} == trail.get(index_of(result)).actor
 
+    def test_header_given_outside_a_context(self, trail: Trail, jobs: Jobs) -> None:
+        """Code with no context may name the person itself: apply_async(headers={"graven": {...}})."""
+        header = {"actor": {"type": "user", "id": "u-3", "name": "Ada", "ip": "203.0.113.1"}, "request_id": "r-3"}
+        result = jobs.ship.apply_async(("o-9",), headers={graven.celery.HEADER: header})
+        entry = trail.get(index_of(result))
+        assert ({"type": "user", "id": "u-3", "name": "Ada"}, "r-3") == (
+            entry.actor,
+            entry.get("context")["request_id"],
+        )
+
+    def test_context_wins_over_a_given_header(self, trail: Trail, jobs: Jobs) -> None:
+        """Inside a context, the context is what travels."""
+        with trail.context(actor="u-4"):
+            result = jobs.ship.apply_async(
+                ("o-10",), headers={graven.celery.HEADER: {"actor": {"type": "user", "id": "x"}}}
+            )
+        assert "u-4" == trail.get(index_of(result)).actor["id"]
+
 
 def test_eager_run_keeps_the_callers_context(trail: Trail) -> None:
     """apply() runs in the caller's context: its actor and source stay as they are."""
