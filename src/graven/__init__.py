@@ -8,7 +8,7 @@ with graven.open("sqlite:///audit.db", signing_key="audit.key") as trail:
 """
 
 from graven.capture.action import Action, Denied
-from graven.capture.context import ContextThreadPoolExecutor, carry
+from graven.context import ContextThreadPoolExecutor, carry
 from graven.core.audit import Problem, Report
 from graven.core.bundle import verify_bundle
 from graven.core.model import Actor, Change, Entry, Event, Target

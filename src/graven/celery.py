@@ -21,7 +21,7 @@ from typing import Any
 
 from celery import Celery, Task, signals
 
-from graven.capture import context
+from graven import context
 
 __all__ = ["HEADER", "carried", "install"]
 

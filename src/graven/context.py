@@ -8,7 +8,7 @@ fields win over the context's.
 A new thread starts empty: work handed to a thread pool takes its submitter's context along through
 :func:`carry` or :class:`ContextThreadPoolExecutor` (``asyncio.to_thread`` copies it by itself;
 ``loop.run_in_executor`` does not). The ids of an active OpenTelemetry span are added by
-:func:`apply` too (see :mod:`graven.capture.otel`).
+:func:`apply` too (see :mod:`graven.otel`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any, ParamSpec, TypeVar
 
-from graven.capture.otel import span_ids
+from graven.otel import span_ids
 
 P = ParamSpec("P")
 R = TypeVar("R")

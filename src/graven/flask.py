@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import flask
 from werkzeug.exceptions import Forbidden
 
-from graven.capture import context
+from graven import context
 from graven.capture.action import Denied
 from graven.capture.request import DENIED_STATUSES, current_attempt
 from graven.capture.wsgi import AuditMiddleware, record_denial

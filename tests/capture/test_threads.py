@@ -51,12 +51,12 @@ class TestCarry:
         def work(actor: str) -> None:
             with trail.context(actor=actor):
                 barrier.wait()  # both calls inside their own scope at once
-                seen.append(graven.capture.context.current()["actor"]["id"])
+                seen.append(graven.context.current()["actor"]["id"])
 
         with trail.context(actor="u-outer"), ThreadPoolExecutor(2) as pool:
             bound = graven.carry(work)
             list(pool.map(bound, ["u-a", "u-b"]))
-            assert "u-outer" == graven.capture.context.current()["actor"]["id"]
+            assert "u-outer" == graven.context.current()["actor"]["id"]
         assert ["u-a", "u-b"] == sorted(seen)  # type: ignore[type-var]
 
 

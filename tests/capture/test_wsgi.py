@@ -110,7 +110,7 @@ class TestContext:
         """The server's thread is left without the request's context once it is done."""
         c = client(trail)
         c.get("/customers/c-1", headers={"X-User": "u-1"})
-        assert {} == dict(graven.capture.context.current())
+        assert {} == dict(graven.context.current())
         with pytest.raises(graven.ValidationError, match="actor"):
             c.get("/customers/c-2")  # no actor this time, and none left over from the first request
 
@@ -167,7 +167,7 @@ class TestLazyAndFailingApps:
 
         with pytest.raises(LookupError, match="no such invoice"):
             AuditMiddleware(app, trail, actor=lambda environ: "u-1")({"PATH_INFO": "/x"}, lambda *a: print)
-        assert {} == dict(graven.capture.context.current())
+        assert {} == dict(graven.context.current())
         assert graven.capture.request.current_attempt() is None
 
 

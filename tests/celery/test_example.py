@@ -60,7 +60,8 @@ def test_the_walkthrough_runs(folder: Path) -> None:
         [bash, "-e", "-c", block.group(1)], cwd=folder, env=env, capture_output=True, text=True, check=False,
         timeout=180,
     )  # fmt: skip
-    assert 0 == done.returncode, done.stderr
+    log = folder / "examples" / "celery" / "worker.log"
+    assert 0 == done.returncode, (done.stdout, done.stderr, log.read_text() if log.exists() else "no worker log")
     listed = subprocess.run(
         [Path(bindir) / "graven", "log", "--db", "audit.db", "--signing-key", "audit.key", "--json"],
         cwd=folder / "examples" / "celery", env=env, capture_output=True, text=True, check=True,

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from graven.capture import context
+from graven import context
 from graven.capture.request import (
     DENIED_STATUSES,
     TrustedProxies,
