@@ -36,7 +36,7 @@ def test_the_walkthrough_runs(tmp_path: Path) -> None:
     assert block is not None
     shutil.copytree(EXAMPLE, tmp_path / "examples" / "flask")
     bindir = str(Path(sys.executable).parent)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "GRAVEN_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "GRAVEN_", "DJANGO_"))}
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
     bash = shutil.which("bash") or "/bin/bash"
     shell = subprocess.Popen(
