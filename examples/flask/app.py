@@ -22,7 +22,7 @@ def user_from_api_key(request):
     return User(user_id) if user_id else None
 
 
-Graven(app, trail, trusted_proxies=["10.0.0.0/8"])  # after the LoginManager
+Graven(app, trail, trusted_proxies=["10.0.0.0/8"])  # the whole set-up
 
 
 @app.post("/invoices/<invoice_id>/void")
