@@ -7,12 +7,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import flask
 import pytest
 from celery import Celery, Task
 from celery.contrib.testing.worker import start_worker
 
 import graven
 import graven.celery
+from graven.flask import Graven
 from graven.trail import Trail
 
 RESULTS = "redis://127.0.0.1:6379/0"  # results of every test's tasks (rpc:// cannot follow a task a task queued)
@@ -129,6 +131,24 @@ class TestCarried:
         with trail.context(actor="u-1"):
             index_of(jobs.ship.delay("o-5"))
         assert "service" == trail.get(index_of(jobs.nightly.delay())).actor["type"]
+
+
+def test_task_queued_by_a_flask_request(trail: Trail, jobs: Jobs) -> None:
+    """A view queues a task: the task's entry names the signed-in user and the request's id."""
+    app = flask.Flask(__name__)
+    Graven(app, trail, actor=lambda: flask.request.headers["X-User"])
+
+    @app.post("/orders/<order_id>/ship")
+    def ship(order_id: str) -> str:
+        return str(jobs.ship.delay(order_id).id)
+
+    response = app.test_client().post("/orders/o-11/ship", headers={"X-User": "u-12"})
+    entry = trail.get(index_of(jobs.app.AsyncResult(response.text)))
+    assert ("u-12", response.headers["X-Request-ID"], "job") == (
+        entry.actor["id"],
+        entry.get("context")["request_id"],
+        entry.get("source"),
+    )
 
 
 class TestHeader:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import flask
@@ -59,6 +60,11 @@ def make_app(trail: Trail, *, login_view: str | None = None, **options: Any) -> 
     def report(report_id: str) -> str:
         raise graven.Denied(f"report {report_id} belongs to another team")
 
+    @app.get("/async/<customer_id>")
+    async def async_view(customer_id: str) -> str:
+        await asyncio.sleep(0)
+        return str(await trail.arecord(action="customer.view", targets=[("customer", customer_id)]))
+
     @app.get("/settings")
     @fresh_login_required
     def settings() -> str:
@@ -97,6 +103,16 @@ class TestContext:
             "method": "GET",
         } == entry.get("context")
         assert "web" == entry.get("source")
+
+    def test_async_view(self, trail: Trail) -> None:
+        """An async view (run by Flask in its own event loop) records with the request's context."""
+        response = client(make_app(trail)).get("/async/c-4", headers={"X-User": "u-4", "X-Request-ID": "req-a"})
+        entry = trail.get(int(response.text))
+        assert ("u-4", "req-a", "/async/<customer_id>") == (
+            entry.actor["id"],
+            entry.get("context")["request_id"],
+            entry.get("context")["route"],
+        )
 
     def test_actor_callable(self, trail: Trail) -> None:
         """A given actor() replaces Flask-Login's current_user."""
