@@ -19,6 +19,7 @@ from celery import Celery
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 EXAMPLE = ROOT / "examples" / "celery"
+BROKERS = {"redis": "redis://127.0.0.1:6379/0", "rabbitmq": "amqp://guest:guest@127.0.0.1:5672//"}
 
 
 def section() -> str:
@@ -33,12 +34,20 @@ def test_the_readme_shows_the_example_files() -> None:
     assert [(EXAMPLE / "tasks.py").read_text(), (EXAMPLE / "queue_work.py").read_text()] == blocks
 
 
+@pytest.fixture(params=sorted(BROKERS))
+def broker(request: pytest.FixtureRequest) -> str:
+    """The broker the example runs on (BROKER_URL), its queue emptied of anything an earlier run left."""
+    url = BROKERS[request.param]
+    with Celery(broker=url).connection_for_write() as conn:
+        conn.default_channel.queue_declare("invoices", durable=True, auto_delete=False)
+        conn.default_channel.queue_purge("invoices")
+    return url
+
+
 @pytest.fixture
 def folder(tmp_path: Path) -> Iterator[Path]:
     """A copy of the example; a worker the walkthrough left running is stopped afterwards."""
     shutil.copytree(EXAMPLE, tmp_path / "examples" / "celery")
-    with Celery(broker="redis://127.0.0.1:6379/0").connection_for_write() as conn:
-        conn.default_channel.queue_purge("invoices")  # nothing left over from an earlier run
     yield tmp_path
     pidfile = tmp_path / "examples" / "celery" / "worker.pid"
     for _ in range(100):  # the walkthrough's kill: the worker removes its pid file as it stops
@@ -48,14 +57,15 @@ def folder(tmp_path: Path) -> Iterator[Path]:
     os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)  # the walkthrough stopped before its kill
 
 
-def test_the_walkthrough_runs(folder: Path) -> None:
-    """A real worker process on Redis: the queued-on-behalf task names Dana, the other is the service."""
+def test_the_walkthrough_runs(folder: Path, broker: str) -> None:
+    """A real worker process: the task queued on Dana's behalf names her, the other is the service."""
     block = re.search(r"```sh\n(.*?)```", section(), re.S)
     assert block is not None
     bindir = str(Path(sys.executable).parent)
     # DJANGO_SETTINGS_MODULE (set once tests/django ran) would make the worker set Django up
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "GRAVEN_", "BROKER_", "DJANGO_"))}
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    env["BROKER_URL"] = broker
     bash = shutil.which("bash") or "/bin/bash"
     done = subprocess.run(
         [bash, "-e", "-c", block.group(1)], cwd=folder, env=env, capture_output=True, text=True, check=False,
