@@ -189,6 +189,7 @@ def test_under_a_real_wsgi_server(trail: Trail) -> None:
         server.shutdown()
         server.server_close()
     assert (200, 403) == (ok.status_code, refused.status_code)
+    assert "2" == ok.headers["content-length"]  # a list body reaches the server as a list, which sizes it
     assert {"type": "user", "id": "u-4", "ip": "127.0.0.1", "user_agent": "curl/8"} == trail.get(0).actor
     assert ok.headers["x-request-id"] == trail.get(0).get("context")["request_id"]
     assert ["customer.view", "http.request"] == [trail.get(i).action for i in range(trail.size)]

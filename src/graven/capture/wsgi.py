@@ -106,6 +106,8 @@ class AuditMiddleware:
         body = self.app(environ, start)
         if request.status is not None:
             request.settle()
+            if isinstance(body, list | tuple):
+                return body  # nothing left to run: the server keeps its own handling of a list
         return _Body(body, run, request)
 
 
