@@ -14,9 +14,18 @@ import hmac
 import ipaddress
 from collections.abc import Iterable
 
-from graven.context import Attempt, attempt, current_attempt, note_denied  # the attempt lives with the context
+from graven.context import Attempt, attempt, begin_attempt, current_attempt, note_denied  # they live with the context
 
-__all__ = ["Attempt", "TrustedProxies", "attempt", "clean", "current_attempt", "note_denied", "session_hash"]
+__all__ = [
+    "Attempt",
+    "TrustedProxies",
+    "attempt",
+    "begin_attempt",
+    "clean",
+    "current_attempt",
+    "note_denied",
+    "session_hash",
+]
 
 DENIED_STATUSES = {401: "401 Unauthorized", 403: "403 Forbidden"}
 
