@@ -780,10 +780,15 @@ def _diagnose(doc: Mapping[str, Any]) -> ValidationError:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """An entry as read back from the log: its position and its stored fields."""
+    """An entry as read back from the log: its position and its stored fields, each an attribute
+    (entry schema v1, :class:`graven.core.schema.EntryV1`; an absent optional field reads as None)."""
 
     index: int
     data: dict[str, Any]
+
+    @property
+    def v(self) -> int:
+        return int(self.data["v"])
 
     @property
     def id(self) -> str:
@@ -816,6 +821,28 @@ class Entry:
     @property
     def recorded_at(self) -> datetime:
         return datetime.fromisoformat(self.data["recorded_at"])
+
+    @property
+    def reason(self) -> str | None:
+        return self.data.get("reason")
+
+    @property
+    def source(self) -> str | None:
+        return self.data.get("source")
+
+    @property
+    def tenant(self) -> str | None:
+        return self.data.get("tenant")
+
+    @property
+    def context(self) -> dict[str, Any] | None:
+        value = self.data.get("context")
+        return None if value is None else dict(value)
+
+    @property
+    def metadata(self) -> dict[str, Any] | None:
+        value = self.data.get("metadata")
+        return None if value is None else dict(value)
 
     def get(self, key: str, default: Any = None) -> Any:
         """A stored field, or ``default`` when the entry does not have it."""

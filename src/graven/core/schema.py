@@ -24,7 +24,7 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 
 SCHEMA_VERSION: Final = 1
-SCHEMA_ID: Final = "https://graven.dev/schema/entry-v1.json"
+SCHEMA_ID: Final = "urn:graven:schema:entry:v1"
 
 MAX_ACTION: Final = 200
 MAX_NAME: Final = 200  # ids, types, names, sources, tenants
@@ -143,8 +143,8 @@ class Change(_Shape):
 
 _REDACTED_OR_VALUES: Final = {
     "anyOf": [
-        {"required": ["old"], "not": {"required": ["fingerprint"]}},
-        {"required": ["new"], "not": {"required": ["fingerprint"]}},
+        {"required": ["old"], "properties": {"redacted": {"const": False}}, "not": {"required": ["fingerprint"]}},
+        {"required": ["new"], "properties": {"redacted": {"const": False}}, "not": {"required": ["fingerprint"]}},
         {"required": ["redacted"], "properties": {"redacted": {"const": True}},
          "not": {"anyOf": [{"required": ["old"]}, {"required": ["new"]}]}},
     ]
