@@ -135,3 +135,33 @@ class TestOneDefinition:
             prepare({"action": "a.b", "actor": "u", name + "_x": 1}, now=NOW, new_id=lambda: "x")
         assert name + "_x" == info.value.field
         assert ", ".join(sorted(schema.INPUT_FIELDS)) in info.value.rule
+
+
+class TestTargetShorthands:
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            {"target": ("file", "f-1")},
+            {"target": "file:f-1"},
+            {"target": {"type": "file", "id": "f-1"}},
+            {"targets": ["file:f-1"]},
+            {"targets": [("file", "f-1")]},
+        ],
+    )
+    def test_record_accepts_target_like_action(self, fields: dict[str, Any]) -> None:
+        """target=("file", id), target="file:f-1" and shorthand items in targets= name the same target."""
+        event = model.event_from(action="file.delete", actor="u-1", **fields)
+        assert [{"type": "file", "id": "f-1"}] == _stored(event)["targets"]
+
+    def test_target_is_added_to_targets(self) -> None:
+        """target= adds one more target after those in targets=."""
+        event = model.event_from(action="a.b", actor="u", targets=[{"type": "t", "id": "1"}], target="file:7")
+        assert [{"type": "t", "id": "1"}, {"type": "file", "id": "7"}] == _stored(event)["targets"]
+
+    @pytest.mark.parametrize(("fields", "field"), [({"target": "file"}, "target"), ({"targets": ["x:1", ":2"]},
+                                                   "targets[1]")])  # fmt: skip
+    def test_a_malformed_shorthand_is_named(self, fields: dict[str, Any], field: str) -> None:
+        """A shorthand without type, colon or id is refused naming where it was."""
+        with pytest.raises(model.ValidationError) as info:
+            model.event_from(action="a.b", actor="u", **fields)
+        assert field == info.value.field

@@ -87,7 +87,7 @@ __all__ = [
     "MAX_CHANGES", "MAX_DEPTH", "MAX_ENTRY", "MAX_METADATA", "MAX_NAME", "MAX_SAFE_INTEGER", "MAX_STRING",
     "MAX_TARGETS", "OUTCOMES", "REFUSED_IN_IDENTIFIERS", "SCHEMA_VERSION", "SOURCE_RE", "TARGET_FIELDS",
     "Actor", "Change", "Entry", "Event", "Prepared", "Target", "change_dict", "event_from", "format_time",
-    "identifier", "load_json", "nfc", "parse_time", "prepare", "safe_identifier",
+    "identifier", "load_json", "nfc", "parse_time", "prepare", "safe_identifier", "target_of",
 ]  # fmt: skip
 
 
@@ -199,9 +199,24 @@ class Prepared:
 
 
 def event_from(value: Any = None, /, **kwargs: Any) -> dict[str, Any]:
-    """Turn a dict, an :class:`Event` or keyword arguments into the JSON-shaped dict."""
+    """Turn a dict, an :class:`Event` or keyword arguments into the JSON-shaped dict.
+
+    Keyword arguments may name one target as ``target=`` (added to ``targets``), and a target, there
+    or in ``targets=``, may be written ``("file", file_id)`` or ``"file:f-1"`` (see :func:`target_of`).
+    """
     if value is None:
-        return dict(kwargs)
+        event = dict(kwargs)
+        targets = event.get("targets")
+        if type(targets) is list and any(type(t) is str for t in targets):
+            event["targets"] = targets = [target_of(t, f"targets[{i}]") if type(t) is str else t
+                                          for i, t in enumerate(targets)]  # fmt: skip
+        if "target" in event:
+            named = event.pop("target")
+            if named is not None and targets is not None and type(targets) is not list:
+                raise ValidationError("targets", "must be a list when target= names one too", targets)
+            if named is not None:
+                event["targets"] = [*(targets or ()), target_of(named)]
+        return event
     if kwargs:
         raise TypeError("pass an event or keyword arguments, not both")
     if isinstance(value, Event):
@@ -209,6 +224,19 @@ def event_from(value: Any = None, /, **kwargs: Any) -> dict[str, Any]:
     if isinstance(value, Mapping):
         return dict(value)
     raise ValidationError("event", "must be a dict, an Event or keyword arguments", value)
+
+
+def target_of(value: Any, name: str = "target") -> Any:
+    """One target as its JSON shape: ``"type:id"`` and ``(type, id)`` become ``{"type", "id"}``; a
+    dict or a :class:`Target` is returned as it is (validation checks every target the same way)."""
+    if isinstance(value, str):
+        kind, sep, ident = value.partition(":")
+        if not sep or not kind or not ident:
+            raise ValidationError(name, "must be type:id such as file:f-1, (type, id) or {type, id}", value)
+        return {"type": kind, "id": ident}
+    if isinstance(value, tuple | list) and len(value) == 2:
+        return {"type": value[0], "id": value[1]}
+    return value
 
 
 def prepare(event: Mapping[str, Any], *, now: datetime, new_id: Callable[[], str]) -> Prepared:
