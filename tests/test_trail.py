@@ -72,7 +72,6 @@ class TestRecord:
         leaf = canonical.encode_reference({k: v for k, v in as_json.items() if k != "index"})
         assert trail.store.entry(index) == leaf
 
-
     def test_record_names_a_target_as_action_does(self, trail: Trail) -> None:
         """record(target=("file", id)) and record(target="type:id") store the target as action() does."""
         first = trail.record(action="file.delete", actor="u-1", target=("file", 42))
