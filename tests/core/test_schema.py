@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from importlib import resources
 from typing import Any
 
@@ -165,3 +165,15 @@ class TestTargetShorthands:
         with pytest.raises(model.ValidationError) as info:
             model.event_from(action="a.b", actor="u", **fields)
         assert field == info.value.field
+
+
+ZONES = st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))])
+
+
+class TestStoredTimes:
+    @given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30), timezones=ZONES))
+    def test_the_stored_form_is_strftimes(self, moment: datetime) -> None:
+        """format_time writes what strftime("%Y-%m-%dT%H:%M:%S.%fZ") writes, which the schema's pattern accepts."""
+        text = model.format_time(moment, "t")
+        assert moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") == text
+        assert model.parse_time(text, "t") == text

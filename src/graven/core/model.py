@@ -371,7 +371,7 @@ def format_time(moment: datetime, name: str, given: Any = None) -> str:
         raise ValidationError(name, "must be between 1970-01-01 and 9999-12-31 UTC", shown) from None
     if utc < EPOCH:
         raise ValidationError(name, "must not be before 1970-01-01 UTC", shown)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc.isoformat(timespec="microseconds")[:-6] + "Z"  # "+00:00" off: as strftime's %Y-%m-%dT%H:%M:%S.%fZ
 
 
 def parse_time(value: Any, name: str) -> str:
