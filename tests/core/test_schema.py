@@ -97,9 +97,13 @@ class TestPublishedSchema:
 
 class TestOneDefinition:
     def test_input_and_stored_fields(self) -> None:
-        """What a caller may send is what is stored, less recorded_at (set by the log)."""
+        """What a caller may send is what is stored, less recorded_at (set by the log); the public
+        Actor, Target, Change and Event classes have the schema's fields."""
         assert schema.FIELDS - {"recorded_at"} == schema.INPUT_FIELDS
         assert tuple(f.name for f in dataclasses.fields(model.Actor)) == schema.ACTOR_FIELDS
+        assert tuple(f.name for f in dataclasses.fields(model.Target)) == schema.TARGET_FIELDS
+        assert tuple(f.name for f in dataclasses.fields(model.Change)) == schema.CHANGE_FIELDS
+        assert {f.name for f in dataclasses.fields(model.Event)} == schema.INPUT_FIELDS - {"v"}
 
     def test_entry_exposes_every_stored_field(self) -> None:
         """Entry has an attribute for each field of the schema, reading the stored value."""
