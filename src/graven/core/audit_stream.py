@@ -16,6 +16,7 @@ constant memory, and a damaged one is reported exactly as before. Pure: rows are
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 
@@ -77,6 +78,7 @@ def _pass(
     sha = hashlib.sha256
     copy = _LEAF_PREFIX.copy
     top = chunk.bit_length() - 1  # the level of a whole chunk's subtree
+    wanted, kept_at = sorted(sizes), sorted(keep)  # looked up by bisection: a log may have many checkpoints
     entry_rows, node_rows = iter(entries), iter(tree_rows)
     stack: list[bytes] = []  # the compact range: perfect subtrees of CHUNK leaves or more, largest first
     roots: dict[int, bytes] = {}
@@ -111,12 +113,10 @@ def _pass(
             if made != [blob[offset : offset + 32] for blob in blobs[step - 1 :: step]]:
                 return None
             levels.append(made)
-        for size in sizes:
-            if start < size <= last + 1:
-                roots[size] = _root(stack, levels, size - start)
-        for index in keep:
-            if start <= index <= last:
-                kept[index] = leaves[index - start]
+        for size in wanted[bisect_right(wanted, start) : bisect_right(wanted, last + 1)]:
+            roots[size] = _root(stack, levels, size - start)
+        for index in kept_at[bisect_left(kept_at, start) : bisect_right(kept_at, last)]:
+            kept[index] = leaves[index - start]
         if n == chunk:  # a whole chunk joins the compact range, completing larger subtrees
             node, level, done = levels[top][0], top, (last + 1) >> top
             while done & 1 == 0:
