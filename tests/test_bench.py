@@ -41,6 +41,19 @@ def test_quick_capture_benchmark_runs(tmp_path: Path) -> None:
         assert label in out.stdout
 
 
+def test_quick_core_benchmark_runs() -> None:
+    """`bench_core.py --quick` compares msgspec with pydantic, prepare with the full checks, and the
+    one-pass verification with the whole-log one, each row with its baseline."""
+    out = subprocess.run(
+        [sys.executable, BENCH.with_name("bench_core.py"), "--quick"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert 0 == out.returncode, out.stderr[-2000:]
+    for label in ("schema conversion of one event", "(pydantic v2)", "prepare(): checks, leaf and hash",
+                  "verification pass, 5,000 entries", "(verify_log)"):  # fmt: skip
+        assert label in out.stdout
+
+
 def test_quick_http_benchmark_runs(tmp_path: Path) -> None:
     """`bench_http.py --quick` serves a log, loads it over HTTP, checks every event and prints the ratio."""
     out = subprocess.run(

@@ -38,3 +38,13 @@ def test_independent_verifier_snippet(tmp_path: Path) -> None:
     )
     assert 0 == out.returncode, out.stderr
     assert "10 entries; checkpoint of size 10 verified" in out.stdout
+
+
+def test_published_schema_snippet(tmp_path: Path) -> None:
+    """The README's JSON Schema example runs as written: a recorded entry validates against the shipped schema."""
+    snippet = re.search(r"```python\n(import json\nfrom importlib import resources.*?)```", README.read_text(), re.S)
+    assert snippet is not None
+    out = subprocess.run([sys.executable, "-c", snippet.group(1)], cwd=tmp_path, capture_output=True, text=True,
+                         check=False)  # fmt: skip
+    assert 0 == out.returncode, out.stderr
+    assert "file.delete [{'id': 'f-9', 'type': 'file'}] expired" == out.stdout.strip()

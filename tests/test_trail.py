@@ -72,6 +72,16 @@ class TestRecord:
         leaf = canonical.encode_reference({k: v for k, v in as_json.items() if k != "index"})
         assert trail.store.entry(index) == leaf
 
+    def test_record_names_a_target_as_action_does(self, trail: Trail) -> None:
+        """record(target=("file", id)) and record(target="type:id") store the target as action() does."""
+        first = trail.record(action="file.delete", actor="u-1", target=("file", 42))
+        with trail.action("file.delete", actor="u-1", target=("file", 42)):
+            pass
+        second = trail.record(action="file.delete", actor="u-1", target="file:42", reason="cleanup", tenant="t-1")
+        assert [[{"type": "file", "id": "42"}]] * 3 == [trail.get(i).targets for i in (first, first + 1, second)]
+        entry = trail.get(second)
+        assert ("cleanup", "t-1", None, 1) == (entry.reason, entry.tenant, entry.metadata, entry.v)
+
 
 class TestRead:
     @pytest.fixture

@@ -28,7 +28,7 @@ import orjson
 from graven import context
 from graven.action import Action, Denied, audited
 from graven.checkpoint_file import CheckpointFile, kept_size
-from graven.core import audit, merkle
+from graven.core import audit, audit_stream, merkle
 from graven.core.bundle import make_bundle
 from graven.core.ids import uuid7
 from graven.core.model import Entry, Prepared, change_dict, event_from, nfc, parse_time, prepare
@@ -563,9 +563,15 @@ class Trail:
         checker.start()
         try:
             with self.store.scan() as scan:
-                report = audit.verify_log(
-                    scan.entries(), scan.tree_rows(),
-                    [(c.size, c.note) for c in scan.checkpoints()], trusted, witnessed=witnessed,
+                signed = [(c.size, c.note) for c in scan.checkpoints()]
+                # One pass in constant memory; where the rows disagree, the whole log is read again
+                # (same snapshot) to locate and classify the damage.
+                streamed = audit_stream.verify_stream(
+                    scan.entries(), scan.tree_rows(), signed, trusted, witnessed=witnessed,
+                    progress=progress, restores=restores,
+                )  # fmt: skip
+                report = streamed if streamed is not None else audit.verify_log(
+                    scan.entries(), scan.tree_rows(), signed, trusted, witnessed=witnessed,
                     progress=progress, restores=restores,
                 )  # fmt: skip
         except IntegrityError as exc:

@@ -9,10 +9,11 @@ import threading
 import time
 from typing import Any
 
+import jsonschema_rs
 import orjson
 import pytest
 
-from graven.core import merkle
+from graven.core import merkle, schema
 from graven.core.bundle import verify_bundle
 from graven.core.note import Checkpoint, Verifier, open_checkpoint
 from tests.server.server_harness import Served
@@ -322,9 +323,24 @@ def test_openapi_describes_the_api(served: Served) -> None:
                  "/api/v1/checkpoint", "/api/v1/consistency", "/api/v1/export", "/api/v1/tail",
                  "/api/v1/verifications", "/api/v1/keys", "/api/v1/users", "/auth/login"):  # fmt: skip
         assert path in document["paths"], path
-    assert "EventIn" in document["components"]["schemas"]
+    assert {"Event", "Actor", "Target", "Change"} <= set(document["components"]["schemas"])
     page = document["paths"]["/api/v1/entries"]["get"]["responses"]["200"]["content"]["application/json"]
     assert {"$ref": "#/components/schemas/Page"} == page["schema"]
+
+
+def test_entry_schema_is_served_without_credentials(served: Served) -> None:
+    """GET /api/v1/schema/entry-v1.json needs no key and gives the published schema, which the
+    entries the API returns (less their index) satisfy."""
+    served.client.post("/api/v1/events", json=[event(i) for i in range(3)], headers=served.auth("writer"))
+    response = served.client.get("/api/v1/schema/entry-v1.json")
+    assert (200, "application/schema+json") == (response.status_code, response.headers["content-type"])
+    assert schema.entry_json_schema() == response.json()
+    validator = jsonschema_rs.validator_for(response.json())
+    entries = served.client.get("/api/v1/entries", headers=served.auth("reader")).json()["entries"]
+    assert 3 <= len(entries)
+    for entry in entries:
+        entry.pop("index")
+        assert validator.is_valid(entry), entry
 
 
 def test_checkpoint_hook_gets_each_new_checkpoint(serve_log: Any) -> None:

@@ -195,8 +195,29 @@ def verify_log(
         problems += _compare_rows(entry_indices, leaves, tree_indices, stored)
     elif tree_contiguous:
         problems += _check_tree_rows(levels, blobs)
+    return judge(
+        problems, count, tree_size, checkpoints, trusted, witnessed=witnessed, restores=restores,
+        root=lambda size: root_at(levels, size), leaf=leaves.__getitem__,
+    )  # fmt: skip
+
+
+def judge(
+    problems: list[Problem],
+    count: int,
+    tree_size: int,
+    checkpoints: Sequence[tuple[int, str]],
+    trusted: Sequence[Verifier],
+    *,
+    witnessed: Sequence[str],
+    restores: Sequence[tuple[int, bytes]],
+    root: Callable[[int], bytes],
+    leaf: Callable[[int], bytes],
+) -> Report:
+    """The report, once the rows were compared (``problems``): the signed and witnessed checkpoints
+    are checked against ``root(size)``, the tree head of the first ``size`` recomputed leaves;
+    ``leaf(index)`` is the recomputed leaf hash of a ``log.restore`` entry."""
     size = count
-    found, vouched = _check_checkpoints(checkpoints, trusted, levels, size, witnessed=False)
+    found, vouched = _check_checkpoints(checkpoints, trusted, root, size, witnessed=False)
     if not problems:
         # Row-level findings are precise; checkpoint ranges would only repeat them less exactly.
         problems += found
@@ -205,10 +226,10 @@ def verify_log(
         # The last line of defence: a log consistent with itself but not with what a witness saw.
         # Whoever rewrote it may hold the key: only witnessed checkpoints that match vouch for a prefix.
         notes = list(witnessed)
-        lineages = _lineages(restores, leaves, trusted, vouched)
+        lineages = _lineages(restores, leaf, count, trusted, vouched)
         if lineages:
-            notes, notices = _beside_lineages(notes, lineages, trusted, levels, size)
-        found, _ = _check_checkpoints([(0, note) for note in notes], trusted, levels, size, witnessed=True)
+            notes, notices = _beside_lineages(notes, lineages, trusted, root, size)
+        found, _ = _check_checkpoints([(0, note) for note in notes], trusted, root, size, witnessed=True)
         problems += found
     return Report(
         size=max(tree_size, count),
@@ -230,14 +251,18 @@ class _Lineage:
 
 
 def _lineages(
-    restores: Sequence[tuple[int, bytes]], leaves: Sequence[bytes], trusted: Sequence[Verifier], vouched: int
+    restores: Sequence[tuple[int, bytes]],
+    leaf: Callable[[int], bytes],
+    count: int,
+    trusted: Sequence[Verifier],
+    vouched: int,
 ) -> list[_Lineage]:
     """The restore entries that may excuse checkpoints of a superseded lineage: in the tree as
     stored, covered by a trusted stored checkpoint, and naming a checkpoint signed by a trusted key
     beyond their own index."""
     out = []
     for index, body in restores:
-        if not 0 <= index < min(len(leaves), vouched) or _leaf(body) != leaves[index]:
+        if not 0 <= index < min(count, vouched) or _leaf(body) != leaf(index):
             continue
         try:
             data = orjson.loads(body)
@@ -266,7 +291,7 @@ def _beside_lineages(
     notes: Sequence[str],
     lineages: Sequence[_Lineage],
     trusted: Sequence[Verifier],
-    levels: Sequence[Sequence[bytes]],
+    root: Callable[[int], bytes],
     size: int,
 ) -> tuple[list[str], list[str]]:
     """The witnessed notes still to check, and a notice per lineage naming the loss and the
@@ -280,7 +305,7 @@ def _beside_lineages(
             remaining.append(note)
             continue
         cp_size = checkpoint.size
-        if cp_size <= size and root_at(levels, cp_size) == checkpoint.root_hash:
+        if cp_size <= size and root(cp_size) == checkpoint.root_hash:
             remaining.append(note)  # of the current lineage (or shared with it): checked as usual
             continue
         for k, lineage in enumerate(lineages):
@@ -410,7 +435,7 @@ def _check_tree_rows(levels: Sequence[Sequence[bytes]], blobs: Sequence[bytes]) 
 def _check_checkpoints(
     checkpoints: Sequence[tuple[int, str]],
     trusted: Sequence[Verifier],
-    levels: Sequence[Sequence[bytes]],
+    root: Callable[[int], bytes],
     size: int,
     *,
     witnessed: bool,
@@ -457,7 +482,7 @@ def _check_checkpoints(
                 )
             )
             break
-        if root_at(levels, cp_size) != checkpoint.root_hash:
+        if root(cp_size) != checkpoint.root_hash:
             kind = "forked" if witnessed else "modified"
             problems.append(
                 Problem(

@@ -43,53 +43,52 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, TypeGuard
 
+import msgspec
 import orjson
 
-from graven.core import canonical, merkle
+from graven.core import canonical, merkle, schema
+from graven.core.schema import (
+    ACTION_RE,
+    ACTOR_FIELDS,
+    ACTOR_TYPES,
+    CHANGE_FIELDS,
+    IDENTIFIER_RULE,
+    INPUT_FIELDS,
+    INTEGER_RULE,
+    MAX_ACTION,
+    MAX_CHANGES,
+    MAX_DEPTH,
+    MAX_ENTRY,
+    MAX_FIELD,
+    MAX_METADATA,
+    MAX_NAME,
+    MAX_SAFE_INTEGER,
+    MAX_SOURCE,
+    MAX_STRING,
+    MAX_TARGETS,
+    MAX_USER_AGENT,
+    OUTCOMES,
+    REFUSED_IN_IDENTIFIERS,
+    SCHEMA_VERSION,
+    SOURCE_RE,
+    TARGET_FIELDS,
+)
 from graven.errors import ValidationError
 
-SCHEMA_VERSION: Final = 1
-
-MAX_ACTION = 200
-MAX_NAME = 200  # ids, types, names, field paths, sources, tenants
-MAX_STRING = 64 * 1024  # any other string, in UTF-8 bytes
-MAX_METADATA = 64 * 1024  # metadata, encoded
-MAX_ENTRY = 1024 * 1024  # the whole entry, encoded
-MAX_DEPTH = 32  # nesting of objects and arrays inside an entry
-MAX_TARGETS = 100
-MAX_CHANGES = 1000
-MAX_SAFE_INTEGER = 2**53 - 1
-INTEGER_RULE: Final = (
-    "integers must be within ±(2^53-1) = ±9007199254740991 (RFC 8785 / I-JSON); send larger numbers as strings"
-)
 _EXPONENT_FORM = 1e21  # RFC 8785 writes floats at least this large with an exponent, smaller ones as digits
-
-# Characters no identifier may hold: controls, line separators, zero-width and bidi controls.
-REFUSED_IN_IDENTIFIERS: Final = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
-)
-IDENTIFIER_RULE: Final = (
-    "must not hold control characters, line separators, zero-width characters or bidirectional controls"
-)
-
-ACTOR_TYPES: Final = ("user", "service", "system", "anonymous")
-OUTCOMES: Final = ("success", "denied", "failure")
-ACTION_RE: Final = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)+")
-SOURCE_RE: Final = re.compile(r"[a-z][a-z0-9_.-]*")
-
-FIELDS: Final = frozenset(
-    {
-        "v", "id", "occurred_at", "recorded_at", "actor", "action", "targets", "outcome",
-        "reason", "changes", "source", "context", "tenant", "metadata",
-    }
-)  # fmt: skip
-INPUT_FIELDS: Final = FIELDS - {"recorded_at"}
-ACTOR_FIELDS: Final = ("type", "id", "name", "ip", "user_agent", "session")
-TARGET_FIELDS: Final = ("type", "id", "name")
-_ACTOR_FIELD_SET: Final = frozenset(ACTOR_FIELDS)
 _ACTOR_TYPE_SET: Final = frozenset(ACTOR_TYPES)
+_OUTCOME_SET: Final = frozenset(OUTCOMES)
 _TARGET_FIELD_SET: Final = frozenset(TARGET_FIELDS)
-_CHANGE_FIELD_SET: Final = frozenset(("field", "old", "new", "redacted", "fingerprint"))
+_CHANGE_FIELD_SET: Final = frozenset(CHANGE_FIELDS)
+_ACTOR_FIELD_SET: Final = frozenset(ACTOR_FIELDS)
+# The schema's constants, still importable from here.
+__all__ = [
+    "ACTION_RE", "ACTOR_FIELDS", "ACTOR_TYPES", "IDENTIFIER_RULE", "INPUT_FIELDS", "INTEGER_RULE", "MAX_ACTION",
+    "MAX_CHANGES", "MAX_DEPTH", "MAX_ENTRY", "MAX_METADATA", "MAX_NAME", "MAX_SAFE_INTEGER", "MAX_STRING",
+    "MAX_TARGETS", "OUTCOMES", "REFUSED_IN_IDENTIFIERS", "SCHEMA_VERSION", "SOURCE_RE", "TARGET_FIELDS",
+    "Actor", "Change", "Entry", "Event", "Prepared", "Target", "change_dict", "event_from", "format_time",
+    "identifier", "load_json", "nfc", "parse_time", "prepare", "safe_identifier", "target_of",
+]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,9 +199,24 @@ class Prepared:
 
 
 def event_from(value: Any = None, /, **kwargs: Any) -> dict[str, Any]:
-    """Turn a dict, an :class:`Event` or keyword arguments into the JSON-shaped dict."""
+    """Turn a dict, an :class:`Event` or keyword arguments into the JSON-shaped dict.
+
+    Keyword arguments may name one target as ``target=`` (added to ``targets``), and a target, there
+    or in ``targets=``, may be written ``("file", file_id)`` or ``"file:f-1"`` (see :func:`target_of`).
+    """
     if value is None:
-        return dict(kwargs)
+        event = dict(kwargs)
+        targets = event.get("targets")
+        if type(targets) is list and any(type(t) is str for t in targets):
+            event["targets"] = targets = [target_of(t, f"targets[{i}]") if type(t) is str else t
+                                          for i, t in enumerate(targets)]  # fmt: skip
+        if "target" in event:
+            named = event.pop("target")
+            if named is not None and targets is not None and type(targets) is not list:
+                raise ValidationError("targets", "must be a list when target= names one too", targets)
+            if named is not None:
+                event["targets"] = [*(targets or ()), target_of(named)]
+        return event
     if kwargs:
         raise TypeError("pass an event or keyword arguments, not both")
     if isinstance(value, Event):
@@ -210,6 +224,19 @@ def event_from(value: Any = None, /, **kwargs: Any) -> dict[str, Any]:
     if isinstance(value, Mapping):
         return dict(value)
     raise ValidationError("event", "must be a dict, an Event or keyword arguments", value)
+
+
+def target_of(value: Any, name: str = "target") -> Any:
+    """One target as its JSON shape: ``"type:id"`` and ``(type, id)`` become ``{"type", "id"}``; a
+    dict or a :class:`Target` is returned as it is (validation checks every target the same way)."""
+    if isinstance(value, str):
+        kind, sep, ident = value.partition(":")
+        if not sep or not kind or not ident:
+            raise ValidationError(name, "must be type:id such as file:f-1, (type, id) or {type, id}", value)
+        return {"type": kind, "id": ident}
+    if isinstance(value, tuple | list) and len(value) == 2:
+        return {"type": value[0], "id": value[1]}
+    return value
 
 
 def prepare(event: Mapping[str, Any], *, now: datetime, new_id: Callable[[], str]) -> Prepared:
@@ -324,6 +351,7 @@ def load_json(data: bytes | str) -> Any:
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_STORED_TIME: Final = re.compile(schema.STORED_TIME_PATTERN)
 
 
 @functools.lru_cache(maxsize=16)
@@ -343,13 +371,19 @@ def format_time(moment: datetime, name: str, given: Any = None) -> str:
         raise ValidationError(name, "must be between 1970-01-01 and 9999-12-31 UTC", shown) from None
     if utc < EPOCH:
         raise ValidationError(name, "must not be before 1970-01-01 UTC", shown)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc.isoformat(timespec="microseconds")[:-6] + "Z"  # "+00:00" off: as strftime's %Y-%m-%dT%H:%M:%S.%fZ
 
 
 def parse_time(value: Any, name: str) -> str:
     """Accept a timezone-aware datetime or ISO 8601 text with an offset; return the stored form."""
     if isinstance(value, datetime):
         return format_time(value, name)
+    if type(value) is str and len(value) == 27 and _STORED_TIME.fullmatch(value):  # already the stored form
+        try:
+            if datetime.fromisoformat(value[:-1] + "+00:00") >= EPOCH:
+                return value
+        except ValueError:
+            pass
     if not isinstance(value, str):
         raise ValidationError(name, "must be an ISO 8601 timestamp with a timezone", value)
     text = value.strip()
@@ -486,7 +520,7 @@ def _action(value: Any) -> str:
 
 
 def _source(value: Any) -> str:
-    source = _name(value, "source", 64)
+    source = _name(value, "source", MAX_SOURCE)
     if not SOURCE_RE.fullmatch(source):
         raise ValidationError("source", "must be a lower-case word such as web, api, cli, job or db", value)
     return source
@@ -514,7 +548,7 @@ def _actor(value: Any) -> dict[str, str]:
         if key == "ip":
             out[key] = _ip(item)
         elif key == "user_agent":
-            out[key] = item if _good(item, 1024) else _name(item, "actor.user_agent", 1024)
+            out[key] = item if _good(item, MAX_USER_AGENT) else _name(item, "actor.user_agent", MAX_USER_AGENT)
         elif key == "name":
             out[key] = item if _good(item) else _name(item, "actor.name")
         else:
@@ -608,8 +642,8 @@ def _changes(value: Any, flags: _Flags) -> list[dict[str, Any]]:
                 f"changes[{i}].{key}", "is not a change field (field, old, new, redacted, fingerprint)", item[key]
             )
         name = item.get("field")
-        if not _good(name, 1000):
-            name = identifier(name, f"changes[{i}].field", 1000)
+        if not _good(name, MAX_FIELD):
+            name = identifier(name, f"changes[{i}].field", MAX_FIELD)
         change: dict[str, Any] = {"field": name}
         redacted = item.get("redacted", False)
         if redacted is False:
@@ -774,10 +808,15 @@ def _diagnose(doc: Mapping[str, Any]) -> ValidationError:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """An entry as read back from the log: its position and its stored fields."""
+    """An entry as read back from the log: its position and its stored fields, each an attribute
+    (entry schema v1, :class:`graven.core.schema.EntryV1`; an absent optional field reads as None)."""
 
     index: int
     data: dict[str, Any]
+
+    @property
+    def v(self) -> int:
+        return int(self.data["v"])
 
     @property
     def id(self) -> str:
@@ -811,6 +850,28 @@ class Entry:
     def recorded_at(self) -> datetime:
         return datetime.fromisoformat(self.data["recorded_at"])
 
+    @property
+    def reason(self) -> str | None:
+        return self.data.get("reason")
+
+    @property
+    def source(self) -> str | None:
+        return self.data.get("source")
+
+    @property
+    def tenant(self) -> str | None:
+        return self.data.get("tenant")
+
+    @property
+    def context(self) -> dict[str, Any] | None:
+        value = self.data.get("context")
+        return None if value is None else dict(value)
+
+    @property
+    def metadata(self) -> dict[str, Any] | None:
+        value = self.data.get("metadata")
+        return None if value is None else dict(value)
+
     def get(self, key: str, default: Any = None) -> Any:
         """A stored field, or ``default`` when the entry does not have it."""
         return self.data.get(key, default)
@@ -820,5 +881,166 @@ class Entry:
         return {"index": self.index, **self.data}
 
 
-# The fast path reuses the helpers above, so it is imported once they exist.
-from graven.core.fastpath import prepare_fast  # noqa: E402
+# --- the fast path ---------------------------------------------------------------------------
+# Most events are plain dicts of the common shape. ``msgspec.convert`` into the schema's EventV1
+# checks their structure in C (names, types, choices, lengths, counts); the few rules left (text
+# rules, free-form values, a change's parts) reuse the helpers above. MUST: build the very document,
+# in the same key order, that the full checks build (so the very leaf). MUST NOT raise nor call
+# anything with side effects: on anything unusual or wrong it returns None, and the full checks
+# run from the start and alone name what is wrong. tests/core/test_fast_path.py holds it to both.
+
+_FREE_LIMIT: Final = MAX_STRING // 4  # longer text goes through the UTF-8 byte count
+_KNOWN_LIMIT: Final = 4096
+_known_actions: set[str] = set()  # action and source texts already checked: they recur
+_known_sources: set[str] = set()
+_UNSET_VALUE: Final = msgspec.UNSET
+
+
+def _plain(value: Any) -> bool:
+    """A free-form value the walk would return unchanged: ASCII text, a safe int, bool, null."""
+    kind = type(value)
+    if kind is str:
+        return len(value) <= _FREE_LIMIT and value.isascii()
+    if kind is int:
+        return -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER  # type: ignore[no-any-return]
+    return value is None or kind is bool
+
+
+def prepare_fast(event: dict[str, Any], now: datetime) -> tuple[dict[str, Any], _Flags] | None:
+    """The full checks' document for a common, valid event (``id`` None when one must be made)."""
+    occurred = event.get("occurred_at")
+    if occurred is not None and type(occurred) is not str:
+        event = {**event, "occurred_at": None}  # a datetime: parsed below, not by msgspec
+    try:
+        shaped = msgspec.convert(event, schema.EventV1, strict=True)
+    except Exception:  # a ValidationError, or UnicodeEncodeError while it describes a lone surrogate
+        return None
+    try:
+        return _document(shaped, occurred, now)
+    except Exception:
+        return None
+
+
+def _document(event: schema.EventV1, occurred: Any, now: datetime) -> tuple[dict[str, Any], _Flags] | None:
+    recorded_at = _format_now(now)
+    ident = event.id
+    if ident is not None and not _good(ident):
+        ident = identifier(ident, "id")
+    doc: dict[str, Any] = {
+        "v": SCHEMA_VERSION,
+        "id": ident,
+        "occurred_at": recorded_at if occurred is None else parse_time(occurred, "occurred_at"),
+        "recorded_at": recorded_at,
+    }
+    actor = event.actor
+    if type(actor) is str:
+        doc["actor"] = {"type": "user", "id": actor if _good(actor) else identifier(actor, "actor.id")}
+    else:
+        who = _fast_actor(actor)  # type: ignore[arg-type]
+        if who is None:
+            return None
+        doc["actor"] = who
+    action = event.action
+    if action not in _known_actions:
+        _action(action)
+        if len(_known_actions) >= _KNOWN_LIMIT:
+            _known_actions.clear()
+        _known_actions.add(action)
+    doc["action"] = action
+    doc["targets"] = _fast_targets(event.targets) if event.targets else []
+    doc["outcome"] = event.outcome
+    flags = _Flags()
+    doc["changes"] = _fast_changes(event.changes, flags) if event.changes else []
+    if event.reason is not None:
+        doc["reason"] = _string(event.reason, "reason")
+    source = event.source
+    if source is not None:
+        if source not in _known_sources:
+            _source(source)
+            if len(_known_sources) >= _KNOWN_LIMIT:
+                _known_sources.clear()
+            _known_sources.add(source)
+        doc["source"] = source
+    tenant = event.tenant
+    if tenant is not None:
+        doc["tenant"] = tenant if _good(tenant) else identifier(tenant, "tenant")
+    if event.context is not None:
+        doc["context"] = _fast_object(event.context, flags)
+    if event.metadata is not None:
+        doc["metadata"] = _fast_object(event.metadata, flags)
+    return doc, flags
+
+
+def _fast_actor(actor: schema.Actor) -> dict[str, str] | None:
+    who: dict[str, str] = {"type": actor.type}
+    item = actor.id
+    if item is not None:
+        who["id"] = item if _good(item) else identifier(item, "actor.id")
+    item = actor.name
+    if item is not None:
+        who["name"] = item if _good(item) else _name(item, "actor.name")
+    item = actor.ip
+    if item is not None:
+        who["ip"] = _ip(item)
+    item = actor.user_agent
+    if item is not None:
+        who["user_agent"] = item if _good(item, MAX_USER_AGENT) else _name(item, "actor.user_agent", MAX_USER_AGENT)
+    item = actor.session
+    if item is not None:
+        who["session"] = item if _good(item) else identifier(item, "actor.session")
+    if "id" not in who and actor.type in ("user", "service"):
+        return None
+    return who
+
+
+def _fast_targets(targets: list[schema.Target]) -> list[dict[str, str]]:
+    out: list[dict[str, str]] = []
+    for target in targets:
+        kind, ident, name = target.type, target.id, target.name
+        if type(ident) is int:
+            ident = str(ident)
+        if not (_good(kind) and _good(ident)):
+            raise ValueError("an unusual type or id")  # NFC and its length: the full checks
+        if out and any(t["type"] == kind and t["id"] == ident for t in out):
+            raise ValueError("a repeated target")
+        if name is None:
+            out.append({"type": kind, "id": ident})
+        else:
+            out.append({"type": kind, "id": ident, "name": name if _good(name) else _name(name, "name")})
+    return out
+
+
+def _fast_changes(changes: list[schema.Change], flags: _Flags) -> list[dict[str, Any]]:
+    out = []
+    for item in changes:
+        name = item.field
+        if not _good(name, MAX_FIELD):
+            name = identifier(name, "field", MAX_FIELD)
+        old, new, fingerprint = item.old, item.new, item.fingerprint
+        change: dict[str, Any] = {"field": name}
+        if item.redacted:
+            if old is not _UNSET_VALUE or new is not _UNSET_VALUE:
+                raise ValueError("a redacted change with values")
+            change["redacted"] = True
+            if fingerprint is not None and fingerprint is not _UNSET_VALUE:
+                change["fingerprint"] = fingerprint if _good(fingerprint) else identifier(fingerprint, "-")
+            out.append(change)
+            continue
+        if fingerprint is not _UNSET_VALUE:
+            raise ValueError("a fingerprint on a change that is not redacted")
+        if old is not _UNSET_VALUE:
+            change["old"] = old if _plain(old) else _walk(old, 3, flags)
+        elif new is _UNSET_VALUE:
+            raise ValueError("a change with no value")
+        if new is not _UNSET_VALUE:
+            change["new"] = new if _plain(new) else _walk(new, 3, flags)
+        out.append(change)
+    return out
+
+
+def _fast_object(value: dict[str, Any], flags: _Flags) -> dict[str, Any]:
+    """context or metadata: as it is when every key is ASCII and every value plain."""
+    for key, item in value.items():
+        if not key.isascii() or not _plain(item):
+            return _walk(value, 1, flags)  # type: ignore[no-any-return]
+    return value

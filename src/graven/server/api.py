@@ -21,7 +21,7 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
-from graven.core import jsonlines
+from graven.core import jsonlines, schema
 from graven.core.model import Entry, identifier, parse_time
 from graven.errors import IdempotencyConflict, NotFoundError, ValidationError
 from graven.server import schemas
@@ -101,13 +101,27 @@ async def _recorded_read(request: Request, who: Principal, action: str, run: Cal
     return result
 
 
+# --- the entry schema -------------------------------------------------------------------------
+
+_ENTRY_SCHEMA = orjson.dumps(schema.entry_json_schema(), option=orjson.OPT_INDENT_2)
+
+
+@router.get("/schema/entry-v1.json", response_class=Response, summary="The JSON Schema of a stored entry (v1)",
+            responses={200: {"description": "JSON Schema (draft 2020-12); no credentials needed",
+                             "content": {"application/schema+json": {"schema": {"type": "object"}}}}})  # fmt: skip
+async def entry_schema() -> Response:
+    """Every entry the log stores validates against it; it is the same document as the package's
+    ``graven/schemas/entry-v1.json``."""
+    return Response(_ENTRY_SCHEMA, media_type="application/schema+json")
+
+
 # --- writing ----------------------------------------------------------------------------------
 
 _EVENTS_BODY = {
     "required": True,
     "content": {"application/json": {"schema": {"oneOf": [
-        {"$ref": "#/components/schemas/EventIn"},
-        {"type": "array", "items": {"$ref": "#/components/schemas/EventIn"}, "minItems": 1, "maxItems": 1000},
+        {"$ref": "#/components/schemas/Event"},
+        {"type": "array", "items": {"$ref": "#/components/schemas/Event"}, "minItems": 1, "maxItems": 1000},
     ]}}},
 }  # fmt: skip
 

@@ -221,10 +221,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         return app.openapi_schema
     document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     components = document.setdefault("components", {}).setdefault("schemas", {})
-    for model in (schemas.EventIn, schemas.LoginIn):
-        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        components.update(schema.pop("$defs", {}))
-        components[model.__name__] = schema
+    components.update(schemas.event_schemas())
+    login = schemas.LoginIn.model_json_schema(ref_template="#/components/schemas/{model}")
+    components["LoginIn"] = login
     document["components"]["securitySchemes"] = {
         "apiKey": {"type": "http", "scheme": "bearer", "description": "an API key from `graven keys create`"},
         "session": {"type": "apiKey", "in": "cookie", "name": "graven_session"},

@@ -1,78 +1,50 @@
 """Pydantic models of what the API accepts and returns: the OpenAPI document is built from them.
 
 Routes build their JSON with orjson from the stored entries (already validated when recorded);
-these models describe that JSON, so the document matches real responses.
+these models describe that JSON, so the document matches real responses. Events and entries are
+not modelled here: their schemas come from the one definition of entry schema v1
+(:mod:`graven.core.schema`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+import msgspec
+from pydantic import BaseModel, Field, WithJsonSchema
+
+from graven.core import schema
 
 Outcome = Literal["success", "denied", "failure"]
 Role = Literal["writer", "reader", "auditor", "admin", "metrics"]
 
 
-class Actor(BaseModel):
-    type: Literal["user", "service", "system", "anonymous"]
-    id: str | None = None
-    name: str | None = None
-    ip: str | None = None
-    user_agent: str | None = None
-    session: str | None = None
+def _entry_schema() -> dict[str, Any]:
+    """A stored entry as the API returns it: entry schema v1 (graven.core.schema) plus its index."""
+    entry = schema.inline(msgspec.json.schema(schema.EntryV1))
+    entry["title"] = "Entry"
+    entry["description"] = "A stored entry: its fields as recorded (entry schema v1), plus its index in the log."
+    entry["properties"] = {"index": {"type": "integer", "minimum": 0}, **entry["properties"]}
+    entry["required"] = ["index", *entry["required"]]
+    return entry
 
 
-class Target(BaseModel):
-    type: str
-    id: str
-    name: str | None = None
+def event_schemas(ref: str = "#/components/schemas/{name}") -> dict[str, Any]:
+    """The OpenAPI components of what a client sends (``Event`` and its parts), from entry schema v1.
+
+    Over HTTP ``actor`` may be left out: it defaults to the API key's service (and ``source`` to api).
+    """
+    components = schema.openapi_components(ref)
+    del components["Entry"]
+    event = components["Event"]
+    event["required"] = [name for name in event["required"] if name != "actor"]
+    event["properties"]["actor"]["description"] = "who; defaults to the API key's service"
+    event["description"] = "An event as a client sends it (entry schema v1); the log checks every field before writing."
+    return components
 
 
-class Change(BaseModel):
-    field: str
-    old: Any = None
-    new: Any = None
-    redacted: bool | None = None
-    fingerprint: str | None = None
-
-
-class EventIn(BaseModel):
-    """An event as a client sends it (schema v1); the log checks every field before writing."""
-
-    action: str = Field(description="dotted noun.verb, e.g. user.password.change")
-    actor: Actor | str | None = Field(None, description="who; defaults to the API key's service")
-    id: str | None = Field(None, description="unique id and idempotency key (a UUIDv7 when absent)")
-    occurred_at: str | None = Field(None, description="ISO 8601 with a timezone (default: now)")
-    targets: list[Target] | None = None
-    outcome: Outcome | None = None
-    reason: str | None = None
-    changes: list[Change] | None = None
-    source: str | None = None
-    context: dict[str, Any] | None = None
-    tenant: str | None = None
-    metadata: dict[str, Any] | None = None
-    v: Literal[1] | None = None
-
-
-class Entry(BaseModel):
-    """A stored entry: its fields as recorded, plus its index in the log."""
-
-    index: int
-    v: int
-    id: str
-    occurred_at: str
-    recorded_at: str
-    actor: Actor
-    action: str
-    targets: list[Target]
-    outcome: Outcome
-    changes: list[Change]
-    reason: str | None = None
-    source: str | None = None
-    context: dict[str, Any] | None = None
-    tenant: str | None = None
-    metadata: dict[str, Any] | None = None
+# Responses are built with orjson from the stored entries; this type only documents them.
+Entry = Annotated[dict[str, Any], WithJsonSchema(_entry_schema())]
 
 
 class Ingested(BaseModel):

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from graven.core import audit, merkle
+from graven.core import audit, audit_stream, merkle
 from graven.core.model import Prepared, prepare
 from graven.core.note import Signer
 from graven.errors import GravenError, ImmutableError
@@ -171,11 +171,14 @@ class StoreContract:
         indices = sorted(i for r in results for i in r)
         assert list(range(200)) == indices
         with store.scan() as scan:
-            report = audit.verify_log(
-                scan.entries(), scan.tree_rows(), [(c.size, c.note) for c in scan.checkpoints()],
-                [sequencer.signer.verifier()] if sequencer.signer else [],
-            )  # fmt: skip
+            signed = [(c.size, c.note) for c in scan.checkpoints()]
+            trusted = [sequencer.signer.verifier()] if sequencer.signer else []
+            report = audit.verify_log(scan.entries(), scan.tree_rows(), signed, trusted)
+            # the one-pass check, in chunks smaller than the log, reads the same scan alike
+            streamed = audit_stream.verify_stream(scan.entries(), scan.tree_rows(), signed, trusted, chunk=16)
         assert report.ok, report.message
+        assert streamed is not None
+        assert report.to_json() == streamed.to_json()
 
     # --- reading -------------------------------------------------------------------------
 
