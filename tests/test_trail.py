@@ -77,8 +77,17 @@ class TestRecord:
         first = trail.record(action="file.delete", actor="u-1", target=("file", 42))
         with trail.action("file.delete", actor="u-1", target=("file", 42)):
             pass
+        with trail.action("file.delete", actor="u-1", target="file:42"):
+            pass
         second = trail.record(action="file.delete", actor="u-1", target="file:42", reason="cleanup", tenant="t-1")
-        assert [[{"type": "file", "id": "42"}]] * 3 == [trail.get(i).targets for i in (first, first + 1, second)]
+        assert [[{"type": "file", "id": "42"}]] * 4 == [
+            trail.get(i).targets for i in (first, first + 1, first + 2, second)
+        ]
+        with (
+            pytest.raises(graven.ValidationError, match=r"targets\[0\]: must be type:id"),
+            trail.action("file.delete", actor="u-1", target="file"),
+        ):
+            pass
         entry = trail.get(second)
         assert ("cleanup", "t-1", None, 1) == (entry.reason, entry.tenant, entry.metadata, entry.v)
 

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from graven.context import note_denied
+from graven.core.model import target_of
 from graven.errors import GravenError
 
 if TYPE_CHECKING:
@@ -57,7 +58,8 @@ class Action:
     ) -> None:
         self.trail = trail
         self.name = action
-        self.targets = list(targets or []) + ([target] if target is not None else [])
+        given = list(targets or []) + ([target] if target is not None else [])
+        self.targets = [target_of(t, f"targets[{i}]") for i, t in enumerate(given)]  # "type:id", (type, id)
         self.reason = reason
         self.fields = fields
         self.changes: list[dict[str, Any]] = []

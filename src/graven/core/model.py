@@ -236,13 +236,15 @@ def target_of(value: Any, name: str = "target") -> Any:
         return {"type": kind, "id": ident}
     if isinstance(value, tuple | list) and len(value) == 2:
         return {"type": value[0], "id": value[1]}
+    if isinstance(value, tuple) and len(value) == 3:  # (type, id, name)
+        return {"type": value[0], "id": value[1], "name": value[2]}
     return value
 
 
 def prepare(event: Mapping[str, Any], *, now: datetime, new_id: Callable[[], str]) -> Prepared:
     """Validate and normalise one event; ``now`` becomes recorded_at (and occurred_at if absent).
 
-    The common shape (plain dicts, text and small numbers) takes :mod:`graven.core.fastpath`;
+    The common shape (plain dicts, text and small numbers) takes the schema's fast path (msgspec);
     anything else, and every event that breaks a rule, takes the full checks, which alone raise.
     """
     if type(event) is dict:
