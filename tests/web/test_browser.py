@@ -8,61 +8,12 @@ phone width, and saves a screenshot of every page (the folder is printed at the 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect
+from playwright.sync_api import Page, expect
 
-from tests.web.conftest import JSON, LiveServer
-
-WIDE = {"width": 1280, "height": 900}
-PHONE = {"width": 390, "height": 844}
-PAGES = ("try", "console", "timeline?target=customer:c-1042", "entry/4", "tail", "how")
-
-
-class Visit:
-    """A page of the demo in a fresh browser context, collecting script errors."""
-
-    def __init__(self, browser: Browser, server: LiveServer, viewport: dict[str, int], shots: Path) -> None:
-        touch = viewport["width"] < 600  # a phone: touch screen, mobile viewport
-        self.context = browser.new_context(
-            viewport=viewport,
-            base_url=server.url,
-            has_touch=touch,
-            is_mobile=touch,  # type: ignore[arg-type]
-        )
-        self.context.set_default_timeout(10_000)
-        self.page = self.context.new_page()
-        self.errors: list[str] = []
-        self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
-        self.page.on("console", self._console)
-        self.shots = shots
-        self.width = viewport["width"]
-
-    def _console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
-            self.errors.append(message.text)
-
-    def shot(self, name: str) -> None:
-        self.page.screenshot(path=self.shots / f"{name}-{self.width}.png", full_page=True)
-
-
-@pytest.fixture
-def visit(browser: Browser, live_server: LiveServer, shots: Path) -> Iterator[Visit]:
-    v = Visit(browser, live_server, WIDE, shots)
-    yield v
-    v.context.close()
-    assert [] == v.errors, "the page raised script errors or broke its content policy"
-
-
-@pytest.fixture
-def phone(browser: Browser, live_server: LiveServer, shots: Path) -> Iterator[Visit]:
-    v = Visit(browser, live_server, PHONE, shots)
-    yield v
-    v.context.close()
-    assert [] == v.errors
+from tests.web.conftest import JSON, PAGES, LiveServer, Visit
 
 
 def counter(page: Page, name: str) -> str:

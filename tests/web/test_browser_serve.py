@@ -13,8 +13,7 @@ import graven
 from graven.server import ServerConfig, create_app
 from graven.trail import Trail
 from tests.server.server_harness import SECRET, SETUP
-from tests.web.conftest import LiveServer
-from tests.web.test_browser import WIDE, Visit
+from tests.web.conftest import WIDE, LiveServer, Visit
 
 PASSWORD = "correct horse"
 
