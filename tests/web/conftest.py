@@ -140,7 +140,8 @@ def axe_source() -> str:
         npm = shutil.which("npm")
         if npm:
             folder = str(AXE.parents[2])
-            command = [npm, "install", "--prefix", folder, "--no-save", "--no-audit", "--no-fund", f"axe-core@{AXE_VERSION}"]
+            command = [npm, "install", "--prefix", folder, "--no-save", "--no-audit", "--no-fund"]
+            command.append(f"axe-core@{AXE_VERSION}")
             subprocess.run(command, check=False, capture_output=True, timeout=300)
     if AXE.is_file():
         return AXE.read_text()

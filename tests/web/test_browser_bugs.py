@@ -26,7 +26,7 @@ SPLIT_WORDS = """() => {
   const split = [];
   const walker = document.createTreeWalker(document.querySelector("main"), NodeFilter.SHOW_TEXT);
   for (let node = walker.nextNode(); node; node = walker.nextNode()) {
-    if (node.parentElement.closest("pre, .hashes, [hidden], details:not([open]) > :not(summary)")) continue;
+    if (node.parentElement.closest("pre, .hashes, .hash, [hidden], details:not([open]) > :not(summary)")) continue;
     if (!node.parentElement.getClientRects().length) continue;
     for (const match of node.data.matchAll(/[A-Za-z]{2,20}/g)) {
       const range = document.createRange();
@@ -103,6 +103,8 @@ class TestConsole:
         expect(page.locator("#log-path")).to_have_text(str(sandbox.folder / "trail.db"))
         expect(page.locator("#log-key")).to_have_text(sandbox.trail.verifier_key)
         page.goto("/try")
+        form_of(page, "View a customer").get_by_role("button").click()
+        expect(page.locator('[data-counter="total"]').first).to_have_text("1")
         page.get_by_role("button", name="Reset: start a fresh demo log").click()
         expect(page.locator('[data-counter="total"]').first).to_have_text("0")
         page.goto("/console")
