@@ -23,6 +23,7 @@ class Verification:
     first_bad: int | None
     bad: frozenset[int]
     kind: str | None = None
+    only_modified: bool = False  # every problem is a modified entry: the others were each checked sound
 
     @classmethod
     def from_report(cls, report: dict[str, Any], at: str) -> Verification:
@@ -30,13 +31,14 @@ class Verification:
         return cls(
             at=at, ok=bool(report["ok"]), size=int(report["size"]), first_bad=report.get("first_bad_index"),
             bad=frozenset(int(p["index"]) for p in problems), kind=report.get("kind"),
+            only_modified=bool(problems) and all(p.get("kind") == "modified" for p in problems),
         )  # fmt: skip
 
     def mark(self, index: int) -> str:
         """``"bad"`` for an entry a problem names, ``"ok"`` for one checked and sound, ``""`` when unknown."""
         if index in self.bad:
             return "bad"
-        if index < self.size and (self.ok or self.first_bad is None or index < self.first_bad):
+        if index < self.size and (self.ok or self.only_modified or self.first_bad is None or index < self.first_bad):
             return "ok"
         return ""
 
