@@ -10,7 +10,9 @@ auditing: whole-log verification and export); a request without a viewer gets 40
 gate's sign-in page, a browser is sent there). State-changing requests MUST come from the UI's own
 origin (cross-site requests get 403), and through a gate MUST also pass its checks (e.g. CSRF).
 Bad input gets 4xx with the field, the rule and what was given: an HTML page for a browser, JSON
-for ``Accept: application/json``.
+for ``Accept: application/json``. Pages answer HEAD as GET. The outcome of the latest whole-log
+verification made here (:mod:`graven.web.integrity`) is shown in the header and beside each row;
+where reads are recorded, the console leaves the viewers' own activity out until asked.
 """
 
 from __future__ import annotations
