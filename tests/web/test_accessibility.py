@@ -34,6 +34,12 @@ CONTRAST = """([a, b]) => {
 }"""
 
 
+# The elements that reach past the right edge of the screen (innermost first), to say what overflows.
+WIDEST = """(width) => [...document.querySelectorAll("body *")]
+  .filter(e => e.getBoundingClientRect().right > width + 1 || e.scrollWidth > width + 1)
+  .slice(0, 5).map(e => e.tagName.toLowerCase() + (e.id ? "#" + e.id : "") + " " + e.textContent.slice(0, 40))"""
+
+
 def open_details(page: Page) -> None:
     page.locator("details").evaluate_all("all => all.forEach(d => d.open = true)")
 
@@ -79,6 +85,9 @@ def audit(visit: Visit, axe: str, path: str, prefix: str = "a11y") -> None:
     visit.shot(f"{prefix}-{name}")
     USES.get(path.split("?")[0], open_details)(page)
     assert [] == serious_violations(page, axe), f"/{path} at {visit.width} px, after use"
+    overflow = page.evaluate("document.documentElement.scrollWidth") - visit.width
+    wide = page.evaluate(WIDEST, visit.width)
+    assert overflow <= 0, f"/{path} is {overflow}px wider than the screen after use: {wide}"
     visit.shot(f"{prefix}-{name}-used")
 
 
