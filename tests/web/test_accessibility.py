@@ -15,6 +15,9 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 import graven
+from graven.forward import config as fc
+from graven.forward.cursor import Cursors
+from graven.forward.runner import Forwarder
 from graven.server import ServerConfig, create_app
 from tests.server.server_harness import SECRET, SETUP
 from tests.web.conftest import PHONE, WIDE, LiveServer, Visit, serious_violations
@@ -65,13 +68,24 @@ def use_console(page: Page) -> None:
     expect(page.locator("#verify-result")).not_to_contain_text("Verifying")
 
 
+def use_forwarders(page: Page) -> None:
+    row = page.locator('tr[data-forwarder="siem"]')
+    expect(row.locator(".badge")).to_have_text("Erroring")
+    expect(row).to_contain_text("connection refused by siem.example:6514")
+
+
 def use_how(page: Page) -> None:
     node = page.locator(".node:visible").nth(4)
     node.focus()
     expect(page.locator("#explain")).to_contain_text("What it does")
 
 
-USES: dict[str, Callable[[Page], None]] = {"try": use_try, "console": use_console, "how": use_how}
+USES: dict[str, Callable[[Page], None]] = {
+    "try": use_try,
+    "console": use_console,
+    "how": use_how,
+    "forwarders": use_forwarders,
+}
 DEMO_PAGES = ("try", "console", "timeline?target=customer:c-1042", "entry/4", "tail", "how")
 
 
@@ -100,7 +114,8 @@ def test_every_demo_page_passes_axe(visit: Visit, phone: Visit, axe: str, width:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[LiveServer]:
+def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServer]:
+    """The service over a small log with an auditor (ines) and a forwarder that delivered, then failed."""
     with graven.init(tmp_path / "trail.db", signing_key=tmp_path / "signing.key") as trail:
         trail.record_many([
             {"action": "file.delete", "actor": {"type": "user", "id": "u-7", "name": "Noor"},
@@ -110,6 +125,16 @@ def served(tmp_path: Path) -> Iterator[LiveServer]:
              "changes": [{"field": "email", "old": "a@x.example", "new": "b@x.example"}]},
         ])  # fmt: skip
         trail.checkpoint()
+        config = fc.parse_sink("siem", {"sink": "jsonl", "path": str(tmp_path / "out"), "batch": 1})
+        fc.write_sink(tmp_path / "graven.toml", config, "siem")
+        monkeypatch.setenv(fc.CONFIG_ENV, str(tmp_path / "graven.toml"))
+        cursors = Cursors(trail.store)
+        forwarder = Forwarder(trail, config, cursors)
+        forwarder.open()
+        forwarder.step()
+        forwarder.close()
+        cursors.fail("siem", "connection refused by siem.example:6514 after 3 attempts")
+        cursors.close()
         app = create_app(trail, ServerConfig(secret=SECRET))
         with LiveServer(app) as server:
             app.state.graven.accounts.add_user("ines", "auditor", PASSWORD, by=SETUP)
