@@ -31,7 +31,7 @@ from graven.trail import Trail
 CUSTOMER = {"type": "customer", "id": "c-1042", "name": "Ada Lovelace"}
 ADA = {"type": "user", "id": "c-1042", "name": "Ada Lovelace", "ip": "203.0.113.45",
        "user_agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) Safari/605.1.15"}  # fmt: skip
-DANA = {"type": "user", "id": "u-17", "name": "Dana Reyes (support)", "ip": "198.51.100.23",
+DANA = {"type": "user", "id": "u-17", "name": "Dana Reyes", "ip": "198.51.100.23",
         "user_agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Firefox/133.0", "session": "s-5f2a"}  # fmt: skip
 SYSTEM = {"type": "system", "id": "lockout-policy", "name": "account lockout policy"}
 

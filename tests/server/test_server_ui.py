@@ -191,7 +191,7 @@ class TestCsrfAndSignOut:
         assert (200, True) == (by_header.status_code, by_header.json()["ok"])
         by_form = served.client.post("/verify", data={"csrf_token": token})
         assert 200 == by_form.status_code
-        assert "Intact." in by_form.text
+        assert "The log is intact" in by_form.text
         assert 2 == len(served.entries(action="audit.verify", actor="auditor-1"))
 
     def test_cross_site_post_is_refused_even_with_the_token(self, serve_log: Any) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
-from playwright.sync_api import Browser, Playwright, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
 
 from graven.web import Sandbox, create_web_app
 
@@ -115,7 +115,11 @@ def browser(playwright: Playwright, chromium: str) -> Iterator[Browser]:
     launched.close()
 
 
-SHOTS = Path(os.environ.get("GRAVEN_SCREENSHOTS") or Path(__file__).resolve().parents[2] / ".graven" / "screenshots")
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = Path(os.environ.get("GRAVEN_SCREENSHOTS") or ROOT / ".graven" / "screenshots")
+AXE_VERSION = "4.14.1"  # the same version ./dev installs
+AXE = Path(os.environ.get("GRAVEN_AXE") or ROOT / ".graven" / "node" / "node_modules" / "axe-core" / "axe.min.js")
+SERIOUS = ("serious", "critical")
 
 
 @pytest.fixture(scope="session")
@@ -128,3 +132,87 @@ def shots() -> Path:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if SHOTS.is_dir() and any(SHOTS.glob("*.png")):
         terminalreporter.write_line(f"browser screenshots: {SHOTS}")
+
+
+def axe_source() -> str:
+    """axe-core's script, from npm (./dev installs it into .graven/node); a failure on CI, else a skip."""
+    if not AXE.is_file():
+        npm = shutil.which("npm")
+        if npm:
+            folder = str(AXE.parents[2])
+            command = [npm, "install", "--prefix", folder, "--no-save", "--no-audit", "--no-fund"]
+            command.append(f"axe-core@{AXE_VERSION}")
+            subprocess.run(command, check=False, capture_output=True, timeout=300)
+    if AXE.is_file():
+        return AXE.read_text()
+    reason = f"axe-core is missing ({AXE}): ./dev test installs it with npm (set GRAVEN_AXE to use another copy)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def axe() -> str:
+    return axe_source()
+
+
+def serious_violations(page: Page, source: str) -> list[str]:
+    """axe-core's serious and critical violations on the page as it is now, one line each."""
+    if not page.evaluate("() => Boolean(window.axe)"):
+        page.evaluate(source)  # through the DevTools protocol: the page's content policy still holds for it
+    found = page.evaluate(
+        """async () => (await axe.run(document, {resultTypes: ["violations"]})).violations.map(v => ({
+            id: v.id, impact: v.impact, help: v.help,
+            nodes: v.nodes.slice(0, 3).map(n => n.target.join(" ")),
+        }))"""
+    )
+    return [f"{v['id']} ({v['impact']}): {v['help']} at {', '.join(v['nodes'])}" for v in found
+            if v["impact"] in SERIOUS]  # fmt: skip
+
+
+WIDE = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+PAGES = ("try", "console", "timeline?target=customer:c-1042", "entry/4", "tail", "how")
+
+
+class Visit:
+    """A page of the demo in a fresh browser context, collecting script errors."""
+
+    def __init__(self, browser: Browser, server: LiveServer, viewport: dict[str, int], shots: Path) -> None:
+        touch = viewport["width"] < 600  # a phone: touch screen, mobile viewport
+        self.context = browser.new_context(
+            viewport=viewport,
+            base_url=server.url,
+            has_touch=touch,
+            is_mobile=touch,  # type: ignore[arg-type]
+        )
+        self.context.set_default_timeout(10_000)
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        self.page.on("console", self._console)
+        self.shots = shots
+        self.width = viewport["width"]
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.errors.append(message.text)
+
+    def shot(self, name: str) -> None:
+        self.page.screenshot(path=self.shots / f"{name}-{self.width}.png", full_page=True)
+
+
+@pytest.fixture
+def visit(browser: Browser, live_server: LiveServer, shots: Path) -> Iterator[Visit]:
+    v = Visit(browser, live_server, WIDE, shots)
+    yield v
+    v.context.close()
+    assert [] == v.errors, "the page raised script errors or broke its content policy"
+
+
+@pytest.fixture
+def phone(browser: Browser, live_server: LiveServer, shots: Path) -> Iterator[Visit]:
+    v = Visit(browser, live_server, PHONE, shots)
+    yield v
+    v.context.close()
+    assert [] == v.errors

@@ -44,7 +44,7 @@ class TestEvents:
         assert data["visitor"] is True
         assert "file.delete" in str(data["html"])
         assert "Denied" in str(data["html"])
-        assert {"total": 1, "success": 0, "denied": 1, "failure": 0} == data["counters"]
+        assert {"total": 1, "success": 0, "denied": 1, "failure": 0, "automatic": 0} == data["counters"]
 
     def test_a_reconnecting_browser_resumes_from_its_last_event(self, live_server: LiveServer) -> None:
         """Last-Event-ID wins over the page's cursor: nothing is missed, nothing repeated."""

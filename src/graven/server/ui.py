@@ -7,20 +7,28 @@ browser is sent to ``/login?next=<path>`` and a fetch (``Accept: application/jso
 JSON. ``writer`` may not use the UI; ``reader`` searches and reads entries with their proofs, the
 tail and "how it works"; ``auditor`` and ``admin`` also verify the whole log and export.
 
-Every refusal is recorded by the server's :func:`~graven.server.auth.deny`, as for the API. Every
+A browser (asking for ``text/html``, not JSON) gets the service's errors outside ``/api/`` as pages
+in the UI's style: an unknown path (404), a refusal (403), a throttled sign-in form (429, the form
+again with the reason); API clients keep getting JSON. Every refusal is recorded by the server's
+:func:`~graven.server.auth.deny`, as for the API. Every
 read is recorded exactly once, by the UI, naming the person. A state-changing UI request MUST
 carry the session's CSRF token (checked by ``current_principal``) and come from the UI's origin.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import quote
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
+from starlette.exceptions import HTTPException
 from starlette.routing import Match, Mount
 from starlette.types import Scope
 
+from graven.server import signin
 from graven.server.auth import ApiError, Principal, current_principal, deny, deny_anonymous, state
 from graven.trail import Trail
 from graven.web.app import Denied, Need, SignInRequired, Viewer, create_web_app
@@ -66,7 +74,7 @@ class SessionGate:
                            f"the {principal.role} role may not {what} (it needs {role})",
                            action="audit.access")  # fmt: skip
             except ApiError as exc:
-                raise Denied(403, exc.message, viewer=viewer) from None
+                raise Denied(403, exc.message, viewer=viewer, start_refused=need == "read") from None
         return viewer
 
     @staticmethod
@@ -87,8 +95,49 @@ class _UIMount(Mount):
 
 
 def mount_ui(app: FastAPI, trail: Trail) -> Callable[[], None]:
-    """Serve the UI over ``trail`` from ``app``; returns what the app's shutdown must call (ends live pages)."""
+    """Serve the UI over ``trail`` from ``app``; returns what the app's shutdown must call (ends live pages).
+
+    Call it after the app's own error handlers are installed: it answers their errors to browsers."""
     ui_app = create_web_app(trail, gate=SessionGate(), record_reads=True)
     ui_app.state.graven = app.state.graven  # current_principal reads the server's state from request.app
     app.router.routes.append(_UIMount("", app=ui_app, name="ui"))
+    app.add_api_route(SIGN_IN, signin.login_page, methods=["HEAD"], include_in_schema=False)
+    for kind in (ApiError, HTTPException):
+        handler = app.exception_handlers.get(kind)
+        if handler is not None:
+            app.add_exception_handler(kind, _pages_for_browsers(handler, ui_app.state.graven_ui))
     return ui_app.state.graven_ui.closing.set  # type: ignore[no-any-return]
+
+
+def is_browser(request: Request) -> bool:
+    """A browser's page request (not the API, not a fetch asking for JSON)."""
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept and "application/json" not in accept and not request.url.path.startswith("/api/")
+
+
+Handler = Callable[[Request, Any], "Response | Awaitable[Response]"]
+
+
+def _pages_for_browsers(handler: Handler, ui: Any) -> Handler:
+    """The app's JSON error handler, answering a browser with a page in the UI's style instead (the
+    handler still runs first, so whatever it records is recorded)."""
+
+    async def handle(request: Request, exc: Any) -> Response:
+        answer = handler(request, exc)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        if not is_browser(request) or answer.status_code < 400:
+            return answer
+        body = json.loads(bytes(answer.body)) if answer.body else {}
+        message = str(body.get("message") or body.get("error") or "the request failed")
+        headers = {k: v for k, v in answer.headers.items() if k.lower() == "retry-after"}
+        if request.url.path == "/auth/login" and request.method == "POST":  # the sign-in form, with the reason
+            page = signin._sign_in_page(request, status=answer.status_code, error=message)
+            page.headers.update(headers)
+            return page
+        shown = {"error": message, "field": body.get("field"), "rule": body.get("rule"), "given": body.get("given")}
+        if answer.status_code == 401:
+            shown["sign_in"] = sign_in_url(request)
+        return ui.page(request, answer.status_code, shown, headers)  # type: ignore[no-any-return]
+
+    return handle

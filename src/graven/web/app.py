@@ -10,7 +10,9 @@ auditing: whole-log verification and export); a request without a viewer gets 40
 gate's sign-in page, a browser is sent there). State-changing requests MUST come from the UI's own
 origin (cross-site requests get 403), and through a gate MUST also pass its checks (e.g. CSRF).
 Bad input gets 4xx with the field, the rule and what was given: an HTML page for a browser, JSON
-for ``Accept: application/json``.
+for ``Accept: application/json``. Pages answer HEAD as GET. The outcome of the latest whole-log
+verification made here (:mod:`graven.web.integrity`) is shown in the header and beside each row;
+where reads are recorded, the console leaves the viewers' own activity out until asked.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -37,7 +40,7 @@ from graven.errors import ConfigError, GravenError, NotFoundError, ValidationErr
 from graven.forward.runner import configured_status as forwarder_status
 from graven.security_headers import secure
 from graven.trail import Trail
-from graven.web import explain, http, live, present, pretend, proof, search
+from graven.web import explain, http, integrity, live, present, pretend, proof, search
 from graven.web.sandbox import STORY_CUSTOMER, FixedLog, LogFull, LogSource, Sandbox
 
 HERE = Path(__file__).parent
@@ -90,11 +93,12 @@ class Denied(GravenError):
     """The viewer may not do this (``status`` 403), or must wait (429 with Retry-After)."""
 
     def __init__(self, status: int, message: str, *, headers: dict[str, str] | None = None,
-                 viewer: Viewer | None = None) -> None:  # fmt: skip
+                 viewer: Viewer | None = None, start_refused: bool = False) -> None:  # fmt: skip
         super().__init__(message)
         self.status = status
         self.headers = headers
         self.viewer = viewer
+        self.start_refused = start_refused  # the viewer may not read at all: "back to the start" would loop
 
 
 class _ViewerGate:
@@ -188,6 +192,8 @@ class _UI:
         self.pulse = live.Pulse()
         self.closing = asyncio.Event()
         self.posts: http.PerClient | None = None
+        self.known = integrity.Known()
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.env = Environment(
             loader=PackageLoader("graven.web", "templates"), autoescape=select_autoescape(default=True),
             undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
@@ -227,8 +233,10 @@ class _UI:
                 ("/try/reset", self.reset, "POST"),
                 ("/try/tamper", self.tamper, "POST"),
             ]
+        streams = ("/events", "/console/export")
         for path, endpoint, method in routes:
-            app.add_api_route(path, endpoint, methods=[method], include_in_schema=False)
+            methods = [method, "HEAD"] if method == "GET" and path not in streams else [method]
+            app.add_api_route(path, endpoint, methods=methods, include_in_schema=False)
         app.add_exception_handler(GravenError, self.on_error)  # type: ignore[arg-type]
         app.add_exception_handler(HTTPException, self.on_http_error)  # type: ignore[arg-type]
 
@@ -263,7 +271,9 @@ class _UI:
 
     def host_page(self, message: str) -> str:
         """The page of a request for a host this server does not serve (in the UI's style)."""
-        return self.env.get_template("error.html").render(base="", viewer=None, code=400, error={"error": message})
+        context = {**self.shared(), "start_refused": False, "sign_in": None}
+        return self.env.get_template("error.html").render(base="", viewer=None, code=400, error={"error": message},
+                                                          **context)  # fmt: skip
 
     async def looked(self, request: Request, viewer: Viewer, action: str, **details: Any) -> None:
         """Record that ``viewer`` read the log ("who looked"), when reads are recorded."""
@@ -281,20 +291,30 @@ class _UI:
         await self.call(lambda trail: trail.record(event))
         self.pulse.fire()
 
+    def shared(self) -> dict[str, Any]:
+        """What every page and fragment may show: the time now and what is known of the log's integrity."""
+        return {"now": self.clock(), "integrity": self.known.of(self.source.generation)}
+
     def render(self, request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         base = http.base(request)
         viewer = context.pop("viewer", None)
+        context = {**self.shared(), "start_refused": False, "sign_in": None, **context}
         html = self.env.get_template(template).render(base=base, viewer=viewer, **context)
         return HTMLResponse(html, status_code=status)
 
     def fragment(self, template: str, **context: Any) -> str:
-        return self.env.get_template(template).render(**context)
+        return self.env.get_template(template).render(**{**self.shared(), **context})
 
     def item(self, request: Request, entry: Entry, seeded: int | None = None) -> dict[str, Any]:
         """An entry as pushed to a page: its index and its rendered row."""
         base = http.base(request)
         html = self.fragment("_entry_item.html", e=entry, base=base)
         return {"index": entry.index, "html": html, "visitor": seeded is not None and entry.index >= seeded}
+
+    def log_info(self, trail: Trail) -> dict[str, str | None]:
+        """The current log's verifier key, and in the demo its file (Reset makes a new one)."""
+        path = str(self.source.folder / "trail.db") if isinstance(self.source, Sandbox) else None
+        return {"path": path, "key": self.key or trail.verifier_key}
 
     async def on_error(self, request: Request, exc: GravenError) -> Response:
         status = 400
@@ -304,7 +324,8 @@ class _UI:
             refusal = {"error": str(exc)}
             if http.wants_json(request):
                 return JSONResponse(refusal, status_code=exc.status, headers=exc.headers)
-            page = self.render(request, "error.html", exc.status, code=exc.status, error=refusal, viewer=exc.viewer)
+            page = self.render(request, "error.html", exc.status, code=exc.status, error=refusal, viewer=exc.viewer,
+                               start_refused=exc.start_refused)  # fmt: skip
             page.headers.update(exc.headers or {})
             return page
         if isinstance(exc, NotFoundError):
@@ -330,7 +351,15 @@ class _UI:
     def error(self, request: Request, status: int, body: dict[str, Any]) -> Response:
         if http.wants_json(request):
             return JSONResponse(body, status_code=status)
-        return self.render(request, "error.html", status, code=status, error=body, viewer=None)
+        return self.render(request, "error.html", status, code=status, error=body, viewer=None,
+                           sign_in=body.get("sign_in"))  # fmt: skip
+
+    def page(self, request: Request, status: int, body: dict[str, Any],
+             headers: dict[str, str] | None = None) -> Response:  # fmt: skip
+        """An error of the surrounding service (``graven serve``) as a page in the UI's style, for a browser."""
+        response = self.error(request, status, body)
+        response.headers.update(headers or {})
+        return response
 
     # --- the pages -------------------------------------------------------------------------------
 
@@ -343,17 +372,20 @@ class _UI:
         viewer = await self.who(request)
         box = self.sandbox
         session, persona = http.demo_cookie(request, box.world)
+        done = http.parse_done(request.query_params)  # after a post without JavaScript: what it recorded
 
-        def read(trail: Trail) -> tuple[list[Entry], dict[str, int], int]:
+        def read(trail: Trail) -> tuple[list[Entry], dict[str, int], int, list[Entry]]:
             entries = trail.query(after=box.seeded - 1, newest_first=True, limit=100).entries
-            return entries, box.counters(trail), trail.size
+            recorded = [trail.get(i) for i in done[1] if box.seeded <= i < trail.size] if done else []
+            return entries, box.counters(trail), trail.size, recorded
 
-        entries, counters, size = await self.call(read)
+        entries, counters, size, recorded = await self.call(read)
+        result = {"op": done[0], "text": present.recorded(recorded)} if done and recorded else None
         response = self.render(
             request, "try.html", viewer=viewer, world=box.world, persona=box.world.people[persona],
             entries=entries, counters=counters, after=size - 1, generation=box.generation,
             roles=pretend.ROLES, permissions=pretend.PERMISSIONS, seeded=box.seeded,
-            size=size, max_entries=box.max_entries, full=size + 2 > box.max_entries,
+            size=size, max_entries=box.max_entries, full=size + 2 > box.max_entries, result=result,
         )  # fmt: skip
         http.set_demo_cookie(response, session, persona)
         return response
@@ -394,16 +426,24 @@ class _UI:
 
         done, entries, counters = await self.call(act)
         self.pulse.fire()
-        if not http.wants_json(request):
-            return RedirectResponse(f"{http.base(request)}/try", 303)
         decision = done.decision
-        return JSONResponse({
-            "outcome": decision.outcome, "message": decision.message, "indices": done.indices,
-            "entries": [self.item(request, e, box.seeded) for e in reversed(entries)], "counters": counters,
-            "state_html": self.fragment("_world.html", world=box.world, base=http.base(request)),
-            "persona_html": self.fragment("_persona.html", persona=box.world.people[persona],
-                                          permissions=pretend.PERMISSIONS),
-        })  # fmt: skip
+        persona = decision.becomes or persona  # a staff sign-in: that person is at the keyboard from now on
+        response: Response
+        if not http.wants_json(request):
+            did = ",".join(str(i) for i in done.indices)
+            anchor = "grant" if operation == "revoke" else operation  # one form for both
+            response = RedirectResponse(f"{http.base(request)}/try?did={did}&op={operation}#result-{anchor}", 303)
+        else:
+            response = JSONResponse({
+                "outcome": decision.outcome, "message": decision.message, "indices": done.indices,
+                "entries": [self.item(request, e, box.seeded) for e in reversed(entries)], "counters": counters,
+                "state_html": self.fragment("_world.html", world=box.world, base=http.base(request)),
+                "persona": persona, "persona_html": self.fragment(
+                    "_persona.html", persona=box.world.people[persona], permissions=pretend.PERMISSIONS),
+            })  # fmt: skip
+        if decision.becomes:
+            http.set_demo_cookie(response, session, persona)
+        return response
 
     async def reset(self, request: Request) -> Response:
         viewer = await self.who(request)
@@ -411,6 +451,7 @@ class _UI:
         self.throttle(request, viewer)
         box = self.sandbox
         await run_in_threadpool(box.reset)
+        self.known.forget()
         self.pulse.fire()
         if http.wants_json(request):
             return JSONResponse({"generation": box.generation, "size": box.seeded})
@@ -424,6 +465,7 @@ class _UI:
         form = await http.read_form(request)
         index = http.parse_index(form["index"]) if form.get("index") else None
         done = await run_in_threadpool(box.tamper, index)
+        self.known.forget()  # changed behind the log's back: an earlier "intact" no longer holds
         url = f"{http.base(request)}/entry/{done.index}"
         if http.wants_json(request):
             return JSONResponse({"index": done.index, "message": done.message, "entry_url": url})
@@ -436,11 +478,18 @@ class _UI:
         except ValidationError as exc:
             empty = search.Search({})
             return self.render(request, "console.html", 400, viewer=viewer, search=empty, form=request.query_params,
-                               entries=[], next_cursor=None, error=exc)  # fmt: skip
-        entries, cursor = await self.call(search.run, wanted)
+                               entries=[], next_cursor=None, error=exc, hides_own=False, show_all=False,
+                               hidden_count=0, log_info=None)  # fmt: skip
+        hide = self.record_reads  # where reads are recorded, the viewers' own reads are hidden by default
+
+        def read(trail: Trail) -> tuple[list[Entry], int | None, int, dict[str, str | None]]:
+            return *search.run(trail, wanted, hide), self.log_info(trail)
+
+        entries, cursor, hidden, info = await self.call(read)
         await self.looked(request, viewer, "audit.search", filters=wanted.filters)
         return self.render(request, "console.html", viewer=viewer, search=wanted, form=request.query_params,
-                           entries=entries, next_cursor=cursor, error=None)  # fmt: skip
+                           entries=entries, next_cursor=cursor, error=None, hides_own=hide,
+                           show_all=wanted.show_all, hidden_count=hidden, log_info=info)  # fmt: skip
 
     async def export(self, request: Request) -> Response:
         viewer = await self.who(request, "audit")
@@ -481,12 +530,12 @@ class _UI:
         viewer = await self.who(request)
         number = http.parse_index(index)
 
-        def read(trail: Trail) -> tuple[Entry, proof.EntryCheck]:
-            return trail.get(number), proof.check_entry(trail, number, self.key)
+        def read(trail: Trail) -> tuple[Entry, proof.EntryCheck, dict[str, str | None]]:
+            return trail.get(number), proof.check_entry(trail, number, self.key), self.log_info(trail)
 
-        found, check = await self.call(read)
+        found, check, info = await self.call(read)
         await self.looked(request, viewer, "audit.view", index=number)
-        return self.render(request, "entry.html", viewer=viewer, e=found, check=check)
+        return self.render(request, "entry.html", viewer=viewer, e=found, check=check, log_info=info)
 
     async def bundle(self, request: Request, index: str) -> Response:
         viewer = await self.who(request)
@@ -500,12 +549,15 @@ class _UI:
         viewer = await self.who(request, "audit")
         http.same_origin(request)
         self.throttle(request, viewer)
+        generation = self.source.generation
         report = await self.call(lambda trail: trail.verify(self.key))
-        await self.looked(request, viewer, "audit.verify", ok=report.ok)
         result = report.to_json()
+        self.known.learn(generation, integrity.Verification.from_report(result, self.clock().isoformat()))
+        await self.looked(request, viewer, "audit.verify", ok=report.ok)
         if report.first_bad_index is not None:
             result["entry_url"] = f"{http.base(request)}/entry/{report.first_bad_index}"
         if http.wants_json(request):
+            result["integrity_html"] = self.fragment("_integrity.html", base=http.base(request))
             return JSONResponse(result)
         return self.render(request, "verify.html", viewer=viewer, report=result)
 

@@ -15,7 +15,7 @@ import threading
 import time
 import unicodedata
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -49,8 +49,14 @@ def base(request: Request) -> str:
 
 
 def wants_json(request: Request) -> bool:
+    """JSON for API clients and scripts; a page for a browser (which asks for ``text/html``), even where
+    the answer would have been a download (an export, a bundle) had it been allowed."""
     accept = request.headers.get("accept", "")
-    return "application/json" in accept or request.url.path.endswith(("/export", "/bundle", "/events"))
+    if "application/json" in accept:
+        return True
+    if "text/html" in accept:
+        return False
+    return request.url.path.endswith(("/export", "/bundle", "/events"))
 
 
 def same_origin(request: Request) -> None:
@@ -223,6 +229,20 @@ def parse_index(given: str) -> int:
     if not given.isdigit() or int(given) > MAX_INDEX:
         raise ValidationError("index", f"must be a whole number from 0 to {MAX_INDEX}", given)
     return int(given)
+
+
+def parse_done(params: Mapping[str, str]) -> tuple[str, list[int]] | None:
+    """``?did=12,13&op=login``, where a post without JavaScript lands: the operation and the indices
+    it recorded (at most two); None without ``did``."""
+    if not params.get("did"):
+        return None
+    operation = params.get("op", "")
+    if operation not in pretend.OPERATIONS:
+        raise ValidationError("op", f"must be one of {', '.join(pretend.OPERATIONS)}", operation)
+    given = params["did"].split(",")
+    if len(given) > 2:
+        raise ValidationError("did", "must name at most two entries (an attempt and its consequence)", params["did"])
+    return operation, [parse_index(i) for i in given]
 
 
 def parse_cursor(given: str) -> int:

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+from markupsafe import Markup, escape
 
 OUTCOME_LABELS = {"success": "Success", "denied": "Denied", "failure": "Failure"}
 HIDDEN = "value hidden"
@@ -21,6 +22,40 @@ def when(value: str | None) -> str:
     except ValueError:
         return value
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def ago(value: str | None, now: datetime) -> str:
+    """How long before ``now`` a stored timestamp is, in words: ``3 min ago``, ``2 days ago``."""
+    if not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if moment.tzinfo is None or now.tzinfo is None:
+        return when(value)
+    seconds = (now - moment).total_seconds()
+    future, seconds = seconds < 0, abs(seconds)
+    if seconds < 45:
+        return "just now"
+    for size, unit in ((86400 * 365, "year"), (86400 * 30, "month"), (86400, "day"), (3600, "h"), (60, "min")):
+        if seconds >= size * (0.75 if size >= 3600 else 1):
+            count = max(1, round(seconds / size))
+            label = unit if unit in ("h", "min") or count == 1 else unit + "s"
+            return f"in {count} {label}" if future else f"{count} {label} ago"
+    return "just now"
+
+
+def dotted(name: str | None) -> Markup:
+    """A dotted name that may wrap only after its dots (``session.login``), never inside a word."""
+    return Markup(str(escape(name or "")).replace(".", ".<wbr>"))  # noqa: S704 (escaped first)
+
+
+def actor_label(value: Mapping[str, Any] | None) -> str:
+    """The actor's name, else its id, else its type: the short form shown in lists."""
+    if not value:
+        return "unknown"
+    return str(value.get("name") or value.get("id") or value.get("type") or "unknown")
 
 
 def actor(value: Mapping[str, Any] | None) -> str:
@@ -80,6 +115,17 @@ def changes(items: Sequence[Mapping[str, Any]] | None) -> str:
     return "; ".join(change(c) for c in items or [])
 
 
+def recorded(entries: Sequence[Any]) -> str:
+    """What an attempt recorded, in a sentence per entry: ``Entry #12: denied, file.delete (why).``"""
+    said = []
+    for entry in entries:
+        who = "automatic" if (entry.actor or {}).get("type") == "system" else OUTCOME_LABELS[entry.outcome].lower()
+        why = f": {entry.data['reason']}" if entry.data.get("reason") else ""
+        on = f" on {', '.join(target_label(t) for t in entry.targets)}" if entry.targets else ""
+        said.append(f"Entry #{entry.index}: {who}, {entry.action}{on}{why}.")
+    return " ".join(said)
+
+
 def pretty(data: Any) -> str:
     """Indented JSON for a page."""
     return orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()
@@ -87,6 +133,9 @@ def pretty(data: Any) -> str:
 
 FILTERS = {
     "when": when,
+    "ago": ago,
+    "dotted": dotted,
+    "actor_label": actor_label,
     "actor": actor,
     "browser": browser,
     "target": target,

@@ -114,6 +114,7 @@ class Decision:
     changes: tuple[tuple[str, Any, Any], ...] = ()
     actor: dict[str, str] | None = None  # who the log names (a sign-in names the account claimed)
     follow_up: Decision | None = None
+    becomes: str | None = None  # a staff sign-in: the person who acts from now on at this keyboard
 
 
 def initial_world() -> World:
@@ -230,11 +231,18 @@ def _login(world: World, person: Person, params: Mapping[str, Any]) -> Decision:
                 reason=f"{LOCK_AFTER} failed sign-ins in a row", targets=targets, changes=(("locked", False, True),),
                 actor={"type": "system", "id": "lockout-policy", "name": "account lockout policy"},
             )  # fmt: skip
-        tries = f"{holder.failed_logins} in a row"
-        return Decision("session.login", "failure", f"Failed: wrong password for {holder.name} ({tries}).",
-                        world, reason="wrong password", targets=targets, actor=actor, follow_up=follow_up)  # fmt: skip
+        message = f"Failed: wrong password for {holder.name} ({holder.failed_logins} in a row)."
+        if follow_up is not None:
+            message = message[:-1] + f"; {holder.name}'s account is now locked (the lockout policy did it)."
+        return Decision("session.login", "failure", message, world, reason="wrong password", targets=targets,
+                        actor=actor, follow_up=follow_up)  # fmt: skip
     holder.failed_logins = 0
-    return Decision("session.login", "success", f"{holder.name} signed in.", world, targets=targets, actor=actor)
+    if isinstance(holder, Person):
+        message = f"{holder.name} signed in: {holder.name} is now at the keyboard, and acts next."
+        return Decision("session.login", "success", message, world, targets=targets, actor=actor, becomes=holder.id)
+    message = (f"{holder.name} signed in to the customer's own account; customers have no back-office rights, "
+               f"so the actions here are still {person.name}'s.")  # fmt: skip
+    return Decision("session.login", "success", message, world, targets=targets, actor=actor)
 
 
 def _password(world: World, person: Person, params: Mapping[str, Any]) -> Decision:

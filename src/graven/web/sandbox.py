@@ -213,14 +213,16 @@ class Sandbox:
     # --- counting and tampering ----------------------------------------------------------------
 
     def counters(self, trail: Trail) -> dict[str, int]:
-        """Total, successes, denials and failures among the visitors' entries (after the story)."""
-        counts = {"total": 0, "success": 0, "denied": 0, "failure": 0}
+        """Among the visitors' entries (after the story): the total; the successes, denials and failures
+        of their attempts; and what the application did on its own after them (``automatic``: locks)."""
+        counts = {"total": 0, "success": 0, "denied": 0, "failure": 0, "automatic": 0}
         after = self.seeded - 1
         while True:
             page = trail.query(after=after, limit=MAX_PAGE)
             for entry in page.entries:
                 counts["total"] += 1
-                counts[entry.outcome] = counts.get(entry.outcome, 0) + 1
+                kind = "automatic" if (entry.actor or {}).get("type") == "system" else entry.outcome
+                counts[kind] = counts.get(kind, 0) + 1
             if page.next_cursor is None:
                 return counts
             after = page.next_cursor

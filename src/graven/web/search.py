@@ -27,6 +27,7 @@ MAX_FIELD = 200
 MAX_TEXT = 500
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
+HIDE_SCAN_PAGES = 20  # pages read at most to fill one page when the viewers' own activity is hidden
 EXPORT_PAGE = 1000
 EXPORTS = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
 CSV_COLUMNS = (
@@ -42,6 +43,7 @@ class Search:
     filters: dict[str, str]
     limit: int = DEFAULT_LIMIT
     before: int | None = None
+    show_all: bool = False  # include the viewers' own activity (see viewers_own)
 
     def query_args(self) -> dict[str, Any]:
         return dict(self.filters)
@@ -50,7 +52,8 @@ class Search:
         """The query string of this search with some parameters changed (None removes one)."""
         from urllib.parse import urlencode
 
-        params: dict[str, Any] = {**self.filters, "limit": self.limit, "before": self.before}
+        params: dict[str, Any] = {**self.filters, "limit": self.limit, "before": self.before,
+                                  "all": "1" if self.show_all else None}  # fmt: skip
         params.update(changes)
         return urlencode({k: v for k, v in params.items() if v is not None and v != ""})
 
@@ -98,13 +101,42 @@ def parse(params: Mapping[str, str]) -> Search:
         raise ValidationError("until", "must be later than since", params.get("until"))
     limit = _int("limit", params["limit"], 1, MAX_LIMIT) if params.get("limit") else DEFAULT_LIMIT
     before = _int("before", params["before"], 0, MAX_INDEX) if params.get("before") else None
-    return Search(filters, limit, before)
+    show_all = params.get("all", "") not in ("", "0")
+    return Search(filters, limit, before, show_all)
 
 
-def run(trail: Trail, search: Search) -> tuple[list[Entry], int | None]:
-    """One page of the search, newest first, and the cursor of the next (older) page."""
-    page = trail.query(**search.query_args(), limit=search.limit, before=search.before, newest_first=True)
-    return page.entries, page.next_cursor
+def viewers_own(entry: Entry) -> bool:
+    """Whether an entry is the viewers' own activity: a read through the UI or API (``audit.*``), or an
+    anonymous request refused for want of credentials (``http.request``)."""
+    return entry.action.startswith("audit.") or (
+        entry.action == "http.request" and (entry.actor or {}).get("type") == "anonymous"
+    )
+
+
+def run(trail: Trail, search: Search, hide_own: bool = False) -> tuple[list[Entry], int | None, int]:
+    """One page of the search, newest first, the cursor of the next (older) page, and how many entries
+    of the viewers' own activity were left out (``hide_own``, unless the search asks for everything or
+    names an action). Hiding reads at most :data:`HIDE_SCAN_PAGES` pages to fill one."""
+    args = search.query_args()
+    if not hide_own or search.show_all or "action" in search.filters:
+        page = trail.query(**args, limit=search.limit, before=search.before, newest_first=True)
+        return page.entries, page.next_cursor, 0
+    kept: list[Entry] = []
+    hidden = 0
+    before = search.before
+    for _ in range(HIDE_SCAN_PAGES):
+        page = trail.query(**args, limit=search.limit, before=before, newest_first=True)
+        for entry in page.entries:
+            if viewers_own(entry):
+                hidden += 1
+            else:
+                kept.append(entry)
+                if len(kept) == search.limit:
+                    return kept, entry.index if entry.index > 0 else None, hidden
+        if page.next_cursor is None:
+            return kept, None, hidden
+        before = page.next_cursor
+    return kept, before, hidden
 
 
 def export_pages(trail: Trail, search: Search, after: int | None) -> tuple[list[Entry], int | None]:

@@ -68,7 +68,8 @@ def serve_demo(
         server = uvicorn.Server(config)
         announce(
             f"Graven demo running at {url_of(sock)}  (Ctrl+C to stop)\n"
-            f"Its log: {sandbox.folder / 'trail.db'} (key {sandbox.folder / 'signing.key'})"
+            f"Its logs live in {directory}: each Reset starts a fresh one there, and the console shows the\n"
+            f"current log's file and verifier key (now {sandbox.folder / 'trail.db'})"
         )
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn hands Ctrl+C back once it has shut down
             server.run(sockets=[sock])
