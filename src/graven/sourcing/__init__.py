@@ -1,17 +1,24 @@
-"""Event sourcing on the trail: aggregate streams with optimistic concurrency, upcasting, and more.
+"""Event sourcing on the trail: aggregate streams with optimistic concurrency, snapshots, upcasting.
 
 The log is the source of truth: an aggregate's state is what replaying its stream's entries gives.
 """
 
 from graven.errors import ConflictError
+from graven.sourcing.aggregates import Aggregate, Repository
 from graven.sourcing.events import EventStore, NewEvent, Recorded, StreamEvent, parse_stream
+from graven.sourcing.snapshots import Snapshot, Snapshots, SnapshotWarning
 from graven.sourcing.upcasting import UpcastError, Upcasters
 
 __all__ = [
+    "Aggregate",
     "ConflictError",
     "EventStore",
     "NewEvent",
     "Recorded",
+    "Repository",
+    "Snapshot",
+    "SnapshotWarning",
+    "Snapshots",
     "StreamEvent",
     "UpcastError",
     "Upcasters",
