@@ -35,6 +35,7 @@ from graven.core.model import Entry, Prepared, change_dict, event_from, nfc, par
 from graven.core.note import Signer, Verifier
 from graven.core.redaction import RedactionPolicy
 from graven.core.shredding import PREFIX, PersonalData, open_entry, seal_event
+from graven.core.state import TargetState, as_of_time, replay
 from graven.errors import ConfigError, GravenError, IdempotencyConflict, IntegrityError, NotFoundError, ValidationError
 from graven.keys import load_verifier
 from graven.lineage import KeptCheckpoints, archived_notes
@@ -456,6 +457,26 @@ class Trail:
             out += page.entries
             if page.next_cursor is None or len(out) >= limit:
                 return out[:limit]
+            after = page.next_cursor
+
+    def state(
+        self, target: tuple[str, str] | str, *, as_of: datetime | str | None = None, at_index: int | None = None
+    ) -> TargetState:
+        """A target's fields as of a moment (``occurred_at`` at or before ``as_of``; text without an
+        offset is UTC) and/or up to entry ``at_index``, replayed from the changes its entries
+        recorded, whatever captured them (see :mod:`graven.core.state`); the latest state without either."""
+        key = parse_target(target)
+        moment = None if as_of is None else as_of_time(as_of)
+        if at_index is not None and (not isinstance(at_index, int) or not 0 <= at_index <= MAX_INDEX):
+            raise ValidationError("at_index", f"must be an entry index (an integer from 0 to {MAX_INDEX})", at_index)
+        before = None if at_index is None else at_index + 1
+        docs: list[tuple[int, dict[str, Any]]] = []
+        after: int | None = None
+        while True:
+            page = self.query(target=key, after=after, before=before, limit=MAX_PAGE)
+            docs += [(e.index, e.data) for e in page.entries]
+            if page.next_cursor is None:
+                return replay(key, docs, as_of=moment, at_index=at_index)
             after = page.next_cursor
 
     # --- forgetting ---------------------------------------------------------------------------

@@ -1,0 +1,147 @@
+"""A target's state at a moment, rebuilt from the changes its entries recorded. Pure: no I/O.
+
+Whatever captured a change (``action()``, SQLAlchemy, PostgreSQL triggers, an aggregate), it was
+recorded as ``changes: [{field, old, new}]`` on an entry whose first target is the changed thing.
+Replaying those entries in index order gives each field's value then:
+
+- ``{field, new}`` sets the field (``old`` alone, without ``new``, removes it);
+- ``{field, redacted: true}`` marks it changed but hidden: its value was never stored;
+- a change whose sealed value's key was destroyed (``erased: true``, value ``"[erased]"``) marks
+  it erased: the subject was forgotten; a value still sealed (entries read as stored, as in a
+  proof bundle) is ``sealed``: present, but only its subject's key opens it.
+
+An entry whose action ends in ``.delete`` or ``.deleted`` marks the target deleted (its fields as the
+changes leave them); a later change revives it. Changes of an entry count for its first target only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from graven.core.model import parse_time
+from graven.core.shredding import is_sealed
+
+Status = Literal["set", "redacted", "erased", "sealed"]
+_DELETE_VERBS = ("delete", "deleted")
+
+
+@dataclass(frozen=True, slots=True)
+class FieldState:
+    """One field: its value (None unless ``status`` is ``set``), how it stands, and the entry that
+    last changed it."""
+
+    value: Any
+    status: Status
+    index: int
+    occurred_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": self.status, "index": self.index, "occurred_at": self.occurred_at}
+        if self.status == "set":
+            out["value"] = self.value
+        return out
+
+
+@dataclass
+class TargetState:
+    """A target's fields as of a moment or an index, and the entries the answer rests on."""
+
+    target: tuple[str, str]
+    as_of: str | None = None
+    at_index: int | None = None
+    fields: dict[str, FieldState] = field(default_factory=dict)
+    deleted: bool = False
+    indices: list[int] = field(default_factory=list)
+
+    @property
+    def exists(self) -> bool:
+        """Whether any entry names the target as changed (by then) and it is not deleted."""
+        return bool(self.indices) and not self.deleted
+
+    def values(self) -> dict[str, Any]:
+        """Field -> value, with redacted fields as ``"[redacted]"`` and erased ones as ``"[erased]"``."""
+        return {k: f.value if f.status == "set" else f"[{f.status}]" for k, f in sorted(self.fields.items())}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": {"type": self.target[0], "id": self.target[1]},
+            "as_of": self.as_of,
+            "at_index": self.at_index,
+            "exists": self.exists,
+            "deleted": self.deleted,
+            "fields": {k: f.to_json() for k, f in sorted(self.fields.items())},
+            "entries": list(self.indices),
+        }
+
+
+def replay(
+    target: tuple[str, str],
+    entries: Iterable[tuple[int, Mapping[str, Any]]],
+    *,
+    as_of: str | None = None,
+    at_index: int | None = None,
+) -> TargetState:
+    """Replay ``(index, entry document)`` pairs, in index order, into the target's state.
+
+    Entries whose first target is not ``target``, that occurred after ``as_of`` (a stored-form UTC
+    time) or that come after ``at_index`` are skipped, so callers may pass more than needed.
+    """
+    state = TargetState(target, as_of, at_index)
+    last = -1
+    for index, doc in entries:
+        if index <= last:
+            raise ValueError(f"entries must come in index order (got {index} after {last})")
+        last = index
+        if at_index is not None and index > at_index:
+            break
+        occurred = doc.get("occurred_at")
+        if as_of is not None and (not isinstance(occurred, str) or occurred > as_of):
+            continue
+        targets = doc.get("targets") or []
+        first = targets[0] if targets and isinstance(targets[0], Mapping) else {}
+        if (first.get("type"), first.get("id")) != target:
+            continue
+        state.indices.append(index)
+        _apply(state, index, str(occurred), doc)
+    return state
+
+
+def _apply(state: TargetState, index: int, occurred: str, doc: Mapping[str, Any]) -> None:
+    changes = doc.get("changes") or []
+    for change in changes:
+        if not isinstance(change, Mapping) or not isinstance(change.get("field"), str):
+            continue
+        name = change["field"]
+        if change.get("redacted") is True:
+            state.fields[name] = FieldState(None, "redacted", index, occurred)
+        elif change.get("erased") is True:
+            state.fields[name] = FieldState(None, "erased", index, occurred)
+        elif "new" in change and is_sealed(change["new"]):
+            state.fields[name] = FieldState(None, "sealed", index, occurred)
+        elif "new" in change:
+            state.fields[name] = FieldState(change["new"], "set", index, occurred)
+        else:
+            state.fields.pop(name, None)
+    action = doc.get("action")
+    if isinstance(action, str):
+        state.deleted = action.rsplit(".", 1)[-1] in _DELETE_VERBS or (state.deleted and not changes)
+
+
+def as_of_time(value: Any, name: str = "as_of") -> str:
+    """A moment in stored form; ISO text without an offset is read as UTC (``2026-12-03T14:06``)."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+        except ValueError:
+            return parse_time(value, name)  # raises, naming the field and what was given
+        return parse_time(moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC), name)
+    if isinstance(value, datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return parse_time(value, name)
+
+
+__all__ = ["FieldState", "TargetState", "as_of_time", "replay"]
