@@ -50,7 +50,7 @@ class Aggregate:
     def trigger(self, event: str, data: Mapping[str, Any] | None = None, **entry: Any) -> None:
         """Apply a new event now and queue it for :meth:`Repository.save`. ``entry`` holds other
         entry fields (``actor``, ``reason``, ``outcome``, ...)."""
-        before = self.state()
+        before = self.state() if self.version > 0 else {}  # a new aggregate records every field
         payload = dict(data or {})
         self.apply(event, payload)
         changes = _changes(before, self.state())
@@ -81,12 +81,12 @@ def _changes(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, An
     for key in sorted(before.keys() | after.keys()):
         if key not in after:
             out.append({"field": key, "old": before[key], "new": None})
-        elif before.get(key, _MISSING) != after[key]:
+        elif key not in before:
+            out.append({"field": key, "new": after[key]})
+        elif before[key] != after[key]:
             out.append({"field": key, "old": before.get(key), "new": after[key]})
     return out
 
-
-_MISSING = object()
 
 
 class Repository:
