@@ -88,7 +88,6 @@ def _changes(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, An
     return out
 
 
-
 class Repository:
     """Loads and saves aggregates of the given classes on one trail.
 
