@@ -29,7 +29,7 @@ from graven.capture import context
 from graven.capture.action import Action, Denied, audited
 from graven.checkpoint_file import CheckpointFile, kept_size
 from graven.core import audit, merkle
-from graven.core.bundle import make_bundle
+from graven.core.bundle import make_bundle, make_state_bundle
 from graven.core.ids import uuid7
 from graven.core.model import Entry, Prepared, change_dict, event_from, nfc, parse_time, prepare
 from graven.core.note import Signer, Verifier
@@ -521,6 +521,27 @@ class Trail:
         _, hashes = self.store.tree_hashes(nodes)
         proof = merkle.inclusion_proof(index, size, hashes)
         return make_bundle(entry.to_json(), size, proof, latest.note)
+
+    def prove_state(
+        self, target: tuple[str, str] | str, *, as_of: datetime | str | None = None, at_index: int | None = None
+    ) -> dict[str, Any]:
+        """An offline bundle of a target's state (see :func:`graven.core.bundle.verify_state_bundle`):
+        the entries it replays, as stored, each with its inclusion proof in one signed checkpoint."""
+        opened = self.state(target, as_of=as_of, at_index=at_index)
+        stored = [_entry(i, self._stored(i)) for i in opened.indices]
+        state = replay(opened.target, [(e.index, e.data) for e in stored], as_of=opened.as_of, at_index=at_index)
+        latest = self.store.latest_checkpoint()
+        if stored and (latest is None or latest.size <= stored[-1].index):
+            self.checkpoint()
+            latest = self.store.latest_checkpoint()
+        if latest is None:
+            raise ConfigError("the log has no signed checkpoint to prove against; open it with its signing key")
+        proofs = []
+        for entry in stored:
+            nodes = merkle.inclusion_nodes(entry.index, latest.size)
+            _, hashes = self.store.tree_hashes(nodes)
+            proofs.append((entry.to_json(), merkle.inclusion_proof(entry.index, latest.size, hashes)))
+        return make_state_bundle(state.to_json(), proofs, latest.size, latest.note)
 
     def consistency(self, old_size: int, new_size: int) -> list[bytes]:
         """The RFC 9162 consistency proof between two tree sizes."""
