@@ -11,7 +11,8 @@ Replaying those entries in index order gives each field's value then:
   proof bundle) is ``sealed``: present, but only its subject's key opens it.
 
 An entry whose action ends in ``.delete`` or ``.deleted`` marks the target deleted (its fields as the
-changes leave them); a later change revives it. Changes of an entry count for its first target only.
+changes leave them); a later change revives it. Changes of an entry count for its first target only;
+entries that change nothing (reads, sign-ins) are not part of the state.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class TargetState:
 
     @property
     def exists(self) -> bool:
-        """Whether any entry names the target as changed (by then) and it is not deleted."""
+        """Whether any entry changed the target (by then) and it is not deleted."""
         return bool(self.indices) and not self.deleted
 
     def values(self) -> dict[str, Any]:
@@ -104,12 +105,16 @@ def replay(
         first = targets[0] if targets and isinstance(targets[0], Mapping) else {}
         if (first.get("type"), first.get("id")) != target:
             continue
+        action = doc.get("action")
+        deletes = isinstance(action, str) and action.rsplit(".", 1)[-1] in _DELETE_VERBS
+        if not doc.get("changes") and not deletes:
+            continue  # changes nothing (a read, a sign-in): not part of the state
         state.indices.append(index)
-        _apply(state, index, str(occurred), doc)
+        _apply(state, index, str(occurred), doc, deletes)
     return state
 
 
-def _apply(state: TargetState, index: int, occurred: str, doc: Mapping[str, Any]) -> None:
+def _apply(state: TargetState, index: int, occurred: str, doc: Mapping[str, Any], deletes: bool) -> None:
     changes = doc.get("changes") or []
     for change in changes:
         if not isinstance(change, Mapping) or not isinstance(change.get("field"), str):
@@ -125,9 +130,7 @@ def _apply(state: TargetState, index: int, occurred: str, doc: Mapping[str, Any]
             state.fields[name] = FieldState(change["new"], "set", index, occurred)
         else:
             state.fields.pop(name, None)
-    action = doc.get("action")
-    if isinstance(action, str):
-        state.deleted = action.rsplit(".", 1)[-1] in _DELETE_VERBS or (state.deleted and not changes)
+    state.deleted = deletes
 
 
 def as_of_time(value: Any, name: str = "as_of") -> str:
