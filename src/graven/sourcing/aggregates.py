@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -144,9 +145,11 @@ class Repository:
     def save(self, *aggregates: Aggregate) -> list[Recorded]:
         """Append every aggregate's pending events in one transaction (all or nothing)."""
         batch = []
+        shape = self.events.upcasters.current  # new events are written in the newest shape
         for agg in aggregates:
             if agg._pending:
-                batch.append((agg.stream, agg.version - len(agg._pending), list(agg._pending)))
+                events = [replace(e, shape=shape(e.type)) for e in agg._pending]
+                batch.append((agg.stream, agg.version - len(agg._pending), events))
         if not batch:
             return []
         recorded = self.events.append_batch(batch)
