@@ -17,6 +17,7 @@ from typing import Any
 
 from graven.core import canonical, merkle
 from graven.core.note import NoteError, Verifier, open_checkpoint
+from graven.core.state import replay
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +114,6 @@ def make_state_bundle(
 
 def verify_state_bundle(bundle: Mapping[str, Any], verifiers: Sequence[Verifier]) -> BundleCheck:
     """Check a state bundle: signature, each entry's inclusion, and the state replayed from them."""
-    from graven.core.state import replay  # the state rules; imported here to keep this module's imports small
-
     missing = [k for k in ("target", "state", "entries", "tree_size", "checkpoint") if k not in bundle]
     if missing:
         return BundleCheck(False, f"the state bundle lacks {', '.join(missing)}")
