@@ -472,12 +472,12 @@ class Trail:
         before = None if at_index is None else at_index + 1
         docs: list[tuple[int, dict[str, Any]]] = []
         after: int | None = None
-        while True:
-            page = self.query(target=key, after=after, before=before, limit=MAX_PAGE)
-            docs += [(e.index, e.data) for e in page.entries]
-            if page.next_cursor is None:
+        while True:  # the store's rows parsed once (replay checks the target itself)
+            rows = self.store.query(Query(target=key, after=after, before=before, limit=MAX_PAGE))
+            docs += [(i, self._entry(i, body).data) for i, body in rows]
+            if len(rows) < MAX_PAGE:
                 return replay(key, docs, as_of=moment, at_index=at_index)
-            after = page.next_cursor
+            after = rows[-1][0]
 
     # --- forgetting ---------------------------------------------------------------------------
 

@@ -91,6 +91,7 @@ def replay(
     time) or that come after ``at_index`` are skipped, so callers may pass more than needed.
     """
     state = TargetState(target, as_of, at_index)
+    fields: dict[str, tuple[Any, Status, int, str]] = {}  # tuples while replaying: cheap to make
     last = -1
     for index, doc in entries:
         if index <= last:
@@ -99,38 +100,40 @@ def replay(
         if at_index is not None and index > at_index:
             break
         occurred = doc.get("occurred_at")
-        if as_of is not None and (not isinstance(occurred, str) or occurred > as_of):
+        if as_of is not None and (type(occurred) is not str or occurred > as_of):
             continue
-        targets = doc.get("targets") or []
-        first = targets[0] if targets and isinstance(targets[0], Mapping) else {}
-        if (first.get("type"), first.get("id")) != target:
+        targets = doc.get("targets")
+        first = targets[0] if type(targets) is list and targets and type(targets[0]) is dict else {}
+        if first.get("id") != target[1] or first.get("type") != target[0]:
             continue
         action = doc.get("action")
-        deletes = isinstance(action, str) and action.rsplit(".", 1)[-1] in _DELETE_VERBS
-        if not doc.get("changes") and not deletes:
+        deletes = type(action) is str and action.rsplit(".", 1)[-1] in _DELETE_VERBS
+        changes = doc.get("changes")
+        if not changes and not deletes:
             continue  # changes nothing (a read, a sign-in): not part of the state
         state.indices.append(index)
-        _apply(state, index, str(occurred), doc, deletes)
+        _apply(fields, index, str(occurred), changes if type(changes) is list else [])
+        state.deleted = deletes
+    state.fields = {name: FieldState(*item) for name, item in fields.items()}
     return state
 
 
-def _apply(state: TargetState, index: int, occurred: str, doc: Mapping[str, Any], deletes: bool) -> None:
-    changes = doc.get("changes") or []
+def _apply(fields: dict[str, tuple[Any, Status, int, str]], index: int, occurred: str, changes: list[Any]) -> None:
     for change in changes:
-        if not isinstance(change, Mapping) or not isinstance(change.get("field"), str):
+        if type(change) is not dict:
             continue
-        name = change["field"]
+        name = change.get("field")
+        if type(name) is not str:
+            continue
         if change.get("redacted") is True:
-            state.fields[name] = FieldState(None, "redacted", index, occurred)
+            fields[name] = (None, "redacted", index, occurred)
         elif change.get("erased") is True:
-            state.fields[name] = FieldState(None, "erased", index, occurred)
-        elif "new" in change and is_sealed(change["new"]):
-            state.fields[name] = FieldState(None, "sealed", index, occurred)
+            fields[name] = (None, "erased", index, occurred)
         elif "new" in change:
-            state.fields[name] = FieldState(change["new"], "set", index, occurred)
+            new = change["new"]
+            fields[name] = (None, "sealed", index, occurred) if is_sealed(new) else (new, "set", index, occurred)
         else:
-            state.fields.pop(name, None)
-    state.deleted = deletes
+            fields.pop(name, None)
 
 
 def as_of_time(value: Any, name: str = "as_of") -> str:
