@@ -35,7 +35,7 @@ from graven.core.model import Entry, Prepared, change_dict, event_from, nfc, par
 from graven.core.note import Signer, Verifier
 from graven.core.redaction import RedactionPolicy
 from graven.core.shredding import PREFIX, PersonalData, open_entry, seal_event
-from graven.core.state import TargetState, as_of_time, replay
+from graven.core.state import TargetState, as_of_time, just_after, replay
 from graven.errors import ConfigError, GravenError, IdempotencyConflict, IntegrityError, NotFoundError, ValidationError
 from graven.keys import load_verifier
 from graven.lineage import KeptCheckpoints, archived_notes
@@ -470,10 +470,11 @@ class Trail:
         if at_index is not None and (not isinstance(at_index, int) or not 0 <= at_index <= MAX_INDEX):
             raise ValidationError("at_index", f"must be an entry index (an integer from 0 to {MAX_INDEX})", at_index)
         before = None if at_index is None else at_index + 1
+        until = None if moment is None else just_after(moment)  # the store skips what came later
         docs: list[tuple[int, dict[str, Any]]] = []
         after: int | None = None
         while True:  # the store's rows parsed once (replay checks the target itself)
-            rows = self.store.query(Query(target=key, after=after, before=before, limit=MAX_PAGE))
+            rows = self.store.query(Query(target=key, after=after, before=before, until=until, limit=MAX_PAGE))
             docs += [(i, self._entry(i, body).data) for i, body in rows]
             if len(rows) < MAX_PAGE:
                 return replay(key, docs, as_of=moment, at_index=at_index)
