@@ -399,6 +399,18 @@ class Trail:
             raise NotFoundError(f"no entry {index}: the log has {self.size} entries (0..{self.size - 1})")
         return body
 
+    def _document(self, index: int, body: bytes) -> dict[str, Any]:
+        """An entry's fields as stored (sealed values opened), without an :class:`Entry` around them."""
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            data = None
+        if type(data) is not dict:
+            return self._entry(index, body).data  # raises, naming the entry
+        if self.subject_keys is not None and self._sealed in body:
+            return open_entry(data, self.subject_keys.lookup)
+        return data
+
     def _entry(self, index: int, body: bytes) -> Entry:
         """The entry as stored, with sealed personal values opened (or read as erased)."""
         entry = _entry(index, body)
@@ -475,7 +487,7 @@ class Trail:
         after: int | None = None
         while True:  # the store's rows parsed once (replay checks the target itself)
             rows = self.store.query(Query(target=key, after=after, before=before, until=until, limit=MAX_PAGE))
-            docs += [(i, self._entry(i, body).data) for i, body in rows]
+            docs += [(i, self._document(i, body)) for i, body in rows]
             if len(rows) < MAX_PAGE:
                 return replay(key, docs, as_of=moment, at_index=at_index)
             after = rows[-1][0]
