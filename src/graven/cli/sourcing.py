@@ -45,7 +45,9 @@ def state_lines(state: TargetState) -> list[str]:
     upto = f" up to entry {state.at_index}" if state.at_index is not None else ""
     if not state.indices:
         return [f"{name}{when}{upto}: no recorded changes"]
-    how = "deleted" if state.deleted else f"{len(state.indices)} entries replayed, last {state.indices[-1]}"
+    count = len(state.indices)
+    replayed = f"{count} entr{'y' if count == 1 else 'ies'} replayed, last {state.indices[-1]}"
+    how = "deleted" if state.deleted else replayed
     lines = [f"{name}{when}{upto} ({how})"]
     width = max((len(k) for k in state.fields), default=0)
     for key, value in state.values().items():

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from graven.core.model import parse_time
 from graven.core.shredding import is_sealed
+from graven.errors import ValidationError
 
 Status = Literal["set", "redacted", "erased", "sealed"]
 _DELETE_VERBS = ("delete", "deleted")
@@ -143,7 +144,7 @@ def as_of_time(value: Any, name: str = "as_of") -> str:
         try:
             moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
         except ValueError:
-            return parse_time(value, name)  # raises, naming the field and what was given
+            raise ValidationError(name, "must be an ISO 8601 timestamp (UTC unless it has an offset)", value) from None
         return parse_time(moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC), name)
     if isinstance(value, datetime) and value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
