@@ -331,8 +331,8 @@ def derived_problem(index: int) -> Problem:
     return Problem(
         index,
         "modified",
-        f"Entry {index}: its indexed columns or target rows were edited and no longer match its "
-        "content, so searches would return wrong results.",
+        f"Entry {index}: its indexed columns, target rows or stream index rows were edited and no longer "
+        "match its content, so searches and aggregate streams would return wrong results.",
         rank=2,
     )
 

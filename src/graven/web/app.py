@@ -40,7 +40,7 @@ from graven.errors import ConfigError, GravenError, NotFoundError, ValidationErr
 from graven.forward.runner import configured_status as forwarder_status
 from graven.security_headers import secure
 from graven.trail import Trail
-from graven.web import explain, http, integrity, live, present, pretend, proof, search
+from graven.web import explain, http, integrity, live, present, pretend, proof, search, state_view
 from graven.web.sandbox import STORY_CUSTOMER, FixedLog, LogFull, LogSource, Sandbox
 
 HERE = Path(__file__).parent
@@ -218,6 +218,8 @@ class _UI:
             ("/timeline", self.timeline, "GET"),
             ("/entry/{index}", self.entry, "GET"),
             ("/entry/{index}/bundle", self.bundle, "GET"),
+            ("/state", self.state_page, "GET"),
+            ("/state/bundle", self.state_bundle, "GET"),
             ("/verify", self.verify, "POST"),
             ("/tail", self.tail, "GET"),
             ("/events", self.events, "GET"),
@@ -536,6 +538,12 @@ class _UI:
         found, check, info = await self.call(read)
         await self.looked(request, viewer, "audit.view", index=number)
         return self.render(request, "entry.html", viewer=viewer, e=found, check=check, log_info=info)
+
+    async def state_page(self, request: Request) -> Response:
+        return await state_view.page(self, request)
+
+    async def state_bundle(self, request: Request) -> Response:
+        return await state_view.bundle(self, request)
 
     async def bundle(self, request: Request, index: str) -> Response:
         viewer = await self.who(request)
