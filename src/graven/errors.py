@@ -80,6 +80,25 @@ class IdempotencyConflict(ValidationError):
         )
 
 
+class ConflictError(GravenError):
+    """An append to an aggregate stream expected a version the stream no longer has (a concurrent
+    writer got there first). Nothing of the batch it came in was appended.
+
+    ``stream`` is ``(type, id)``, ``expected`` the version the append was based on, ``actual`` the
+    stream's version in the log, ``position`` the refused event's place in its batch.
+    """
+
+    def __init__(self, stream: tuple[str, str], expected: int, actual: int, position: int = 0) -> None:
+        self.stream = stream
+        self.expected = expected
+        self.actual = actual
+        self.position = position
+        super().__init__(
+            f"stream {stream[0]}:{stream[1]}: expected version {expected}, but the log holds version {actual}; "
+            "nothing was appended (reload the aggregate and retry the command)"
+        )
+
+
 def _show(value: Any, limit: int = 80) -> str:
     """A short, printable description of a rejected value."""
     text = repr(value) if isinstance(value, str | bool | int | float | None) else f"{type(value).__name__} {value!r}"

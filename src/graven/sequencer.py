@@ -36,7 +36,8 @@ from graven.core import merkle
 from graven.core.idempotency import differing_fields
 from graven.core.model import Prepared
 from graven.core.note import Checkpoint, NoteError, Signer, open_checkpoint, sign_checkpoint
-from graven.errors import IdempotencyConflict, IntegrityError, RollbackRefused
+from graven.core.streams import stream_of
+from graven.errors import ConflictError, IdempotencyConflict, IntegrityError, RollbackRefused
 from graven.store import Head, Store, StoredCheckpoint, WriteTx
 
 MAX_BATCH = 10_000
@@ -109,7 +110,7 @@ class Sequencer:
             with self.store.write() as tx:
                 results, signed, _ = self._integrate(tx, [item for r in batch for item in r.items])
         except BaseException as exc:
-            if isinstance(exc, IdempotencyConflict) and len(batch) > 1:
+            if isinstance(exc, IdempotencyConflict | ConflictError) and len(batch) > 1:
                 self._write_apart(batch, exc)
                 return
             for request in batch:
@@ -134,7 +135,7 @@ class Sequencer:
         except Exception as exc:
             log.error("graven: a hook after a commit failed (the commit stands): %s: %s", type(exc).__name__, exc)
 
-    def _write_apart(self, batch: list[_Request], conflict: IdempotencyConflict) -> None:
+    def _write_apart(self, batch: list[_Request], conflict: IdempotencyConflict | ConflictError) -> None:
         """The request that reused an id fails alone: the others are written first, then it is
         tried by itself (so its error names the index the other event got)."""
         position = conflict.position
@@ -195,12 +196,14 @@ class Sequencer:
         existing = dict(existing)
         indices: list[int] = []
         new: list[Prepared] = []
+        new_at: list[int] = []
         repeats: list[int] = []
         for ident, item in zip(ids, items, strict=True):
             known = existing.get(ident)
             if known is None:
                 known = existing[ident] = size + len(new)
                 new.append(item)
+                new_at.append(len(indices))
             else:
                 repeats.append(len(indices))
             indices.append(known)
@@ -208,6 +211,7 @@ class Sequencer:
             self._refuse_other_events(tx, head, new, items, indices, [p for p in repeats if p >= checked_from],
                                       checked_from)  # fmt: skip
         if new:
+            _check_streams(tx, new, new_at, checked_from)
             self._hold_to_kept(tx, size, "append")
             nodes = merkle.frontier_nodes(size)
             hashes = head.frontier
@@ -360,6 +364,20 @@ class Sequencer:
                 return
             raise _refusal(verb, size, anchor, forked=True)
         self._held = anchor
+
+
+def _check_streams(tx: WriteTx, new: Sequence[Prepared], at: Sequence[int], checked_from: int) -> None:
+    """Raise :class:`ConflictError` for the first new entry of an aggregate stream whose version is
+    not one above the stream's version so far (in the log, then in this batch): streams stay gapless."""
+    marked = [(pos, at[i]) for i, item in enumerate(new) if (pos := stream_of(item.doc)) is not None]
+    if not marked:
+        return
+    current = tx.stream_versions(sorted({pos.stream for pos, _ in marked}))
+    for pos, where in marked:
+        have = current.get(pos.stream, 0)
+        if pos.version != have + 1:
+            raise ConflictError(pos.stream, pos.version - 1, have, where - checked_from)
+        current[pos.stream] = pos.version
 
 
 def _result(request: _Request) -> list[int]:

@@ -46,6 +46,17 @@ class Query:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamQuery:
+    """Which entries of one stream to read: versions above ``after`` up to ``upto`` (inclusive),
+    oldest first unless ``newest_first``, at most ``limit`` (all when None)."""
+
+    after: int = 0
+    upto: int | None = None
+    limit: int | None = None
+    newest_first: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Head:
     """What a writer reads first, under the head lock: see :meth:`WriteTx.head`."""
 
@@ -85,7 +96,12 @@ class WriteTx(Protocol):
         ...
 
     def insert(self, first: int, entries: Sequence[Prepared], rows: Sequence[bytes]) -> None:
-        """Append entries at first, first+1, ... with their tree rows. MUST NOT overwrite."""
+        """Append entries at first, first+1, ... with their tree rows and, for entries of an aggregate
+        stream (:func:`graven.core.streams.stream_of`), their stream index rows. MUST NOT overwrite."""
+        ...
+
+    def stream_versions(self, streams: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """The current (highest) version of each given aggregate stream that has entries."""
         ...
 
     def latest_checkpoint(self) -> StoredCheckpoint | None: ...
@@ -165,6 +181,15 @@ class Store(Protocol):
     def latest_checkpoint(self) -> StoredCheckpoint | None: ...
 
     def query(self, query: Query) -> list[tuple[int, bytes]]: ...
+
+    def stream_entries(self, stream: tuple[str, str], query: StreamQuery) -> list[tuple[int, int, bytes]]:
+        """``(version, index, leaf bytes)`` of one aggregate stream's entries, read in one snapshot."""
+        ...
+
+    def stream_entries_after(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        """``(index, leaf bytes)`` of entries of any aggregate stream with index above ``after``, in
+        index order (at most ``limit``)."""
+        ...
 
     def derived_mismatch(self) -> int | None:
         """The first index whose derived query columns or target rows disagree with its leaf bytes."""

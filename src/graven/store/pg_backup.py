@@ -1,7 +1,7 @@
 """Backups of a PostgreSQL log: every log table copied in one snapshot, loaded into a new schema.
 
 :func:`dump` runs one REPEATABLE READ, read-only transaction and ``COPY``s the log's tables
-(entries, entry_targets, tree, checkpoints) to ``<table>.copy`` files in PostgreSQL's text format
+(entries, entry_targets, tree, checkpoints, stream_versions) to ``<table>.copy`` files in PostgreSQL's text format
 and returns the settings read in the same snapshot, so the copy is consistent while writers go on
 (they are never blocked). The capture outbox is not log data and is not copied. No ``pg_dump`` is
 needed.
@@ -24,7 +24,7 @@ from graven.store import Store
 from graven.store.pg_connection import connect, parse_url, translate_error
 from graven.store.postgres import PostgresStore
 
-TABLES = ("entries", "entry_targets", "tree", "checkpoints")
+TABLES = ("entries", "entry_targets", "tree", "checkpoints", "stream_versions")
 
 
 def dump(store: Store, dest: Path) -> tuple[int, bytes, dict[str, str]]:
@@ -92,6 +92,8 @@ def load(url: str, folder: Path, settings: dict[str, str]) -> PostgresStore:
     try:
         with conn.transaction():
             for table in TABLES:
+                if table == "stream_versions" and not (folder / f"{table}.copy").exists():
+                    continue  # a backup made before streams existed, which therefore has none
                 name = sql.Identifier(target.schema, table)
                 with (
                     open(folder / f"{table}.copy", "rb") as handle,

@@ -32,7 +32,7 @@ from graven.core import merkle
 from graven.core.merkle import Node
 from graven.core.model import Prepared
 from graven.errors import ConfigError, GravenError, IntegrityError, StoreError
-from graven.store import Head, Query, Scan, Store, StoredCheckpoint, WriteTx
+from graven.store import Head, Query, Scan, Store, StoredCheckpoint, StreamQuery, WriteTx, pg_streams
 from graven.store.pg_connection import (
     DEFAULT_SCHEMA,
     LOCK_TIMEOUT_S,
@@ -346,7 +346,27 @@ class PostgresStore:
             return []
         return [(int(idx), str(body).encode()) for idx, body in self._read(*built)]
 
+    def stream_entries(self, stream: tuple[str, str], query: StreamQuery) -> list[tuple[int, int, bytes]]:
+        rows = self._read(*pg_streams.select_stream(query, stream))
+        return [(int(version), int(idx), str(body).encode()) for version, idx, body in rows]
+
+    def stream_entries_after(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        return [(int(idx), str(body).encode()) for idx, body in self._read(pg_streams.SELECT_AFTER, (after, limit))]
+
     def derived_mismatch(self) -> int | None:
+        """The first index whose copied columns, target rows or stream rows disagree with its body."""
+        found = [i for i in (self._columns_mismatch(), self._stream_mismatch()) if i is not None]
+        return min(found) if found else None
+
+    def _stream_mismatch(self) -> int | None:
+        with self._own_connection() as conn:
+            try:
+                with conn.transaction():
+                    return pg_streams.stream_mismatch(conn)
+            except psycopg.Error as exc:
+                raise self.translate(exc) from exc
+
+    def _columns_mismatch(self) -> int | None:
         """The first index whose copied columns or target rows disagree with its body (jsonb)."""
         with self._own_connection() as conn:
             try:
@@ -627,6 +647,14 @@ class _PgWriteTx:
                 [first + offset for offset in range(len(rows))], list(rows),
             ),
         ))  # fmt: skip
+        streams = pg_streams.insert_params(first, entries)
+        if streams is not None:
+            self._pending.append((pg_streams.INSERT, streams))
+
+    def stream_versions(self, streams: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        named, params = pg_streams.versions_params(streams)
+        rows = self._execute(pg_streams.VERSIONS, params, prepare=False).fetchall()
+        return {named[(kind, ident)]: int(version) for kind, ident, version in rows}
 
     def latest_checkpoint(self) -> StoredCheckpoint | None:
         row = self._execute("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()

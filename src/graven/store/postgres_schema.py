@@ -22,11 +22,14 @@ IMMUTABLE_SQLSTATE = "ZG001"
 #: Tables holding log data: UPDATE, DELETE and TRUNCATE are refused on each, even for the owner.
 LOG_TABLES = ("entries", "entry_targets", "tree", "checkpoints", "settings")
 
+#: The aggregate-stream index (migration 3): derived from the entries, append-only like them.
+STREAM_TABLE = "stream_versions"
+
 #: Everything a reader may SELECT (the log tables, the migration record and the DBA view).
-READABLE = (*LOG_TABLES, "schema_migrations", "entries_view")
+READABLE = (*LOG_TABLES, STREAM_TABLE, "schema_migrations", "entries_view")
 
 #: What a writer may INSERT into (settings are written once, by whoever runs ``graven init``).
-WRITABLE = ("entries", "entry_targets", "tree", "checkpoints")
+WRITABLE = ("entries", "entry_targets", "tree", "checkpoints", STREAM_TABLE)
 
 #: The capture outbox, which a writer empties (SELECT and DELETE) as it moves events into the log.
 OUTBOX = "captured"
@@ -156,9 +159,27 @@ CREATE TABLE IF NOT EXISTS captured (
 );
 """
 
+# The aggregate-stream index: (type, id, version) -> idx, one row per entry that declares a stream
+# position in metadata.sourcing (graven.core.streams), written with the entry; `graven verify`
+# checks it against the entries. The primary key forbids two entries at one version of a stream.
+_V3 = """
+CREATE TABLE stream_versions (
+    type    text COLLATE "C" NOT NULL,
+    id      text COLLATE "C" NOT NULL,
+    version bigint NOT NULL CHECK (version >= 1),
+    idx     bigint NOT NULL UNIQUE,
+    PRIMARY KEY (type, id, version)
+);
+CREATE TRIGGER stream_versions_append_only BEFORE UPDATE OR DELETE ON stream_versions
+    FOR EACH ROW EXECUTE FUNCTION refuse_change();
+CREATE TRIGGER stream_versions_no_truncate BEFORE TRUNCATE ON stream_versions
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_change();
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "log tables, query indexes, append-only triggers, entries_view", _V1),
     Migration(2, "captured: the outbox of trigger capture", _V2),
+    Migration(3, "stream_versions: the index of aggregate streams", _V3),
 )
 
 LATEST = MIGRATIONS[-1].version

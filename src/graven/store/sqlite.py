@@ -24,7 +24,7 @@ from graven.core.merkle import Node
 from graven.core.model import Prepared
 from graven.errors import ConfigError, ImmutableError, IntegrityError, StoreError
 from graven.private_files import create_private_file
-from graven.store import Head, Query, StoredCheckpoint, read_head
+from graven.store import Head, Query, StoredCheckpoint, StreamQuery, read_head, sqlite_streams
 from graven.store.querying import Dialect, select_entries
 
 SCHEMA_VERSION = 1
@@ -163,7 +163,9 @@ class SQLiteStore:
         """Create tables, indexes and immutability triggers if absent; add missing settings."""
         conn = self._connect()
         try:
-            conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + _immutability_triggers() + "COMMIT;")
+            conn.executescript(
+                "BEGIN IMMEDIATE;" + SCHEMA + _immutability_triggers() + sqlite_streams.SCHEMA + "COMMIT;"
+            )
             conn.execute("BEGIN IMMEDIATE")
             stored = dict(conn.execute("SELECT key, value FROM graven_settings").fetchall())
             wanted = {"schema_version": str(SCHEMA_VERSION), **settings}
@@ -194,7 +196,12 @@ class SQLiteStore:
         """Take the file's write lock, yield a transaction, commit durably (or roll back)."""
         with self._write_lock:
             if self._writer is None:
-                self._writer = self._connect()
+                conn = self._connect()
+                try:
+                    sqlite_streams.ensure_schema(conn)  # a log made before aggregate streams existed
+                except sqlite3.DatabaseError as exc:
+                    raise translate_error(exc, self.path) from exc
+                self._writer = conn
             conn = self._writer
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -266,10 +273,23 @@ class SQLiteStore:
             raise translate_error(exc, self.path) from exc
         return [(idx, body.encode()) for idx, body in rows]
 
+    def stream_entries(self, stream: tuple[str, str], query: StreamQuery) -> list[tuple[int, int, bytes]]:
+        try:
+            return sqlite_streams.select_stream(self._reader(), stream, query)
+        except sqlite3.DatabaseError as exc:
+            raise translate_error(exc, self.path) from exc
+
+    def stream_entries_after(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        try:
+            return sqlite_streams.select_after(self._reader(), after, limit)
+        except sqlite3.DatabaseError as exc:
+            raise translate_error(exc, self.path) from exc
+
     def derived_mismatch(self) -> int | None:
         conn = self._connect()
         try:
-            return _derived_mismatch(conn)
+            found = [i for i in (_derived_mismatch(conn), sqlite_streams.stream_mismatch(conn)) if i is not None]
+            return min(found) if found else None
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError) and "malformed JSON" in str(exc):
                 return _first_malformed(conn)
@@ -434,6 +454,10 @@ class _SQLiteWriteTx:
             "INSERT INTO tree (idx, hashes) VALUES (?, ?)",
             [(first + offset, row) for offset, row in enumerate(rows)],
         )
+        sqlite_streams.insert_rows(conn, first, entries)
+
+    def stream_versions(self, streams: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        return sqlite_streams.versions(self.conn, streams)
 
     def latest_checkpoint(self) -> StoredCheckpoint | None:
         return _latest_checkpoint(self.conn)
