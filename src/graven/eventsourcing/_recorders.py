@@ -1,9 +1,11 @@
 """The ``eventsourcing`` library's recorders, kept in a Graven log (see :mod:`._entries` for the mapping).
 
 Writes go through ``Trail.record_many``: one call per ``insert_events`` (the events, and the
-tracking record of a process recorder, all or nothing), with each stream's expected version, so
-the log's own stream index refuses a concurrent writer (``ConflictError``, here the library's
-``IntegrityError``) with nothing appended. Reads use the stream index and the action column.
+tracking record of a process recorder, all or nothing), each entry at the next version of its
+stream. The log's stream index refuses an append based on a stale stream version
+(``ConflictError``) with nothing appended; the recorder then checks the records again against the
+log: a version already taken is the library's ``IntegrityError``, anything else is appended on a
+retry. Reads use the stream index and the action column.
 
 MUST NOT append anything when any record of a call is refused: every check (a version not above
 the stream's last, a repeat inside the batch, a tracking id not above the last one) runs before
@@ -16,6 +18,7 @@ accept a lower unused one).
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -45,6 +48,9 @@ from graven.eventsourcing._entries import EVENTS, TRACKING, Read
 from graven.store import Query, StreamQuery
 from graven.trail import Trail
 
+Tip = tuple[int, int | None]  # a stream's version, and the last originator version or tracked id in it
+RETRIES = 5  # appends tried again after a stream moved meanwhile
+MAX_TIPS = 10_000  # streams whose tip a recorder remembers
 PAGE = 1000  # entries read per query when filtering notifications by topic
 POLL = 0.1  # seconds between a subscription's looks for entries written by other processes
 
@@ -57,14 +63,15 @@ class GravenRecorder:
         self.application = application or "eventsourcing"
         self.kind = kind  # the streams its events go to
         self.listeners: set[threading.Event] = set()
+        self._tips: OrderedDict[tuple[str, str], Tip] = OrderedDict()
+        self._tips_lock = threading.Lock()
 
     def _append(self, events: list[dict[str, Any]]) -> list[int]:
-        """Record ``events`` all or nothing; the library's errors for what the log refuses."""
+        """Record ``events`` all or nothing (``ConflictError`` when a stream moved meanwhile)."""
         if "actor" not in context.current():
             actor = {"type": "service", "id": self.application}
             events = [{**e, "actor": actor} for e in events]
-        with _translated():
-            indices = self.trail.record_many(events)
+        indices = self.trail.record_many(events)
         for listener in list(self.listeners):
             listener.set()
         return indices
@@ -79,44 +86,75 @@ class GravenRecorder:
             rows = self.trail.store.stream_entries((kind, stream_id), query)
         return [(version, index, orjson.loads(body)) for version, index, body in rows]
 
+    def _tip(self, kind: str, stream_id: str, fresh: bool) -> Tip:
+        """A stream's version and the last originator version (or tracked notification id) in it:
+        remembered from this recorder's own appends unless ``fresh``. A remembered tip can only lag
+        the log (which only grows): a lagging one makes the append conflict, and it is retried fresh."""
+        key = (kind, stream_id)
+        if not fresh and key in self._tips:
+            return self._tips[key]
+        last = self._last(kind, stream_id)
+        if last is None:
+            return (0, None)
+        value = _entries.tracked_id(last[1]) if kind == TRACKING else _entries.originator_version(last[1])
+        return (last[0], value)
+
     def _insert(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> list[int]:
-        """Check every record, then append them (and a tracking record, if given) in one call."""
+        """Check every record, then append them (and a tracking record, if given) in one call; when a
+        stream moved meanwhile, check again against the log and retry (a few times at most)."""
         tracking: Tracking | None = kwargs.get("tracking")
         if not stored_events and tracking is None:
             return []
-        entries = self._entries(stored_events)
-        if tracking is not None:
-            entries.append(self._tracking_entry(tracking))
-        indices = self._append(entries)
-        return [i + 1 for i in indices[: len(stored_events)]]
+        for attempt in range(RETRIES):
+            tips: dict[tuple[str, str], Tip] = {}
+            entries = self._entries(stored_events, tips, fresh=attempt > 0)
+            if tracking is not None:
+                entries.append(self._tracking_entry(tracking, tips, fresh=attempt > 0))
+            try:
+                with _translated(conflicts=False):
+                    indices = self._append(entries)
+            except ConflictError as exc:
+                if attempt == RETRIES - 1:
+                    raise IntegrityError(f"{exc} (concurrent writers kept moving the stream)") from exc
+                continue
+            self._remember(tips)
+            return [i + 1 for i in indices[: len(stored_events)]]
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _entries(self, stored_events: Sequence[StoredEvent]) -> list[dict[str, Any]]:
-        versions: dict[str, tuple[int, int | None]] = {}  # stream id -> (stream version, last originator version)
+    def _remember(self, tips: dict[tuple[str, str], Tip]) -> None:
+        with self._tips_lock:
+            for key, tip in tips.items():
+                self._tips[key] = tip
+                self._tips.move_to_end(key)
+            while len(self._tips) > MAX_TIPS:
+                self._tips.popitem(last=False)
+
+    def _entries(
+        self, stored_events: Sequence[StoredEvent], tips: dict[tuple[str, str], Tip], fresh: bool
+    ) -> list[dict[str, Any]]:
         entries = []
         for event in stored_events:
-            ident = str(event.originator_id)
-            if ident not in versions:
-                last = self._last(self.kind, ident)
-                versions[ident] = (0, None) if last is None else (last[0], _entries.originator_version(last[1]))
-            version, newest = versions[ident]
+            key = (self.kind, str(event.originator_id))
+            version, newest = tips[key] if key in tips else self._tip(*key, fresh)
             if newest is not None and event.originator_version <= newest:
                 raise IntegrityError(
-                    f"originator {ident} already has version {newest}; version {event.originator_version} "
+                    f"originator {key[1]} already has version {newest}; version {event.originator_version} "
                     "must be above it (nothing was recorded)"
                 )
-            versions[ident] = (version + 1, event.originator_version)
+            tips[key] = (version + 1, event.originator_version)
             entries.append(_entries.event_entry(self.kind, event, version + 1))
         return entries
 
-    def _tracking_entry(self, tracking: Tracking) -> dict[str, Any]:
-        stream_id = self._tracking_stream(tracking.application_name)
-        last = self._last(TRACKING, stream_id)
-        if last is not None and _entries.tracked_id(last[1]) >= tracking.notification_id:
+    def _tracking_entry(self, tracking: Tracking, tips: dict[tuple[str, str], Tip], fresh: bool) -> dict[str, Any]:
+        key = (TRACKING, self._tracking_stream(tracking.application_name))
+        version, last = self._tip(*key, fresh)
+        if last is not None and last >= tracking.notification_id:
             raise IntegrityError(
                 f"notification {tracking.notification_id} of {tracking.application_name!r} must be above the "
-                f"last one recorded as processed, {_entries.tracked_id(last[1])} (nothing was recorded)"
+                f"last one recorded as processed, {last} (nothing was recorded)"
             )
-        return _entries.tracking_entry(stream_id, tracking, 1 if last is None else last[0] + 1)
+        tips[key] = (version + 1, tracking.notification_id)
+        return _entries.tracking_entry(key[1], tracking, version + 1)
 
     def _tracking_stream(self, upstream: str) -> str:
         return f"{self.application}/{upstream}"
@@ -252,12 +290,17 @@ class GravenProcessRecorder(GravenTrackingRecorder, GravenApplicationRecorder, P
 
 
 @contextmanager
-def _translated() -> Iterator[None]:
-    """The log's errors as the library's (PEP 249 shaped) ones, with the log's message."""
+def _translated(*, conflicts: bool = True) -> Iterator[None]:
+    """The log's errors as the library's (PEP 249 shaped) ones, with the log's message
+    (a ``ConflictError`` passes through when ``conflicts`` is False: the caller retries)."""
     try:
         yield
-    except (ConflictError, IdempotencyConflict) as exc:
+    except ConflictError as exc:
+        if not conflicts:
+            raise
         raise IntegrityError(f"{exc} (a concurrent writer recorded first)") from exc
+    except IdempotencyConflict as exc:
+        raise IntegrityError(str(exc)) from exc
     except ValidationError as exc:
         raise DataError(str(exc)) from exc
     except StoreError as exc:
