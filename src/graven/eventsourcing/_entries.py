@@ -19,10 +19,12 @@ Notification ids are log indices plus one (the library counts from 1, the log fr
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+import orjson
 from eventsourcing.persistence import Notification, StoredEvent, Tracking
 
 EVENTS = "es-aggregate"
@@ -89,6 +91,21 @@ def stored_event(doc: dict[str, Any]) -> StoredEvent:
         topic=m["event"],
         state=state,
     )
+
+
+def reads(ident: str, rows: Sequence[tuple[int, int, bytes]]) -> list[Read]:
+    """The records of one stream's ``(version, index, leaf bytes)`` rows (as :func:`stored_event`
+    reads one, with the originator id made once for the whole stream)."""
+    out = []
+    oid: UUID | str | None = None
+    for version, index, body in rows:
+        m = orjson.loads(body)["metadata"]["sourcing"]
+        data = m["data"]
+        if oid is None:
+            oid = UUID(ident) if data["uuid"] else ident
+        state = data["state"].encode("utf-8") if "state" in data else base64.b64decode(data["state_base64"])
+        out.append(Read(version, index, StoredEvent(oid, data["originator_version"], m["event"], state)))
+    return out
 
 
 def notification(index: int, doc: dict[str, Any]) -> Notification:

@@ -202,7 +202,9 @@ class GravenAggregateRecorder(GravenRecorder, AggregateRecorder):
         return reads if limit is None else reads[:limit]
 
     def _reads(self, ident: str, query: StreamQuery) -> list[Read]:
-        return [Read(v, i, _entries.stored_event(doc)) for v, i, doc in self._stream(self.kind, ident, query)]
+        with _translated():
+            rows = self.trail.store.stream_entries((self.kind, ident), query)
+        return _entries.reads(ident, rows)
 
 
 class GravenApplicationRecorder(GravenAggregateRecorder, ApplicationRecorder):
