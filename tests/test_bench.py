@@ -86,3 +86,15 @@ def test_quick_sourcing_benchmark_runs(pg: Server) -> None:
         "load 2,000 events, no snapshot, graven/PostgreSQL vs library/PostgreSQL",
     ):
         assert label in out.stdout
+
+
+@pytest.mark.slow
+def test_quick_sourcing_state_benchmark_runs(tmp_path: Path) -> None:
+    """`bench_sourcing_state.py --quick` completes, the two answers agree, and the goal row is printed."""
+    out = subprocess.run(
+        [sys.executable, BENCH.with_name("bench_sourcing_state.py"), "--quick", "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert 0 == out.returncode, out.stderr[-2000:]
+    for label in ("p50 (ms)", "p99 (ms)", "plain sqlite3", "< 10 ms"):
+        assert label in out.stdout

@@ -29,12 +29,13 @@ from graven.capture import context
 from graven.capture.action import Action, Denied, audited
 from graven.checkpoint_file import CheckpointFile, kept_size
 from graven.core import audit, merkle
-from graven.core.bundle import make_bundle
+from graven.core.bundle import make_bundle, make_state_bundle
 from graven.core.ids import uuid7
 from graven.core.model import Entry, Prepared, change_dict, event_from, nfc, parse_time, prepare
 from graven.core.note import Signer, Verifier
 from graven.core.redaction import RedactionPolicy
 from graven.core.shredding import PREFIX, PersonalData, open_entry, seal_event
+from graven.core.state import TargetState, as_of_time, replay
 from graven.errors import ConfigError, GravenError, IdempotencyConflict, IntegrityError, NotFoundError, ValidationError
 from graven.keys import load_verifier
 from graven.lineage import KeptCheckpoints, archived_notes
@@ -458,6 +459,26 @@ class Trail:
                 return out[:limit]
             after = page.next_cursor
 
+    def state(
+        self, target: tuple[str, str] | str, *, as_of: datetime | str | None = None, at_index: int | None = None
+    ) -> TargetState:
+        """A target's fields as of a moment (``occurred_at`` at or before ``as_of``; text without an
+        offset is UTC) and/or up to entry ``at_index``, replayed from the changes its entries
+        recorded, whatever captured them (see :mod:`graven.core.state`); the latest state without either."""
+        key = parse_target(target)
+        moment = None if as_of is None else as_of_time(as_of)
+        if at_index is not None and (not isinstance(at_index, int) or not 0 <= at_index <= MAX_INDEX):
+            raise ValidationError("at_index", f"must be an entry index (an integer from 0 to {MAX_INDEX})", at_index)
+        before = None if at_index is None else at_index + 1
+        docs: list[tuple[int, dict[str, Any]]] = []
+        after: int | None = None
+        while True:  # the store's rows parsed once (replay checks the target itself)
+            rows = self.store.query(Query(target=key, after=after, before=before, limit=MAX_PAGE))
+            docs += [(i, self._entry(i, body).data) for i, body in rows]
+            if len(rows) < MAX_PAGE:
+                return replay(key, docs, as_of=moment, at_index=at_index)
+            after = rows[-1][0]
+
     # --- forgetting ---------------------------------------------------------------------------
 
     def forget(self, subject: str, *, reason: str | None = None, actor: Any = None) -> int:
@@ -500,6 +521,27 @@ class Trail:
         _, hashes = self.store.tree_hashes(nodes)
         proof = merkle.inclusion_proof(index, size, hashes)
         return make_bundle(entry.to_json(), size, proof, latest.note)
+
+    def prove_state(
+        self, target: tuple[str, str] | str, *, as_of: datetime | str | None = None, at_index: int | None = None
+    ) -> dict[str, Any]:
+        """An offline bundle of a target's state (see :func:`graven.core.bundle.verify_state_bundle`):
+        the entries it replays, as stored, each with its inclusion proof in one signed checkpoint."""
+        opened = self.state(target, as_of=as_of, at_index=at_index)
+        stored = [_entry(i, self._stored(i)) for i in opened.indices]
+        state = replay(opened.target, [(e.index, e.data) for e in stored], as_of=opened.as_of, at_index=at_index)
+        latest = self.store.latest_checkpoint()
+        if stored and (latest is None or latest.size <= stored[-1].index):
+            self.checkpoint()
+            latest = self.store.latest_checkpoint()
+        if latest is None:
+            raise ConfigError("the log has no signed checkpoint to prove against; open it with its signing key")
+        proofs = []
+        for entry in stored:
+            nodes = merkle.inclusion_nodes(entry.index, latest.size)
+            _, hashes = self.store.tree_hashes(nodes)
+            proofs.append((entry.to_json(), merkle.inclusion_proof(entry.index, latest.size, hashes)))
+        return make_state_bundle(state.to_json(), proofs, latest.size, latest.note)
 
     def consistency(self, old_size: int, new_size: int) -> list[bytes]:
         """The RFC 9162 consistency proof between two tree sizes."""

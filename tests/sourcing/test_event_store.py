@@ -176,13 +176,13 @@ class TestDerivedIndex:
                 conn.execute(f"ALTER TABLE {schema}.stream_versions DISABLE TRIGGER USER")
                 conn.execute(f"DELETE FROM {schema}.stream_versions WHERE version = 1")
         else:
-            conn = sqlite3.connect(log.url)
+            lite = sqlite3.connect(log.url)
             with pytest.raises(sqlite3.IntegrityError):
-                conn.execute("INSERT INTO stream_versions VALUES ('account', 'a', 2, 99)")
-            conn.execute("DROP TRIGGER stream_versions_no_delete")
-            conn.execute("DELETE FROM stream_versions WHERE version = 1")
-            conn.commit()
-            conn.close()
+                lite.execute("INSERT INTO stream_versions VALUES ('account', 'a', 2, 99)")
+            lite.execute("DROP TRIGGER stream_versions_no_delete")
+            lite.execute("DELETE FROM stream_versions WHERE version = 1")
+            lite.commit()
+            lite.close()
         with log.open() as trail:
             report = trail.verify()
             assert not report.ok

@@ -96,15 +96,31 @@ def verify_command(
 
 
 @cli.command("prove")
-@click.argument("index", type=click.IntRange(0, MAX_INDEX))
+@click.argument("index", type=click.IntRange(0, MAX_INDEX), required=False)
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the bundle here (default stdout)."
 )
+@click.option("--state", "target", metavar="TYPE:ID", help="Prove this target's state instead of one entry.")
+@click.option("--as-of", help="With --state: the moment (ISO 8601; UTC without an offset).")
+@click.option("--at-index", type=click.IntRange(0, MAX_INDEX), help="With --state: replay up to this entry.")
 @pass_options
-def prove_command(options: Options, index: int, output: Path | None) -> None:
-    """Write an offline proof bundle: the entry, its inclusion proof and a signed checkpoint."""
+def prove_command(
+    options: Options, index: int | None, output: Path | None, target: str | None, as_of: str | None,
+    at_index: int | None,
+) -> None:  # fmt: skip
+    """Write an offline proof bundle: the entry, its inclusion proof and a signed checkpoint.
+
+    With --state TYPE:ID: the target's state as of a moment, and every entry it replays with its
+    inclusion proof in one signed checkpoint (`graven verify --bundle` checks it).
+    """
+    if (index is None) == (target is None):
+        raise click.UsageError("give an entry INDEX or --state TYPE:ID (one of them)")
+    if target is None and (as_of is not None or at_index is not None):
+        raise click.UsageError("--as-of and --at-index go with --state")
     with options.open() as trail:
-        data = jsonlines.dumps(trail.prove(index), indent=True) + b"\n"
+        bundle = trail.prove(index) if index is not None else trail.prove_state(target or "", as_of=as_of,
+                                                                                  at_index=at_index)  # fmt: skip
+        data = jsonlines.dumps(bundle, indent=True) + b"\n"
     if output is None:
         sys.stdout.buffer.write(data)
     else:

@@ -23,6 +23,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from graven.core import jsonlines
 from graven.core.model import Entry, identifier, parse_time
+from graven.core.state import as_of_time
 from graven.errors import IdempotencyConflict, NotFoundError, ValidationError
 from graven.server import schemas
 from graven.server.auth import ApiError, Principal, require, route_of, state
@@ -210,6 +211,28 @@ async def history(request: Request, who: Reader, target: Annotated[str, Query(ma
                                 targets=[{"type": kind, "id": ident}],
                                 metadata={"filter": {"target": target}})  # fmt: skip
     return json_response({"entries": [e.to_json() for e in page.entries], "next_cursor": page.next_cursor})
+
+
+@router.get("/state", summary="A target's fields as of a moment, replayed from its recorded changes")
+async def target_state(request: Request, who: Reader,
+                       target: Annotated[str, Query(max_length=401, description="TYPE:ID")],
+                       as_of: Annotated[str | None, Query(max_length=64, description="ISO 8601, UTC default")] = None,
+                       at_index: Annotated[int | None, Query(ge=0, le=MAX_INDEX)] = None,
+                       proof: Annotated[bool, Query(description="answer with an offline state bundle")] = False,
+                       ) -> Response:  # fmt: skip
+    """The state (fields with status and the entry that set each), or with ``proof=true`` a bundle that
+    ``graven verify --bundle`` checks offline. Recorded as an ``audit.read`` naming the target."""
+    trail = state(request).trail
+    kind, ident = parse_target(target)
+    kind, ident = identifier(kind, "target"), identifier(ident, "target")  # 422 before recording
+    if as_of is not None:
+        as_of_time(as_of)
+    run = (lambda: trail.prove_state((kind, ident), as_of=as_of, at_index=at_index)) if proof else (
+        lambda: trail.state((kind, ident), as_of=as_of, at_index=at_index).to_json())  # fmt: skip
+    given = {"target": target, "as_of": as_of, "at_index": at_index}
+    answer = await _recorded_read(request, who, "audit.read", run, targets=[{"type": kind, "id": ident}],
+                                  metadata={"filter": {k: v for k, v in given.items() if v is not None}})  # fmt: skip
+    return json_response(answer)
 
 
 # --- proving ----------------------------------------------------------------------------------

@@ -18,9 +18,9 @@ import pytest
 from graven.core import audit, merkle
 from graven.core.model import Prepared, prepare
 from graven.core.note import Signer
-from graven.errors import GravenError, ImmutableError
+from graven.errors import ConflictError, GravenError, ImmutableError
 from graven.sequencer import Sequencer
-from graven.store import Query, Store, StoredCheckpoint
+from graven.store import Query, Store, StoredCheckpoint, StreamQuery
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -219,6 +219,33 @@ class StoreContract:
         """A clean log reports no disagreement between query columns and content."""
         self.fill(sequencer, 5)
         assert None is store.derived_mismatch()
+
+    # --- aggregate streams ---------------------------------------------------------------
+
+    def streamed(self, n: int, stream: str, version: int) -> Prepared:
+        marker = {"stream": {"type": "account", "id": stream}, "version": version, "event": "E", "data": {}}
+        return self.prepared(n, metadata={"sourcing": marker})
+
+    def test_stream_versions_are_indexed_with_the_entries(self, store: Store, sequencer: Sequencer) -> None:
+        """Entries of a stream are found by version; the index agrees with the entries."""
+        self.fill(sequencer, 2)
+        first = sequencer.append([self.streamed(10, "a", 1), self.streamed(11, "b", 1), self.streamed(12, "a", 2)])
+        rows = store.stream_entries(("account", "a"), StreamQuery())
+        assert [(1, first[0]), (2, first[2])] == [(v, i) for v, i, _ in rows]
+        assert [first[0], first[1], first[2]] == [i for i, _ in store.stream_entries_after(1, 10)]
+        assert None is store.derived_mismatch()
+        for sql in ("DELETE FROM stream_versions", "UPDATE stream_versions SET version = 9"):
+            with pytest.raises(ImmutableError, match="append-only"):
+                self.raw_execute(store, sql)
+
+    def test_stream_version_out_of_turn_is_refused(self, store: Store, sequencer: Sequencer) -> None:
+        """A stream entry whose version is not one above the stream's is refused, nothing appended."""
+        sequencer.append([self.streamed(1, "a", 1)])
+        with pytest.raises(ConflictError) as caught:
+            sequencer.append([self.prepared(2), self.streamed(3, "a", 3)])
+        assert (("account", "a"), 2, 1, 1) == (caught.value.stream, caught.value.expected, caught.value.actual,
+                                               caught.value.position)  # fmt: skip
+        assert 1 == store.size()
 
     # --- immutability --------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ from graven.core.model import ACTOR_TYPES, Entry
 from graven.errors import ConfigError, GravenError, NotFoundError, ValidationError
 from graven.forward.runner import configured_status as forwarder_status
 from graven.trail import Trail
-from graven.web import explain, http, live, present, pretend, proof, search
+from graven.web import explain, http, live, present, pretend, proof, search, state_view
 from graven.web.sandbox import STORY_CUSTOMER, FixedLog, LogFull, LogSource, Sandbox
 
 HERE = Path(__file__).parent
@@ -211,6 +211,8 @@ class _UI:
             ("/timeline", self.timeline, "GET"),
             ("/entry/{index}", self.entry, "GET"),
             ("/entry/{index}/bundle", self.bundle, "GET"),
+            ("/state", self.state_page, "GET"),
+            ("/state/bundle", self.state_bundle, "GET"),
             ("/verify", self.verify, "POST"),
             ("/tail", self.tail, "GET"),
             ("/events", self.events, "GET"),
@@ -486,6 +488,12 @@ class _UI:
         found, check = await self.call(read)
         await self.looked(request, viewer, "audit.view", index=number)
         return self.render(request, "entry.html", viewer=viewer, e=found, check=check)
+
+    async def state_page(self, request: Request) -> Response:
+        return await state_view.page(self, request)
+
+    async def state_bundle(self, request: Request) -> Response:
+        return await state_view.bundle(self, request)
 
     async def bundle(self, request: Request, index: str) -> Response:
         viewer = await self.who(request)
