@@ -72,20 +72,24 @@ def test_quick_pg_benchmark_runs(pg: Server) -> None:
 
 @pytest.mark.slow
 def test_quick_sourcing_benchmark_runs(pg: Server) -> None:
-    """`bench_sourcing.py --quick` runs the same eventsourcing application on graven and on the
-    library's SQLite and PostgreSQL persistence, and prints every row with its verdict."""
+    """`bench_sourcing.py --quick` runs the same account on graven.eventsourcing, graven.sourcing and
+    the eventsourcing library's SQLite and PostgreSQL persistence, and prints every goal with its verdict."""
     out = subprocess.run(
         [sys.executable, BENCH.with_name("bench_sourcing.py"), "--quick", "--url", PG_URL],
         capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert 0 == out.returncode, out.stderr[-2000:]
     for label in (
-        "append, 1 event per command (200), graven/SQLite vs library/SQLite",
-        "append, 100 events per command (20), graven/PostgreSQL vs library/PostgreSQL",
-        "load 2,000 events, with snapshot, graven/SQLite vs library/SQLite",
-        "load 2,000 events, no snapshot, graven/PostgreSQL vs library/PostgreSQL",
+        "append, 1 event per command (200), graven.eventsourcing/SQLite vs library/SQLite",
+        "append, 100 events per command (20), graven.sourcing/SQLite vs library/SQLite",
+        "append, 100 events per command (20), graven.eventsourcing/PostgreSQL vs library/PostgreSQL",
+        "load 2,000 events, with snapshot, graven.sourcing/SQLite vs library/SQLite",
+        "load 2,000 events, no snapshot, graven.eventsourcing/PostgreSQL vs library/PostgreSQL",
     ):
         assert label in out.stdout
+    goal_rows = [line for line in out.stdout.splitlines() if ">= " in line or "< 5 ms" in line]
+    assert 8 == len(goal_rows)
+    assert all(line.rstrip().endswith(("PASS", "MISS")) for line in goal_rows), goal_rows
 
 
 @pytest.mark.slow
