@@ -35,7 +35,7 @@ from graven.core.model import Entry, Prepared, change_dict, event_from, nfc, par
 from graven.core.note import Signer, Verifier
 from graven.core.redaction import RedactionPolicy
 from graven.core.shredding import PREFIX, PersonalData, open_entry, seal_event
-from graven.core.state import TargetState, as_of_time, replay
+from graven.core.state import TargetState, as_of_time, just_after, replay
 from graven.errors import ConfigError, GravenError, IdempotencyConflict, IntegrityError, NotFoundError, ValidationError
 from graven.keys import load_verifier
 from graven.lineage import KeptCheckpoints, archived_notes
@@ -399,6 +399,18 @@ class Trail:
             raise NotFoundError(f"no entry {index}: the log has {self.size} entries (0..{self.size - 1})")
         return body
 
+    def _document(self, index: int, body: bytes) -> dict[str, Any]:
+        """An entry's fields as stored (sealed values opened), without an :class:`Entry` around them."""
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            data = None
+        if type(data) is not dict:
+            return self._entry(index, body).data  # raises, naming the entry
+        if self.subject_keys is not None and self._sealed in body:
+            return open_entry(data, self.subject_keys.lookup)
+        return data
+
     def _entry(self, index: int, body: bytes) -> Entry:
         """The entry as stored, with sealed personal values opened (or read as erased)."""
         entry = _entry(index, body)
@@ -470,11 +482,12 @@ class Trail:
         if at_index is not None and (not isinstance(at_index, int) or not 0 <= at_index <= MAX_INDEX):
             raise ValidationError("at_index", f"must be an entry index (an integer from 0 to {MAX_INDEX})", at_index)
         before = None if at_index is None else at_index + 1
+        until = None if moment is None else just_after(moment)  # the store skips what came later
         docs: list[tuple[int, dict[str, Any]]] = []
         after: int | None = None
         while True:  # the store's rows parsed once (replay checks the target itself)
-            rows = self.store.query(Query(target=key, after=after, before=before, limit=MAX_PAGE))
-            docs += [(i, self._entry(i, body).data) for i, body in rows]
+            rows = self.store.query(Query(target=key, after=after, before=before, until=until, limit=MAX_PAGE))
+            docs += [(i, self._document(i, body)) for i, body in rows]
             if len(rows) < MAX_PAGE:
                 return replay(key, docs, as_of=moment, at_index=at_index)
             after = rows[-1][0]

@@ -48,6 +48,7 @@ class TestState:
         last = record(trail, 9, {"field": "plan", "old": "free"})
         assert {"email": "a@example.com", "plan": "free"} == trail.state("customer:c-1042", as_of=at(3)).values()
         assert {"email": "b@example.com"} == trail.state("customer:c-1042").values()
+        assert "b@example.com" == trail.state("customer:c-1042", as_of=at(5)).values()["email"]  # at T counts
         assert {"email": "a@example.com", "plan": "free"} == trail.state(
             ("customer", "c-1042"), at_index=first
         ).values()

@@ -12,7 +12,7 @@ from graven.core import jsonlines
 from graven.core.state import TargetState
 from graven.errors import ConfigError
 from graven.render import literal
-from graven.sourcing._db import AppDB
+from graven.sourcing import AppDB
 from graven.sourcing.projections import projection_status
 from graven.trail import MAX_INDEX
 

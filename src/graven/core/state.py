@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from graven.core.model import parse_time
@@ -150,4 +150,13 @@ def as_of_time(value: Any, name: str = "as_of") -> str:
     return parse_time(value, name)
 
 
-__all__ = ["FieldState", "TargetState", "as_of_time", "replay"]
+def just_after(moment: str) -> str | None:
+    """The stored-form moment one microsecond after ``moment`` (None past the last one): a query's
+    exclusive ``until`` that keeps exactly what occurred at or before ``moment``."""
+    then = datetime.strptime(moment, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    if then >= datetime.max.replace(tzinfo=UTC) - timedelta(microseconds=1):
+        return None
+    return (then + timedelta(microseconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+__all__ = ["FieldState", "TargetState", "as_of_time", "just_after", "replay"]
