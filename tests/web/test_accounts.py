@@ -122,3 +122,6 @@ class TestSandbox:
         assert "v6 Locked" in page
         assert 'href="/entry/9"' in page
         assert "failed_logins = 3" in page
+        link = "/state?target=customer%3Ac-1042&at_index=5"
+        assert f'href="{link}"' in page
+        assert "ada.lovelace@mailbox.example" in client.get(link).text
