@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import zlib
 from pathlib import Path
 from typing import Any
@@ -173,3 +174,21 @@ def test_graven_open_reads_what_the_application_wrote(settings: dict[str, str]) 
     with graven.open(settings["GRAVEN_DB"], signing_key=settings["GRAVEN_SIGNING_KEY"]) as trail:
         assert 1 == trail.size
         assert trail.verify().ok
+
+
+def test_a_rewritten_event_is_caught(settings: dict[str, str]) -> None:
+    """Someone with the database file changes a stored event's state: verification names the entry."""
+    made = Factory(Environment("Bank", settings))
+    recorder = made.application_recorder()
+    oid = uuid4()
+    recorder.insert_events([event(oid, 1), event(oid, 2, b'{"amount":"99.00"}')])
+    made.close()
+    conn = sqlite3.connect(settings["GRAVEN_DB"], isolation_level=None)
+    trigger = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'entries_no_update'").fetchone()[0]
+    conn.execute("DROP TRIGGER entries_no_update")
+    conn.execute("UPDATE entries SET body = replace(body, '99.00', '9.00') WHERE idx = 1")
+    conn.execute(trigger)
+    conn.close()
+    with graven.open(settings["GRAVEN_DB"], signing_key=settings["GRAVEN_SIGNING_KEY"]) as trail:
+        report = trail.verify()
+    assert (False, 1) == (report.ok, report.first_bad_index)
