@@ -84,6 +84,28 @@ def test_quick_pg_benchmark_runs(pg: Server) -> None:
 
 
 @pytest.mark.slow
+def test_quick_sourcing_benchmark_runs(pg: Server) -> None:
+    """`bench_sourcing.py --quick` runs the same account on graven.eventsourcing, graven.sourcing and
+    the eventsourcing library's SQLite and PostgreSQL persistence, and prints every goal with its verdict."""
+    out = subprocess.run(
+        [sys.executable, BENCH.with_name("bench_sourcing.py"), "--quick", "--url", PG_URL],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert 0 == out.returncode, out.stderr[-2000:]
+    for label in (
+        "append, 1 event per command (200), graven.eventsourcing/SQLite vs library/SQLite",
+        "append, 100 events per command (20), graven.sourcing/SQLite vs library/SQLite",
+        "append, 100 events per command (20), graven.eventsourcing/PostgreSQL vs library/PostgreSQL",
+        "load 2,000 events, with snapshot, graven.sourcing/SQLite vs library/SQLite",
+        "load 2,000 events, no snapshot, graven.eventsourcing/PostgreSQL vs library/PostgreSQL",
+    ):
+        assert label in out.stdout
+    goal_rows = [line for line in out.stdout.splitlines() if ">= " in line or "< 5 ms" in line]
+    assert 8 == len(goal_rows)
+    assert all(line.rstrip().endswith(("PASS", "MISS")) for line in goal_rows), goal_rows
+
+
+@pytest.mark.slow
 def test_quick_sourcing_state_benchmark_runs(tmp_path: Path) -> None:
     """`bench_sourcing_state.py --quick` completes, the two answers agree, and the goal row is printed."""
     out = subprocess.run(

@@ -116,6 +116,14 @@ def story(now: datetime) -> list[dict[str, Any]]:
          "reason": "3 failed sign-ins in 5 minutes", "source": "job",
          "changes": [{"field": "locked", "old": False, "new": True}]}
     )  # fmt: skip
+    # Ada's account is event-sourced (graven.web.accounts): each entry that changed it is also the
+    # next event of the stream customer:c-1042, so replaying the stream gives her account's state.
+    account_events = [("PasswordChanged", {"unlocked": False}),
+                      ("EmailChanged", {"email": "ada.lovelace@mailbox.example"}),
+                      *(("SignInFailed", {"failed_logins": n}) for n in (1, 2, 3)), ("Locked", {})]  # fmt: skip
+    for version, (entry, (name, data)) in enumerate(zip(events[4:], account_events, strict=True), start=1):
+        entry["metadata"] = {"sourcing": {"stream": {"type": "customer", "id": "c-1042"}, "version": version,
+                                          "event": name, "shape": 1, "data": data}}  # fmt: skip
     return events
 
 

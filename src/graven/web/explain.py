@@ -13,8 +13,9 @@ from typing import Any
 from graven.core import canonical, merkle
 from graven.core.model import Entry
 from graven.forward.formats import native
+from graven.sourcing import EventStore
 from graven.trail import Trail
-from graven.web import present
+from graven.web import accounts, present
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ class Approaches:
     shipped: Entry | None = None
     shipped_line: str = ""
     checkpoint: str = ""
+    sourced: bool = False  # the replay is of an event-sourced account's stream (its events, not its changes)
 
 
 def pick_target(trail: Trail, preferred: tuple[str, str] | None) -> tuple[str, str] | None:
@@ -183,6 +185,7 @@ def approaches(trail: Trail, preferred: tuple[str, str] | None = None) -> Approa
                 state[fieldname] = present.value(change.get("new"))
         out.replay.append({"entry": entry, "state": dict(state)})
     out.final_state = state
+    _replay_account(trail, target, out)
     decisive = [e for e in history if e.changes and e.outcome == "success"]
     shipped = decisive[0] if decisive else history[-1]
     out.shipped = shipped
@@ -190,3 +193,20 @@ def approaches(trail: Trail, preferred: tuple[str, str] | None = None) -> Approa
     out.shipped_line = native(shipped.index, body, merkle.leaf_hash(body)).decode()  # as graven forward sends it
     out.checkpoint = trail.latest_checkpoint() or ""
     return out
+
+
+def _replay_account(trail: Trail, target: tuple[str, str], out: Approaches) -> None:
+    """For a demo customer whose account is event-sourced: the replay of its stream, event by event
+    (failed sign-ins included: they change the account), from the account as it was opened."""
+    if target[0] != accounts.STREAM_TYPE:
+        return
+    events = EventStore(trail).read(target)
+    if not events:
+        return
+    start = accounts.OPENED.get(target[1])
+    states = accounts.replay(start, [(e.type, e.data) for e in events], target[1])
+    out.sourced = True
+    out.initial_state = start.shown() if start is not None else {}
+    out.replay = [{"entry": e.entry, "state": s.shown(), "event": e.type, "version": e.version}
+                  for e, s in zip(events, states, strict=True)]  # fmt: skip
+    out.final_state = states[-1].shown()

@@ -42,6 +42,8 @@ OPERATIONS: Mapping[str, str] = {
     "revoke": "role.revoke",
     "delete_file": "file.delete",
     "view_customer": "customer.view",
+    "unlock": "customer.unlock",
+    "close": "customer.close",
 }
 
 
@@ -54,6 +56,7 @@ class Customer:
     password: str
     locked: bool = False
     failed_logins: int = 0
+    closed: bool = False
 
 
 @dataclass
@@ -167,6 +170,11 @@ def _customer(world: World, params: Mapping[str, Any]) -> Customer:
     return world.customers[ident]
 
 
+def _closed(world: World, action: str, customer: Customer, targets: tuple[dict[str, str], ...]) -> Decision | None:
+    """A change to a closed account fails (a closed account's stream takes no more events)."""
+    return _failed(world, action, f"{customer.name}'s account is closed", targets) if customer.closed else None
+
+
 def _person(world: World, name: str, ident: str) -> Person:
     if ident not in world.people:
         raise ValidationError(name, f"must be one of {', '.join(world.people)}", ident)
@@ -217,6 +225,10 @@ def _login(world: World, person: Person, params: Mapping[str, Any]) -> Decision:
     # The log names the account being signed in to, seen from the browser at the keyboard.
     actor = {"type": "user", "id": holder.id, "name": holder.name, "ip": person.ip, "user_agent": person.user_agent}
     targets = (target,)
+    if isinstance(holder, Customer) and holder.closed:
+        reason = "the account is closed"
+        return Decision("session.login", "failure", f"Failed: {holder.name}'s account is closed.", world,
+                        reason=reason, targets=targets, actor=actor)  # fmt: skip
     if holder.locked:
         reason = f"account locked after {LOCK_AFTER} failed sign-ins"
         return Decision("session.login", "failure", f"Failed: {holder.name}'s {reason}.", world,
@@ -252,6 +264,8 @@ def _password(world: World, person: Person, params: Mapping[str, Any]) -> Decisi
     action = OPERATIONS["password"]
     if "customers.credentials" not in person.permissions:
         return _refused(world, person, action, "customers.credentials", "change a customer's password", targets)
+    if (closed := _closed(world, action, customer, targets)) is not None:
+        return closed
     if len(new) < MIN_PASSWORD:
         return _failed(world, action, f"the new password must have at least {MIN_PASSWORD} characters; "
                        f"it has {len(new)}", targets)  # fmt: skip
@@ -270,6 +284,8 @@ def _email(world: World, person: Person, params: Mapping[str, Any]) -> Decision:
     action = OPERATIONS["email"]
     if "customers.write" not in person.permissions:
         return _refused(world, person, action, "customers.write", "update a customer's email", targets)
+    if (closed := _closed(world, action, customer, targets)) is not None:
+        return closed
     if not EMAIL_RE.fullmatch(email):
         return _failed(world, action, f"{email!r} is not an email address", targets)
     if email == customer.email:
@@ -286,6 +302,8 @@ def _credit_limit(world: World, person: Person, params: Mapping[str, Any]) -> De
     action = OPERATIONS["credit_limit"]
     if "billing.write" not in person.permissions:
         return _refused(world, person, action, "billing.write", "change a credit limit", targets)
+    if (closed := _closed(world, action, customer, targets)) is not None:
+        return closed
     if not given.isdigit() or not 0 <= int(given) <= MAX_CREDIT_LIMIT:
         return _failed(world, action, f"the credit limit must be a whole number from 0 to {MAX_CREDIT_LIMIT}; "
                        f"{given!r} was given", targets)  # fmt: skip
@@ -348,10 +366,38 @@ def _view_customer(world: World, person: Person, params: Mapping[str, Any]) -> D
     action = OPERATIONS["view_customer"]
     if "customers.read" not in person.permissions:
         return _refused(world, person, action, "customers.read", "view customers", targets)
-    state = "locked" if customer.locked else "active"
+    state = "closed" if customer.closed else "locked" if customer.locked else "active"
     return Decision(action, "success",
                     f"{customer.name}: {customer.email}, credit limit {customer.credit_limit}, account {state}.",
                     world, targets=targets)  # fmt: skip
+
+
+def _unlock(world: World, person: Person, params: Mapping[str, Any]) -> Decision:
+    customer = _customer(world, params)
+    targets = (_target("customer", customer.id, customer.name),)
+    action = OPERATIONS["unlock"]
+    if "customers.credentials" not in person.permissions:
+        return _refused(world, person, action, "customers.credentials", "unlock a customer's account", targets)
+    if (closed := _closed(world, action, customer, targets)) is not None:
+        return closed
+    if not customer.locked:
+        return _failed(world, action, f"{customer.name}'s account is not locked", targets)
+    customer.locked, customer.failed_logins = False, 0
+    return Decision(action, "success", f"{customer.name}'s account is unlocked.", world,
+                    targets=targets, changes=(("locked", True, False),))  # fmt: skip
+
+
+def _close(world: World, person: Person, params: Mapping[str, Any]) -> Decision:
+    customer = _customer(world, params)
+    targets = (_target("customer", customer.id, customer.name),)
+    action = OPERATIONS["close"]
+    if "customers.write" not in person.permissions:
+        return _refused(world, person, action, "customers.write", "close a customer's account", targets)
+    if (closed := _closed(world, action, customer, targets)) is not None:
+        return closed
+    customer.closed = True
+    return Decision(action, "success", f"{customer.name}'s account is closed.", world,
+                    targets=targets, changes=(("status", "open", "closed"),))  # fmt: skip
 
 
 _HANDLERS = {
@@ -362,4 +408,6 @@ _HANDLERS = {
     "revoke": lambda w, p, params: _role_change(w, p, params, grant=False),
     "delete_file": _delete_file,
     "view_customer": _view_customer,
+    "unlock": _unlock,
+    "close": _close,
 }

@@ -25,9 +25,10 @@ from graven.action import Denied
 from graven.core import canonical
 from graven.errors import ConfigError, GravenError, ValidationError
 from graven.opening import init
+from graven.sourcing import EventStore, StreamEvent
 from graven.store.sqlite import SQLiteStore
 from graven.trail import MAX_PAGE, Trail
-from graven.web import pretend
+from graven.web import accounts, pretend
 
 STORY_CUSTOMER = ("customer", "c-1042")
 ROUTES = {
@@ -39,6 +40,8 @@ ROUTES = {
     "revoke": ("/admin/roles", "role assignment"),
     "delete_file": ("/admin/documents/{document}", "documents"),
     "view_customer": ("/admin/customers/{customer}", "customer record"),
+    "unlock": ("/admin/customers/{customer}/unlock", "account unlock"),
+    "close": ("/admin/customers/{customer}/close", "account closure"),
 }
 MAX_REASON = 1000
 MAX_ENTRIES = 5000  # the most a demo log holds; then attempts are refused until Reset
@@ -151,10 +154,13 @@ class Sandbox:
             except BaseException:
                 trail.close()
                 raise
+            world = pretend.initial_world()
+            for customer in world.customers:
+                _replayed(trail, world, customer)
             with self._users:
                 old, self._trail = self._trail, trail
                 previous, self._generation = self._generation, generation
-                self.world = pretend.initial_world()
+                self.world = world
                 self.seeded = trail.size
             if old is not None:
                 self._retire(previous, old)
@@ -204,11 +210,20 @@ class Sandbox:
             person = self.world.people[persona]
             route, form = ROUTES[operation]
             where = {k: params.get(k, "") for k in ("customer", "document")}
-            indices = [_record(trail, decision, person, route.format(**where), form, session, reason or None)]
+            marks = _account_events(trail, self.world, decision)
+            indices = [_record(trail, decision, person, route.format(**where), form, session, reason or None,
+                               marks[0])]  # fmt: skip
             if decision.follow_up is not None:
-                indices.append(_record_consequence(trail, decision.follow_up))
+                indices.append(_record_consequence(trail, decision.follow_up, marks[1]))
             self.world = decision.world
+            for customer in {m["stream"]["id"] for m in marks if m is not None}:
+                _replayed(trail, self.world, customer)  # the log, not the decision, says what the account is now
         return Attempted(decision, indices)
+
+    def account(self, customer: str) -> list[tuple[StreamEvent, accounts.Account]]:
+        """A customer's account replayed from the demo log: each event with the state after it."""
+        with self.using() as trail:
+            return _replay(trail, customer)
 
     # --- counting and tampering ----------------------------------------------------------------
 
@@ -249,11 +264,54 @@ class Sandbox:
         return Tampering(index, message)
 
 
+def _account_events(trail: Trail, world: pretend.World, decision: pretend.Decision) -> list[dict[str, Any] | None]:
+    """The ``metadata.sourcing`` markers of the attempt's entry and of its follow-up (None where it
+    changes no account): each the next event of the customer's stream, after the stream's version."""
+    customer = next((t["id"] for t in decision.targets if t["type"] == "customer" and t["id"] in world.customers), None)
+    if customer is None:
+        return [None, None]
+    before, after = _state(world, customer), _state(decision.world, customer)
+    version = EventStore(trail).version((accounts.STREAM_TYPE, customer))
+    marks: list[dict[str, Any] | None] = []
+    for step in (decision, decision.follow_up):
+        event = None if step is None else accounts.event_for(step.action, step.outcome, before, after)
+        if event is None:
+            marks.append(None)
+            continue
+        version += 1
+        marks.append(accounts.marker(customer, version, *event))
+    return marks
+
+
+def _state(world: pretend.World, customer: str) -> accounts.Account:
+    c = world.customers[customer]
+    return accounts.Account(c.id, c.name, c.email, c.credit_limit, failed_logins=c.failed_logins, locked=c.locked,
+                            closed=c.closed)  # fmt: skip
+
+
+def _replay(trail: Trail, customer: str) -> list[tuple[StreamEvent, accounts.Account]]:
+    events = EventStore(trail).read((accounts.STREAM_TYPE, customer))
+    states = accounts.replay(accounts.OPENED.get(customer), [(e.type, e.data) for e in events], customer)
+    return list(zip(events, states, strict=True))
+
+
+def _replayed(trail: Trail, world: pretend.World, customer: str) -> None:
+    """Set the customer's account in ``world`` to what replaying its stream in the log gives
+    (everything but the password, which the demo's credential store keeps)."""
+    steps = _replay(trail, customer)
+    if not steps:
+        return
+    state, held = steps[-1][1], world.customers[customer]
+    held.email, held.credit_limit, held.locked = state.email, state.credit_limit, state.locked
+    held.failed_logins, held.closed = state.failed_logins, state.closed
+
+
 def _record(
     trail: Trail, decision: pretend.Decision, person: pretend.Person, route: str, form: str, session: str,
-    reason: str | None,
+    reason: str | None, sourcing: dict[str, Any] | None = None,
 ) -> int:  # fmt: skip
-    """One entry for one attempt, with who (and from where), how and why."""
+    """One entry for one attempt, with who (and from where), how and why (and, when it changed a
+    customer's account, the account's event: ``sourcing``)."""
     actor = {k: v for k, v in person.actor.items() if k not in ("ip", "user_agent")}
     scope = trail.context(
         actor=actor, ip=person.ip, user_agent=person.user_agent, session=session, source="web", reason=reason,
@@ -262,12 +320,16 @@ def _record(
     with scope:
         if decision.action == "session.login":
             assert decision.actor is not None
+            extra = {"metadata": {"sourcing": sourcing}} if sourcing is not None else {}
             return trail.login_attempt(
-                decision.actor, ok=decision.outcome == "success", reason=decision.reason, targets=list(decision.targets)
-            )
+                decision.actor, ok=decision.outcome == "success", reason=decision.reason,
+                targets=list(decision.targets), **extra,
+            )  # fmt: skip
         action = trail.action(decision.action, targets=list(decision.targets))
         try:
             with action:
+                if sourcing is not None:
+                    action.metadata["sourcing"] = sourcing
                 if reason and decision.outcome != "success":
                     action.metadata["stated_reason"] = reason
                 if decision.outcome == "denied":
@@ -283,13 +345,16 @@ def _record(
     return action.index
 
 
-def _record_consequence(trail: Trail, decision: pretend.Decision) -> int:
+def _record_consequence(trail: Trail, decision: pretend.Decision, sourcing: dict[str, Any] | None = None) -> int:
     """What the application does on its own after an attempt (the lockout policy), as a job."""
-    return trail.record(
-        action=decision.action, actor=decision.actor, targets=list(decision.targets), outcome=decision.outcome,
-        reason=decision.reason, source="job",
-        changes=[{"field": f, "old": old, "new": new} for f, old, new in decision.changes],
-    )  # fmt: skip
+    event: dict[str, Any] = {
+        "action": decision.action, "actor": decision.actor, "targets": list(decision.targets),
+        "outcome": decision.outcome, "reason": decision.reason, "source": "job",
+        "changes": [{"field": f, "old": old, "new": new} for f, old, new in decision.changes],
+    }  # fmt: skip
+    if sourcing is not None:
+        event["metadata"] = {"sourcing": sourcing}
+    return trail.record(event)
 
 
 def _altered(index: int, data: dict[str, Any]) -> tuple[dict[str, Any], str]:
