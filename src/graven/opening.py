@@ -19,7 +19,16 @@ from graven.core.note import Signer
 from graven.core.redaction import RedactionPolicy
 from graven.core.shredding import PersonalData
 from graven.errors import ConfigError
-from graven.keys import DEFAULT_DB, DEFAULT_KEY, create_signing_key, load_signing_key
+from graven.keys import (
+    DEFAULT_DB,
+    DEFAULT_KEY,
+    create_signing_key,
+    current_stored_key,
+    history_path,
+    load_history,
+    load_signing_key,
+    retired_path,
+)
 from graven.private_files import make_private_dir
 from graven.store import open_store, sqlite_path
 from graven.subject_keys import DEFAULT_SUBJECT_KEYS, SubjectKeys
@@ -48,7 +57,7 @@ def init(
         existing = {}
     name = existing.get("origin") or origin or f"graven.local/{uuid.uuid4().hex[:16]}"
     signer = load_signing_key(key_path) if key_path.exists() else create_signing_key(key_path, name)
-    if existing and existing.get("verifier_key") not in (None, signer.verifier().to_text()):
+    if existing and current_stored_key(existing) not in (None, signer.verifier().to_text()):
         store.close()
         raise ConfigError(f"{key_path} is not the signing key of the log at {db}")
     store.initialize({"origin": name, "verifier_key": signer.verifier().to_text()})
@@ -101,7 +110,7 @@ def open_trail(
     urls = witnesses_from_env() if witnesses is None else tuple(witness_prefix(u, "witnesses") for u in witnesses)
     try:
         store = open_store(db)
-        stored_key = store.settings().get("verifier_key")
+        stored_key = current_stored_key(store.settings())
     except ConfigError:
         if not create:
             raise
@@ -109,7 +118,7 @@ def open_trail(
             raise ConfigError("create the log with graven.init(url, signing_key=path) first") from None
         init(db, signing_key=key_source, witness=witness).close()
         store = open_store(db)
-        stored_key = store.settings().get("verifier_key")
+        stored_key = current_stored_key(store.settings())
     explicit = signing_key is not None or bool(os.environ.get("GRAVEN_SIGNING_KEY"))
     signer: Signer | None
     if isinstance(key_source, Signer):
@@ -128,7 +137,7 @@ def open_trail(
         store, signer=None if foreign else signer, clock=clock, checkpoint_interval=checkpoint_interval,
         witness=_witness(witness, None if isinstance(key_source, Signer) else Path(key_source)),
         redaction=_policy(fingerprint_key or os.environ.get("GRAVEN_FINGERPRINT_KEY")), witnesses=urls,
-        denied=_exception_types(denied),
+        denied=_exception_types(denied), **_rotated(None if isinstance(key_source, Signer) else Path(key_source)),
         **_shredding(personal, subject_keys, None if isinstance(key_source, Signer) else Path(key_source)),
     )  # fmt: skip
     if foreign:
@@ -150,6 +159,26 @@ def open_trail(
             "`graven verify --key` still work"
         )
     return trail
+
+
+def _rotated(key_path: Path | None) -> dict[str, Any]:
+    """The key history beside the signing key, if the log rotated its key, and the previous keys
+    still in their overlap (each co-signs checkpoints below its bound while its file is kept)."""
+    if key_path is None or not history_path(key_path).exists():
+        return {}
+    history = load_history(history_path(key_path))
+    co_signers = []
+    for key in history.keys[:-1]:
+        if key.until is None or key.revoked is not None:
+            continue
+        path = retired_path(key_path, key.verifier.key_id)
+        try:
+            signer = load_signing_key(path) if path.exists() else None
+        except ConfigError:
+            signer = None  # an unreadable old key only ends its overlap early: the new key signs alone
+        if signer is not None and signer.verifier().to_text() == key.verifier.to_text():
+            co_signers.append((signer, key.until))
+    return {"key_history": history, "co_signers": co_signers}
 
 
 def _exception_types(types: Iterable[type[BaseException]]) -> tuple[type[BaseException], ...]:

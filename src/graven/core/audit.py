@@ -33,7 +33,8 @@ from typing import Any
 import orjson
 
 from graven.core import merkle
-from graven.core.note import Checkpoint, NoteError, Verifier, open_checkpoint
+from graven.core.key_history import OutOfRange, Trust, open_trusted, trusted_verifiers
+from graven.core.note import Checkpoint, NoteError
 
 _CHUNK = 20_000
 RESTORE_ACTION = "log.restore"
@@ -170,7 +171,7 @@ def verify_log(
     entries: Iterable[tuple[int, bytes]],
     tree_rows: Iterable[tuple[int, bytes]],
     checkpoints: Sequence[tuple[int, str]],
-    trusted: Sequence[Verifier],
+    trusted: Trust,
     *,
     witnessed: Sequence[str] = (),
     progress: Callable[[int], None] | None = None,
@@ -196,27 +197,29 @@ def verify_log(
     elif tree_contiguous:
         problems += _check_tree_rows(levels, blobs)
     size = count
-    found, vouched = _check_checkpoints(checkpoints, trusted, levels, size, witnessed=False)
+    untrusted: list[int] = []
+    found, vouched = _check_checkpoints(checkpoints, trusted, levels, size, witnessed=False, untrusted=untrusted)
     if not problems:
         # Row-level findings are precise; checkpoint ranges would only repeat them less exactly.
         problems += found
-    notices: list[str] = []
+    notices: list[str] = [_untrusted_notice(untrusted)] if untrusted else []
     if not problems:
         # The last line of defence: a log consistent with itself but not with what a witness saw.
         # Whoever rewrote it may hold the key: only witnessed checkpoints that match vouch for a prefix.
         notes = list(witnessed)
         lineages = _lineages(restores, leaves, trusted, vouched)
         if lineages:
-            notes, notices = _beside_lineages(notes, lineages, trusted, levels, size)
+            notes, lineage_notices = _beside_lineages(notes, lineages, trusted, levels, size)
+            notices += lineage_notices
         found, _ = _check_checkpoints([(0, note) for note in notes], trusted, levels, size, witnessed=True)
         problems += found
     return Report(
         size=max(tree_size, count),
         entries=count,
-        checkpoints=len(checkpoints),
+        checkpoints=len(checkpoints) - len(untrusted),
         problems=problems,
         witnessed=len(witnessed),
-        trusted_keys=tuple(v.to_text() for v in trusted),
+        trusted_keys=tuple(v.to_text() for v in trusted_verifiers(trusted)),
         notices=tuple(notices),
     )
 
@@ -230,7 +233,7 @@ class _Lineage:
 
 
 def _lineages(
-    restores: Sequence[tuple[int, bytes]], leaves: Sequence[bytes], trusted: Sequence[Verifier], vouched: int
+    restores: Sequence[tuple[int, bytes]], leaves: Sequence[bytes], trusted: Trust, vouched: int
 ) -> list[_Lineage]:
     """The restore entries that may excuse checkpoints of a superseded lineage: in the tree as
     stored, covered by a trusted stored checkpoint, and naming a checkpoint signed by a trusted key
@@ -252,7 +255,7 @@ def _lineages(
         if not isinstance(note, str):
             continue
         try:
-            superseded, _ = open_checkpoint(note, trusted)
+            superseded, _ = open_trusted(note, trusted)
         except NoteError:
             continue
         lost_to = lost.get("to")
@@ -265,7 +268,7 @@ def _lineages(
 def _beside_lineages(
     notes: Sequence[str],
     lineages: Sequence[_Lineage],
-    trusted: Sequence[Verifier],
+    trusted: Trust,
     levels: Sequence[Sequence[bytes]],
     size: int,
 ) -> tuple[list[str], list[str]]:
@@ -275,7 +278,7 @@ def _beside_lineages(
     accepted = [0] * len(lineages)
     for note in notes:
         try:
-            checkpoint, _ = open_checkpoint(note, trusted)
+            checkpoint, _ = open_trusted(note, trusted)
         except NoteError:
             remaining.append(note)
             continue
@@ -299,6 +302,15 @@ def _beside_lineages(
             f"superseded ended at the checkpoint of size {lineage.superseded.size}{also if n else ''}."
         )
     return remaining, notices
+
+
+def _untrusted_notice(sizes: list[int]) -> str:
+    shown = ", ".join(str(s) for s in sorted(sizes)[:10]) + (", ..." if len(sizes) > 10 else "")
+    return (
+        f"{len(sizes)} stored checkpoint{'s' if len(sizes) != 1 else ''} (size {shown}) "
+        f"{'are' if len(sizes) != 1 else 'is'} signed only by a key revoked or retired at that size: "
+        "not trusted, and not counted above."
+    )
 
 
 def derived_problem(index: int) -> Problem:
@@ -409,24 +421,30 @@ def _check_tree_rows(levels: Sequence[Sequence[bytes]], blobs: Sequence[bytes]) 
 
 def _check_checkpoints(
     checkpoints: Sequence[tuple[int, str]],
-    trusted: Sequence[Verifier],
+    trusted: Trust,
     levels: Sequence[Sequence[bytes]],
     size: int,
     *,
     witnessed: bool,
     good_size: int = 0,
+    untrusted: list[int] | None = None,
 ) -> tuple[list[Problem], int]:
-    """Findings from signed checkpoints, and the largest size they vouch for."""
+    """Findings from signed checkpoints, and the largest size they vouch for. Stored checkpoints
+    signed only by keys not valid at their size (revoked or retired: see the key history) vouch
+    for nothing; their sizes are added to ``untrusted`` to be reported."""
     problems: list[Problem] = []
     where = "witnessed" if witnessed else "stored"
     opened: list[tuple[int, Checkpoint]] = []
     for stored_size, note in checkpoints:
         try:
-            checkpoint, _ = open_checkpoint(note, trusted)
+            checkpoint, _ = open_trusted(note, trusted)
         except NoteError as exc:
             if witnessed:
                 continue  # a witness copy from another log or key says nothing about this one
-            keys = ", ".join(v.to_text() for v in trusted) or "none"
+            if isinstance(exc, OutOfRange) and untrusted is not None:
+                untrusted.append(stored_size)
+                continue
+            keys = ", ".join(v.to_text() for v in trusted_verifiers(trusted)) or "none"
             problems.append(
                 Problem(
                     0,

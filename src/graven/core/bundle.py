@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from graven.core import canonical, merkle
-from graven.core.note import NoteError, Verifier, open_checkpoint
+from graven.core.key_history import Trust, open_trusted
+from graven.core.note import NoteError
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +39,12 @@ def make_bundle(entry: Mapping[str, Any], tree_size: int, proof: Sequence[bytes]
     }
 
 
-def verify_bundle(bundle: Any, verifiers: Sequence[Verifier]) -> BundleCheck:
-    """Check a bundle against trusted verifier keys, without any database."""
+def verify_bundle(bundle: Any, verifiers: Trust) -> BundleCheck:
+    """Check a bundle against trusted verifier keys or a key history, without any database.
+
+    With a history the checkpoint MUST carry a signature by a key valid at its size: a bundle
+    signed before a rotation still checks; one signed by a key after its revocation does not.
+    """
     if not isinstance(bundle, Mapping):
         return BundleCheck(False, "a bundle must be a JSON object")
     missing = [k for k in ("entry", "tree_size", "inclusion_proof", "checkpoint") if k not in bundle]
@@ -56,7 +61,7 @@ def verify_bundle(bundle: Any, verifiers: Sequence[Verifier]) -> BundleCheck:
     if not isinstance(note, str) or not isinstance(proof_text, list):
         return BundleCheck(False, "checkpoint must be text and inclusion_proof a list", index)
     try:
-        checkpoint, signatures = open_checkpoint(note, verifiers)
+        checkpoint, signatures = open_trusted(note, verifiers)
     except NoteError as exc:
         return BundleCheck(False, f"the checkpoint is not signed by the trusted key: {exc}", index)
     if checkpoint.size != size:
@@ -73,5 +78,5 @@ def verify_bundle(bundle: Any, verifiers: Sequence[Verifier]) -> BundleCheck:
         return BundleCheck(
             False, f"entry {index} is not in the log that signed this checkpoint (the proof fails)", index
         )
-    names = ", ".join(s.name for s in signatures)
+    names = ", ".join(dict.fromkeys(s.name for s in signatures))
     return BundleCheck(True, f"entry {index} is included in the log of size {size} signed by {names}", index)
