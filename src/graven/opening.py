@@ -1,6 +1,6 @@
 """Opening a log: ``init`` creates one (and its signing key), ``open_trail`` opens it as a Trail.
 
-Settings not given as arguments come from the environment (``GRAVEN_DB``, ``GRAVEN_SIGNING_KEY``,
+Settings not given as arguments come from the environment (``GRAVEN_DB``, ``GRAVEN_LOG``, ``GRAVEN_SIGNING_KEY``,
 ``GRAVEN_FINGERPRINT_KEY``, ``GRAVEN_PERSONAL_FIELDS``, ``GRAVEN_SUBJECT_TYPES``,
 ``GRAVEN_SUBJECT_KEYS``, ``GRAVEN_WITNESSES``), then from the defaults under ``.graven/``.
 """
@@ -31,6 +31,7 @@ from graven.keys import (
 )
 from graven.private_files import make_private_dir
 from graven.store import open_store, sqlite_path
+from graven.store.logs import path_for, select_log
 from graven.subject_keys import DEFAULT_SUBJECT_KEYS, SubjectKeys
 from graven.trail import DEFAULT_POLICY, Trail
 from graven.witnessing.client import witness_prefix, witnesses_from_env
@@ -42,12 +43,15 @@ def init(
     signing_key: str | Path | None = None,
     witness: str | Path | None = None,
     origin: str | None = None,
+    log: str | None = None,
 ) -> Trail:
     """Create a log (idempotent) and its signing key if the key file does not exist yet.
 
-    Folders created for them are 0700, the files 0600 (see :mod:`graven.private_files`)."""
-    db = _db(url)
-    key_path = Path(signing_key or os.environ.get("GRAVEN_SIGNING_KEY") or DEFAULT_KEY)
+    ``log`` (or ``?log=`` on the URL) creates one of several independent logs in the database,
+    with its own key file (see :mod:`graven.store.logs`). Folders created for them are 0700, the
+    files 0600 (see :mod:`graven.private_files`)."""
+    db, log = select_log(str(_db(url)), _log(log))
+    key_path = path_for(Path(signing_key or os.environ.get("GRAVEN_SIGNING_KEY") or DEFAULT_KEY), log)
     if not str(db).startswith(("postgresql://", "postgres://")):
         make_private_dir(sqlite_path(str(db)).parent)  # 0700: the log and its key are the owner's alone
     store = open_store(db, create=True)
@@ -55,7 +59,7 @@ def init(
         existing = store.settings()
     except ConfigError:
         existing = {}
-    name = existing.get("origin") or origin or f"graven.local/{uuid.uuid4().hex[:16]}"
+    name = existing.get("origin") or origin or f"graven.local/{uuid.uuid4().hex[:16]}{'/' + log if log else ''}"
     signer = load_signing_key(key_path) if key_path.exists() else create_signing_key(key_path, name)
     if existing and current_stored_key(existing) not in (None, signer.verifier().to_text()):
         store.close()
@@ -79,6 +83,7 @@ def open_trail(
     subject_keys: str | Path | SubjectKeys | None = None,
     witnesses: Sequence[str] | None = None,
     denied: Iterable[type[BaseException]] = (),
+    log: str | None = None,
 ) -> Trail:
     """Open the log at ``url`` (default ``GRAVEN_DB`` or ``.graven/trail.db``), creating it if asked.
 
@@ -104,9 +109,16 @@ def open_trail(
     ``checkpoint_interval`` bounds how long an entry stays unsigned (see :class:`Trail`); the
     newest checkpoint is kept in ``witness`` (default: ``<signing key>.checkpoint`` beside the key),
     the reference that a rewrite of the database cannot reach.
+
+    ``log`` (or ``?log=NAME`` on the URL) selects one of several independent logs in the database,
+    each with its own tree, origin, checkpoints and keys: its key file, kept checkpoint and subject
+    keys are the default ones with the log's name inserted (``signing.tenant-a.key``; see
+    :mod:`graven.store.logs`).
     """
-    db = _db(url)
-    key_source = signing_key or os.environ.get("GRAVEN_SIGNING_KEY") or DEFAULT_KEY
+    db, log = select_log(str(_db(url)), _log(log))
+    key_source: str | Path | Signer = signing_key or os.environ.get("GRAVEN_SIGNING_KEY") or DEFAULT_KEY
+    if not isinstance(key_source, Signer):
+        key_source = path_for(Path(key_source), log)
     urls = witnesses_from_env() if witnesses is None else tuple(witness_prefix(u, "witnesses") for u in witnesses)
     try:
         store = open_store(db)
@@ -116,7 +128,7 @@ def open_trail(
             raise
         if isinstance(key_source, Signer):
             raise ConfigError("create the log with graven.init(url, signing_key=path) first") from None
-        init(db, signing_key=key_source, witness=witness).close()
+        init(db, signing_key=key_source, witness=witness, origin=_new_origin(log)).close()
         store = open_store(db)
         stored_key = current_stored_key(store.settings())
     explicit = signing_key is not None or bool(os.environ.get("GRAVEN_SIGNING_KEY"))
@@ -138,7 +150,7 @@ def open_trail(
         witness=_witness(witness, None if isinstance(key_source, Signer) else Path(key_source)),
         redaction=_policy(fingerprint_key or os.environ.get("GRAVEN_FINGERPRINT_KEY")), witnesses=urls,
         denied=_exception_types(denied), **_rotated(None if isinstance(key_source, Signer) else Path(key_source)),
-        **_shredding(personal, subject_keys, None if isinstance(key_source, Signer) else Path(key_source)),
+        **_shredding(personal, subject_keys, None if isinstance(key_source, Signer) else Path(key_source), log),
     )  # fmt: skip
     if foreign:
         # The default key does not match what the log says: either it belongs to another log, or
@@ -189,6 +201,11 @@ def _exception_types(types: Iterable[type[BaseException]]) -> tuple[type[BaseExc
     return out
 
 
+def _log(log: str | None) -> str | None:
+    """The log named by ``log``, else ``GRAVEN_LOG`` (None: the database's own log)."""
+    return log if log is not None else os.environ.get("GRAVEN_LOG") or None
+
+
 def _db(url: str | Path | None) -> str | Path:
     """The log named by ``url``, else ``GRAVEN_DB``, else the default in ``.graven/``."""
     return url if url is not None else os.environ.get("GRAVEN_DB") or DEFAULT_DB
@@ -207,8 +224,12 @@ def _policy(key_file: str | Path | None) -> RedactionPolicy:
     return RedactionPolicy(fingerprint_key=key)
 
 
+def _new_origin(log: str | None) -> str | None:
+    return f"graven.local/{uuid.uuid4().hex[:16]}/{log}" if log else None
+
+
 def _shredding(
-    personal: PersonalData | None, keys: str | Path | SubjectKeys | None, key_path: Path | None
+    personal: PersonalData | None, keys: str | Path | SubjectKeys | None, key_path: Path | None, log: str | None = None
 ) -> dict[str, Any]:
     """The personal-data declaration and the subject key store, from arguments or the environment."""
     if personal is None and (fields := os.environ.get("GRAVEN_PERSONAL_FIELDS")):
@@ -220,7 +241,7 @@ def _shredding(
     if isinstance(keys, SubjectKeys):
         return {"personal": personal, "subject_keys": keys}
     source = keys or os.environ.get("GRAVEN_SUBJECT_KEYS")
-    path = Path(source) if source else subject_keys_path(key_path)
+    path = Path(source) if source else path_for(subject_keys_path(key_path), log)
     if personal is None and not source and not path.exists():
         return {}
     return {"personal": personal, "subject_keys": SubjectKeys(path)}

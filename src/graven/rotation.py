@@ -30,6 +30,7 @@ from graven.core.key_history import KeyHistory
 from graven.core.note import NoteError, Signer
 from graven.errors import ConfigError, ValidationError
 from graven.keys import (
+    DEFAULT_DB,
     DEFAULT_KEY,
     history_path,
     load_signing_key,
@@ -40,6 +41,7 @@ from graven.keys import (
     write_key_file,
 )
 from graven.opening import open_trail
+from graven.store.logs import path_for, select_log
 from graven.trail import Trail
 
 DEFAULT_OVERLAP = 1000
@@ -71,11 +73,12 @@ def rotate_key(
     signing_key: str | Path | None = None,
     overlap: int = DEFAULT_OVERLAP,
     reason: str | None = None,
+    log: str | None = None,
 ) -> Rotation:
     """Hand the log over to a new signing key (see the module doc); nothing changes on a refusal."""
     if isinstance(overlap, bool) or not isinstance(overlap, int) or not 1 <= overlap <= MAX_OVERLAP:
         raise ValidationError("overlap", f"must be an integer from 1 to {MAX_OVERLAP} (tree sizes)", overlap)
-    key_path = _key_path(signing_key)
+    key_path = _key_path(signing_key, url, log)
     try:
         old = load_signing_key(key_path)
     except ConfigError as exc:
@@ -85,7 +88,7 @@ def rotate_key(
     for path in (pending, retired):
         if path.exists():
             raise ConfigError(f"cannot rotate: {path} exists (a rotation left half done?); nothing was changed")
-    trail = open_trail(url, signing_key=key_path, create=False)
+    trail = open_trail(url, signing_key=key_path, create=False, log=log)
     try:
         history = _history(trail, old)
         new = Signer.generate(old.name)
@@ -121,13 +124,14 @@ def revoke_key(
     signing_key: str | Path | None = None,
     start: int,
     reason: str | None = None,
+    log: str | None = None,
 ) -> int:
     """Stop trusting the previous key ``key`` (its verifier text or key id) for checkpoints of tree
     size ``start`` and above; returns the index of the ``key.revoke`` entry."""
     if isinstance(start, bool) or not isinstance(start, int) or start < 0:
         raise ValidationError("from", "must be a tree size (an integer from 0)", start)
-    key_path = _key_path(signing_key)
-    trail = open_trail(url, signing_key=key_path, create=False)
+    key_path = _key_path(signing_key, url, log)
+    trail = open_trail(url, signing_key=key_path, create=False, log=log)
     try:
         if trail.signer is None:
             raise ConfigError(f"cannot revoke: the signing key {key_path} is needed to record the revocation")
@@ -156,8 +160,11 @@ def revoke_key(
     return index
 
 
-def _key_path(signing_key: str | Path | None) -> Path:
-    return Path(signing_key or os.environ.get("GRAVEN_SIGNING_KEY") or DEFAULT_KEY)
+def _key_path(signing_key: str | Path | None, url: str | Path | None, log: str | None) -> Path:
+    """The key file of the selected log (see :mod:`graven.store.logs`)."""
+    db = str(url or os.environ.get("GRAVEN_DB") or DEFAULT_DB)
+    _, log = select_log(db, log if log is not None else os.environ.get("GRAVEN_LOG") or None)
+    return path_for(Path(signing_key or os.environ.get("GRAVEN_SIGNING_KEY") or DEFAULT_KEY), log)
 
 
 def _history(trail: Trail, current: Signer) -> KeyHistory:

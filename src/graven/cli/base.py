@@ -37,8 +37,10 @@ class Options:
         fingerprint_key: str | None = None,
         subject_keys: str | None = None,
         witnesses: tuple[str, ...] = (),
+        log: str | None = None,
     ) -> None:
         self.db = db
+        self.log = log
         self.signing_key = signing_key
         self.fingerprint_key = fingerprint_key
         self.subject_keys = subject_keys
@@ -47,7 +49,7 @@ class Options:
     def open(self, *, create: bool = False, subject_keys: str | Path | None = None) -> Trail:
         return open_trail(
             self.db, signing_key=self.signing_key, create=create, fingerprint_key=self.fingerprint_key,
-            subject_keys=subject_keys or self.subject_keys, witnesses=self.witnesses or None,
+            subject_keys=subject_keys or self.subject_keys, witnesses=self.witnesses or None, log=self.log,
         )  # fmt: skip
 
 
@@ -57,6 +59,12 @@ class Options:
     envvar="GRAVEN_DB",
     metavar="URL",
     help="The log: a path, sqlite:///path or postgresql://...[?schema=NAME] (default .graven/trail.db).",
+)
+@click.option(
+    "--log",
+    envvar="GRAVEN_LOG",
+    metavar="NAME",
+    help="One of several independent logs in the database (e.g. a tenant); default the database's own log.",
 )
 @click.option(
     "--signing-key",
@@ -88,6 +96,7 @@ class Options:
 def cli(
     ctx: click.Context,
     db: str | None,
+    log: str | None,
     signing_key: str | None,
     fingerprint_key: str | None,
     subject_keys: str | None,
@@ -95,7 +104,7 @@ def cli(
 ) -> None:
     """Graven: a tamper-evident audit trail you can query, prove and verify."""
     witness_urls = tuple(witness_prefix(u, "--witness") for u in witnesses)
-    ctx.obj = Options(db, signing_key, fingerprint_key, subject_keys, witness_urls)
+    ctx.obj = Options(db, signing_key, fingerprint_key, subject_keys, witness_urls, log or None)
 
 
 def pass_options(function: Any) -> Any:

@@ -14,6 +14,7 @@ from graven.core.note import Verifier
 from graven.keys import DEFAULT_KEY
 from graven.render import literal
 from graven.rotation import DEFAULT_OVERLAP, MAX_OVERLAP, revoke_key, rotate_key
+from graven.store.logs import path_for
 
 
 @cli.group("key", invoke_without_command=True)
@@ -59,11 +60,11 @@ def rotate_command(options: Options, overlap: int, reason: str | None, as_json: 
     The old key moves beside the new one (KEY.<key id>) and co-signs checkpoints for --overlap
     more tree sizes; KEY.history lists both keys with the sizes each vouches for.
     """
-    rotation = rotate_key(options.db, signing_key=options.signing_key, overlap=overlap, reason=reason)
+    rotation = rotate_key(options.db, signing_key=options.signing_key, overlap=overlap, reason=reason, log=options.log)
     if as_json:
         sys.stdout.buffer.write(jsonlines.line(rotation.to_json()))
         return
-    key = Path(options.signing_key or DEFAULT_KEY)
+    key = path_for(Path(options.signing_key or DEFAULT_KEY), options.log)
     out.print(literal(rotation.new_key))
     err.print(
         literal(
@@ -85,5 +86,5 @@ def revoke_command(options: Options, key: str, start: int, reason: str | None) -
     Checkpoints it signed from that size are reported by `graven verify`, not trusted. The key the
     log signs with now cannot be revoked: rotate first.
     """
-    index = revoke_key(key, options.db, signing_key=options.signing_key, start=start, reason=reason)
+    index = revoke_key(key, options.db, signing_key=options.signing_key, start=start, reason=reason, log=options.log)
     err.print(literal(f"revoked {key} from tree size {start} (entry {index})"))

@@ -249,6 +249,7 @@ def app_from_environment() -> FastAPI:
     from graven.opening import open_trail
     from graven.server.credentials import load_secret
     from graven.server.supervision import follow_supervisor, supervisor_from_environment
+    from graven.server.tenants import LOGS_ENV, logs_from_text, tenant_app
 
     supervisor = supervisor_from_environment()
     if supervisor is not None:
@@ -257,5 +258,10 @@ def app_from_environment() -> FastAPI:
     secret = load_secret(Path(settings.pop("secret_path")))
     settings["session_ttl"] = timedelta(seconds=settings.pop("session_seconds"))
     settings["trusted_proxies"] = tuple(settings["trusted_proxies"])
+    logs = os.environ.get(LOGS_ENV)
+    if logs:  # graven serve --logs: each log its own app, under /logs/<name>
+        apps = {name: create_app(open_trail(create=False, log=name), ServerConfig(secret=secret, **settings),
+                                 owns_trail=True) for name in logs_from_text(logs)}  # fmt: skip
+        return tenant_app(apps)
     trail = open_trail(create=False)
     return create_app(trail, ServerConfig(secret=secret, **settings), owns_trail=True)
