@@ -78,7 +78,7 @@ def rotate_key(
     """Hand the log over to a new signing key (see the module doc); nothing changes on a refusal."""
     if isinstance(overlap, bool) or not isinstance(overlap, int) or not 1 <= overlap <= MAX_OVERLAP:
         raise ValidationError("overlap", f"must be an integer from 1 to {MAX_OVERLAP} (tree sizes)", overlap)
-    key_path = _key_path(signing_key, url, log)
+    base, key_path = _key_path(signing_key, url, log)
     try:
         old = load_signing_key(key_path)
     except ConfigError as exc:
@@ -88,7 +88,7 @@ def rotate_key(
     for path in (pending, retired):
         if path.exists():
             raise ConfigError(f"cannot rotate: {path} exists (a rotation left half done?); nothing was changed")
-    trail = open_trail(url, signing_key=key_path, create=False, log=log)
+    trail = open_trail(url, signing_key=base, create=False, log=log)
     try:
         history = _history(trail, old)
         new = Signer.generate(old.name)
@@ -130,8 +130,8 @@ def revoke_key(
     size ``start`` and above; returns the index of the ``key.revoke`` entry."""
     if isinstance(start, bool) or not isinstance(start, int) or start < 0:
         raise ValidationError("from", "must be a tree size (an integer from 0)", start)
-    key_path = _key_path(signing_key, url, log)
-    trail = open_trail(url, signing_key=key_path, create=False, log=log)
+    base, key_path = _key_path(signing_key, url, log)
+    trail = open_trail(url, signing_key=base, create=False, log=log)
     try:
         if trail.signer is None:
             raise ConfigError(f"cannot revoke: the signing key {key_path} is needed to record the revocation")
@@ -160,11 +160,12 @@ def revoke_key(
     return index
 
 
-def _key_path(signing_key: str | Path | None, url: str | Path | None, log: str | None) -> Path:
-    """The key file of the selected log (see :mod:`graven.store.logs`)."""
+def _key_path(signing_key: str | Path | None, url: str | Path | None, log: str | None) -> tuple[Path, Path]:
+    """The key file as given (or the default) and the selected log's own (see :mod:`graven.store.logs`)."""
     db = str(url or os.environ.get("GRAVEN_DB") or DEFAULT_DB)
     _, log = select_log(db, log if log is not None else os.environ.get("GRAVEN_LOG") or None)
-    return path_for(Path(signing_key or os.environ.get("GRAVEN_SIGNING_KEY") or DEFAULT_KEY), log)
+    base = Path(signing_key or os.environ.get("GRAVEN_SIGNING_KEY") or DEFAULT_KEY)
+    return base, path_for(base, log)
 
 
 def _history(trail: Trail, current: Signer) -> KeyHistory:
