@@ -35,3 +35,26 @@ def test_key_rotation_runs_as_written(tmp_path: Path) -> None:
     assert "OK: entry 0 is included" in done.stdout
     assert done.stdout.count("OK  The log is intact") == 3
     assert "revoked " in done.stderr
+
+
+def test_a_log_per_tenant_runs_as_written(tmp_path: Path) -> None:
+    """Two tenants made, written and read apart; the Python example; the served logs: tenant-a's
+    key writes tenant-a and is refused by tenant-b."""
+    text = README.read_text()
+    start = text.index("### A log per tenant\n")
+    part = text[start : text.index("\n## ", start)]
+    shell = re.findall(r"```sh\n(.*?)```", part, re.S)
+    python = re.findall(r"```python\n(.*?)```", part, re.S)
+    assert (2, 1) == (len(shell), len(python))
+    done = run_shell(shell[0], tmp_path)
+    assert 0 == done.returncode, done.stderr
+    assert "invoice.create" in done.stdout
+    assert "user.login" not in done.stdout
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRAVEN_")}
+    ran = subprocess.run([sys.executable, "-c", python[0]], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120, check=False)  # fmt: skip
+    assert 0 == ran.returncode, ran.stderr
+    served = run_shell(shell[1], tmp_path)
+    assert 0 == served.returncode, served.stderr
+    assert '"indices":[' in served.stdout.replace(" ", "")
+    assert '"error":"unauthorized"' in served.stdout.replace(" ", "")

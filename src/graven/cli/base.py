@@ -15,8 +15,10 @@ import click
 from rich.console import Console
 
 from graven.cli.options import log_options
+from graven.keys import DEFAULT_DB, DEFAULT_KEY
 from graven.opening import open_trail
 from graven.render import literal
+from graven.store.logs import path_for, select_log
 from graven.trail import Trail
 from graven.witnessing.client import witness_prefix
 
@@ -45,6 +47,15 @@ class Options:
         self.fingerprint_key = fingerprint_key
         self.subject_keys = subject_keys
         self.witnesses = witnesses
+
+    def log_url(self) -> str:
+        """The selected log's store URL (``--db`` with ``--log`` or ``?log=`` applied)."""
+        return select_log(str(self.db or os.environ.get("GRAVEN_DB") or DEFAULT_DB), self.log)[0]
+
+    def key_path(self) -> Path:
+        """The selected log's signing key file (see :mod:`graven.store.logs`)."""
+        log = select_log(str(self.db or os.environ.get("GRAVEN_DB") or DEFAULT_DB), self.log)[1]
+        return path_for(Path(self.signing_key or DEFAULT_KEY), log)
 
     def open(self, *, create: bool = False, subject_keys: str | Path | None = None) -> Trail:
         return open_trail(

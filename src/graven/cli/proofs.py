@@ -15,7 +15,7 @@ from graven.core import jsonlines
 from graven.core.bundle import verify_bundle
 from graven.core.key_history import trusted_verifiers
 from graven.errors import ValidationError
-from graven.keys import DEFAULT_KEY, load_trust
+from graven.keys import load_trust
 from graven.private_files import log_files, warnings_for
 from graven.render import literal
 from graven.trail import MAX_INDEX
@@ -86,7 +86,7 @@ def verify_command(
     if not as_json and warning:
         err.print(Text("warning: ") + literal(warning))
     store_path = getattr(trail.store, "path", None)  # a SQLite log; PostgreSQL has no files here
-    key_path = Path(options.signing_key or DEFAULT_KEY) if store_path is not None else None
+    key_path = options.key_path() if store_path is not None else None
     for line in warnings_for(log_files(store_path, key_path)):
         err.print(literal(line))
     if as_json:
