@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from graven.core.key_history import KeyHistory
+from graven.core.key_history import ROTATE_ACTION, KeyHistory
 from graven.core.note import NoteError, Signer
 from graven.errors import ConfigError, ValidationError
 from graven.keys import (
@@ -47,7 +47,6 @@ from graven.trail import Trail
 DEFAULT_OVERLAP = 1000
 """Tree sizes after a rotation for which the old key still co-signs (and is still trusted)."""
 MAX_OVERLAP = 10**12
-ROTATE_ACTION = "key.rotate"
 REVOKE_ACTION = "key.revoke"
 _SYSTEM = {"type": "system", "id": "graven"}
 

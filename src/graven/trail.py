@@ -31,7 +31,7 @@ from graven.checkpoint_file import CheckpointFile, kept_size
 from graven.core import audit, merkle
 from graven.core.bundle import make_bundle
 from graven.core.ids import uuid7
-from graven.core.key_history import KeyHistory, Trust, trusted_verifiers
+from graven.core.key_history import KeyHistory, Trust, trusted_verifiers, unannounced
 from graven.core.model import Entry, Prepared, change_dict, event_from, nfc, parse_time, prepare
 from graven.core.note import Signer, Verifier
 from graven.core.redaction import RedactionPolicy
@@ -595,6 +595,9 @@ class Trail:
             checker.join()
         if derived and derived[0] is not None:
             report.problems.append(audit.derived_problem(derived[0]))
+        if isinstance(trusted, KeyHistory):
+            for index, message in unannounced(trusted, self.store.entry):
+                report.problems.append(audit.Problem(index, "key-history", message, 1))
         return report
 
     def _restores(self) -> list[tuple[int, bytes]]:

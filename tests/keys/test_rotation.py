@@ -271,3 +271,40 @@ class TestCommand:
         assert 0 == run(*common, "verify", cwd=tmp_path).returncode
         retired = key.with_name(f"signing.key.{rotation['old_key'].split('+')[1]}")
         assert rotation["old_key"] == load_signing_key(retired).verifier().to_text()  # kept for its overlap
+
+
+class TestHistoryAgainstTheLog:
+    def test_a_key_slipped_into_the_history_is_reported(self, log: tuple[str, Path]) -> None:
+        """A history naming a key no key.rotate entry announced (a history file edited by someone
+        who wants their own key trusted) makes verification fail at that index."""
+        url, key = log
+        record(url, key, 3)
+        rotate_key(url, signing_key=key, overlap=1)
+        record(url, key, 2)
+        history = load_history(key.with_name("signing.key.history"))
+        intruder = Signer.generate(history.current.verifier.name)
+        forged = history.rotated(intruder.verifier(), 5, 1)
+        with graven.Trail(open_store(url)) as reader:
+            assert reader.verify(key=history).ok
+            report = reader.verify(key=forged)
+        assert (False, 4, "key-history") == (report.ok, report.first_bad_index, report.kind)
+        assert f"{intruder.key_id:08x}" in report.message
+
+
+class TestRevokeCommand:
+    def test_revoke_refusals_are_one_line(self, log: tuple[str, Path], tmp_path: Path) -> None:
+        """`graven key revoke` of the key in use, of an unknown key, or without --from: one line, exit 2."""
+        url, key = log
+        common = ("--db", url, "--signing-key", str(key))
+        rotated = run(*common, "key", "rotate", "--json", cwd=tmp_path)
+        assert 0 == rotated.returncode, rotated.stderr
+        new_id = orjson.loads(rotated.stdout)["new_key"].split("+")[1]
+        for args, says in (
+            ((new_id, "--from", "1"), "rotate first"),
+            (("0badc0de", "--from", "1"), "not in the key history"),
+            ((new_id,), "--from"),
+        ):
+            done = run(*common, "key", "revoke", *args, cwd=tmp_path)
+            assert 2 == done.returncode
+            assert 1 == len(done.stderr.strip().splitlines()), done.stderr
+            assert says in done.stderr

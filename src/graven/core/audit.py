@@ -12,6 +12,11 @@ checkpoint (whose signature MUST verify with a trusted key) and with checkpoints
 - ``truncated`` the newest entries were cut off;
 - ``forked``    the log disagrees with a checkpoint signed by the trusted key, or its checkpoints are
   signed by another key: its history was rewritten or replaced.
+- ``key-history`` (found by ``Trail.verify`` with a key history) a key of the history is not
+  announced by the ``key.rotate`` entry just before its first size: the history or the log was altered.
+
+Checkpoints signed only by keys that a key history says are revoked or retired at their size are
+not trusted and vouch for nothing; they are reported in the report's notices.
 
 Lineages: a restore of an older backup that accepted the loss of entries (``graven restore
 --accept-loss``) appends a ``log.restore`` entry at the first lost index, naming the lost range and

@@ -17,12 +17,16 @@ Pure: the history comes in as text and goes out as text; nothing here reads a fi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+
+import orjson
 
 from graven.core.note import Checkpoint, NoteError, NoteSignature, SignatureError, Verifier, open_checkpoint
 
 HEADER = "# graven key history"
+ROTATE_ACTION = "key.rotate"
 MAX_SIZE = 2**63 - 1
 
 
@@ -176,6 +180,29 @@ def open_trusted(note: str | bytes, trust: Trust) -> tuple[Checkpoint, list[Note
     raise OutOfRange(f"the checkpoint of size {checkpoint.size} is signed only by keys not valid at that size: {why}")
 
 
+def unannounced(history: KeyHistory, entry_at: Callable[[int], bytes | None]) -> list[tuple[int, str]]:
+    """Where the log disagrees with the history: each key after the first MUST be announced by a
+    ``key.rotate`` entry at index ``start - 1`` naming it as the new key and its predecessor as the
+    old one. Returns (index, sentence) for each key that is not (``entry_at`` reads stored bytes)."""
+    found = []
+    for old, new in itertools.pairwise(history.keys):
+        index = new.start - 1
+        body = entry_at(index)
+        try:
+            data = orjson.loads(body) if body is not None else None
+        except orjson.JSONDecodeError:
+            data = None
+        meta = data.get("metadata") if isinstance(data, dict) and data.get("action") == ROTATE_ACTION else None
+        wanted = {"old_key": old.verifier.to_text(), "new_key": new.verifier.to_text()}
+        if not isinstance(meta, dict) or any(meta.get(k) != v for k, v in wanted.items()):
+            found.append((index, (
+                f"The key history says {new.verifier.name}+{new.verifier.key_id:08x} signs from size {new.start}, "
+                f"but entry {index} is not the key.rotate entry handing the log to it: the key history or the "
+                "log was altered."
+            )))  # fmt: skip
+    return found
+
+
 def _range(key: HistoryKey) -> str:
     ident = f"{key.verifier.name}+{key.verifier.key_id:08x}"
     if key.revoked is not None and (key.until is None or key.revoked <= key.until):
@@ -185,4 +212,7 @@ def _range(key: HistoryKey) -> str:
     return f"{ident} is valid from size {key.start}"
 
 
-__all__ = ["HEADER", "HistoryKey", "KeyHistory", "OutOfRange", "Trust", "open_trusted", "trusted_verifiers"]
+__all__ = [
+    "HEADER", "ROTATE_ACTION", "HistoryKey", "KeyHistory", "OutOfRange", "Trust", "open_trusted", "trusted_verifiers",
+    "unannounced",
+]  # fmt: skip
