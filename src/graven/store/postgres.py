@@ -82,6 +82,11 @@ SELECT 'c', taken.seq, NULL, taken.event::text FROM taken
 class PostgresStore:
     """A log in one schema of a PostgreSQL database. Thread-safe; many processes may write it."""
 
+    backend = "postgresql"
+
+    def location(self) -> PgTarget:
+        return self.target
+
     def __init__(self, url: str, *, create: bool = False) -> None:
         self.target = parse_url(url)
         self.url = self.target.display
