@@ -42,7 +42,7 @@ def test_a_log_per_tenant_runs_as_written(tmp_path: Path) -> None:
     key writes tenant-a and is refused by tenant-b."""
     text = README.read_text()
     start = text.index("### A log per tenant\n")
-    part = text[start : text.index("\n## ", start)]
+    part = text[start : min(i for i in (text.find("\n## ", start), text.find("\n### ", start + 4)) if i > 0)]
     shell = re.findall(r"```sh\n(.*?)```", part, re.S)
     python = re.findall(r"```python\n(.*?)```", part, re.S)
     assert (2, 1) == (len(shell), len(python))
