@@ -226,7 +226,7 @@ class TestServer:
 
     def test_paths_outside_a_log_and_tricks_find_nothing(self, two_tenants: tuple[str, dict[str, str]]) -> None:
         """The root, unknown or differently spelled log names, dot segments and encoded slashes never
-        reach a log with a foreign key, and the 404 names no log."""
+        reach a log with a foreign key, and the 404 names no log; no web page is served under a log."""
         base, keys = two_tenants
         key = bearer(keys["tenant-a/admin"])
         with httpx.Client(base_url=base, timeout=30) as http:
@@ -244,3 +244,6 @@ class TestServer:
                 assert answer.status_code in (401, 404), (path, answer.status_code)
                 assert "tenant-b secret" not in answer.text
                 assert "tenant-b" not in answer.text or answer.status_code == 401
+            for page in ("/logs/tenant-a/", "/logs/tenant-a/console", "/logs/tenant-a/entries"):
+                answer = http.get(page, follow_redirects=False)  # no web UI under a prefix: API only
+                assert (404, "application/json") == (answer.status_code, answer.headers["content-type"])

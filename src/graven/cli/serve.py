@@ -168,7 +168,8 @@ def serve_command(host: str, port: int, max_body: int, max_batch: int, auth_fail
     background = start_named(root.open, forwards)  # each sink checked before serving; None without --forward
     pushing = f", pushing checkpoints to {', '.join(root.witnesses)}" if root.witnesses else ""
     base = f"http://{host}:{port}" + ("/logs/NAME" if logs else "")
-    _say(f"graven: serving {url} at {base}/api/v1 (web UI at {base}/) with "
+    ui = "" if logs else f" (web UI at {base}/)"
+    _say(f"graven: serving {url} at {base}/api/v1{ui} with "
                f"{workers} worker{'s' if workers > 1 else ''}{pushing}"
                f"{', forwarding to ' + ', '.join(forwards) if forwards else ''} (Ctrl-C stops)", err=True)  # fmt: skip
     try:

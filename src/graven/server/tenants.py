@@ -4,7 +4,8 @@
 a complete service of its own under ``/logs/<name>/`` (its API at ``/logs/<name>/api/v1``). Each
 log keeps its API keys, users and sessions in its own store, so a key exists in exactly one log:
 presented under another log's prefix it is an unknown key (401, recorded in that log), and no
-route of one log reads another. A path outside every served log is a 404 that names no log.
+route of one log reads another. A path outside every served log is a 404 that names no log. The
+web UI is not served here (its pages link from the root): serve one log per process for it.
 """
 
 from __future__ import annotations
