@@ -308,3 +308,18 @@ class TestRevokeCommand:
             assert 2 == done.returncode
             assert 1 == len(done.stderr.strip().splitlines()), done.stderr
             assert says in done.stderr
+
+
+class TestWitnessKeys:
+    def test_a_witness_takes_a_history_file_without_its_revoked_keys(self, tmp_path: Path) -> None:
+        """`--log FILE` with a key history gives the witness every key not revoked; a plain key
+        (text or file) stays one key."""
+        keys = [Signer.generate("example.org/log") for _ in range(3)]
+        history = KeyHistory.single(keys[0].verifier()).rotated(keys[1].verifier(), 5, 2)
+        history = history.rotated(keys[2].verifier(), 9, 2).revoked_from(f"{keys[0].key_id:08x}", 3)
+        path = tmp_path / "keys.txt"
+        path.write_text(history.to_text())
+        assert [k.verifier() for k in keys[1:]] == load_log_verifiers(str(path))
+        assert [keys[0].verifier()] == load_log_verifiers(keys[0].verifier().to_text())
+        (tmp_path / "one.vkey").write_text(keys[2].verifier().to_text() + "\n")
+        assert [keys[2].verifier()] == load_log_verifiers(str(tmp_path / "one.vkey"))
