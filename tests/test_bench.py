@@ -68,3 +68,14 @@ def test_quick_pg_benchmark_runs(pg: Server) -> None:
     goal_rows = [line for line in out.stdout.splitlines() if ">= " in line or "<= " in line or "< 5 ms" in line]
     assert goal_rows
     assert all(line.rstrip().endswith(("PASS", "MISS")) for line in goal_rows), goal_rows
+
+
+def test_quick_metrics_benchmark_runs(tmp_path: Path) -> None:
+    """`bench_metrics.py --quick` scrapes /metrics and /healthz of a loaded server and prints the goal's verdict."""
+    out = subprocess.run(
+        [sys.executable, BENCH.with_name("bench_metrics.py"), "--quick", "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert 0 == out.returncode, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "scrape latency, median (ms)" in out.stdout
+    assert "< 5 ms: PASS" in out.stdout or "< 5 ms: MISS" in out.stdout

@@ -229,14 +229,18 @@ class Trail:
         return isinstance(exc, self.denied_types)
 
     def login_attempt(self, user: Any, *, ok: bool, reason: str | None = None, **fields: Any) -> int:
-        """Record a sign-in attempt, failed ones included (``ok=False`` is a ``failure``)."""
+        """Record a sign-in attempt, failed ones included (``ok=False`` is a ``failure``, and the
+        request's refusal that follows is not recorded a second time)."""
         actor = context.actor_of(user) or {}
         target = {"type": "user", "id": actor.get("id") or "unknown"}
         event = {"action": "session.login", "actor": actor, "targets": [target],
                  "outcome": "success" if ok else "failure", **fields}  # fmt: skip
         if reason is not None:
             event["reason"] = reason
-        return self.record(event)
+        index = self.record(event)
+        if not ok:
+            context.note_denied()  # the request's 401/403 is this attempt: not recorded again as http.request
+        return index
 
     def integrate(self) -> int:
         """Move events captured by database triggers into the log now; returns how many."""

@@ -27,6 +27,7 @@ class Model:
     redacted: frozenset[str]
     pk: tuple[str, ...]  # attribute keys of the primary key, in key order
     excluded: frozenset[str]
+    links: tuple[str, ...] = ()  # many-to-many collections recorded (SQLAlchemy ``secondary=``)
 
 
 def loaded(state: Any, model: Model) -> dict[str, Any]:

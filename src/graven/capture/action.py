@@ -4,6 +4,11 @@
 configured exception types, such as a framework's PermissionDenied) or calls ``deny()``;
 ``failure`` when it raises anything else, keeping the error's type and message but never its
 traceback. The exception always propagates. MUST record exactly one entry per block.
+
+One attempt, one entry: a tracked ORM change (:mod:`graven.capture.sqlalchemy`) committed inside
+the block whose action and target are the block's own is folded into the block's entry (its field
+changes are added) instead of becoming an entry of its own. Until the block's entry is recorded,
+the change's outbox row stays, so a crash in between still records the change (on its own).
 """
 
 from __future__ import annotations
@@ -11,8 +16,9 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from graven.capture.request import note_denied
 from graven.errors import GravenError
@@ -22,6 +28,14 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_ERROR_TEXT = 1000
+
+
+class Folder(Protocol):
+    """What folded a change into an action (a tracker): told when the action's entry is recorded, or is not."""
+
+    def folded_recorded(self, ids: list[str]) -> None: ...
+
+    def folded_released(self, ids: list[str]) -> None: ...
 
 
 class Denied(GravenError):
@@ -50,6 +64,11 @@ class Action:
         self.metadata: dict[str, Any] = dict(fields.pop("metadata", None) or {})
         self.index: int | None = None
         self._denied: str | None = None
+        self._token: Token[Action | None] | None = None
+        self._open = False
+        self._keys = {_target_key(t) for t in self.targets}
+        self._folded: dict[str, tuple[Folder, dict[str, Any]]] = {}  # event id -> (who folded it, its event)
+        self._exc: BaseException | None = None
 
     def change(self, field: str, old: Any, new: Any) -> None:
         """Add one field change (a secret field is redacted by the trail's policy)."""
@@ -65,8 +84,34 @@ class Action:
         """Mark the attempt as refused; the block may go on (to clean up) but is recorded as denied."""
         self._denied = reason
 
+    def takes(self, event: Mapping[str, Any]) -> bool:
+        """Whether a captured event is this open block's own attempt (same action, a target of the block)."""
+        targets: list[Any] = list(event.get("targets") or ())
+        return (
+            self._open
+            and event.get("action") == self.name
+            and len(targets) == 1
+            and _target_key(targets[0]) in self._keys
+        )
+
+    def fold(self, folder: Folder, event: Mapping[str, Any]) -> bool:
+        """Take a committed captured event into this block's entry; False when the block has ended."""
+        if not self._open:
+            return False
+        self._folded[str(event["id"])] = (folder, dict(event))
+        return True
+
     def _event(self, exc: BaseException | None) -> dict[str, Any]:
-        event: dict[str, Any] = {"action": self.name, "targets": self.targets, "changes": self.changes, **self.fields}
+        own = {c.get("field") if isinstance(c, Mapping) else getattr(c, "field", None) for c in self.changes}
+        folded = [c for _, ev in self._folded.values() for c in ev.get("changes") or () if c.get("field") not in own]
+        event: dict[str, Any] = {
+            "action": self.name, "targets": self.targets, "changes": [*self.changes, *folded], **self.fields
+        }  # fmt: skip
+        transactions = [
+            ev["context"]["transaction"] for _, ev in self._folded.values() if "transaction" in ev.get("context", {})
+        ]
+        if transactions:
+            event["context"] = {"transaction": transactions[0], **(event.get("context") or {})}
         if self.metadata:
             event["metadata"] = self.metadata
         reason = self.reason
@@ -84,25 +129,82 @@ class Action:
             event["reason"] = reason
         return event
 
+    def _start(self) -> None:
+        self._open = True
+        self._token = _current.set(self)
+
+    def _end(self) -> dict[str, Any]:
+        self._open = False
+        if self._token is not None:
+            try:
+                _current.reset(self._token)
+            except ValueError:  # ended in another context than it began in (a framework's thread hop)
+                _current.set(None)
+            self._token = None
+        return self._event(self._exc)
+
+    def _settle(self, recorded: bool) -> None:
+        """Tell the trackers whose changes were folded in whether this entry holds them now."""
+        by_folder: dict[int, tuple[Folder, list[str]]] = {}
+        for event_id, (folder, _) in self._folded.items():
+            by_folder.setdefault(id(folder), (folder, []))[1].append(event_id)
+        for folder, ids in by_folder.values():
+            (folder.folded_recorded if recorded else folder.folded_released)(ids)
+
     def __enter__(self) -> Action:
+        self._start()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        event = self._event(exc)
-        self.index = self.trail.record(event)
+        self._exc = exc
+        event = self._end()
+        try:
+            self.index = self.trail.record(event)
+        except BaseException:
+            self._settle(recorded=False)
+            raise
+        self._settle(recorded=True)
         if event["outcome"] == "denied":
             note_denied()  # the request's own refusal is not recorded a second time
 
     async def __aenter__(self) -> Action:
+        self._start()
         return self
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        event = self._event(exc)
-        self.index = await self.trail.arecord(event)
+        self._exc = exc
+        event = self._end()
+        try:
+            self.index = await self.trail.arecord(event)
+        except BaseException:
+            self._settle(recorded=False)
+            raise
+        self._settle(recorded=True)
         if event["outcome"] == "denied":
             note_denied()
+
+
+_current: ContextVar[Action | None] = ContextVar("graven_action", default=None)
+
+
+def current_action() -> Action | None:
+    """The innermost ``trail.action()`` block open here, if any."""
+    return _current.get()
+
+
+def _target_key(target: Any) -> tuple[str, str]:
+    """A target given as ``(type, id[, name])``, ``"type:id"``, a mapping or a Target, as ``(type, id)`` text."""
+    if isinstance(target, tuple | list) and len(target) in (2, 3):  # (type, id) or (type, id, name)
+        kind, ident = target[0], target[1]
+        return str(kind), str(ident)
+    if isinstance(target, Mapping):
+        return str(target.get("type")), str(target.get("id"))
+    if isinstance(target, str):
+        kind, _, ident = target.partition(":")
+        return kind, ident
+    return str(getattr(target, "type", None)), str(getattr(target, "id", None))
 
 
 def _error_text(exc: BaseException, *, with_type: bool = True) -> str:

@@ -4,7 +4,11 @@ For each HTTP request it sets the trail's context: the actor (from a callable yo
 client's IP address (``X-Forwarded-For`` is believed only when the connection comes from a
 configured proxy), the user agent, the route and a request id (the ``X-Request-ID`` header, or a
 new one, returned in the response). Every 401 and 403 response is recorded as a ``denied`` entry
-naming the route, whether or not the application recorded anything itself.
+naming the route, unless the refusal of this request is already in the trail (a ``trail.action()``
+block that was denied, :func:`graven.fastapi.handle_denied`'s answer, a failed
+``trail.login_attempt()``): one attempt, one entry. A :class:`graven.Denied` escaping the
+application before its answer started is answered 403 with a JSON error (when the middleware runs
+inside the framework's error handling, as ``app.add_middleware`` puts it).
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from graven.capture.request import DENIED_STATUSES, TrustedProxies, clean
+import orjson
+
+from graven import context
+from graven.capture.request import DENIED_STATUSES, Attempt, TrustedProxies, attempt, clean
 
 if TYPE_CHECKING:
     from graven.trail import Trail
@@ -60,6 +67,14 @@ class AuditMiddleware:
                 message["headers"] = [*message.get("headers", []), (self.header, request_id.encode())]
             await send(message)
 
+        async def refuse(exc: BaseException) -> None:
+            """A denial the application did not answer: 403 JSON, recorded once."""
+            await record_denial(self.trail, scope, current, str(exc).strip() or "denied", actor=actor)
+            body = orjson.dumps({"error": "denied", "message": str(exc).strip() or "denied"})
+            await send_with_id({"type": "http.response.start", "status": 403,
+                                "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+            await send_with_id({"type": "http.response.body", "body": body})
+
         actor = await self._actor(scope)
         where = {
             "ip": self.addresses.client_ip(scope, headers),
@@ -67,24 +82,47 @@ class AuditMiddleware:
             "request_id": request_id,
             "source": self.source,
         }
-        with self.trail.context(actor=actor, **where):
-            await self.app(scope, receive, send_with_id)
+        with self.trail.context(actor=actor, **where), attempt() as current:
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception as exc:
+                if status or not self.trail.is_denial(exc):
+                    raise
+                await refuse(exc)
             if status and status[0] in DENIED_STATUSES:
-                route = _route(scope)
-                await self.trail.arecord(
-                    action="http.request",
-                    actor=actor or {"type": "anonymous"},
-                    outcome="denied",
-                    reason=f"HTTP {DENIED_STATUSES[status[0]]}",
-                    targets=[{"type": "route", "id": f"{scope.get('method', 'GET')} {route}"}],
-                    context={"route": route, "method": scope.get("method", "GET"), "status": status[0]},
-                )
+                reason = f"HTTP {DENIED_STATUSES[status[0]]}"
+                await record_denial(self.trail, scope, current, reason, status=status[0], actor=actor)
 
     async def _actor(self, scope: Scope) -> Any:
         if self.actor is None:
             return None
         found = self.actor(scope)
         return await found if inspect.isawaitable(found) else found
+
+
+STATE_KEY = "graven"  # in the ASGI scope's "state": what graven.fastapi.audit_context set for the request
+
+
+async def record_denial(
+    trail: Trail, scope: Scope, current: Attempt | None, reason: str, *, status: int = 403, actor: Any = None
+) -> None:
+    """Record the refusal of this request as ``http.request`` ``denied``, unless it is already in the trail."""
+    if current is not None and current.denied_recorded:
+        return
+    saved = (scope.get("state") or {}).get(STATE_KEY) or {}
+    route, method = _route(scope), scope.get("method", "GET")
+    with context.scope(**saved.get("context", {})):
+        actor = actor or context.current().get("actor") or {"type": "anonymous"}
+        await trail.arecord(
+            action="http.request",
+            actor=actor,
+            outcome="denied",
+            reason=reason,
+            targets=[{"type": "route", "id": f"{method} {route}"}],
+            context={"route": route, "method": method, "status": status},
+        )
+    if current is not None:
+        current.denied_recorded = True
 
 
 class ClientAddresses:

@@ -12,12 +12,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass
+from collections.abc import Iterable
 
-__all__ = ["Attempt", "TrustedProxies", "attempt", "clean", "current_attempt", "note_denied", "session_hash"]
+from graven.context import Attempt, attempt, begin_attempt, current_attempt, note_denied  # they live with the context
+
+__all__ = [
+    "Attempt",
+    "TrustedProxies",
+    "attempt",
+    "begin_attempt",
+    "clean",
+    "current_attempt",
+    "note_denied",
+    "session_hash",
+]
 
 DENIED_STATUSES = {401: "401 Unauthorized", 403: "403 Forbidden"}
 
@@ -67,35 +75,3 @@ def session_hash(session_key: str | None, key: bytes) -> str | None:
     if not session_key:
         return None
     return hmac.new(key, session_key.encode(), hashlib.sha256).hexdigest()[:16]
-
-
-@dataclass(slots=True)
-class Attempt:
-    """One request being handled: whether a denial of it is already in the trail."""
-
-    denied_recorded: bool = False
-
-
-_attempt: ContextVar[Attempt | None] = ContextVar("graven_attempt", default=None)
-
-
-@contextmanager
-def attempt() -> Iterator[Attempt]:
-    """Mark the block as one request; integrations inside report denials with :func:`note_denied`."""
-    current = Attempt()
-    token = _attempt.set(current)
-    try:
-        yield current
-    finally:
-        _attempt.reset(token)
-
-
-def current_attempt() -> Attempt | None:
-    return _attempt.get()
-
-
-def note_denied() -> None:
-    """Say that a denial of the current request has been recorded (nothing outside a request)."""
-    current = _attempt.get()
-    if current is not None:
-        current.denied_recorded = True

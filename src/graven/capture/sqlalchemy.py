@@ -6,7 +6,9 @@ Each flushed change of a tracked model is one entry: action ``<noun>.create``, `
 or ``<noun>.delete`` (the noun is the class name in snake_case unless ``names`` says otherwise,
 after ``action_prefix.`` if given), target ``(noun, primary key)``, and the column changes: every
 loaded column on create, only the changed columns with old and new on update, every column's old
-value on delete. Who, from where and why come from ``trail.context(...)`` as it is at flush time;
+value on delete; a many-to-many collection (``secondary=``) as a change of its name, the related
+rows' keys before and after (add, remove, clear). Who, from where and why come from
+``trail.context(...)`` as it is at flush time;
 with no actor in the context, ``default_actor`` is recorded. The trail's redaction policy applies
 (a ``password_hash`` column is recorded as changed, never its value); ``redact`` names more such
 columns, ``exclude`` columns to ignore. ORM bulk ``session.execute(update(Model)...)`` and
@@ -30,13 +32,17 @@ Limits: changes made without the ORM (``text()`` SQL, Core statements on a conne
 programs) are not seen; use PostgreSQL trigger capture (:mod:`graven.capture.pg`) for those. ORM
 bulk INSERT statements (``session.execute(insert(Model), rows)``) are not seen either: add objects
 to the session instead. A bulk update that changes a primary key records that row's old values
-only. Server-computed columns appear once loaded (``eager_defaults``). ``AsyncSession`` is not
-supported. When the trail lives in the same PostgreSQL database, the outbox still lives on the
+only. Server-computed columns appear once loaded (``eager_defaults``). Collection members are
+known as loaded. ``AsyncSession``: :func:`track_async`, the same guarantees, the trail written from a
+worker thread the event loop awaits. A change committed inside a ``trail.action()`` block of the
+same action and target is folded into that block's entry (:mod:`graven.capture.action`). When the
+trail lives in the same PostgreSQL database, the outbox still lives on the
 application's side: application roles get no INSERT right on the log's own schema by design.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -64,18 +70,23 @@ from sqlalchemy import (
     select,
     tuple_,
 )
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_scoped_session, async_sessionmaker
 from sqlalchemy.orm import Mapper, ORMExecuteState, Session, scoped_session, sessionmaker
 from sqlalchemy.orm import SessionTransaction as Tx
+from sqlalchemy.util import await_only, greenlet_spawn
+from sqlalchemy.util.concurrency import in_greenlet
 
 from graven import context
 from graven.capture import _rows, outbox
+from graven.capture.action import Action, current_action
+from graven.core.diff import diff
 from graven.core.model import ACTION_RE
 from graven.errors import ConfigError
 
 if TYPE_CHECKING:
     from graven.trail import Trail
 
-__all__ = ["Tracker", "track"]
+__all__ = ["Tracker", "track", "track_async"]
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +135,12 @@ class Tracker:
         self._lock = threading.Lock()
         self._sweeping = threading.Lock()
         self._done: dict[str, None] = {}  # ids in the trail whose outbox rows are still to delete
+        self._held: set[str] = set()  # ids folded into an action not yet recorded: not drained meanwhile
         self._backlog = True
         self._last_sweep = float("-inf")
         self._listeners: list[tuple[Any, str, Callable[..., Any]]] = []
         self._worker = _Worker(self) if background else None
+        self._async = engine.dialect.is_async
 
     # --- installing -------------------------------------------------------------------------
 
@@ -168,6 +181,15 @@ class Tracker:
         for i in range(0, len(done), BATCH):
             with self.engine.begin() as conn:
                 conn.execute(self._delete_ids, {"ids": done[i : i + BATCH]})
+
+    async def aclose(self) -> None:
+        """:meth:`close` from async code (an async engine's connections need it)."""
+        await greenlet_spawn(self.close)
+
+    async def adrain(self) -> int:
+        """:meth:`drain` from async code."""
+        moved: int = await greenlet_spawn(self.drain)
+        return moved
 
     def __enter__(self) -> Tracker:
         return self
@@ -225,13 +247,15 @@ class Tracker:
                 if model is None or not self._here(session, state.mapper):
                     continue
                 if verb == "update":
-                    changes = _rows.updated(state, model)
+                    changes = _rows.updated(state, model) + _links(state, model, verb)
                     if not changes:
                         continue
                 elif verb == "create":
-                    changes = _rows.created(_rows.loaded(state, model), model)
+                    changes = _rows.created(_rows.loaded(state, model), model) + _links(state, model, verb)
                 else:
-                    changes = _rows.deleted(_rows.loaded(state, model), model)
+                    changes = _rows.deleted(_rows.loaded(state, model), model) + _links(state, model, verb)
+                if model.links:
+                    changes.sort(key=lambda c: str(c["field"]))
                 docs.append(self._event(session, model, verb, _rows.primary_key(state, model, verb), changes))
                 mapper = state.mapper
         if mapper is not None:
@@ -317,6 +341,11 @@ class Tracker:
         chain = _savepoints(session)
         staged = session.info.setdefault(self._key, [])
         staged.extend((chain, d) for d in docs)
+        block = current_action()
+        if block is not None:  # one attempt, one entry: the block's own change is folded into its entry
+            owned = {d["id"]: block for d in docs if block.takes(d)}
+            if owned:
+                session.info.setdefault(self._key + ".fold", {}).update(owned)
         if piggyback and not chain:
             with self._lock:
                 claimed = list(self._done)[:BATCH]
@@ -338,14 +367,45 @@ class Tracker:
             return  # a savepoint released: its events now belong to the enclosing transaction
         staged = session.info.pop(self._key, None)
         session.info.pop(self._key + ".claimed", None)  # their rows are gone for good
-        docs = [doc for _, doc in staged or ()]
+        owners = session.info.pop(self._key + ".fold", None) or {}
+        docs = [doc for _, doc in staged or () if not self._folds(owners.get(doc["id"]), doc)]
         if self._worker is not None:
             if docs:
                 self._worker.submit(docs)
             return
+        if self._async:  # inside an AsyncSession's commit: the event loop awaits a worker thread
+            await_only(asyncio.to_thread(self._sweep_and_record, docs))
+        else:
+            self._sweep_and_record(docs)
+
+    def _sweep_and_record(self, docs: list[Any]) -> None:
         self._sweep_if_due()  # older rows first, so that the log keeps the order of the commits
         if docs:
             self._record_committed(docs)
+
+    def _folds(self, block: Action | None, doc: Any) -> bool:
+        """Whether a committed event went into an open action's entry; its outbox row is held meanwhile."""
+        if block is None:
+            return False
+        with self._lock:
+            self._held.add(doc["id"])
+        if block.fold(self, doc):
+            return True
+        with self._lock:
+            self._held.discard(doc["id"])
+        return False
+
+    def folded_recorded(self, ids: list[str]) -> None:
+        """The action holding these events is in the trail: their outbox rows go with the next write."""
+        with self._lock:
+            self._held.difference_update(ids)
+            self._done.update(dict.fromkeys(ids))
+
+    def folded_released(self, ids: list[str]) -> None:
+        """The action holding these events could not be recorded: the events are recorded on their own."""
+        with self._lock:
+            self._held.difference_update(ids)
+        self._backlog = True
 
     def _sweep_if_due(self) -> None:
         if self._backlog or time.monotonic() - self._last_sweep >= self._sweep_interval:
@@ -405,6 +465,8 @@ class Tracker:
             while True:
                 with self.engine.connect() as conn:
                     rows = conn.execute(self._select_batch).all()
+                with self._lock:
+                    rows = [r for r in rows if str(r.event_id) not in self._held]
                 if not rows:
                     return moved
                 try:
@@ -473,6 +535,37 @@ class _Worker:
                     self._cond.notify_all()
 
 
+def _links(state: Any, model: _rows.Model, verb: str) -> list[dict[str, Any]]:
+    """Many-to-many changes (add, remove, clear) as ``{field, old, new}`` lists of the related rows' keys.
+
+    A collection's members are known as loaded: on update, those unchanged plus those removed before
+    and plus those added after; on create, those added; on delete, those loaded.
+    """
+    out: list[dict[str, Any]] = []
+    for key in model.links:
+        if verb == "delete":
+            members = state.dict.get(key)
+            if members:
+                out += diff({key: _keys(members)}, None)
+            continue
+        history = state.attrs[key].history
+        if not history.has_changes():
+            continue
+        kept = list(history.unchanged or ())
+        before, after = _keys(kept + list(history.deleted or ())), _keys(kept + list(history.added or ()))
+        out += diff(None, {key: after}) if verb == "create" else diff({key: before}, {key: after})
+    return out
+
+
+def _keys(objects: Iterable[Any]) -> list[str]:
+    """Related objects as their primary keys' text, sorted (a collection's order is not the database's)."""
+    keys = []
+    for obj in objects:
+        related = inspect(obj)
+        keys.append(_rows.key_text(related.mapper.primary_key_from_instance(obj)))
+    return sorted(keys)
+
+
 def _keep(target: Any, value: Any, old: Any, initiator: Any) -> Any:
     """A "set" listener whose only purpose is ``active_history``."""
     return value
@@ -497,11 +590,25 @@ def _describe(
 ) -> _rows.Model:
     pk = tuple(mapper.get_property_by_column(c).key for c in mapper.primary_key)
     keys = tuple(a.key for a in mapper.column_attrs if a.key not in set(excluded))
-    return _rows.Model(noun, action, keys, frozenset(redacted), pk, frozenset(excluded))
+    links = tuple(r.key for r in mapper.relationships if r.secondary is not None and r.key not in set(excluded))
+    return _rows.Model(noun, action, keys, frozenset(redacted), pk, frozenset(excluded), links)
 
 
 def _engine_of(bind: Any, mappers: list[Mapper[Any]]) -> tuple[Engine, list[Any]]:
     """The engine whose rows are tracked, and the targets to listen on."""
+    if isinstance(bind, AsyncEngine):
+        return bind.sync_engine, [Session]
+    if isinstance(bind, async_scoped_session):
+        bind = bind.session_factory
+    if isinstance(bind, async_sessionmaker):
+        # The AsyncSessions it makes drive Sessions of a class of their own, listened to alone.
+        base = bind.kw.get("sync_session_class") or Session
+        own = type(f"Tracked{base.__name__}", (base,), {})
+        bind.kw["sync_session_class"] = own
+        engine = _bound_engine(bind().sync_session, mappers)  # no connection is opened
+        return engine, [own]
+    if isinstance(bind, AsyncSession):
+        return _bound_engine(bind.sync_session, mappers), [bind.sync_session]
     if isinstance(bind, Engine):
         return bind, [Session]
     if isinstance(bind, scoped_session):
@@ -513,7 +620,8 @@ def _engine_of(bind: Any, mappers: list[Mapper[Any]]) -> tuple[Engine, list[Any]
     if isinstance(bind, Session):
         return _bound_engine(bind, mappers), [bind]
     raise ConfigError(
-        f"track() needs an Engine, a Session, a sessionmaker or a scoped_session; got {type(bind).__name__}"
+        "track() needs an Engine, a Session, a sessionmaker or a scoped_session (or their async kinds); "
+        f"got {type(bind).__name__}"
     )
 
 
@@ -569,11 +677,12 @@ def track(
         mappers.append(mapper)
     exclude, redact = tuple(exclude), tuple(redact)
     columns = {a.key for m in mappers for a in m.column_attrs}
-    for option, given in (("exclude", exclude), ("redact", redact)):
-        unknown = [c for c in given if c not in columns]
+    links = {r.key for m in mappers for r in m.relationships if r.secondary is not None}
+    for option, given, known in (("exclude", exclude, columns | links), ("redact", redact, columns)):
+        unknown = [c for c in given if c not in known]
         if unknown:
             raise ConfigError(
-                f"{option}: no tracked model has a column {unknown[0]!r} (columns: {', '.join(sorted(columns))})"
+                f"{option}: no tracked model has a column {unknown[0]!r} (columns: {', '.join(sorted(known))})"
             )
     if set(exclude) & set(redact):
         raise ConfigError(f"column {sorted(set(exclude) & set(redact))[0]!r} cannot be both excluded and redacted")
@@ -592,6 +701,11 @@ def track(
         if not ACTION_RE.fullmatch(f"{action}.create"):
             raise ConfigError(f"{action!r} cannot start an action: use letters, digits, _ and - between dots")
         described[mapper] = _describe(mapper, noun, action, exclude, redact)
+    if isinstance(bind, AsyncEngine | AsyncSession | async_sessionmaker | async_scoped_session):
+        if background:
+            raise ConfigError("background=True is for sync sessions: an AsyncSession's commit records off the loop")
+        if not in_greenlet():
+            raise ConfigError(f"an async {type(bind).__name__} is tracked with `await track_async(...)`")
     engine, targets = _engine_of(bind, mappers)
     tracker = Tracker(
         trail, engine, targets, described, outbox=outbox, default_actor=default_actor, source=source,
@@ -603,4 +717,20 @@ def track(
     except BaseException:
         tracker.close()
         raise
+    return tracker
+
+
+async def track_async(
+    trail: Trail,
+    bind: AsyncEngine | AsyncSession | async_sessionmaker[Any] | async_scoped_session[Any],
+    *models: type,
+    **options: Any,
+) -> Tracker:
+    """:func:`track` for ``AsyncSession``: ``bind`` is an ``AsyncEngine``, an ``async_sessionmaker``
+    (or ``async_scoped_session``) or one ``AsyncSession``; the options are :func:`track`'s
+    (``background`` excepted). A commit records its events from a worker thread that the event
+    loop awaits: the loop stays free and, once ``await session.commit()`` returns, they are in the
+    trail. Use :meth:`Tracker.adrain` and :meth:`Tracker.aclose` from async code.
+    """
+    tracker: Tracker = await greenlet_spawn(track, trail, bind, *models, **options)
     return tracker

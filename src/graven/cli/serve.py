@@ -97,7 +97,8 @@ def _emit_json(rows: list[dict[str, Any]]) -> None:
               help="How long a sign-in lasts.")  # fmt: skip
 @click.option("--trusted-proxy", "proxies", multiple=True, metavar="CIDR",
               help="A proxy whose X-Forwarded-For/-Proto is believed (repeatable).")  # fmt: skip
-@click.option("--access-log/--no-access-log", default=False, help="Log every request (uvicorn's access log).")
+@click.option("--access-log/--no-access-log", default=False,
+              help="Log a line per request (method, path, route, status, duration, client, request id).")  # fmt: skip
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Worker processes (failure counters are per worker).")  # fmt: skip
 @click.option("--witness", "witnesses", multiple=True, metavar="URL",
@@ -105,13 +106,19 @@ def _emit_json(rows: list[dict[str, Any]]) -> None:
                    "and $GRAVEN_WITNESSES).")  # fmt: skip
 @click.option("--forward", "forwards", multiple=True, metavar="NAME",
               help="Also run this forwarder of graven.toml in the serving process (repeatable).")  # fmt: skip
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              envvar="GRAVEN_LOG_FORMAT", help="The service's log lines (one per request and per notable event, "
+              "on stderr): plain text or JSON objects.")  # fmt: skip
+@click.option("--max-forward-lag", type=click.FloatRange(1), default=300.0, show_default=True,
+              help="Seconds a forwarder of graven.toml may lag before /readyz answers 503.")  # fmt: skip
 @click.option("--logs", "logs_text", metavar="NAME,...",
               help="Serve these logs of the database (see --log), each under /logs/NAME/, own keys.")  # fmt: skip
 @_log_options
 def serve_command(host: str, port: int, max_body: int, max_batch: int, auth_failures: int, auth_window: float,
                   session_hours: float, proxies: tuple[str, ...], access_log: bool, workers: int,
                   witnesses: tuple[str, ...], server_secret: Path | None,
-                  forwards: tuple[str, ...] = (), logs_text: str | None = None) -> None:  # fmt: skip
+                  forwards: tuple[str, ...] = (), log_format: str = "text",
+                  max_forward_lag: float = 300.0, logs_text: str | None = None) -> None:  # fmt: skip
     """Serve the log over HTTP: the web UI at / (sign in at /login), and the API at /api/v1.
 
     The API ingests, queries, proves, exports, tails and verifies. Each worker process opens the log
@@ -146,7 +153,9 @@ def serve_command(host: str, port: int, max_body: int, max_batch: int, auth_fail
         trail.close()
     settings = {"secret_path": str(secret_path.resolve()), "max_body": max_body, "max_batch": max_batch,
                 "auth_failure_limit": auth_failures, "auth_failure_window": auth_window,
-                "session_seconds": session_hours * 3600, "trusted_proxies": list(proxies)}  # fmt: skip
+                "session_seconds": session_hours * 3600, "trusted_proxies": list(proxies),
+                "log_format": log_format, "access_log": access_log,
+                "forward_lag_bound": max_forward_lag}  # fmt: skip
     for name, value in (("GRAVEN_DB", root.db), ("GRAVEN_SIGNING_KEY", root.signing_key),
                         ("GRAVEN_FINGERPRINT_KEY", root.fingerprint_key),
                         ("GRAVEN_SUBJECT_KEYS", root.subject_keys)):  # fmt: skip
@@ -174,7 +183,7 @@ def serve_command(host: str, port: int, max_body: int, max_batch: int, auth_fail
                f"{', forwarding to ' + ', '.join(forwards) if forwards else ''} (Ctrl-C stops)", err=True)  # fmt: skip
     try:
         uvicorn.run("graven.server.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                    log_level="warning", access_log=access_log, proxy_headers=bool(proxies),
+                    log_level="warning", access_log=False, proxy_headers=bool(proxies),
                     forwarded_allow_ips=",".join(proxies) or None)  # fmt: skip
     finally:
         if background is not None:
@@ -201,7 +210,12 @@ def keys_group() -> None:
 
 @keys_group.command("create")
 @click.option("--name", required=True, help="What uses the key, e.g. billing-service.")
-@click.option("--role", type=click.Choice(ROLES), required=True, help="writer, reader, auditor or admin.")
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    required=True,
+    help="writer, reader, auditor, admin or metrics.",
+)
 @_log_options
 def keys_create(name: str, role: str, server_secret: Path | None) -> None:
     """Create a key and print it once (only a keyed hash of it is stored)."""
@@ -255,7 +269,12 @@ def users_group() -> None:
 
 @users_group.command("add")
 @click.argument("name")
-@click.option("--role", type=click.Choice(ROLES), required=True, help="writer, reader, auditor or admin.")
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    required=True,
+    help="writer, reader, auditor, admin or metrics.",
+)
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
 @_log_options
 def users_add(name: str, role: str, password_stdin: bool, server_secret: Path | None) -> None:

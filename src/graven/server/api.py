@@ -129,6 +129,7 @@ async def ingest(request: Request, who: Writer) -> Response:
     for n, event in enumerate(events):
         if type(event) is dict:
             _complete(event, who, "" if single else f"events[{n}].")
+    started = time.perf_counter()
     try:
         with st.trail.writing_as(who.actor):  # names the credential in a refusal the log records
             if single:
@@ -138,6 +139,7 @@ async def ingest(request: Request, who: Writer) -> Response:
     except IdempotencyConflict as exc:
         st.watcher.poke()
         raise ApiError(409, "id_conflict", str(exc), id=exc.event_id, index=exc.index, fields=exc.fields) from None
+    st.metrics.ingested(len(events), time.perf_counter() - started)
     st.watcher.poke(max(indices) + 1)
     return json_response({"indices": indices}, 201)
 

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 from graven import __version__
 from graven.capture.asgi import ClientAddresses
 from graven.errors import ConfigError, GravenError, IntegrityError, NotFoundError, StoreError, ValidationError
-from graven.server import admin_api, api, docs, forwarders_api, health, schemas, signin
+from graven.server import admin_api, api, docs, forwarders_api, health, metrics, schemas, signin
 from graven.server.accounts import AccountConflict, open_accounts
 from graven.server.accounts.service import Accounts
 from graven.server.auth import ApiError, current_principal, deny, deny_anonymous
@@ -37,6 +37,8 @@ from graven.server.limits import (
     Send,
     error_body,
 )
+from graven.server.logs import RequestLog
+from graven.server.metrics import Metrics
 from graven.server.ui import mount_ui
 from graven.server.watch import LogWatcher, one_line
 from graven.trail import Trail
@@ -69,6 +71,7 @@ def create_app(trail: Trail, config: ServerConfig, *, owns_trail: bool = False, 
     """
     accounts = Accounts(trail, open_accounts(trail.store), config.secret, session_ttl=config.session_ttl)
     watcher = LogWatcher(trail, config.tail_poll, config.on_checkpoint)
+    figures = Metrics(trail)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -77,6 +80,7 @@ def create_app(trail: Trail, config: ServerConfig, *, owns_trail: bool = False, 
             yield
         finally:
             end_live_pages()
+            figures.close()
             if await watcher.stop() and owns_trail:
                 for close in (accounts.store.close, trail.close):
                     try:
@@ -91,12 +95,13 @@ def create_app(trail: Trail, config: ServerConfig, *, owns_trail: bool = False, 
     app.state.graven = ServerState(
         trail=trail, config=config, accounts=accounts,
         limiter=FailureLimiter(config.auth_failure_limit, config.auth_failure_window), watcher=watcher,
-        jobs=Jobs(trail, accounts.store),
-        addresses=ClientAddresses(config.trusted_proxies),
+        jobs=Jobs(trail, accounts.store, on_result=figures.verified),
+        addresses=ClientAddresses(config.trusted_proxies), metrics=figures,
     )  # fmt: skip
     for router in (api.router, admin_api.router, signin.router):
         app.include_router(router, responses=COMMON_ERRORS)
     app.include_router(health.router)  # /healthz and /readyz: no credentials, no content
+    app.include_router(metrics.router)  # /metrics: the metrics role (or admin)
     app.include_router(forwarders_api.router, responses=COMMON_ERRORS)
     _handle_errors(app)
     docs.install(app)
@@ -104,6 +109,7 @@ def create_app(trail: Trail, config: ServerConfig, *, owns_trail: bool = False, 
     app.add_middleware(BodyLimit, limit=config.max_body)
     app.add_middleware(StorageOutage)
     secure(app)  # CSP, nosniff, no framing: on every response, whichever route (or none) answers
+    app.add_middleware(RequestLog)  # outermost: one log line per request, with its request id
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -249,6 +255,7 @@ def app_from_environment() -> FastAPI:
 
     from graven.opening import open_trail
     from graven.server.credentials import load_secret
+    from graven.server.logs import configure as configure_logs
     from graven.server.supervision import follow_supervisor, supervisor_from_environment
     from graven.server.tenants import LOGS_ENV, logs_from_text, tenant_app
 
@@ -256,6 +263,7 @@ def app_from_environment() -> FastAPI:
     if supervisor is not None:
         follow_supervisor(supervisor)  # a worker MUST NOT outlive its supervisor (and keep the port)
     settings = orjson.loads(os.environ[SETTINGS_ENV])
+    configure_logs(settings.pop("log_format", "text"), requests=settings.pop("access_log", False))
     secret = load_secret(Path(settings.pop("secret_path")))
     settings["session_ttl"] = timedelta(seconds=settings.pop("session_seconds"))
     settings["trusted_proxies"] = tuple(settings["trusted_proxies"])

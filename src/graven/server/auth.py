@@ -43,6 +43,7 @@ GRANTS: dict[str, frozenset[str]] = {
     "reader": frozenset({"reader", "auditor", "admin"}),
     "auditor": frozenset({"auditor", "admin"}),
     "admin": frozenset({"admin"}),
+    "metrics": frozenset({"metrics", "admin"}),
     "any": frozenset({"writer", "reader", "auditor", "admin"}),
 }
 _UNSET: Any = object()
@@ -184,6 +185,7 @@ async def throttle(request: Request, subjects: list[Subject]) -> None:
     wait, suspects = st.limiter.throttled(subjects)
     await report(request, suspects, throttled=True)
     if wait > 0:
+        st.metrics.throttled.inc()
         seconds = max(1, int(wait + 0.999))
         raise ApiError(429, "too_many_failures", f"too many failed authentications; retry after {seconds} s",
                        headers={"Retry-After": str(seconds)}, limit=st.limiter.limit)  # fmt: skip

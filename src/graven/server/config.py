@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from graven.server.accounts.service import Accounts
     from graven.server.jobs import Jobs
     from graven.server.limits import FailureLimiter
+    from graven.server.metrics import Metrics
     from graven.server.watch import LogWatcher
     from graven.trail import Trail
 
@@ -39,6 +40,7 @@ class ServerConfig:
     export_page: int = 1000  # entries read per step of an export
     after_login: str = "/console"  # where the sign-in form sends a browser without ?next=
     on_checkpoint: list[Callable[[str], None]] = field(default_factory=list)
+    forward_lag_bound: float = 300.0  # seconds a forwarder may lag before /readyz fails
 
 
 @dataclass
@@ -52,3 +54,4 @@ class ServerState:
     watcher: LogWatcher
     jobs: Jobs
     addresses: ClientAddresses  # the client's IP: X-Forwarded-For believed only from trusted proxies
+    metrics: Metrics  # GET /metrics

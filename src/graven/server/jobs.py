@@ -35,7 +35,10 @@ class Jobs:
     """Starts verification jobs on one trail; their state lives in ``store``."""
 
     def __init__(self, trail: Trail, store: AccountStore, *, stale_after: float = 60.0,
-                 clock: Callable[[], datetime] | None = None) -> None:  # fmt: skip
+                 clock: Callable[[], datetime] | None = None,
+                 on_result: Callable[[bool | None], None] | None = None) -> None:  # fmt: skip
+        """``on_result`` hears how each job ended: True intact, False damage found, None it failed to run."""
+        self.on_result = on_result or (lambda ok: None)
         self.trail = trail
         self.store = store
         self.stale_after = stale_after
@@ -89,6 +92,7 @@ class Jobs:
             job.update(status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=self._now())
             log.warning("graven: verification job %s failed: %s", job["id"], job["error"])
             self._save(job)
+            self.on_result(None)
             return
         job["done"] = report.entries
         try:  # recorded before the job shows as done, so whoever sees the result finds the entry
@@ -103,3 +107,7 @@ class Jobs:
             log.warning("graven: could not record the result of verification job %s: %s", job["id"], exc)
         job.update(result=report.to_json(), status="done", finished_at=self._now())
         self._save(job)
+        self.on_result(report.ok)
+        log.log(logging.INFO if report.ok else logging.ERROR, "graven: verification job %s: %s", job["id"],
+                "intact" if report.ok else f"damage found: {report.message}",
+                extra={"job": job["id"], "entries": report.entries, "intact": report.ok})  # fmt: skip

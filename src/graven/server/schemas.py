@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 Outcome = Literal["success", "denied", "failure"]
-Role = Literal["writer", "reader", "auditor", "admin"]
+Role = Literal["writer", "reader", "auditor", "admin", "metrics"]
 
 
 class Actor(BaseModel):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -44,6 +45,10 @@ class Pusher:
         self.timeout = timeout
         self.results: dict[str, CosignedResult | GravenError] = {}
         """The outcome of the latest push to each witness URL."""
+        self.cosigned_at: dict[str, float] = {}
+        """When (``time.time()``) each witness last returned a cosignature."""
+        self.failures: dict[str, int] = {}
+        """Failed pushes per witness URL since this pusher started."""
         self._cond = threading.Condition()
         self._pending = False
         self._busy = False
@@ -66,11 +71,14 @@ class Pusher:
         for url in self.urls:
             try:
                 self.results[url] = push_checkpoint(self.trail, url, keys=self.keys, timeout=self.timeout)
+                self.cosigned_at[url] = time.time()
             except WitnessRefused as exc:
                 self.results[url] = exc
+                self.failures[url] = self.failures.get(url, 0) + 1
                 log.error("witness refused the checkpoint: %s", exc)
             except GravenError as exc:
                 self.results[url] = exc
+                self.failures[url] = self.failures.get(url, 0) + 1
                 log.warning("could not push the checkpoint to a witness: %s", exc)
         return dict(self.results)
 

@@ -17,7 +17,7 @@ from typing import Protocol
 from graven.errors import ConfigError, GravenError
 from graven.store import Store
 
-ROLES = ("writer", "reader", "auditor", "admin")
+ROLES = ("writer", "reader", "auditor", "admin", "metrics")  # metrics: GET /metrics and nothing else
 
 
 class AccountConflict(GravenError):
