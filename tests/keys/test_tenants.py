@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 import graven
-from graven.errors import ValidationError
+from graven.errors import ConfigError, StoreError, ValidationError
 from graven.rotation import rotate_key
 from graven.store import open_store
 from graven.store.logs import select_log
@@ -247,3 +247,28 @@ class TestServer:
             for page in ("/logs/tenant-a/", "/logs/tenant-a/console", "/logs/tenant-a/entries"):
                 answer = http.get(page, follow_redirects=False)  # no web UI under a prefix: API only
                 assert (404, "application/json") == (answer.status_code, answer.headers["content-type"])
+
+
+class TestDatabaseRoles:
+    def test_a_tenants_writer_role_cannot_read_another_tenant(
+        self, tmp_path: Path, request: pytest.FixtureRequest
+    ) -> None:
+        """`graven --log tenant-a pg grant ROLE --writer` grants on tenant-a's schema only: the role
+        writes tenant-a, and PostgreSQL does not let it see tenant-b's schema at all."""
+        pg = request.getfixturevalue("pg")
+        base = pg.schema_url("roles")
+        key = tmp_path / "signing.key"
+        for log in ("tenant-a", "tenant-b"):
+            with graven.open(base, signing_key=key, log=log) as trail:
+                trail.record(make_event(1, reason=f"{log} secret"))
+        role = pg.login_role("tenant_writer")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GRAVEN_")}
+        command = [EXE, "--db", base, "--log", "tenant-a", "--signing-key", str(key), "pg", "grant", role, "--writer"]
+        granted = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+        assert 0 == granted.returncode, granted.stderr
+        assert "_log_tenant_a" in granted.stdout
+        as_role = base.replace("postgres@", f"{role}@", 1)
+        with graven.open(as_role, signing_key=key, log="tenant-a", create=False) as a:
+            assert 1 == a.record(make_event(2))
+        with pytest.raises((StoreError, ConfigError), match=r"permission denied|no log in schema"):
+            graven.open(as_role, signing_key=key, log="tenant-b", create=False).close()
