@@ -7,7 +7,7 @@ with graven.open("sqlite:///audit.db", signing_key="audit.key") as trail:
     assert trail.verify().ok
 """
 
-from graven.capture.action import Action, Denied
+from graven.action import Action, Denied
 from graven.context import ContextThreadPoolExecutor, carry
 from graven.core.audit import Problem, Report
 from graven.core.bundle import verify_bundle

@@ -20,7 +20,7 @@ import flask
 from werkzeug.exceptions import Forbidden
 
 from graven import context
-from graven.capture.action import Denied
+from graven.action import Denied
 from graven.capture.request import DENIED_STATUSES, current_attempt
 from graven.capture.wsgi import AuditMiddleware, record_denial
 

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import orjson
 
 from graven import context
-from graven.capture.action import Action, Denied, audited
+from graven.action import Action, Denied, audited
 from graven.checkpoint_file import CheckpointFile, kept_size
 from graven.core import audit, merkle
 from graven.core.bundle import make_bundle

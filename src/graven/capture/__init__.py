@@ -1,2 +1,2 @@
-"""Ways into the log besides calling the Trail: actions (``action``), request context (``request``),
+"""Ways into the log besides calling the Trail: request context (``request``), WSGI (``wsgi``),
 ASGI middleware (``asgi``), SQLAlchemy ORM tracking (``sqlalchemy``) and PostgreSQL triggers (``pg``)."""

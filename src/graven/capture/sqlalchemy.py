@@ -35,7 +35,7 @@ to the session instead. A bulk update that changes a primary key records that ro
 only. Server-computed columns appear once loaded (``eager_defaults``). Collection members are
 known as loaded. ``AsyncSession``: :func:`track_async`, the same guarantees, the trail written from a
 worker thread the event loop awaits. A change committed inside a ``trail.action()`` block of the
-same action and target is folded into that block's entry (:mod:`graven.capture.action`). When the
+same action and target is folded into that block's entry (:mod:`graven.action`). When the
 trail lives in the same PostgreSQL database, the outbox still lives on the
 application's side: application roles get no INSERT right on the log's own schema by design.
 """
@@ -77,8 +77,8 @@ from sqlalchemy.util import await_only, greenlet_spawn
 from sqlalchemy.util.concurrency import in_greenlet
 
 from graven import context
+from graven.action import Action, current_action
 from graven.capture import _rows, outbox
-from graven.capture.action import Action, current_action
 from graven.core.diff import diff
 from graven.core.model import ACTION_RE
 from graven.errors import ConfigError

@@ -24,8 +24,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseForbidden
 from django.urls import Resolver404, resolve
 
+from graven.action import Denied
 from graven.capture import request as web
-from graven.capture.action import Denied
 from graven.django import conf
 
 __all__ = ["AuditMiddleware", "actor_of_user", "current_view_class"]

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 from graven import __version__
 from graven.capture.asgi import ClientAddresses
 from graven.errors import ConfigError, GravenError, IntegrityError, NotFoundError, StoreError, ValidationError
+from graven.security_headers import secure
 from graven.server import admin_api, api, docs, forwarders_api, health, metrics, schemas, signin
 from graven.server.accounts import AccountConflict, open_accounts
 from graven.server.accounts.service import Accounts
@@ -42,7 +43,6 @@ from graven.server.metrics import Metrics
 from graven.server.ui import mount_ui
 from graven.server.watch import LogWatcher, one_line
 from graven.trail import Trail
-from graven.web.http import secure
 
 log = logging.getLogger("graven.server")
 

@@ -35,6 +35,7 @@ from graven import __version__
 from graven.core.model import ACTOR_TYPES, Entry
 from graven.errors import ConfigError, GravenError, NotFoundError, ValidationError
 from graven.forward.runner import configured_status as forwarder_status
+from graven.security_headers import secure
 from graven.trail import Trail
 from graven.web import explain, http, live, present, pretend, proof, search
 from graven.web.sandbox import STORY_CUSTOMER, FixedLog, LogFull, LogSource, Sandbox
@@ -172,7 +173,7 @@ def create_web_app(
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     if hosts is not None:
         app.add_middleware(http.HostCheck, hosts=hosts, page=ui.host_page)
-    http.secure(app)
+    secure(app)
     return app
 
 

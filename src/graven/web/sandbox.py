@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from graven import demo
-from graven.capture.action import Denied
+from graven.action import Denied
 from graven.core import canonical
 from graven.errors import ConfigError, GravenError, ValidationError
 from graven.opening import init

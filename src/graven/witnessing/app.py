@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from graven.web.http import secure
+from graven.security_headers import secure
 from graven.witnessing.protocol import MAX_BODY
 from graven.witnessing.service import StateError, WitnessService
 

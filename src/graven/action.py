@@ -20,7 +20,7 @@ from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from graven.capture.request import note_denied
+from graven.context import note_denied
 from graven.errors import GravenError
 
 if TYPE_CHECKING:
