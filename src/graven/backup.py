@@ -43,9 +43,11 @@ import orjson
 from graven.checkpoint_file import CheckpointFile
 from graven.core import merkle
 from graven.core.audit import RESTORE_ACTION
+from graven.core.key_history import Trust, trusted_verifiers
 from graven.core.note import NoteError, Signer, Verifier, open_checkpoint
 from graven.cosigned_file import replace_atomically
 from graven.errors import ConfigError, IntegrityError, StoreError
+from graven.keys import current_stored_key
 from graven.lineage import KeptCheckpoints, archived, cosigned_path, next_lineage
 from graven.sequencer import KeptCheckpoint
 from graven.store import Store, open_store, sqlite_path
@@ -134,7 +136,7 @@ def backup(trail: Trail, dest: Path) -> Manifest:
         kept = trail.witness.read() if trail.witness is not None else None
         if kept is not None:
             _write(dest / KEPT_FILE, kept.encode())
-        manifest = Manifest(backend, settings["origin"], settings.get("verifier_key", ""), size, root,
+        manifest = Manifest(backend, settings["origin"], current_stored_key(settings) or "", size, root,
                             _now(), kept is not None)  # fmt: skip
         _write(dest / MANIFEST, orjson.dumps(manifest.to_json(), option=orjson.OPT_INDENT_2) + b"\n")
     except BaseException:
@@ -181,12 +183,15 @@ def restore(
     actor: dict[str, Any] | None = None,
 ) -> Restored:
     """Put the backup in ``folder`` in place of the log at ``db`` (see the module doc)."""
-    from graven.keys import load_signing_key
+    from graven.keys import history_path, load_history, load_signing_key
 
     manifest = Manifest.read(folder)
     signer = load_signing_key(signing_key)
     verifier = signer.verifier()
-    if manifest.verifier_key != verifier.to_text():
+    # After key rotations the log's keys are its key history (a backup may predate the newest key).
+    history = load_history(history_path(signing_key)) if history_path(signing_key).exists() else None
+    trust: Trust = history if history is not None else [verifier]
+    if manifest.verifier_key not in [v.to_text() for v in trusted_verifiers(trust)]:
         raise ConfigError(f"the backup in {folder} is not of this log: it was signed by another key ({signing_key})")
     postgres = str(db).startswith(("postgresql://", "postgres://"))
     if manifest.backend != ("postgresql" if postgres else "sqlite"):
@@ -194,7 +199,7 @@ def restore(
             f"the backup in {folder} is a {manifest.backend} backup; restore it into a {manifest.backend} log"
         )
     kept_path = signing_key.with_name(signing_key.name + ".checkpoint")
-    anchor = KeptCheckpoints(kept_path, verifier)()
+    anchor = KeptCheckpoints(kept_path, trusted_verifiers(trust))()
     live = None if postgres else _live_size(db)  # a PostgreSQL backup goes into a new schema
     staged = _stage(db, folder, manifest)
     try:
@@ -204,7 +209,7 @@ def restore(
                 raise IntegrityError(
                     f"the backup in {folder} does not hold the tree its manifest names; it was altered"
                 )
-            report = Trail(staged, redaction=None).verify(verifier)
+            report = Trail(staged, redaction=None).verify(trust)
             if not report.ok:
                 raise IntegrityError(f"the backup in {folder} fails verification: {report.message}")
             _check_consistent(staged, size, anchor, folder)

@@ -1,14 +1,20 @@
-"""Signing and verifier keys on disk.
+"""Signing and verifier keys on disk, and the key history of a log that rotated its key.
 
 The signing key MUST live outside the log's database (whoever can edit the database must not be
 able to re-sign it): it is a file of its own, created with mode 0600 and never overwritten.
+After a rotation (:mod:`graven.rotation`) the files beside it are ``<key>.history`` (the key
+history, see :mod:`graven.core.key_history`) and ``<key>.<key id>``, a previous key kept for its
+overlap period. The history is replaced atomically (written aside, fsynced, renamed), never edited
+in place.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
+from graven.core.key_history import HEADER, KeyHistory, Trust
 from graven.core.note import NoteError, Signer, Verifier
 from graven.errors import ConfigError
 from graven.private_files import make_private_dir
@@ -94,6 +100,75 @@ def load_verifier(value: str | Path | Verifier) -> Verifier:
         return Verifier.from_text(text)
     except NoteError as exc:
         raise ConfigError(f"{source} is not a verifier key (name+keyid+base64): {one_line(exc)}") from None
+
+
+def history_path(key_path: Path) -> Path:
+    """Where the key history of the log signed by ``key_path`` is kept: beside the key."""
+    return key_path.with_name(key_path.name + ".history")
+
+
+def retired_path(key_path: Path, key_id: int) -> Path:
+    """Where a previous signing key is kept for its overlap period after a rotation."""
+    return key_path.with_name(f"{key_path.name}.{key_id:08x}")
+
+
+def load_history(path: Path, option: str = "") -> KeyHistory:
+    """Read a key history file (one clear line if it cannot be used)."""
+    text = read_key_file(path, "key history", option)
+    try:
+        return KeyHistory.parse(text)
+    except NoteError as exc:
+        where = f"{option}: " if option else ""
+        raise ConfigError(f"{where}{path} is not a usable key history: {one_line(exc)}") from None
+
+
+def write_history(path: Path, history: KeyHistory) -> None:
+    """Replace the key history at ``path`` atomically: a crash leaves the old or the new one whole."""
+    aside = path.with_name(path.name + ".new")
+    aside.unlink(missing_ok=True)
+    write_key_file(aside, history.to_text().rstrip("\n"), "key history", "")
+    os.replace(aside, path)
+    _sync_dir(path.parent)
+
+
+def _sync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def load_trust(value: str | Path | Verifier | Trust) -> Trust:
+    """What a verifier trusts: a key history (a file written by ``graven key rotate``) or one key."""
+    if isinstance(value, KeyHistory):
+        return value
+    if not isinstance(value, str | Path | Verifier):
+        return list(value)
+    if isinstance(value, str | Path) and Path(str(value).strip()).is_file():
+        path = Path(str(value).strip())
+        text = read_key_file(path, "verifier key file")
+        if text.startswith((HEADER, "key ")):
+            return load_history(path)
+    return [load_verifier(value)]
+
+
+def stored_keys(settings: Mapping[str, str]) -> list[str]:
+    """The verifier keys a log's settings name, oldest first: ``verifier_key``, then one
+    ``verifier_key.N`` per rotation (settings are only ever added, never changed)."""
+    keys = [settings["verifier_key"]] if settings.get("verifier_key") else []
+    numbered = sorted(
+        (int(name.rpartition(".")[2]), value)
+        for name, value in settings.items()
+        if name.startswith("verifier_key.") and name.rpartition(".")[2].isdigit()
+    )
+    return keys + [value for _, value in numbered]
+
+
+def current_stored_key(settings: Mapping[str, str]) -> str | None:
+    """The verifier key the log signs with now, as its settings say (None: none on record)."""
+    keys = stored_keys(settings)
+    return keys[-1] if keys else None
 
 
 def one_line(exc: Exception) -> str:

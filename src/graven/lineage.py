@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from graven.checkpoint_file import CheckpointFile
@@ -45,10 +46,10 @@ class KeptCheckpoints:
     """The newest checkpoint kept beside the key (the kept copy or a witness's cosigned one) that
     ``verifier`` signed; callable, as the sequencer's ``kept`` hook."""
 
-    def __init__(self, kept: Path, verifier: Verifier) -> None:
+    def __init__(self, kept: Path, verifier: Verifier | Sequence[Verifier]) -> None:
         self.kept = kept
         self.cosigned = cosigned_path(kept)
-        self.verifier = verifier
+        self.verifiers = [verifier] if isinstance(verifier, Verifier) else list(verifier)
         self._stamps: tuple[_Stamp, _Stamp] | None = None
         self._newest: KeptCheckpoint | None = None
 
@@ -76,7 +77,7 @@ class KeptCheckpoints:
         newest: KeptCheckpoint | None = None
         for text, where in notes:
             try:
-                checkpoint, _ = open_checkpoint(text, [self.verifier])
+                checkpoint, _ = open_checkpoint(text, self.verifiers)
             except NoteError:
                 continue  # not signed by this log's key: it says nothing about this log
             if newest is None or checkpoint.size > newest.checkpoint.size:

@@ -35,7 +35,7 @@ import orjson
 from graven.core import merkle
 from graven.core.idempotency import differing_fields
 from graven.core.model import Prepared
-from graven.core.note import Checkpoint, NoteError, Signer, open_checkpoint, sign_checkpoint
+from graven.core.note import Checkpoint, NoteError, Signer, Verifier, open_checkpoint, sign_note
 from graven.core.streams import stream_of
 from graven.errors import ConflictError, IdempotencyConflict, IntegrityError, RollbackRefused
 from graven.store import Head, Store, StoredCheckpoint, WriteTx
@@ -66,6 +66,10 @@ class Sequencer:
     prepare_captured: Callable[[list[Any]], list[Prepared]] | None = None
     kept: Callable[[], KeptCheckpoint | None] | None = None
     open_sealed: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    co_signers: list[tuple[Signer, int]] = field(default_factory=list)
+    """Previous keys still in their overlap after a rotation: each signs checkpoints of sizes below its bound too."""
+    known_keys: list[Verifier] = field(default_factory=list)
+    """Every key of this log (its key history); the latest checkpoint may be signed by any of them."""
     _cond: threading.Condition = field(default_factory=threading.Condition, init=False)
     _queue: list[_Request] = field(default_factory=list, init=False)
     _writing: bool = field(default=False, init=False)
@@ -251,7 +255,7 @@ class Sequencer:
         previous: Checkpoint | None = None
         if latest is not None:
             try:
-                previous, _ = open_checkpoint(latest.note, [self.signer.verifier()])
+                previous, _ = open_checkpoint(latest.note, [self.signer.verifier(), *self.known_keys])
             except NoteError as exc:
                 raise IntegrityError(
                     f"refusing to sign: the latest stored checkpoint (size {latest.size}) is not signed "
@@ -271,7 +275,8 @@ class Sequencer:
                 )
         self._hold_to_kept(tx, size, "sign", fresh=True, root=root, vouched=previous)
         checkpoint = Checkpoint(self.origin, size, root)
-        note = sign_checkpoint(checkpoint, self.signer)
+        also = [signer for signer, until in self.co_signers if size < until]
+        note = sign_note(checkpoint.to_text(), [self.signer, *also])
         stored = StoredCheckpoint(size, note)
         tx.insert_checkpoint(stored)
         if self.kept is not None:

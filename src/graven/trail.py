@@ -31,6 +31,7 @@ from graven.checkpoint_file import CheckpointFile, kept_size
 from graven.core import audit, audit_stream, merkle
 from graven.core.bundle import make_bundle, make_state_bundle
 from graven.core.ids import uuid7
+from graven.core.key_history import KeyHistory, Trust, trusted_verifiers, unannounced
 from graven.core.model import Entry, Prepared, change_dict, event_from, nfc, parse_time, prepare
 from graven.core.note import Signer, Verifier
 from graven.core.redaction import RedactionPolicy
@@ -38,7 +39,7 @@ from graven.core.shredding import PREFIX, PersonalData, open_entry, seal_event
 from graven.core.state import TargetState, as_of_time, just_after, replay
 from graven.cosigned_file import kept_notes
 from graven.errors import ConfigError, GravenError, IdempotencyConflict, IntegrityError, NotFoundError, ValidationError
-from graven.keys import load_verifier
+from graven.keys import current_stored_key, load_trust, load_verifier  # noqa: F401 (graven.trail.load_verifier, as before)
 from graven.lineage import KeptCheckpoints, archived_notes
 from graven.sequencer import Sequencer
 from graven.signing import BackgroundSigner, SigningStatus, disabled_status
@@ -85,6 +86,8 @@ class Trail:
         redaction: RedactionPolicy | None = DEFAULT_POLICY,
         personal: PersonalData | None = None,
         subject_keys: SubjectKeys | None = None,
+        key_history: KeyHistory | None = None,
+        co_signers: Sequence[tuple[Signer, int]] = (),
     ) -> None:
         if personal is not None and subject_keys is None:
             raise ConfigError("declaring personal fields needs a subject key store (subject_keys=SubjectKeys(path))")
@@ -97,6 +100,7 @@ class Trail:
         settings = store.settings()
         self.origin = settings["origin"]
         self.signer = signer
+        self.key_history = key_history  # the log's keys after a rotation (see graven.rotation)
         self.witness = witness
         self._clock = clock or (lambda: datetime.now(UTC))
         self._new_id = new_id
@@ -107,7 +111,10 @@ class Trail:
         self._signing = BackgroundSigner(self._sequencer, witness, checkpoint_interval) if signer else None
         if self._signing is not None:
             self._sequencer.on_committed = self._signing.committed
-        self._stored_key = settings.get("verifier_key")
+        if key_history is not None:
+            self._sequencer.known_keys = key_history.verifiers
+            self._sequencer.co_signers = list(co_signers)
+        self._stored_key = current_stored_key(settings)
         self._hold_writer_to_kept(witness, subject_keys)
         self._appended = False
         self.trusted_signer: Signer | None = None  # trusted for verification only (see open_trail)
@@ -280,9 +287,19 @@ class Trail:
         if verifier is None and self._stored_key:
             verifier = Verifier.from_text(self._stored_key)
         if witness is not None and verifier is not None:
-            self._sequencer.kept = KeptCheckpoints(witness.path, verifier)
+            keys = [verifier, *(self.key_history.verifiers if self.key_history is not None else [])]
+            self._sequencer.kept = KeptCheckpoints(witness.path, keys)
         if subject_keys is not None:
             self._sequencer.open_sealed = lambda doc: open_entry(doc, subject_keys.lookup)
+
+    def set_co_signers(self, co_signers: Sequence[tuple[Signer, int]]) -> None:
+        """Keys that sign every new checkpoint of a size below their bound beside the signing key
+        (a key rotation: see :mod:`graven.rotation`)."""
+        self._sequencer.co_signers = list(co_signers)
+
+    @property
+    def co_signers(self) -> list[tuple[Signer, int]]:
+        return list(self._sequencer.co_signers)
 
     @contextmanager
     def writing_as(self, actor: Mapping[str, Any]) -> Iterator[None]:
@@ -586,19 +603,21 @@ class Trail:
 
     def verify(
         self,
-        key: str | Path | Verifier | None = None,
+        key: str | Path | Verifier | Trust | None = None,
         *,
         progress: Callable[[int], None] | None = None,
         witnessed: Sequence[str] = (),
     ) -> audit.Report:
         """Check every entry, the tree, every checkpoint and the witnessed checkpoints.
 
-        Trust comes from ``key`` when given; otherwise from this log's signing key; as a last resort
-        from the verifier key recorded in the database (which an attacker could replace too).
+        Trust comes from ``key`` (a verifier key, or a key history after rotations) when given;
+        otherwise from the key history beside the signing key (a log that rotated its key); otherwise
+        from this log's signing key; as a last resort from the verifier key recorded in the database
+        (which an attacker could replace too).
         Witnessed checkpoints are the copy kept beside the key, the cosigned ones kept there, and
         ``witnessed`` (e.g. fetched from witnesses). ``progress`` is called with entries hashed so far.
         """
-        trusted = [self._trusted(key)]
+        trusted = self._trusted(key)
         kept: list[str] = []
         if self.witness is not None and (note := self.witness.read()) is not None:
             kept.append(note)
@@ -632,13 +651,15 @@ class Trail:
         except IntegrityError as exc:
             checker.join()
             damaged = audit.Problem(0, "modified", f"{str(exc)[0].upper()}{str(exc)[1:]}: nothing can be checked.")
-            return audit.Report(
-                size=0, entries=0, checkpoints=0, problems=[damaged], trusted_keys=(trusted[0].to_text(),)
-            )
+            keys = tuple(v.to_text() for v in trusted_verifiers(trusted))
+            return audit.Report(size=0, entries=0, checkpoints=0, problems=[damaged], trusted_keys=keys)
         finally:
             checker.join()
         if derived and derived[0] is not None:
             report.problems.append(audit.derived_problem(derived[0]))
+        if isinstance(trusted, KeyHistory):
+            for index, message in unannounced(trusted, self.store.entry):
+                report.problems.append(audit.Problem(index, "key-history", message, 1))
         return report
 
     def _restores(self) -> list[tuple[int, bytes]]:
@@ -648,14 +669,17 @@ class Trail:
         except GravenError:
             return []  # a damaged store is reported by the scan
 
-    def _trusted(self, key: str | Path | Verifier | None) -> Verifier:
+    def _trusted(self, key: str | Path | Verifier | Trust | None) -> Trust:
+        """A key or key history given; else the history beside the signing key; else its key."""
         if key is not None:
-            return load_verifier(key)
+            return load_trust(key)
+        if self.key_history is not None:
+            return self.key_history
         signer = self.signer or self.trusted_signer
         if signer is not None:
-            return signer.verifier()
+            return [signer.verifier()]
         if self._stored_key:
-            return Verifier.from_text(self._stored_key)
+            return [Verifier.from_text(self._stored_key)]
         raise ConfigError("no verifier key: pass --key (the log's public key)")
 
     # --- lifecycle ---------------------------------------------------------------------------

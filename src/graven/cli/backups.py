@@ -9,7 +9,6 @@ import click
 
 from graven.cli.base import Options, cli, out, pass_options
 from graven.context import actor_of
-from graven.keys import DEFAULT_KEY
 
 # --- backup and restore -----------------------------------------------------------------------
 
@@ -53,11 +52,10 @@ def restore_command(options: Options, folder: Path, accept_loss: bool, reason: s
     follows. A PostgreSQL backup is restored into a schema that does not exist yet.
     """
     from graven.backup import restore
-    from graven.keys import DEFAULT_DB
 
     who = actor or os.environ.get("GRAVEN_ACTOR")
     done = restore(
-        options.db or DEFAULT_DB, folder, Path(options.signing_key or DEFAULT_KEY), accept_loss=accept_loss,
+        options.log_url(), folder, options.key_path(), accept_loss=accept_loss,
         reason=reason, actor=actor_of(who) if who else None,
     )  # fmt: skip
     if done.lost_to > done.lost_from:

@@ -15,8 +15,10 @@ import click
 from rich.console import Console
 
 from graven.cli.options import log_options
+from graven.keys import DEFAULT_DB, DEFAULT_KEY
 from graven.opening import open_trail
 from graven.render import literal
+from graven.store.logs import path_for, select_log
 from graven.trail import Trail
 from graven.witnessing.client import witness_prefix
 
@@ -37,17 +39,28 @@ class Options:
         fingerprint_key: str | None = None,
         subject_keys: str | None = None,
         witnesses: tuple[str, ...] = (),
+        log: str | None = None,
     ) -> None:
         self.db = db
+        self.log = log
         self.signing_key = signing_key
         self.fingerprint_key = fingerprint_key
         self.subject_keys = subject_keys
         self.witnesses = witnesses
 
+    def log_url(self) -> str:
+        """The selected log's store URL (``--db`` with ``--log`` or ``?log=`` applied)."""
+        return select_log(str(self.db or os.environ.get("GRAVEN_DB") or DEFAULT_DB), self.log)[0]
+
+    def key_path(self) -> Path:
+        """The selected log's signing key file (see :mod:`graven.store.logs`)."""
+        log = select_log(str(self.db or os.environ.get("GRAVEN_DB") or DEFAULT_DB), self.log)[1]
+        return path_for(Path(self.signing_key or DEFAULT_KEY), log)
+
     def open(self, *, create: bool = False, subject_keys: str | Path | None = None) -> Trail:
         return open_trail(
             self.db, signing_key=self.signing_key, create=create, fingerprint_key=self.fingerprint_key,
-            subject_keys=subject_keys or self.subject_keys, witnesses=self.witnesses or None,
+            subject_keys=subject_keys or self.subject_keys, witnesses=self.witnesses or None, log=self.log,
         )  # fmt: skip
 
 
@@ -57,6 +70,12 @@ class Options:
     envvar="GRAVEN_DB",
     metavar="URL",
     help="The log: a path, sqlite:///path or postgresql://...[?schema=NAME] (default .graven/trail.db).",
+)
+@click.option(
+    "--log",
+    envvar="GRAVEN_LOG",
+    metavar="NAME",
+    help="One of several independent logs in the database (e.g. a tenant); default the database's own log.",
 )
 @click.option(
     "--signing-key",
@@ -88,6 +107,7 @@ class Options:
 def cli(
     ctx: click.Context,
     db: str | None,
+    log: str | None,
     signing_key: str | None,
     fingerprint_key: str | None,
     subject_keys: str | None,
@@ -95,7 +115,7 @@ def cli(
 ) -> None:
     """Graven: a tamper-evident audit trail you can query, prove and verify."""
     witness_urls = tuple(witness_prefix(u, "--witness") for u in witnesses)
-    ctx.obj = Options(db, signing_key, fingerprint_key, subject_keys, witness_urls)
+    ctx.obj = Options(db, signing_key, fingerprint_key, subject_keys, witness_urls, log or None)
 
 
 def pass_options(function: Any) -> Any:

@@ -28,7 +28,7 @@ from graven.trail import MAX_INDEX, MAX_PAGE, Trail
 @pass_options
 def init_command(options: Options) -> None:
     """Create the log and its signing key (key file apart from the database, mode 0600)."""
-    trail = init(options.db, signing_key=options.signing_key)
+    trail = init(options.db, signing_key=options.signing_key, log=options.log)
     with trail:
         out.print(literal(f"log       {trail.store.url}"))
         out.print(literal(f"origin    {trail.origin}"))

@@ -15,9 +15,10 @@ def set_root_option(ctx: click.Context, param: click.Parameter, value: str | Non
 
 
 def log_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Accept ``--db`` and ``--signing-key`` after the command too (``graven verify --db URL``)."""
+    """Accept ``--db``, ``--signing-key`` and ``--log`` after the command too (``graven verify --db URL``)."""
     for name, meta, text in (
         ("--signing-key", "FILE", "The log's signing key file."),
+        ("--log", "NAME", "One of several logs in the database (as the global --log)."),
         ("--db", "URL", "The log (as the global --db)."),
     ):
         function = click.option(name, metavar=meta, expose_value=False, callback=set_root_option, help=text)(function)

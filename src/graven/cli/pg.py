@@ -22,7 +22,7 @@ def _pg_target(options: Options) -> Any:
 
     if not options.db or not options.db.startswith(("postgresql://", "postgres://")):
         raise click.UsageError("this command needs --db postgresql://... (or GRAVEN_DB) naming the log")
-    return parse_url(options.db)
+    return parse_url(options.log_url())
 
 
 @pg_group.command("grant")
@@ -38,7 +38,7 @@ def pg_grant_command(options: Options, role: str, kind: str | None) -> None:
         raise click.UsageError("choose --writer or --reader")
     target = _pg_target(options)
     options.open().close()  # the log must exist (opening checks it)
-    grant(str(options.db), role, "writer" if kind == "writer" else "reader", schema=target.schema)
+    grant(options.log_url(), role, "writer" if kind == "writer" else "reader", schema=target.schema)
     out.print(literal(f"{role}: {kind} of the log in schema {target.schema}"))
 
 

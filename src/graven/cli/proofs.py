@@ -1,4 +1,4 @@
-"""``graven verify``, ``prove``, ``key`` and ``checkpoint``: checking the log and proving entries."""
+"""``graven verify``, ``prove`` and ``checkpoint``: checking the log and proving entries."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from rich.text import Text
 from graven.cli.base import EXIT_DAMAGE, Options, cli, err, out, pass_options
 from graven.core import jsonlines
 from graven.core.bundle import verify_bundle
+from graven.core.key_history import trusted_verifiers
 from graven.errors import ValidationError
-from graven.keys import DEFAULT_KEY, load_verifier
+from graven.keys import load_trust
 from graven.private_files import log_files, warnings_for
 from graven.render import literal
 from graven.trail import MAX_INDEX
@@ -26,7 +27,8 @@ from graven.witnessing.keys import load_cosigner_verifier
 
 @cli.command("verify")
 @click.option("--json", "as_json", is_flag=True, help='Print {"ok", "first_bad_index", "kind", "message", ...}.')
-@click.option("--key", metavar="KEY", help="Trust only this verifier key (its text form, or a file holding it).")
+@click.option("--key", metavar="KEY",
+              help="Trust only this verifier key (text, or a file holding it) or key history file.")  # fmt: skip
 @click.option(
     "--bundle",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -55,12 +57,12 @@ def verify_command(
     if bundle is not None:
         if key is None:
             raise click.UsageError("--bundle needs --key (the log's verifier key) to check the signature")
-        verifier = load_verifier(key)
+        trust = load_trust(key)
         try:
             data = orjson.loads(bundle.read_bytes())
         except (OSError, orjson.JSONDecodeError) as exc:
             raise ValidationError("--bundle", "must be a readable JSON proof bundle", f"{bundle} ({exc})") from None
-        check = verify_bundle(data, [verifier])
+        check = verify_bundle(data, trust)
         if as_json:
             sys.stdout.buffer.write(jsonlines.line({"ok": check.ok, "index": check.index, "message": check.message}))
         else:
@@ -68,19 +70,23 @@ def verify_command(
         sys.exit(0 if check.ok else EXIT_DAMAGE)
     cosigners = [load_cosigner_verifier(k) for k in witness_keys]
     with options.open() as trail:
-        seen = witness_evidence(trail, keys=cosigners, urls=witness_urls, log_key=load_verifier(key) if key else None)
+        trusted = load_trust(key) if key else None
+        log_key = None if trusted is None else trusted_verifiers(trusted)[-1]
+        seen = witness_evidence(trail, keys=cosigners, urls=witness_urls, log_key=log_key)
         if as_json or not err.is_terminal:
-            report = trail.verify(key=key, witnessed=seen)
+            report = trail.verify(key=trusted, witnessed=seen)
         else:
             columns = (TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
             with Progress(*columns, console=err, transient=True) as bar:
                 task = bar.add_task("verify", total=trail.size)
-                report = trail.verify(key=key, witnessed=seen, progress=lambda done: bar.update(task, completed=done))
+                report = trail.verify(
+                    key=trusted, witnessed=seen, progress=lambda done: bar.update(task, completed=done)
+                )
         warning = trail.kept_warning()
     if not as_json and warning:
         err.print(Text("warning: ") + literal(warning))
     store_path = getattr(trail.store, "path", None)  # a SQLite log; PostgreSQL has no files here
-    key_path = Path(options.signing_key or DEFAULT_KEY) if store_path is not None else None
+    key_path = options.key_path() if store_path is not None else None
     for line in warnings_for(log_files(store_path, key_path)):
         err.print(literal(line))
     if as_json:
@@ -126,14 +132,6 @@ def prove_command(
     else:
         output.write_bytes(data)
         err.print(literal(f"wrote {output}"))
-
-
-@cli.command("key")
-@pass_options
-def key_command(options: Options) -> None:
-    """Print the log's verifier key (public; give it to whoever checks the log)."""
-    with options.open() as trail:
-        out.print(literal(trail.verifier_key))
 
 
 @cli.command("checkpoint")

@@ -21,11 +21,13 @@ import orjson
 from graven.cli.options import log_options
 from graven.context import actor_of
 from graven.core import jsonlines
+from graven.errors import ValidationError
 from graven.keys import DEFAULT_KEY
 from graven.render import visible
 from graven.server import credentials
 from graven.server.accounts import ROLES, open_accounts
 from graven.server.accounts.service import Accounts, By, key_json, user_json
+from graven.store.logs import logs_from_text
 from graven.trail import Trail
 from graven.witnessing.client import witness_prefix, witnesses_from_env
 
@@ -109,12 +111,14 @@ def _emit_json(rows: list[dict[str, Any]]) -> None:
               "on stderr): plain text or JSON objects.")  # fmt: skip
 @click.option("--max-forward-lag", type=click.FloatRange(1), default=300.0, show_default=True,
               help="Seconds a forwarder of graven.toml may lag before /readyz answers 503.")  # fmt: skip
+@click.option("--logs", "logs_text", metavar="NAME,...",
+              help="Serve these logs of the database (see --log), each under /logs/NAME/, own keys.")  # fmt: skip
 @_log_options
 def serve_command(host: str, port: int, max_body: int, max_batch: int, auth_failures: int, auth_window: float,
                   session_hours: float, proxies: tuple[str, ...], access_log: bool, workers: int,
                   witnesses: tuple[str, ...], server_secret: Path | None,
                   forwards: tuple[str, ...] = (), log_format: str = "text",
-                  max_forward_lag: float = 300.0) -> None:  # fmt: skip
+                  max_forward_lag: float = 300.0, logs_text: str | None = None) -> None:  # fmt: skip
     """Serve the log over HTTP: the web UI at / (sign in at /login), and the API at /api/v1.
 
     The API ingests, queries, proves, exports, tails and verifies. Each worker process opens the log
@@ -126,6 +130,7 @@ def serve_command(host: str, port: int, max_body: int, max_batch: int, auth_fail
 
         from graven.server.app import SETTINGS_ENV
         from graven.server.supervision import SUPERVISOR_ENV
+        from graven.server.tenants import LOGS_ENV
     except ImportError as exc:
         raise click.ClickException(
             f"graven serve needs the server extra ({exc.name} is missing): pip install 'graven[server]'"
@@ -139,9 +144,13 @@ def serve_command(host: str, port: int, max_body: int, max_batch: int, auth_fail
         root.signing_key or os.environ.get("GRAVEN_SIGNING_KEY") or DEFAULT_KEY
     )
     credentials.load_secret(secret_path)  # made now if absent, so workers never race to create it
-    trail: Trail = root.open()  # fails here, as one line, when the log or its key is wrong
-    url = trail.store.url
-    trail.close()
+    logs = logs_from_text(logs_text) if logs_text is not None else []
+    if logs_text is not None and not logs:
+        raise ValidationError("--logs", "must name at least one log", logs_text)
+    for name in logs or [root.log]:
+        trail: Trail = _open_log(root, name)  # fails here, as one line, when a log or its key is wrong
+        url = trail.store.url if not logs else f"{len(logs)} logs ({', '.join(logs)}) under /logs/NAME/"
+        trail.close()
     settings = {"secret_path": str(secret_path.resolve()), "max_body": max_body, "max_batch": max_batch,
                 "auth_failure_limit": auth_failures, "auth_failure_window": auth_window,
                 "session_seconds": session_hours * 3600, "trusted_proxies": list(proxies),
@@ -155,6 +164,10 @@ def serve_command(host: str, port: int, max_body: int, max_batch: int, auth_fail
     if root.witnesses:
         os.environ["GRAVEN_WITNESSES"] = " ".join(root.witnesses)  # each worker's trail pushes to them
     os.environ[SETTINGS_ENV] = orjson.dumps(settings).decode()
+    if logs:
+        os.environ[LOGS_ENV] = ",".join(logs)
+    elif root.log:
+        os.environ["GRAVEN_LOG"] = root.log
     if workers > 1:
         os.environ[SUPERVISOR_ENV] = str(os.getpid())  # the workers watch this process and end with it
     else:
@@ -163,7 +176,9 @@ def serve_command(host: str, port: int, max_body: int, max_batch: int, auth_fail
 
     background = start_named(root.open, forwards)  # each sink checked before serving; None without --forward
     pushing = f", pushing checkpoints to {', '.join(root.witnesses)}" if root.witnesses else ""
-    _say(f"graven: serving {url} at http://{host}:{port}/api/v1 (web UI at http://{host}:{port}/) with "
+    base = f"http://{host}:{port}" + ("/logs/NAME" if logs else "")
+    ui = "" if logs else f" (web UI at {base}/)"
+    _say(f"graven: serving {url} at {base}/api/v1{ui} with "
                f"{workers} worker{'s' if workers > 1 else ''}{pushing}"
                f"{', forwarding to ' + ', '.join(forwards) if forwards else ''} (Ctrl-C stops)", err=True)  # fmt: skip
     try:
@@ -173,6 +188,16 @@ def serve_command(host: str, port: int, max_body: int, max_batch: int, auth_fail
     finally:
         if background is not None:
             background.stop()
+
+
+def _open_log(root: Any, name: str | None) -> Trail:
+    """Open the log ``name`` with the root options (as if the global --log had named it)."""
+    saved, root.log = root.log, name
+    try:
+        trail: Trail = root.open()
+        return trail
+    finally:
+        root.log = saved
 
 
 # --- keys -------------------------------------------------------------------------------------

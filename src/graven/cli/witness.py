@@ -17,7 +17,12 @@ from graven.cli.options import log_options
 from graven.errors import ConfigError
 from graven.render import visible
 from graven.witnessing.client import DEFAULT_TIMEOUT, WitnessRefused, push_checkpoint
-from graven.witnessing.keys import create_cosigner_key, load_cosigner_key, load_cosigner_verifier, load_log_verifier
+from graven.witnessing.keys import (
+    create_cosigner_key,
+    load_cosigner_key,
+    load_cosigner_verifier,
+    load_log_verifiers,
+)
 from graven.witnessing.service import EvidenceLimits, WitnessService, WitnessState
 
 if TYPE_CHECKING:
@@ -59,7 +64,8 @@ def key_command(out_path: Path, name: str | None) -> None:
     multiple=True,
     required=True,
     metavar="VKEY",
-    help="A log's verifier key (`graven key`) or a file holding it; its name is the origin. Repeatable.",
+    help="A log's verifier key (`graven key`), a file holding it, or its key history file (`graven key history`); "
+    "its name is the origin. Repeatable.",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True, help="Port.")
@@ -86,7 +92,10 @@ def serve_command(key_path: Path, state_dir: Path, logs: tuple[str, ...], host: 
         ) from None
     limits = EvidenceLimits(client_files=evidence_per_client, max_files=evidence_files, max_bytes=evidence_bytes)
     service = WitnessService(
-        load_cosigner_key(key_path), [load_log_verifier(v) for v in logs], WitnessState(state_dir), evidence=limits
+        load_cosigner_key(key_path),
+        [k for v in logs for k in load_log_verifiers(v)],
+        WitnessState(state_dir),
+        evidence=limits,
     )
     origins = ", ".join(sorted(service.logs))
     click.echo(visible(f"witness {service.verifier_key} for {origins} on http://{host}:{port}"), err=True)

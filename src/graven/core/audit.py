@@ -12,6 +12,11 @@ checkpoint (whose signature MUST verify with a trusted key) and with checkpoints
 - ``truncated`` the newest entries were cut off;
 - ``forked``    the log disagrees with a checkpoint signed by the trusted key, or its checkpoints are
   signed by another key: its history was rewritten or replaced.
+- ``key-history`` (found by ``Trail.verify`` with a key history) a key of the history is not
+  announced by the ``key.rotate`` entry just before its first size: the history or the log was altered.
+
+Checkpoints signed only by keys that a key history says are revoked or retired at their size are
+not trusted and vouch for nothing; they are reported in the report's notices.
 
 Lineages: a restore of an older backup that accepted the loss of entries (``graven restore
 --accept-loss``) appends a ``log.restore`` entry at the first lost index, naming the lost range and
@@ -33,7 +38,8 @@ from typing import Any
 import orjson
 
 from graven.core import merkle
-from graven.core.note import Checkpoint, NoteError, Verifier, open_checkpoint
+from graven.core.key_history import OutOfRange, Trust, open_trusted, trusted_verifiers
+from graven.core.note import Checkpoint, NoteError
 
 _CHUNK = 20_000
 RESTORE_ACTION = "log.restore"
@@ -170,7 +176,7 @@ def verify_log(
     entries: Iterable[tuple[int, bytes]],
     tree_rows: Iterable[tuple[int, bytes]],
     checkpoints: Sequence[tuple[int, str]],
-    trusted: Sequence[Verifier],
+    trusted: Trust,
     *,
     witnessed: Sequence[str] = (),
     progress: Callable[[int], None] | None = None,
@@ -206,7 +212,7 @@ def judge(
     count: int,
     tree_size: int,
     checkpoints: Sequence[tuple[int, str]],
-    trusted: Sequence[Verifier],
+    trusted: Trust,
     *,
     witnessed: Sequence[str],
     restores: Sequence[tuple[int, bytes]],
@@ -217,27 +223,29 @@ def judge(
     are checked against ``root(size)``, the tree head of the first ``size`` recomputed leaves;
     ``leaf(index)`` is the recomputed leaf hash of a ``log.restore`` entry."""
     size = count
-    found, vouched = _check_checkpoints(checkpoints, trusted, root, size, witnessed=False)
+    untrusted: list[int] = []
+    found, vouched = _check_checkpoints(checkpoints, trusted, root, size, witnessed=False, untrusted=untrusted)
     if not problems:
         # Row-level findings are precise; checkpoint ranges would only repeat them less exactly.
         problems += found
-    notices: list[str] = []
+    notices: list[str] = [_untrusted_notice(untrusted)] if untrusted else []
     if not problems:
         # The last line of defence: a log consistent with itself but not with what a witness saw.
         # Whoever rewrote it may hold the key: only witnessed checkpoints that match vouch for a prefix.
         notes = list(witnessed)
         lineages = _lineages(restores, leaf, count, trusted, vouched)
         if lineages:
-            notes, notices = _beside_lineages(notes, lineages, trusted, root, size)
+            notes, lineage_notices = _beside_lineages(notes, lineages, trusted, root, size)
+            notices += lineage_notices
         found, _ = _check_checkpoints([(0, note) for note in notes], trusted, root, size, witnessed=True)
         problems += found
     return Report(
         size=max(tree_size, count),
         entries=count,
-        checkpoints=len(checkpoints),
+        checkpoints=len(checkpoints) - len(untrusted),
         problems=problems,
         witnessed=len(witnessed),
-        trusted_keys=tuple(v.to_text() for v in trusted),
+        trusted_keys=tuple(v.to_text() for v in trusted_verifiers(trusted)),
         notices=tuple(notices),
     )
 
@@ -254,7 +262,7 @@ def _lineages(
     restores: Sequence[tuple[int, bytes]],
     leaf: Callable[[int], bytes],
     count: int,
-    trusted: Sequence[Verifier],
+    trusted: Trust,
     vouched: int,
 ) -> list[_Lineage]:
     """The restore entries that may excuse checkpoints of a superseded lineage: in the tree as
@@ -277,7 +285,7 @@ def _lineages(
         if not isinstance(note, str):
             continue
         try:
-            superseded, _ = open_checkpoint(note, trusted)
+            superseded, _ = open_trusted(note, trusted)
         except NoteError:
             continue
         lost_to = lost.get("to")
@@ -290,7 +298,7 @@ def _lineages(
 def _beside_lineages(
     notes: Sequence[str],
     lineages: Sequence[_Lineage],
-    trusted: Sequence[Verifier],
+    trusted: Trust,
     root: Callable[[int], bytes],
     size: int,
 ) -> tuple[list[str], list[str]]:
@@ -300,7 +308,7 @@ def _beside_lineages(
     accepted = [0] * len(lineages)
     for note in notes:
         try:
-            checkpoint, _ = open_checkpoint(note, trusted)
+            checkpoint, _ = open_trusted(note, trusted)
         except NoteError:
             remaining.append(note)
             continue
@@ -324,6 +332,15 @@ def _beside_lineages(
             f"superseded ended at the checkpoint of size {lineage.superseded.size}{also if n else ''}."
         )
     return remaining, notices
+
+
+def _untrusted_notice(sizes: list[int]) -> str:
+    shown = ", ".join(str(s) for s in sorted(sizes)[:10]) + (", ..." if len(sizes) > 10 else "")
+    return (
+        f"{len(sizes)} stored checkpoint{'s' if len(sizes) != 1 else ''} (size {shown}) "
+        f"{'are' if len(sizes) != 1 else 'is'} signed only by a key revoked or retired at that size: "
+        "not trusted, and not counted above."
+    )
 
 
 def derived_problem(index: int) -> Problem:
@@ -434,24 +451,30 @@ def _check_tree_rows(levels: Sequence[Sequence[bytes]], blobs: Sequence[bytes]) 
 
 def _check_checkpoints(
     checkpoints: Sequence[tuple[int, str]],
-    trusted: Sequence[Verifier],
+    trusted: Trust,
     root: Callable[[int], bytes],
     size: int,
     *,
     witnessed: bool,
     good_size: int = 0,
+    untrusted: list[int] | None = None,
 ) -> tuple[list[Problem], int]:
-    """Findings from signed checkpoints, and the largest size they vouch for."""
+    """Findings from signed checkpoints, and the largest size they vouch for. Stored checkpoints
+    signed only by keys not valid at their size (revoked or retired: see the key history) vouch
+    for nothing; their sizes are added to ``untrusted`` to be reported."""
     problems: list[Problem] = []
     where = "witnessed" if witnessed else "stored"
     opened: list[tuple[int, Checkpoint]] = []
     for stored_size, note in checkpoints:
         try:
-            checkpoint, _ = open_checkpoint(note, trusted)
+            checkpoint, _ = open_trusted(note, trusted)
         except NoteError as exc:
             if witnessed:
                 continue  # a witness copy from another log or key says nothing about this one
-            keys = ", ".join(v.to_text() for v in trusted) or "none"
+            if isinstance(exc, OutOfRange) and untrusted is not None:
+                untrusted.append(stored_size)
+                continue
+            keys = ", ".join(v.to_text() for v in trusted_verifiers(trusted)) or "none"
             problems.append(
                 Problem(
                     0,

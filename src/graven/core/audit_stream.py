@@ -22,7 +22,8 @@ from itertools import islice
 
 from graven.core import merkle
 from graven.core.audit import Problem, Report, judge
-from graven.core.note import Checkpoint, NoteError, Verifier, note_signatures
+from graven.core.key_history import Trust
+from graven.core.note import Checkpoint, NoteError, note_signatures
 
 CHUNK = 1 << 14
 _LEAF_PREFIX = hashlib.sha256(b"\x00")
@@ -32,7 +33,7 @@ def verify_stream(
     entries: Iterable[tuple[int, bytes]],
     tree_rows: Iterable[tuple[int, bytes]],
     checkpoints: Sequence[tuple[int, str]],
-    trusted: Sequence[Verifier],
+    trusted: Trust,
     *,
     witnessed: Sequence[str] = (),
     progress: Callable[[int], None] | None = None,

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from graven.core import canonical, merkle
-from graven.core.note import NoteError, Verifier, open_checkpoint
+from graven.core.key_history import Trust, open_trusted
+from graven.core.note import NoteError
 from graven.core.state import replay
 
 
@@ -39,9 +40,13 @@ def make_bundle(entry: Mapping[str, Any], tree_size: int, proof: Sequence[bytes]
     }
 
 
-def verify_bundle(bundle: Any, verifiers: Sequence[Verifier]) -> BundleCheck:
+def verify_bundle(bundle: Any, verifiers: Trust) -> BundleCheck:
     """Check a bundle (of one entry, or of a target's state: see :func:`verify_state_bundle`)
-    against trusted verifier keys, without any database."""
+    against trusted verifier keys or a key history, without any database.
+
+    With a history the checkpoint MUST carry a signature by a key valid at its size: a bundle
+    signed before a rotation still checks; one signed by a key after its revocation does not.
+    """
     if not isinstance(bundle, Mapping):
         return BundleCheck(False, "a bundle must be a JSON object")
     if bundle.get("kind") == "state":
@@ -60,7 +65,7 @@ def verify_bundle(bundle: Any, verifiers: Sequence[Verifier]) -> BundleCheck:
     if not isinstance(note, str) or not isinstance(proof_text, list):
         return BundleCheck(False, "checkpoint must be text and inclusion_proof a list", index)
     try:
-        checkpoint, signatures = open_checkpoint(note, verifiers)
+        checkpoint, signatures = open_trusted(note, verifiers)
     except NoteError as exc:
         return BundleCheck(False, f"the checkpoint is not signed by the trusted key: {exc}", index)
     if checkpoint.size != size:
@@ -77,7 +82,7 @@ def verify_bundle(bundle: Any, verifiers: Sequence[Verifier]) -> BundleCheck:
         return BundleCheck(
             False, f"entry {index} is not in the log that signed this checkpoint (the proof fails)", index
         )
-    names = ", ".join(s.name for s in signatures)
+    names = ", ".join(dict.fromkeys(s.name for s in signatures))
     return BundleCheck(True, f"entry {index} is included in the log of size {size} signed by {names}", index)
 
 
@@ -112,7 +117,7 @@ def make_state_bundle(
     }
 
 
-def verify_state_bundle(bundle: Mapping[str, Any], verifiers: Sequence[Verifier]) -> BundleCheck:
+def verify_state_bundle(bundle: Mapping[str, Any], verifiers: Trust) -> BundleCheck:
     """Check a state bundle: signature, each entry's inclusion, and the state replayed from them."""
     missing = [k for k in ("target", "state", "entries", "tree_size", "checkpoint") if k not in bundle]
     if missing:

@@ -41,7 +41,7 @@ from eventsourcing.persistence import (
     TrackingRecorder,
 )
 
-from graven.capture import context
+from graven import context
 from graven.errors import ConflictError, GravenError, IdempotencyConflict, StoreError, ValidationError
 from graven.eventsourcing import _entries
 from graven.eventsourcing._entries import EVENTS, TRACKING, Read

@@ -63,10 +63,11 @@ def _error(status: int, error: str, message: str, headers: dict[str, str] | None
                     headers=headers)  # fmt: skip
 
 
-def create_app(trail: Trail, config: ServerConfig, *, owns_trail: bool = False) -> FastAPI:
+def create_app(trail: Trail, config: ServerConfig, *, owns_trail: bool = False, ui: bool = True) -> FastAPI:
     """The service for one open trail. ``config.on_checkpoint`` hooks get each new checkpoint's note.
 
     The trail stays the caller's to close, unless ``owns_trail`` (then the app's shutdown closes it).
+    Without ``ui`` only the API is served (a log under ``/logs/NAME/``: the pages link from the root).
     """
     accounts = Accounts(trail, open_accounts(trail.store), config.secret, session_ttl=config.session_ttl)
     watcher = LogWatcher(trail, config.tail_poll, config.on_checkpoint)
@@ -104,7 +105,7 @@ def create_app(trail: Trail, config: ServerConfig, *, owns_trail: bool = False) 
     app.include_router(forwarders_api.router, responses=COMMON_ERRORS)
     _handle_errors(app)
     docs.install(app)
-    end_live_pages = mount_ui(app, trail)  # the web UI at /, behind sign-in
+    end_live_pages = mount_ui(app, trail) if ui else (lambda: None)  # the web UI at /, behind sign-in
     app.add_middleware(BodyLimit, limit=config.max_body)
     app.add_middleware(StorageOutage)
     secure(app)  # CSP, nosniff, no framing: on every response, whichever route (or none) answers
@@ -255,6 +256,7 @@ def app_from_environment() -> FastAPI:
     from graven.server.credentials import load_secret
     from graven.server.logs import configure as configure_logs
     from graven.server.supervision import follow_supervisor, supervisor_from_environment
+    from graven.server.tenants import LOGS_ENV, logs_from_text, tenant_app
 
     supervisor = supervisor_from_environment()
     if supervisor is not None:
@@ -264,5 +266,10 @@ def app_from_environment() -> FastAPI:
     secret = load_secret(Path(settings.pop("secret_path")))
     settings["session_ttl"] = timedelta(seconds=settings.pop("session_seconds"))
     settings["trusted_proxies"] = tuple(settings["trusted_proxies"])
+    logs = os.environ.get(LOGS_ENV)
+    if logs:  # graven serve --logs: each log its own app, under /logs/<name>
+        apps = {name: create_app(open_trail(create=False, log=name), ServerConfig(secret=secret, **settings),
+                                 owns_trail=True, ui=False) for name in logs_from_text(logs)}  # fmt: skip
+        return tenant_app(apps)
     trail = open_trail(create=False)
     return create_app(trail, ServerConfig(secret=secret, **settings), owns_trail=True)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from graven.core.key_history import KeyHistory
 from graven.core.note import CosignerKey, CosignerVerifier, NoteError, Verifier
 from graven.errors import ConfigError
-from graven.keys import one_line, read_key_file, write_key_file
+from graven.keys import load_trust, one_line, read_key_file, write_key_file
 
 
 def create_cosigner_key(path: Path, name: str) -> CosignerKey:
@@ -68,3 +69,14 @@ def load_log_verifier(value: str | Verifier, option: str = "--log") -> Verifier:
         return Verifier.from_text(text)
     except NoteError as exc:
         raise ConfigError(f"{option}: {source} is not a log verifier key: {one_line(exc)}") from None
+
+
+def load_log_verifiers(value: str, option: str = "--log") -> list[Verifier]:
+    """A log's public key as :func:`load_log_verifier` reads it, or every key of a key history file
+    (``graven key history``) that is not revoked: a witness keeps cosigning across rotations."""
+    path = Path(value.strip())
+    if path.is_file():
+        trust = load_trust(path)
+        if isinstance(trust, KeyHistory):
+            return [key.verifier for key in trust.keys if key.revoked is None]
+    return [load_log_verifier(value, option)]
