@@ -563,7 +563,7 @@ class Trail:
         try:
             with self.store.scan() as scan:
                 report = audit.verify_log(
-                    scan.entries(), scan.tree_rows(),
+                    scan.entries(), scan.tiles(),
                     [(c.size, c.note) for c in scan.checkpoints()], trusted, witnessed=witnessed,
                     progress=progress, restores=restores,
                 )  # fmt: skip

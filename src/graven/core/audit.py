@@ -1,7 +1,7 @@
 """Verification of a whole log from its raw stored rows: pure, given the rows and trusted keys.
 
 The entries' stored bytes are the only thing believed: every leaf is recomputed from them, the
-tree is rebuilt, and the result is compared with the stored tree rows, with every signed
+tree is rebuilt, and the result is compared with the stored tiles, with every signed
 checkpoint (whose signature MUST verify with a trusted key) and with checkpoints kept elsewhere
 (witnesses). The report names the first bad index and the kind of damage:
 
@@ -168,7 +168,7 @@ def root_at(levels: Sequence[Sequence[bytes]], size: int) -> bytes:
 
 def verify_log(
     entries: Iterable[tuple[int, bytes]],
-    tree_rows: Iterable[tuple[int, bytes]],
+    tiles: Iterable[tuple[int, int, bytes]],
     checkpoints: Sequence[tuple[int, str]],
     trusted: Sequence[Verifier],
     *,
@@ -178,23 +178,21 @@ def verify_log(
 ) -> Report:
     """Check everything stored against itself, the signed checkpoints and the witnessed ones.
 
-    ``restores`` are the stored (index, bytes) of the ``log.restore`` entries (see Lineages above).
+    ``tiles`` are the stored (level, index, hashes) C2SP tiles (see ``merkle.tile_of``). ``restores``
+    are the stored (index, bytes) of the ``log.restore`` entries (see Lineages above).
     """
     entry_indices, leaves = leaf_hashes(entries, progress)
-    tree = list(tree_rows)
-    tree_indices = [idx for idx, _ in tree]
-    blobs = [blob for _, blob in tree]
+    tree_indices, stored, upper = _tile_hashes(tiles)
     problems: list[Problem] = []
     count = len(entry_indices)
     tree_size = len(tree_indices)
     entries_contiguous = count == 0 or (entry_indices[0] == 0 and entry_indices[-1] == count - 1)
     tree_contiguous = tree_size == 0 or (tree_indices[0] == 0 and tree_indices[-1] == tree_size - 1)
-    stored = [blob[:32] for blob in blobs]
     levels = tree_levels(leaves)
     if not (entries_contiguous and tree_contiguous and leaves == stored):
         problems += _compare_rows(entry_indices, leaves, tree_indices, stored)
-    elif tree_contiguous:
-        problems += _check_tree_rows(levels, blobs)
+    else:
+        problems += _check_tiles(levels, upper)
     size = count
     found, vouched = _check_checkpoints(checkpoints, trusted, levels, size, witnessed=False)
     if not problems:
@@ -388,23 +386,48 @@ def _swapped(i: int, j: int) -> Problem:
     )
 
 
-def _check_tree_rows(levels: Sequence[Sequence[bytes]], blobs: Sequence[bytes]) -> list[Problem]:
-    """Every stored internal node must equal the one rebuilt from the leaves."""
-    for level in range(1, len(levels)):
-        step = 1 << level
-        offset = 32 * level
-        stored = [blob[offset : offset + 32] for blob in blobs[step - 1 :: step]]
-        if stored != levels[level]:
-            j = next(k for k, (a, b) in enumerate(zip(stored, levels[level], strict=False)) if a != b)
-            return [
+def _tile_hashes(
+    tiles: Iterable[tuple[int, int, bytes]],
+) -> tuple[list[int], list[bytes], list[tuple[int, int, bytes]]]:
+    """The stored leaf hashes with their indices (from the level-0 tiles), and the upper tiles."""
+    indices: list[int] = []
+    leaves: list[bytes] = []
+    upper: list[tuple[int, int, bytes]] = []
+    size = merkle.HASH_SIZE
+    for level, index, blob in tiles:
+        if level:
+            upper.append((level, index, blob))
+            continue
+        count = len(blob) // size
+        start = index * merkle.TILE_WIDTH
+        indices += range(start, start + count)
+        leaves += [blob[k : k + size] for k in range(0, count * size, size)]
+    return indices, leaves, upper
+
+
+def _check_tiles(levels: Sequence[Sequence[bytes]], upper: Sequence[tuple[int, int, bytes]]) -> list[Problem]:
+    """Every hash of an upper tile must equal the node rebuilt from the leaves; none may be extra."""
+    size = merkle.HASH_SIZE
+    found: list[Problem] = []
+    for level, index, blob in upper:
+        height = merkle.TILE_HEIGHT * level
+        rebuilt = levels[height] if height < len(levels) else []
+        first = index * merkle.TILE_WIDTH
+        for k in range(len(blob) // size):
+            node = first + k
+            if node < len(rebuilt) and blob[k * size : (k + 1) * size] == rebuilt[node]:
+                continue
+            step = 1 << height
+            found.append(
                 Problem(
-                    j * step,
+                    node * step,
                     "modified",
-                    f"The stored tree hash over entries {j * step}..{(j + 1) * step - 1} was altered; "
+                    f"The stored tree hash over entries {node * step}..{(node + 1) * step - 1} was altered; "
                     "the entries themselves match, but proofs served from this log would be wrong.",
                 )
-            ]
-    return []
+            )
+            break
+    return [min(found, key=lambda p: p.index)] if found else []
 
 
 def _check_checkpoints(

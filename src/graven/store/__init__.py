@@ -1,14 +1,16 @@
 """The storage port: a small protocol that every backend implements, and ``open_store(url)``.
 
-A backend keeps four things: the entries (their leaf bytes plus derived query columns), the tree
-rows (per leaf, the hashes of the perfect subtrees that leaf completes), the signed checkpoints, and
-a few settings. Every backend MUST refuse UPDATE and DELETE of stored entries, tree rows and
-checkpoints inside the engine, and MUST make an appended batch durable before ``WriteTx`` returns
-from its context (all of the batch or none of it).
+A backend keeps four things: the entries (their leaf bytes plus derived query columns), the Merkle
+tree as C2SP ``tlog-tiles`` (see ``merkle.tile_of``; a full tile is one row, the partial tile at the
+right edge of each level grows by one row per commit), the signed checkpoints, and a few settings.
+Every backend MUST refuse UPDATE and DELETE of stored entries, tiles and checkpoints inside the
+engine, except the removal of a partial tile's rows once its full tile is stored; and MUST make an
+appended batch durable before ``WriteTx`` returns from its context (all of the batch or none of it).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -85,7 +87,8 @@ class WriteTx(Protocol):
         ...
 
     def insert(self, first: int, entries: Sequence[Prepared], rows: Sequence[bytes]) -> None:
-        """Append entries at first, first+1, ... with their tree rows. MUST NOT overwrite."""
+        """Append entries at first, first+1, ... with the tree hashes they complete (``rows`` as
+        ``merkle.append`` gives them; the backend stores their tiles). MUST NOT overwrite."""
         ...
 
     def latest_checkpoint(self) -> StoredCheckpoint | None: ...
@@ -124,8 +127,8 @@ class Scan(Protocol):
         """Stored (index, leaf bytes) in index order."""
         ...
 
-    def tree_rows(self) -> Iterator[tuple[int, bytes]]:
-        """Stored (index, concatenated subtree hashes) in index order."""
+    def tiles(self) -> Iterator[tuple[int, int, bytes]]:
+        """Stored (tile level, tile index, hashes) by level, then index (see :func:`join_tile`)."""
         ...
 
     def checkpoints(self) -> list[StoredCheckpoint]: ...
@@ -203,3 +206,44 @@ def sqlite_path(url: str) -> Path:
     if not url:
         raise ConfigError("empty log path: give a file path or a sqlite:/// URL")
     return Path(url)
+
+
+def join_tile(parts: Iterable[tuple[int, bytes]]) -> bytes:
+    """A tile's hashes from its stored rows ``(width, hashes)``: the full tile (width 256) where it
+    is stored, else the parts of the partial tile concatenated in width order."""
+    ordered = sorted(parts, key=lambda part: part[0])
+    if ordered and ordered[-1][0] == merkle.TILE_WIDTH:
+        return bytes(ordered[-1][1])
+    return b"".join(bytes(hashes) for _, hashes in ordered)
+
+
+class FrontierMemo:
+    """The frontier hashes of the tree as this store object last committed it, so that its next write
+    need not read and rehash the partial tiles at the right edge. Tiles are append-only, so hashes
+    known at a size stay right while the log has that size; a commit by anyone else changes the size.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: tuple[int, dict[Node, bytes]] | None = None
+
+    def get(self, size: int) -> dict[Node, bytes] | None:
+        with self._lock:
+            known = self._known
+        return dict(known[1]) if known is not None and known[0] == size else None
+
+    def size(self) -> int:
+        """The size whose frontier is known (-1 when none is)."""
+        with self._lock:
+            return -1 if self._known is None else self._known[0]
+
+    def put(self, size: int, frontier: dict[Node, bytes]) -> None:
+        with self._lock:
+            self._known = (size, frontier)
+
+    @staticmethod
+    def grown(size: int, frontier: dict[Node, bytes], rows: Sequence[bytes]) -> tuple[int, dict[Node, bytes]] | None:
+        """The size and frontier after appending ``rows`` (None when ``frontier`` is incomplete)."""
+        if any(node not in frontier for node in merkle.frontier_nodes(size)):
+            return None
+        return size + len(rows), merkle.frontier_after(size, frontier, rows)

@@ -19,14 +19,18 @@ from dataclasses import dataclass
 #: SQLSTATE raised by the append-only triggers (class Z is free for implementations; G for Graven).
 IMMUTABLE_SQLSTATE = "ZG001"
 
-#: Tables holding log data: UPDATE, DELETE and TRUNCATE are refused on each, even for the owner.
-LOG_TABLES = ("entries", "entry_targets", "tree", "checkpoints", "settings")
+#: Tables holding log data: UPDATE, DELETE and TRUNCATE are refused on each, even for the owner
+#: (tiles: DELETE only of a partial tile's rows once its full tile is stored).
+LOG_TABLES = ("entries", "entry_targets", "tiles", "checkpoints", "settings")
 
 #: Everything a reader may SELECT (the log tables, the migration record and the DBA view).
 READABLE = (*LOG_TABLES, "schema_migrations", "entries_view")
 
 #: What a writer may INSERT into (settings are written once, by whoever runs ``graven init``).
-WRITABLE = ("entries", "entry_targets", "tree", "checkpoints")
+WRITABLE = ("entries", "entry_targets", "tiles", "checkpoints")
+
+#: What a writer may DELETE from (the triggers allow only superseded partial tiles).
+COMPACTED = "tiles"
 
 #: The capture outbox, which a writer empties (SELECT and DELETE) as it moves events into the log.
 OUTBOX = "captured"
@@ -47,9 +51,9 @@ class Migration:
     sql: str
 
 
-def _append_only_triggers() -> str:
+def _append_only_triggers(tables: tuple[str, ...]) -> str:
     parts = []
-    for table in LOG_TABLES:
+    for table in tables:
         parts.append(
             f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
             "FOR EACH ROW EXECUTE FUNCTION refuse_change();\n"
@@ -142,7 +146,7 @@ SELECT e.idx AS "index",
   FROM entries e
  CROSS JOIN LATERAL (SELECT body_jsonb(e.body) AS doc OFFSET 0) j;
 COMMENT ON VIEW entries_view IS 'Graven entries for reading; the body column of entries holds the signed bytes.';
-""" + _append_only_triggers()
+""" + _append_only_triggers(("entries", "entry_targets", "tree", "checkpoints", "settings"))
 
 # The outbox of trigger capture (graven.capture.pg writes it, in the transaction of each change; the
 # sequencer moves its rows into the log and deletes them in one transaction). Not log data: rows
@@ -156,9 +160,67 @@ CREATE TABLE IF NOT EXISTS captured (
 );
 """
 
+# The tree as C2SP tlog-tiles: tile (level, idx) holds the hashes of tree level 8 * level, nodes
+# 256 * idx on. A full tile is one row of width 256; until then each commit that adds hashes to the
+# tile adds a row holding those (from the previous row's width up to its own). The commit that
+# completes a tile writes the full tile and deletes the partial rows: the only DELETE allowed.
+# The rows of the former tree table (one per leaf) are converted, and its grants carried over.
+_V3 = r"""
+CREATE TABLE tiles (
+    level  integer NOT NULL CHECK (level >= 0),
+    idx    bigint NOT NULL CHECK (idx >= 0),
+    width  integer NOT NULL CHECK (width BETWEEN 1 AND 256),
+    hashes bytea NOT NULL CHECK (length(hashes) % 32 = 0 AND (width < 256 OR length(hashes) = 8192)),
+    PRIMARY KEY (level, idx, width)
+);
+
+CREATE FUNCTION tiles_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF TG_OP = 'DELETE' AND OLD.width < 256 AND EXISTS (
+        SELECT 1 FROM tiles t WHERE t.level = OLD.level AND t.idx = OLD.idx AND t.width = 256
+    ) THEN
+        RETURN OLD;  -- a partial tile's row, superseded by its full tile
+    END IF;
+    RAISE EXCEPTION USING
+        ERRCODE = 'ZG001',
+        MESSAGE = format('graven: %s is append-only; %s is refused', TG_TABLE_NAME, TG_OP),
+        HINT = 'A Graven log is never changed in place: record a new event that corrects it.';
+END
+$fn$;
+CREATE TRIGGER tiles_append_only BEFORE UPDATE OR DELETE ON tiles
+    FOR EACH ROW EXECUTE FUNCTION tiles_refuse_change();
+CREATE TRIGGER tiles_no_truncate BEFORE TRUNCATE ON tiles
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_change();
+
+INSERT INTO tiles (level, idx, width, hashes)
+SELECT l, (t.idx >> (8 * l)) >> 8, count(*),
+       string_agg(substring(t.hashes FROM 256 * l + 1 FOR 32), ''::bytea ORDER BY t.idx)
+  FROM tree t, generate_series(0, 7) AS l
+ WHERE length(t.hashes) > 256 * l
+ GROUP BY l, (t.idx >> (8 * l)) >> 8;
+
+DO $do$
+DECLARE g record;
+BEGIN
+    FOR g IN SELECT DISTINCT grantee, privilege_type FROM information_schema.role_table_grants
+              WHERE table_schema = current_schema() AND table_name = 'tree'
+                AND privilege_type IN ('SELECT', 'INSERT') AND grantee <> current_user LOOP
+        IF g.privilege_type = 'INSERT' THEN
+            EXECUTE format('GRANT INSERT, DELETE ON tiles TO %I', g.grantee);
+        ELSE
+            EXECUTE format('GRANT SELECT ON tiles TO %I', g.grantee);
+        END IF;
+    END LOOP;
+END
+$do$;
+
+DROP TABLE tree;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "log tables, query indexes, append-only triggers, entries_view", _V1),
     Migration(2, "captured: the outbox of trigger capture", _V2),
+    Migration(3, "the Merkle tree as C2SP tiles (256 hashes a row) instead of a row per leaf", _V3),
 )
 
 LATEST = MIGRATIONS[-1].version

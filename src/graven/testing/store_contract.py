@@ -172,7 +172,7 @@ class StoreContract:
         assert list(range(200)) == indices
         with store.scan() as scan:
             report = audit.verify_log(
-                scan.entries(), scan.tree_rows(), [(c.size, c.note) for c in scan.checkpoints()],
+                scan.entries(), scan.tiles(), [(c.size, c.note) for c in scan.checkpoints()],
                 [sequencer.signer.verifier()] if sequencer.signer else [],
             )  # fmt: skip
         assert report.ok, report.message
@@ -180,12 +180,30 @@ class StoreContract:
     # --- reading -------------------------------------------------------------------------
 
     def test_scan_returns_every_row_in_order(self, store: Store, sequencer: Sequencer) -> None:
-        """A scan yields entries and tree rows in index order within one snapshot."""
+        """A scan yields entries in index order and the tree's tiles, partial at the right edge."""
         self.fill(sequencer, 4)
         with store.scan() as scan:
             assert 4 == scan.size()
             assert [0, 1, 2, 3] == [i for i, _ in scan.entries()]
-            assert [0, 1, 2, 3] == [i for i, _ in scan.tree_rows()]
+            assert [(0, 0, 4)] == [(level, idx, len(h) // 32) for level, idx, h in scan.tiles()]
+
+    def test_tiles_fill_and_grow_a_level(self, store: Store, sequencer: Sequencer) -> None:
+        """Commits of every size leave one full tile per 256 hashes, the edge partial, and valid proofs."""
+        leaves: list[bytes] = []
+        for n in (1, 200, 54, 1, 300, 7):
+            items = [self.prepared(i) for i in range(len(leaves), len(leaves) + n)]
+            sequencer.append(items)
+            leaves += [item.leaf_hash for item in items]
+        size = len(leaves)
+        with store.scan() as scan:
+            widths = [(level, idx, len(h) // 32) for level, idx, h in scan.tiles()]
+        assert [(0, 0, 256), (0, 1, 256), (0, 2, 51), (1, 0, 2)] == widths
+        for index in (0, 255, 256, size - 1):
+            got, hashes = store.tree_hashes(merkle.inclusion_nodes(index, size))
+            assert got == size
+            assert merkle.inclusion_proof_from_leaves(index, leaves) == merkle.inclusion_proof(index, size, hashes)
+        _, hashes = store.tree_hashes(merkle.consistency_nodes(200, size))
+        assert merkle.consistency_proof_from_leaves(200, leaves) == merkle.consistency_proof(200, size, hashes)
 
     def test_query_filters(self, store: Store, sequencer: Sequencer) -> None:
         """Every filter narrows the result to the matching entries, in index order."""
@@ -228,8 +246,8 @@ class StoreContract:
             "UPDATE entries SET action = 'x.y' WHERE idx = 0",
             "DELETE FROM entries WHERE idx = 0",
             "DELETE FROM entries",
-            "UPDATE tree SET hashes = hashes WHERE idx = 0",
-            "DELETE FROM tree",
+            "UPDATE tiles SET hashes = hashes",
+            "DELETE FROM tiles",
             "DELETE FROM checkpoints",
             "UPDATE checkpoints SET note = 'x'",
             "DELETE FROM entry_targets",
