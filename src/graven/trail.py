@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import orjson
 
+from graven.archive import ARCHIVE_ACTION, check_archives, vouched_below
 from graven.capture import context
 from graven.capture.action import Action, Denied, audited
 from graven.checkpoint_file import CheckpointFile, kept_size
@@ -394,6 +395,8 @@ class Trail:
         if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index <= MAX_INDEX:
             raise ValidationError("index", f"must be an integer from 0 to {MAX_INDEX}", index)
         body = self.store.entry(index)
+        if body is None and index < self.store.archived_below():
+            raise NotFoundError(f"entry {index} was archived and pruned from the live log: find it in the archive")
         if body is None:
             raise NotFoundError(f"no entry {index}: the log has {self.size} entries (0..{self.size - 1})")
         return body
@@ -534,6 +537,7 @@ class Trail:
         *,
         progress: Callable[[int], None] | None = None,
         witnessed: Sequence[str] = (),
+        archives: Sequence[str | Path] = (),
     ) -> audit.Report:
         """Check every entry, the tree, every checkpoint and the witnessed checkpoints.
 
@@ -541,6 +545,8 @@ class Trail:
         from the verifier key recorded in the database (which an attacker could replace too).
         Witnessed checkpoints are the copy kept beside the key, the cosigned ones kept there, and
         ``witnessed`` (e.g. fetched from witnesses). ``progress`` is called with entries hashed so far.
+        Entries pruned after archiving are checked by their stored hashes; ``archives`` (folders, see
+        :mod:`graven.archive`) are checked too, each against its signed checkpoint and this log.
         """
         trusted = [self._trusted(key)]
         kept: list[str] = []
@@ -550,6 +556,7 @@ class Trail:
             kept += archived_notes(self.witness.path)  # earlier lineages (see graven.lineage)
         witnessed = list(dict.fromkeys([*kept, *kept_cosigned_notes(self), *witnessed]))
         restores = self._restores()
+        archived = self._archived_below()
         derived: list[int | None] = []
 
         def check_derived() -> None:
@@ -565,7 +572,7 @@ class Trail:
                 report = audit.verify_log(
                     scan.entries(), scan.tiles(),
                     [(c.size, c.note) for c in scan.checkpoints()], trusted, witnessed=witnessed,
-                    progress=progress, restores=restores,
+                    progress=progress, restores=restores, archived_below=archived,
                 )  # fmt: skip
         except IntegrityError as exc:
             checker.join()
@@ -577,7 +584,19 @@ class Trail:
             checker.join()
         if derived and derived[0] is not None:
             report.problems.append(audit.derived_problem(derived[0]))
+        for folder in archives:
+            report.problems.extend(check_archives(self, folder, trusted))
         return report
+
+    def _archived_below(self) -> int:
+        """The archived boundary, as far as ``log.archive`` entries in the log vouch for it."""
+        try:
+            marked = self.store.archived_below()
+            if not marked:
+                return 0
+            return min(marked, vouched_below(self.store.query(Query(action=ARCHIVE_ACTION, limit=MAX_PAGE))))
+        except GravenError:
+            return 0  # a damaged store is reported by the scan
 
     def _restores(self) -> list[tuple[int, bytes]]:
         """The stored ``log.restore`` entries (verification checks each against its leaf)."""

@@ -11,7 +11,7 @@ from typing import NoReturn
 
 import click
 
-from graven.cli import backups, demo, entries, pg, proofs  # noqa: F401 (each registers its commands)
+from graven.cli import archive, backups, demo, entries, pg, proofs  # noqa: F401 (each registers its commands)
 from graven.cli.base import EXIT_USAGE, cli, fail
 from graven.errors import GravenError
 from graven.forward.cli import forward_group, receive_group

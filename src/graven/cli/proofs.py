@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 import orjson
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from graven.archive import archive_folders, verify_archive
 from graven.cli.base import EXIT_DAMAGE, Options, cli, err, out, pass_options
 from graven.core import jsonlines
 from graven.core.bundle import verify_bundle
 from graven.errors import ValidationError
-from graven.keys import DEFAULT_KEY, load_verifier
+from graven.keys import DEFAULT_DB, DEFAULT_KEY, load_verifier
 from graven.private_files import log_files, warnings_for
 from graven.render import literal
 from graven.trail import MAX_INDEX
@@ -36,6 +38,9 @@ from graven.witnessing.keys import load_cosigner_verifier
               help="A witness's public key (text or file) that must have cosigned. Repeatable.")  # fmt: skip
 @click.option("--witness", "witness_urls", multiple=True, metavar="URL",
               help="Also hold the log against the newest checkpoint this witness cosigned. Repeatable.")  # fmt: skip
+@click.option("--archive", "archives", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Also check this archive (or a folder of archives); with --key and no log: offline. "
+                   "Repeatable.")  # fmt: skip
 @pass_options
 def verify_command(
     options: Options,
@@ -44,6 +49,7 @@ def verify_command(
     bundle: Path | None,
     witness_keys: tuple[str, ...],
     witness_urls: tuple[str, ...],
+    archives: tuple[Path, ...],
 ) -> None:
     """Check every entry, the Merkle tree, every signed checkpoint and the witnessed ones.
 
@@ -66,16 +72,20 @@ def verify_command(
         else:
             (out if check.ok else err).print(literal(("OK: " if check.ok else "FAILED: ") + check.message))
         sys.exit(0 if check.ok else EXIT_DAMAGE)
+    if archives and key is not None and options.db is None and not Path(DEFAULT_DB).exists():
+        _verify_archives_offline(archives, key, as_json)
     cosigners = [load_cosigner_verifier(k) for k in witness_keys]
     with options.open() as trail:
         seen = witness_evidence(trail, keys=cosigners, urls=witness_urls, log_key=load_verifier(key) if key else None)
         if as_json or not err.is_terminal:
-            report = trail.verify(key=key, witnessed=seen)
+            report = trail.verify(key=key, witnessed=seen, archives=archives)
         else:
             columns = (TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
             with Progress(*columns, console=err, transient=True) as bar:
                 task = bar.add_task("verify", total=trail.size)
-                report = trail.verify(key=key, witnessed=seen, progress=lambda done: bar.update(task, completed=done))
+                report = trail.verify(
+                    key=key, witnessed=seen, archives=archives, progress=lambda done: bar.update(task, completed=done)
+                )
         warning = trail.kept_warning()
     if not as_json and warning:
         err.print(Text("warning: ") + literal(warning))
@@ -93,6 +103,21 @@ def verify_command(
             + literal(f"first bad index {report.first_bad_index} ({report.kind}): {report.message}")
         )
     sys.exit(0 if report.ok else EXIT_DAMAGE)
+
+
+def _verify_archives_offline(paths: tuple[Path, ...], key: str, as_json: bool) -> NoReturn:
+    """Check archives alone, with the log's public key (no database needed); exits."""
+    verifier = load_verifier(key)
+    checks = [verify_archive(folder, [verifier]) for path in paths for folder in archive_folders(path)]
+    ok = all(c.ok for c in checks)
+    if as_json:
+        sys.stdout.buffer.write(jsonlines.line({
+            "ok": ok, "archives": [{"ok": c.ok, "first": c.first, "below": c.below, "message": c.message}
+                                   for c in checks],
+        }))  # fmt: skip
+    for check in checks if not as_json else ():
+        (out if check.ok else err).print(literal(("OK  " if check.ok else "TAMPERED  ") + check.message))
+    sys.exit(0 if ok else EXIT_DAMAGE)
 
 
 @cli.command("prove")

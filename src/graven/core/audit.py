@@ -25,6 +25,7 @@ checkpoint larger than the superseded one, or one that no restore entry explains
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
@@ -175,14 +176,20 @@ def verify_log(
     witnessed: Sequence[str] = (),
     progress: Callable[[int], None] | None = None,
     restores: Sequence[tuple[int, bytes]] = (),
+    archived_below: int = 0,
 ) -> Report:
     """Check everything stored against itself, the signed checkpoints and the witnessed ones.
 
     ``tiles`` are the stored (level, index, hashes) C2SP tiles (see ``merkle.tile_of``). ``restores``
-    are the stored (index, bytes) of the ``log.restore`` entries (see Lineages above).
+    are the stored (index, bytes) of the ``log.restore`` entries (see Lineages above). Entries below
+    ``archived_below`` (a boundary a ``log.archive`` entry vouches for) may be missing: they were
+    pruned after archiving, and their leaf hashes are taken from the tiles.
     """
     entry_indices, leaves = leaf_hashes(entries, progress)
     tree_indices, stored, upper = _tile_hashes(tiles)
+    pruned = 0
+    if archived_below:
+        entry_indices, leaves, pruned = _fill_pruned(entry_indices, leaves, tree_indices, stored, archived_below)
     problems: list[Problem] = []
     count = len(entry_indices)
     tree_size = len(tree_indices)
@@ -215,7 +222,32 @@ def verify_log(
         problems=problems,
         witnessed=len(witnessed),
         trusted_keys=tuple(v.to_text() for v in trusted),
-        notices=tuple(notices),
+        notices=tuple(notices) + ((_pruned_notice(pruned, archived_below),) if pruned else ()),
+    )
+
+
+def _fill_pruned(
+    indices: list[int], leaves: list[bytes], tree_indices: list[int], stored: list[bytes], below: int
+) -> tuple[list[int], list[bytes], int]:
+    """Stand the stored leaf hashes in for the entries missing below ``below`` (pruned)."""
+    if tree_indices[:1] != [0]:
+        return indices, leaves, 0
+    limit = min(below, len(stored))
+    kept = bisect_left(indices, limit)  # indices ascend: those below the boundary come first
+    if kept == limit:
+        return indices, leaves, 0
+    present = set(indices[:kept])
+    missing = [i for i in range(limit) if i not in present]
+    if not missing:
+        return indices, leaves, 0
+    merged = sorted([*zip(indices, leaves, strict=True), *((i, stored[i]) for i in missing)])
+    return [i for i, _ in merged], [h for _, h in merged], len(missing)
+
+
+def _pruned_notice(pruned: int, below: int) -> str:
+    return (
+        f"{pruned} entr{'y' if pruned == 1 else 'ies'} below index {below} {'was' if pruned == 1 else 'were'} "
+        "pruned after archiving (their hashes are still checked); check the archives with --archive."
     )
 
 

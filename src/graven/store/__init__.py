@@ -95,6 +95,21 @@ class WriteTx(Protocol):
 
     def insert_checkpoint(self, checkpoint: StoredCheckpoint) -> None: ...
 
+    def archived_below(self) -> int:
+        """Every entry below this index is in a written archive (0 when none was written)."""
+        ...
+
+    def mark_archived(self, below: int, name: str, digest: str) -> None:
+        """Record that the archive ``name`` (its manifest's SHA-256 ``digest``) holds every entry below
+        ``below``. MUST be called only once that archive is durably written and checked."""
+        ...
+
+    def prune(self, first: int, below: int, only: Sequence[int] | None = None) -> int:
+        """Remove the stored bodies and target rows of the archived entries ``first .. below - 1``
+        (``only`` those listed, when given); returns how many bodies were removed. The tree's tiles
+        stay. The engine MUST refuse to remove an entry at or above ``archived_below()``."""
+        ...
+
     def take_captured(self, limit: int) -> list[Any]:
         """Events the engine captured itself (database triggers), oldest first, removed from the
         capture table in this same transaction so each becomes exactly one entry. Backends
@@ -166,6 +181,10 @@ class Store(Protocol):
     def checkpoints(self) -> list[StoredCheckpoint]: ...
 
     def latest_checkpoint(self) -> StoredCheckpoint | None: ...
+
+    def archived_below(self) -> int:
+        """See :meth:`WriteTx.archived_below`."""
+        ...
 
     def query(self, query: Query) -> list[tuple[int, bytes]]: ...
 

@@ -26,7 +26,7 @@ from graven.store import Store, pg_tiles
 from graven.store.pg_connection import connect, parse_url, translate_error
 from graven.store.postgres import PostgresStore, migrate
 
-TABLES = ("entries", "entry_targets", "tiles", "checkpoints")
+TABLES = ("entries", "entry_targets", "tiles", "checkpoints", "archives")
 LEGACY_TABLES = ("entries", "entry_targets", "tree", "checkpoints")  # backups made before tiles
 LEGACY_VERSION = 2  # the last migration before the tree became tiles
 

@@ -79,6 +79,8 @@ UNION ALL
 SELECT 'c', taken.seq, NULL, taken.event::text FROM taken
 """
 
+_ARCHIVED_BELOW = "SELECT coalesce(max(below), 0) FROM archives"
+
 # --- the store ------------------------------------------------------------------------------------
 
 
@@ -363,6 +365,9 @@ class PostgresStore:
     def checkpoints(self) -> list[StoredCheckpoint]:
         rows = self._read("SELECT size, note FROM checkpoints ORDER BY size")
         return [StoredCheckpoint(int(size), str(note)) for size, note in rows]
+
+    def archived_below(self) -> int:
+        return int(self._read(_ARCHIVED_BELOW)[0][0])
 
     def latest_checkpoint(self) -> StoredCheckpoint | None:
         rows = self._read("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1")
@@ -669,6 +674,20 @@ class _PgWriteTx:
     def latest_checkpoint(self) -> StoredCheckpoint | None:
         row = self._execute("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
         return None if row is None else StoredCheckpoint(int(row[0]), str(row[1]))
+
+    def archived_below(self) -> int:
+        return int(self._execute(_ARCHIVED_BELOW).fetchall()[0][0])
+
+    def mark_archived(self, below: int, name: str, digest: str) -> None:
+        self._execute("INSERT INTO archives (below, name, digest) VALUES (%s, %s, %s)", (below, name, digest))
+
+    def prune(self, first: int, below: int, only: Sequence[int] | None = None) -> int:
+        if only is None:
+            self._execute("DELETE FROM entry_targets WHERE idx >= %s AND idx < %s", (first, below))
+            return self._execute("DELETE FROM entries WHERE idx >= %s AND idx < %s", (first, below)).rowcount
+        chosen = [i for i in only if first <= i < below]
+        self._execute("DELETE FROM entry_targets WHERE idx = ANY(%s::bigint[])", (chosen,))
+        return self._execute("DELETE FROM entries WHERE idx = ANY(%s::bigint[])", (chosen,)).rowcount
 
     def insert_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
         self._pending.append(

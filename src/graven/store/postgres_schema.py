@@ -20,8 +20,9 @@ from dataclasses import dataclass
 IMMUTABLE_SQLSTATE = "ZG001"
 
 #: Tables holding log data: UPDATE, DELETE and TRUNCATE are refused on each, even for the owner
-#: (tiles: DELETE only of a partial tile's rows once its full tile is stored).
-LOG_TABLES = ("entries", "entry_targets", "tiles", "checkpoints", "settings")
+#: (tiles: DELETE only of a partial tile's rows once its full tile is stored; entries and
+#: entry_targets: DELETE only below an archived boundary, see graven.archive).
+LOG_TABLES = ("entries", "entry_targets", "tiles", "checkpoints", "settings", "archives")
 
 #: Everything a reader may SELECT (the log tables, the migration record and the DBA view).
 READABLE = (*LOG_TABLES, "schema_migrations", "entries_view")
@@ -217,10 +218,54 @@ $do$;
 DROP TABLE tree;
 """
 
+# Archives: every entry below `below` is in the written archive `name`. Its body and target rows may
+# then be removed (pruned); nothing else may be, and the tiles stay, so proofs stay valid.
+_V4 = r"""
+CREATE TABLE archives (
+    below  bigint PRIMARY KEY CHECK (below > 0),
+    name   text NOT NULL,
+    digest text NOT NULL
+);
+CREATE TRIGGER archives_append_only BEFORE UPDATE OR DELETE ON archives
+    FOR EACH ROW EXECUTE FUNCTION refuse_change();
+CREATE TRIGGER archives_no_truncate BEFORE TRUNCATE ON archives
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_change();
+
+CREATE FUNCTION refuse_unarchived_change() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF TG_OP = 'DELETE' AND OLD.idx < (SELECT coalesce(max(below), 0) FROM archives) THEN
+        RETURN OLD;  -- pruning an entry a written archive holds
+    END IF;
+    RAISE EXCEPTION USING
+        ERRCODE = 'ZG001',
+        MESSAGE = format('graven: %s is append-only; %s is refused', TG_TABLE_NAME, TG_OP),
+        HINT = 'A Graven log is never changed in place: record a new event that corrects it.';
+END
+$fn$;
+DROP TRIGGER entries_append_only ON entries;
+CREATE TRIGGER entries_append_only BEFORE UPDATE OR DELETE ON entries
+    FOR EACH ROW EXECUTE FUNCTION refuse_unarchived_change();
+DROP TRIGGER entry_targets_append_only ON entry_targets;
+CREATE TRIGGER entry_targets_append_only BEFORE UPDATE OR DELETE ON entry_targets
+    FOR EACH ROW EXECUTE FUNCTION refuse_unarchived_change();
+
+DO $do$
+DECLARE g record;
+BEGIN
+    FOR g IN SELECT DISTINCT grantee FROM information_schema.role_table_grants
+              WHERE table_schema = current_schema() AND table_name = 'entries'
+                AND privilege_type = 'SELECT' AND grantee <> current_user LOOP
+        EXECUTE format('GRANT SELECT ON archives TO %I', g.grantee);
+    END LOOP;
+END
+$do$;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "log tables, query indexes, append-only triggers, entries_view", _V1),
     Migration(2, "captured: the outbox of trigger capture", _V2),
     Migration(3, "the Merkle tree as C2SP tiles (256 hashes a row) instead of a row per leaf", _V3),
+    Migration(4, "archives: entries below an archived boundary may be pruned", _V4),
 )
 
 LATEST = MIGRATIONS[-1].version

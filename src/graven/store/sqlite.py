@@ -24,7 +24,7 @@ from graven.core.merkle import Node
 from graven.core.model import Prepared
 from graven.errors import ConfigError, ImmutableError, IntegrityError, StoreError
 from graven.private_files import create_private_file
-from graven.store import FrontierMemo, Head, Query, StoredCheckpoint, sqlite_tiles
+from graven.store import FrontierMemo, Head, Query, StoredCheckpoint, sqlite_pruning, sqlite_tiles
 from graven.store.querying import Dialect, select_entries
 
 SCHEMA_VERSION = 1
@@ -74,6 +74,8 @@ def _immutability_triggers() -> str:
     parts = []
     for table in _TABLES:
         for op in ("UPDATE", "DELETE"):
+            if op == "DELETE" and table in sqlite_pruning.PRUNABLE:
+                continue  # refused except below an archived boundary: see sqlite_pruning
             parts.append(
                 f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
                 f"BEGIN SELECT RAISE(ABORT, 'graven: {table} is append-only; {op} is refused'); END;"
@@ -107,13 +109,16 @@ class SQLiteStore:
             self._upgrade()
 
     def _upgrade(self) -> None:
-        """Convert a log written before tiles (a ``tree`` table) in one write transaction."""
+        """Bring a log written by an older Graven up to date in one write transaction: its tree
+        (a ``tree`` table) becomes tiles, and it gets the archives table."""
         conn = self._connect()
         try:
-            if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tree'").fetchone():
+            names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "tree" in names or ("entries" in names and "archives" not in names):
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     sqlite_tiles.migrate(conn, str(self.path))
+                    sqlite_pruning.upgrade(conn)
                     conn.execute("COMMIT")
                 finally:
                     if conn.in_transaction:
@@ -182,6 +187,7 @@ class SQLiteStore:
             conn.execute("BEGIN IMMEDIATE")
             sqlite_tiles.migrate(conn, str(self.path))
             sqlite_tiles.create(conn)
+            sqlite_pruning.upgrade(conn)
             stored = dict(conn.execute("SELECT key, value FROM graven_settings").fetchall())
             wanted = {"schema_version": str(SCHEMA_VERSION), **settings}
             conn.executemany(
@@ -234,6 +240,9 @@ class SQLiteStore:
 
     def size(self) -> int:
         return _size(self._reader())
+
+    def archived_below(self) -> int:
+        return sqlite_pruning.archived_below(self._reader())
 
     def entry(self, index: int) -> bytes | None:
         row = self._reader().execute("SELECT body FROM entries WHERE idx = ?", (index,)).fetchone()
@@ -460,6 +469,17 @@ class _SQLiteWriteTx:
 
     def latest_checkpoint(self) -> StoredCheckpoint | None:
         return _latest_checkpoint(self.conn)
+
+    def archived_below(self) -> int:
+        return sqlite_pruning.archived_below(self.conn)
+
+    def mark_archived(self, below: int, name: str, digest: str) -> None:
+        sqlite_pruning.mark(self.conn, below, name, digest)
+
+    def prune(self, first: int, below: int, only: Sequence[int] | None = None) -> int:
+        if only is None:
+            return sqlite_pruning.prune_range(self.conn, first, below)
+        return sqlite_pruning.prune(self.conn, [i for i in only if first <= i < below])
 
     def insert_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
         self.conn.execute("INSERT INTO checkpoints (size, note) VALUES (?, ?)", (checkpoint.size, checkpoint.note))
