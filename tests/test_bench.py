@@ -68,3 +68,14 @@ def test_quick_pg_benchmark_runs(pg: Server) -> None:
     goal_rows = [line for line in out.stdout.splitlines() if ">= " in line or "<= " in line or "< 5 ms" in line]
     assert goal_rows
     assert all(line.rstrip().endswith(("PASS", "MISS")) for line in goal_rows), goal_rows
+
+
+def test_quick_archive_benchmark_runs(tmp_path: Path) -> None:
+    """`bench_archive.py --quick` archives and prunes a small log, verifies it and prints every goal."""
+    out = subprocess.run(
+        [sys.executable, BENCH.with_name("bench_archive.py"), "--quick", "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert 0 == out.returncode, out.stderr[-2000:]
+    for label in ("archive, 4,500 entries", "prune, 4,500 bodies", "proof of a kept entry", "bytes per pruned entry"):
+        assert label in out.stdout

@@ -19,10 +19,12 @@ own actions (``log.*``) are never pruned by retention.
 from __future__ import annotations
 
 import base64
+import ctypes
 import hashlib
 import os
 import re
 import shutil
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -207,10 +209,7 @@ def _write(store: Store, dest: Path, first: int, below: int, checkpoint_size: in
         }  # fmt: skip
         data = orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n"
         (temp / "manifest.json").write_bytes(data)
-        for folder, _, files in os.walk(temp):
-            for name in files:
-                with open(Path(folder) / name, "rb+") as handle:
-                    _sync(handle)
+        _sync_tree(temp)
         if dest.exists():
             _move_into(temp, dest)
         else:
@@ -231,6 +230,31 @@ def _move_into(temp: Path, dest: Path) -> None:
 def _sync(handle: Any) -> None:
     handle.flush()
     os.fsync(handle.fileno())
+
+
+def _sync_tree(root: Path) -> None:
+    """Make every file under ``root`` durable: one ``syncfs`` of its file system where Linux has it
+    (thousands of tile files would each cost a journal commit), else an ``fsync`` per file."""
+    syncfs = getattr(_libc(), "syncfs", None)
+    if syncfs is not None:
+        fd = os.open(root, os.O_RDONLY)
+        try:
+            if syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    for folder, _, files in os.walk(root):
+        for name in files:
+            with open(Path(folder) / name, "rb+") as handle:
+                _sync(handle)
+        _sync_dir(Path(folder))
+
+
+def _libc() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+    except OSError:
+        return None
 
 
 def _sync_dir(folder: Path) -> None:
@@ -285,10 +309,13 @@ def verify_archive(path: str | Path, verifiers: Sequence[Verifier]) -> ArchiveCh
     if len(leaves) != merkle.HASH_SIZE * below:
         return ArchiveCheck(False, f"{folder}: the level-0 tiles do not hold {below} hashes", first, below)
     leaf_list = [leaves[k : k + merkle.HASH_SIZE] for k in range(0, len(leaves), merkle.HASH_SIZE)]
-    levels_ok, bad = _upper_tiles_match(leaf_list, tiles)
-    if not levels_ok:
-        return ArchiveCheck(False, f"{folder}: the tile {bad} does not match the leaves beneath it", first, below)
-    root = merkle.root_of(leaf_list)
+    levels = audit.tree_levels(leaf_list)
+    for (level, index), blob in sorted(tiles.items()):
+        start = index * merkle.TILE_WIDTH
+        if level and b"".join(levels[merkle.TILE_HEIGHT * level][start : start + len(blob) // 32]) != blob:
+            return ArchiveCheck(False, f"{folder}: the tile {level}/{index} does not match the leaves beneath it",
+                                first, below)  # fmt: skip
+    root = audit.root_at(levels, below)
     if not merkle.verify_consistency(below, size, root, checkpoint.root_hash, proof):
         return ArchiveCheck(
             False, f"{folder}: the tree of {below} entries is not consistent with the signed checkpoint of size {size}",
@@ -314,26 +341,6 @@ def verify_archive(path: str | Path, verifiers: Sequence[Verifier]) -> ArchiveCh
         f"checkpoint of size {size}.",
         first, below, None, root,
     )  # fmt: skip
-
-
-def _upper_tiles_match(leaves: list[bytes], tiles: dict[merkle.Tile, bytes]) -> tuple[bool, str]:
-    level_hashes = leaves
-    height = 0
-    for (level, index), blob in sorted(tiles.items()):
-        if level == 0:
-            continue
-        while height < merkle.TILE_HEIGHT * level:
-            level_hashes = _pairs(level_hashes)
-            height += 1
-        start = index * merkle.TILE_WIDTH
-        want = b"".join(level_hashes[start : start + len(blob) // merkle.HASH_SIZE])
-        if want != blob:
-            return False, f"{level}/{index}"
-    return True, ""
-
-
-def _pairs(hashes: list[bytes]) -> list[bytes]:
-    return [merkle.node_hash(hashes[k], hashes[k + 1]) for k in range(0, len(hashes) - 1, 2)]
 
 
 def archive_folders(path: str | Path) -> list[Path]:
