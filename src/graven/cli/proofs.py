@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -19,6 +20,7 @@ from graven.errors import ValidationError
 from graven.keys import DEFAULT_DB, DEFAULT_KEY, load_verifier
 from graven.private_files import log_files, warnings_for
 from graven.render import literal
+from graven.store import sqlite_path
 from graven.trail import MAX_INDEX
 from graven.witnessing.client import witness_evidence
 from graven.witnessing.keys import load_cosigner_verifier
@@ -72,7 +74,7 @@ def verify_command(
         else:
             (out if check.ok else err).print(literal(("OK: " if check.ok else "FAILED: ") + check.message))
         sys.exit(0 if check.ok else EXIT_DAMAGE)
-    if archives and key is not None and options.db is None and not Path(DEFAULT_DB).exists():
+    if archives and key is not None and not _log_here(options):
         _verify_archives_offline(archives, key, as_json)
     cosigners = [load_cosigner_verifier(k) for k in witness_keys]
     with options.open() as trail:
@@ -103,6 +105,14 @@ def verify_command(
             + literal(f"first bad index {report.first_bad_index} ({report.kind}): {report.message}")
         )
     sys.exit(0 if report.ok else EXIT_DAMAGE)
+
+
+def _log_here(options: Options) -> bool:
+    """Whether the log the options name is there to open (a PostgreSQL URL is taken to be)."""
+    url = str(options.db or os.environ.get("GRAVEN_DB") or DEFAULT_DB)
+    if "://" in url and not url.startswith("sqlite://"):
+        return True
+    return sqlite_path(url).exists()
 
 
 def _verify_archives_offline(paths: tuple[Path, ...], key: str, as_json: bool) -> NoReturn:
