@@ -238,6 +238,37 @@ class StoreContract:
         self.fill(sequencer, 5)
         assert None is store.derived_mismatch()
 
+    # --- archives and pruning ------------------------------------------------------------
+
+    def test_pruning_only_below_an_archived_boundary(self, store: Store, sequencer: Sequencer) -> None:
+        """Bodies below a recorded archive boundary can be removed; the tiles and proofs stay; nothing
+        at or above the boundary can be, and a refused prune changes nothing."""
+        items = [self.prepared(i) for i in range(30)]
+        sequencer.append(items)
+        _, before = store.tree_hashes(merkle.inclusion_nodes(25, 30))
+        assert 0 == store.archived_below()
+        with pytest.raises(ImmutableError, match="append-only"), store.write() as tx:
+            tx.prune(0, 5)
+        with store.write() as tx:
+            tx.mark_archived(10, "a1", "d1")
+            assert 10 == tx.archived_below()
+            assert 3 == tx.prune(0, 10, [1, 4, 7, 12])
+        assert [None, None, None] == [store.entry(i) for i in (1, 4, 7)]
+        assert store.entry(12) is not None
+        with store.write() as tx:
+            assert 7 == tx.prune(0, 10)
+        with pytest.raises(ImmutableError, match="append-only"), store.write() as tx:
+            tx.prune(10, 11)
+        assert 10 == store.archived_below()
+        assert store.entry(10) is not None
+        assert [11, 15, 19, 23, 27] == [i for i, _ in store.query(Query(target=("customer", "c-3")))]
+        _, after = store.tree_hashes(merkle.inclusion_nodes(25, 30))
+        assert before == after
+        with store.scan() as scan:
+            report = audit.verify_log(scan.entries(), scan.tiles(), [], [], archived_below=10)
+        assert report.ok, report.message
+        assert 30 == report.entries
+
     # --- immutability --------------------------------------------------------------------
 
     @pytest.mark.parametrize(
