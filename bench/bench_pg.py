@@ -84,6 +84,7 @@ from bench_log import (
 )
 
 import graven
+from graven.capture.pg import context as pg_context
 from graven.capture.pg import track
 
 KEPT_DB = "graven_bench_kept"
@@ -372,7 +373,7 @@ class Side:
     name: str
     table: str
     tracked: bool
-    in_context: bool  # each UPDATE inside trail.pg_context(conn, actor=...), a transaction of its own
+    in_context: bool  # each UPDATE inside pg_context(conn, actor=...), a transaction of its own
 
 
 SIDES = (
@@ -481,7 +482,7 @@ def single_block(trail: graven.Trail, conn: psycopg.Connection[Any], side: Side,
     with clock:
         if side.in_context:
             for ident in ids:
-                with trail.pg_context(conn, actor=f"u-{ident % 1000:05d}", ip="10.1.2.3", reason="limit review"):
+                with pg_context(conn, actor=f"u-{ident % 1000:05d}", ip="10.1.2.3", reason="limit review"):
                     execute(statement, (ident,))
         else:
             for ident in ids:
@@ -997,7 +998,7 @@ def run(server: Server, scratch: Scratch, sizes: Sizes, seed: int, *, keep: bool
         Row(f"tracked single-row UPDATE, 1 per commit ({u:,})", ms(single["graven"]), ms(single["untracked"]),
             f"{single['graven'] / single['untracked']:.2f}x", "<= 2x untracked",
             verdict(single["graven"] <= 2 * single["untracked"])),
-        Row("  the same, inside trail.pg_context(actor=...)", ms(single["graven, context"]),
+        Row("  the same, inside pg_context(actor=...)", ms(single["graven, context"]),
             ms(single["untracked, context"]), f"{single['graven, context'] / single['untracked, context']:.2f}x",
             "<= 2x untracked", verdict(single["graven, context"] <= 2 * single["untracked, context"])),
         Row("  beside the hand-written audit trigger", ms(single["graven"]), ms(single["audit trigger"]),
@@ -1030,7 +1031,7 @@ def run(server: Server, scratch: Scratch, sizes: Sizes, seed: int, *, keep: bool
     print("               to_jsonb(NEW), TG_OP, now() into audit_log with a bigserial key); graven tracks with")
     print(f"               {', '.join(f'{k}={v}' for k, v in TRACK_OPTIONS.items())}; single-row UPDATEs each")
     print("               in autocommit (one commit, one fsync) at the same random ids; 'context' rows wrap each")
-    print("               UPDATE in trail.pg_context(conn, actor=, ip=, reason=) on both sides (BEGIN, set_config,")
+    print("               UPDATE in pg_context(conn, actor=, ip=, reason=) on both sides (BEGIN, set_config,")
     print("               UPDATE, COMMIT); the bulk UPDATE is one statement, one commit")
     print("  queries:     a plain table of the same events (seq bigint pk, target_type, target_id, actor_id,")
     print("               occurred_at, body jsonb) with b-tree indexes on (target_type, target_id) and")

@@ -8,6 +8,7 @@ with graven.open("sqlite:///audit.db", signing_key="audit.key") as trail:
 """
 
 from graven.capture.action import Action, Denied
+from graven.context import ContextThreadPoolExecutor, carry
 from graven.core.audit import Problem, Report
 from graven.core.bundle import verify_bundle
 from graven.core.model import Actor, Change, Entry, Event, Target
@@ -34,6 +35,7 @@ __all__ = [
     "Actor",
     "Change",
     "ConfigError",
+    "ContextThreadPoolExecutor",
     "Denied",
     "Entry",
     "Event",
@@ -52,6 +54,7 @@ __all__ = [
     "Trail",
     "ValidationError",
     "__version__",
+    "carry",
     "init",
     "open",
     "verify_bundle",

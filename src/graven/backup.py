@@ -44,12 +44,12 @@ from graven.checkpoint_file import CheckpointFile
 from graven.core import merkle
 from graven.core.audit import RESTORE_ACTION
 from graven.core.note import NoteError, Signer, Verifier, open_checkpoint
+from graven.cosigned_file import replace_atomically
 from graven.errors import ConfigError, IntegrityError, StoreError
 from graven.lineage import KeptCheckpoints, archived, cosigned_path, next_lineage
 from graven.sequencer import KeptCheckpoint
 from graven.store import Store, open_store, sqlite_path
 from graven.trail import Trail
-from graven.witnessing.files import replace_atomically
 
 FORMAT = "graven-backup/1"
 MANIFEST = "manifest.json"
@@ -355,7 +355,7 @@ def _record_restore(
 def _note_of(anchor: KeptCheckpoint, kept_path: Path, verifier: Verifier) -> str:
     """The signed note of the superseded checkpoint, from the file that keeps it."""
     candidates = [CheckpointFile(kept_path).read()]
-    from graven.witnessing.files import CosignedFile
+    from graven.cosigned_file import CosignedFile
 
     candidates += CosignedFile(cosigned_path(kept_path)).read().values()
     for note in candidates:

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from graven.checkpoint_file import CheckpointFile
 from graven.core.note import NoteError, Verifier, open_checkpoint
+from graven.cosigned_file import CosignedFile
 from graven.errors import GravenError
 from graven.sequencer import KeptCheckpoint
-from graven.witnessing.files import CosignedFile
 
 _Stamp = tuple[int, int, int] | None
 

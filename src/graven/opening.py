@@ -25,6 +25,7 @@ from graven.store import open_store, sqlite_path
 from graven.subject_keys import DEFAULT_SUBJECT_KEYS, SubjectKeys
 from graven.trail import DEFAULT_POLICY, Trail
 from graven.witnessing.client import witness_prefix, witnesses_from_env
+from graven.witnessing.pusher import attach
 
 
 def init(
@@ -127,10 +128,11 @@ def open_trail(
     trail = Trail(
         store, signer=None if foreign else signer, clock=clock, checkpoint_interval=checkpoint_interval,
         witness=_witness(witness, None if isinstance(key_source, Signer) else Path(key_source)),
-        redaction=_policy(fingerprint_key or os.environ.get("GRAVEN_FINGERPRINT_KEY")), witnesses=urls,
+        redaction=_policy(fingerprint_key or os.environ.get("GRAVEN_FINGERPRINT_KEY")),
         denied=_exception_types(denied),
         **_shredding(personal, subject_keys, None if isinstance(key_source, Signer) else Path(key_source)),
     )  # fmt: skip
+    attach(trail, urls)  # each new checkpoint pushed to the witnesses in the background
     if foreign:
         # The default key does not match what the log says: either it belongs to another log, or
         # the log was replaced. Reading works; verification trusts the key (and so reports a fork

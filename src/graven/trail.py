@@ -25,8 +25,8 @@ from typing import Any, Literal
 
 import orjson
 
+from graven import context
 from graven.archive import ARCHIVE_ACTION, check_archives, vouched_below
-from graven.capture import context
 from graven.capture.action import Action, Denied, audited
 from graven.checkpoint_file import CheckpointFile, kept_size
 from graven.core import audit, merkle
@@ -36,6 +36,7 @@ from graven.core.model import Entry, Prepared, change_dict, event_from, nfc, par
 from graven.core.note import Signer, Verifier
 from graven.core.redaction import RedactionPolicy
 from graven.core.shredding import PREFIX, PersonalData, open_entry, seal_event
+from graven.cosigned_file import kept_notes
 from graven.errors import ConfigError, GravenError, IdempotencyConflict, IntegrityError, NotFoundError, ValidationError
 from graven.keys import load_verifier
 from graven.lineage import KeptCheckpoints, archived_notes
@@ -43,8 +44,6 @@ from graven.sequencer import Sequencer
 from graven.signing import BackgroundSigner, SigningStatus, disabled_status
 from graven.store import Query, Store, StoredCheckpoint
 from graven.subject_keys import SubjectKeys, check_subject
-from graven.witnessing.client import kept_cosigned_notes
-from graven.witnessing.pusher import Pusher
 
 DEFAULT_POLICY = RedactionPolicy()
 _CHANGE_KEYS = frozenset({"field", "old", "new", "redacted", "fingerprint"})
@@ -86,7 +85,6 @@ class Trail:
         redaction: RedactionPolicy | None = DEFAULT_POLICY,
         personal: PersonalData | None = None,
         subject_keys: SubjectKeys | None = None,
-        witnesses: Sequence[str] = (),
     ) -> None:
         if personal is not None and subject_keys is None:
             raise ConfigError("declaring personal fields needs a subject key store (subject_keys=SubjectKeys(path))")
@@ -114,9 +112,10 @@ class Trail:
         self._appended = False
         self.trusted_signer: Signer | None = None  # trusted for verification only (see open_trail)
         self.write_refusal: str | None = None
-        self.witnesses = tuple(witnesses)
-        # Each new checkpoint is pushed to the witnesses in the background, never on the write path.
-        self.pusher = Pusher(self, self.witnesses) if self.witnesses else None
+        self.witnesses: tuple[str, ...] = ()
+        self.pusher: Any = None  # a graven.witnessing.pusher.Pusher, attached by graven.witnessing.attach
+        self._signed_hooks: list[Callable[[StoredCheckpoint], None]] = []
+        self._close_hooks: list[Callable[[], None]] = []
 
     # --- writing -----------------------------------------------------------------------------
 
@@ -241,16 +240,6 @@ class Trail:
         self._appended = self._appended or moved > 0
         return moved
 
-    def pg_context(self, conn: Any, **who: Any) -> AbstractContextManager[None]:
-        """Who and why for changes made through a psycopg connection to tracked tables.
-
-        ``with trail.pg_context(conn, actor="u-17", ip=..., reason=...):`` sets them for the
-        current transaction only (``set_config(..., true)``), so it is safe behind poolers.
-        """
-        from graven.capture.pg import context
-
-        return context(conn, **who)
-
     def _prepare_captured(self, events: list[Any]) -> list[Prepared]:
         """Captured events as entries (one clock reading for the batch); an event that breaks a
         rule is kept as a ``capture.invalid`` entry saying why, so one bad row never blocks the rest."""
@@ -372,12 +361,20 @@ class Trail:
         latest = self.store.latest_checkpoint()
         return -1 if latest is None else latest.size
 
+    def on_signed(self, hook: Callable[[StoredCheckpoint], None]) -> None:
+        """Call ``hook`` after each checkpoint is committed. It MUST NOT block (no I/O on the write path)."""
+        self._signed_hooks.append(hook)
+
+    def on_close(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` when the trail closes, after its final checkpoint and before its store closes."""
+        self._close_hooks.append(hook)
+
     def _push_witness(self, checkpoint: StoredCheckpoint) -> None:
-        """After a checkpoint is committed: the signer keeps it, the pusher pushes it (no I/O here)."""
+        """After a checkpoint is committed: the signer keeps it, the hooks (the witness pusher) hear of it."""
         if self._signing is not None:
             self._signing.signed(checkpoint)
-        if self.pusher is not None:
-            self.pusher.notify()
+        for hook in self._signed_hooks:
+            hook(checkpoint)
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -554,7 +551,7 @@ class Trail:
             kept.append(note)
         if self.witness is not None:
             kept += archived_notes(self.witness.path)  # earlier lineages (see graven.lineage)
-        witnessed = list(dict.fromkeys([*kept, *kept_cosigned_notes(self), *witnessed]))
+        witnessed = list(dict.fromkeys([*kept, *kept_notes(self.witness), *witnessed]))
         restores = self._restores()
         archived = self._archived_below()
         derived: list[int | None] = []
@@ -624,8 +621,8 @@ class Trail:
             if self._signing is not None:
                 self._signing.close(self._appended and self.store.size() != self._latest_size())
         finally:
-            if self.pusher is not None:
-                self.pusher.close()  # the last checkpoint reaches the witnesses before the store closes
+            for hook in self._close_hooks:
+                hook()  # e.g. the last checkpoint reaches the witnesses before the store closes
             self.store.close()
             if self.subject_keys is not None:
                 self.subject_keys.close()

@@ -15,6 +15,7 @@ import pytest
 from psycopg import sql
 
 import graven
+from graven.capture.pg import context as pg_context
 from graven.trail import Trail
 from tests.pgserver import Server, with_url
 
@@ -75,7 +76,7 @@ class TestCapture:
             ).format(t)
         )
         with graven.open(url, signing_key=key) as trail:
-            with trail.pg_context(
+            with pg_context(
                 conn,
                 actor={"type": "user", "id": "u-17", "name": "Dana"},
                 ip="198.51.100.23",

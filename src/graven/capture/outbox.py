@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from graven.capture import context
+from graven import context
 from graven.core.model import load_json
 from graven.errors import ValidationError
 

@@ -26,7 +26,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from graven.capture.context import actor_of
+from graven.context import actor_of
 from graven.errors import ConfigError
 
 CONTEXT_SETTING = "graven.context"

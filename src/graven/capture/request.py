@@ -99,3 +99,11 @@ def note_denied() -> None:
     current = _attempt.get()
     if current is not None:
         current.denied_recorded = True
+
+
+def begin_attempt() -> Attempt:
+    """Mark the rest of the current contextvars context as one request, for a context made for it alone
+    (the WSGI middleware runs each request in its own copy, thrown away afterwards: nothing to undo)."""
+    current = Attempt()
+    _attempt.set(current)
+    return current

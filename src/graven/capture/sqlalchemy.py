@@ -67,7 +67,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapper, ORMExecuteState, Session, scoped_session, sessionmaker
 from sqlalchemy.orm import SessionTransaction as Tx
 
-from graven.capture import _rows, context, outbox
+from graven import context
+from graven.capture import _rows, outbox
 from graven.core.model import ACTION_RE
 from graven.errors import ConfigError
 

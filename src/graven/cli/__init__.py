@@ -13,10 +13,10 @@ import click
 
 from graven.cli import archive, backups, demo, entries, pg, proofs  # noqa: F401 (each registers its commands)
 from graven.cli.base import EXIT_USAGE, cli, fail
+from graven.cli.forward import forward_group, receive_group
+from graven.cli.serve import keys_group, serve_command, users_group
+from graven.cli.witness import witness_group
 from graven.errors import GravenError
-from graven.forward.cli import forward_group, receive_group
-from graven.server.commands import keys_group, serve_command, users_group
-from graven.witnessing.cli import witness_group
 
 for _group in (witness_group, serve_command, keys_group, users_group, forward_group, receive_group):
     cli.add_command(_group)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from graven.capture.context import actor_of
 from graven.cli.base import Options, cli, out, pass_options
+from graven.context import actor_of
 from graven.keys import DEFAULT_KEY
 
 # --- backup and restore -----------------------------------------------------------------------

@@ -12,8 +12,8 @@ import click
 import orjson
 
 from graven import render
-from graven.capture.context import actor_of, scope
 from graven.cli.base import Options, cli, err, out, pass_options
+from graven.context import actor_of, scope
 from graven.core import jsonlines
 from graven.core.model import Entry, load_json
 from graven.errors import ValidationError

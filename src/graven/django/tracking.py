@@ -42,7 +42,8 @@ from django.db.models import DecimalField, Field, ManyToManyField, Model, QueryS
 from django.db.models.fields.files import FieldFile
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete, pre_save
 
-from graven.capture import _rows, context, outbox
+from graven import context
+from graven.capture import _rows, outbox
 from graven.core.model import ACTION_RE
 from graven.errors import ConfigError
 

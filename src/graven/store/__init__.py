@@ -153,6 +153,12 @@ class Store(Protocol):
     """A log's storage. Reads see a consistent snapshot per call."""
 
     url: str
+    backend: str
+    """``"sqlite"`` or ``"postgresql"``: which kind of companion storage (accounts, read models) fits beside it."""
+
+    def location(self) -> Any:
+        """Where companion storage opens beside the log: the SQLite file's ``Path``, or the ``PgTarget``."""
+        ...
 
     def initialize(self, settings: Mapping[str, str]) -> None:
         """Create the schema if absent (idempotent) and store settings that are not yet set."""

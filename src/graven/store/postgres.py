@@ -87,6 +87,11 @@ _ARCHIVED_BELOW = "SELECT coalesce(max(below), 0) FROM archives"
 class PostgresStore:
     """A log in one schema of a PostgreSQL database. Thread-safe; many processes may write it."""
 
+    backend = "postgresql"
+
+    def location(self) -> PgTarget:
+        return self.target
+
     def __init__(self, url: str, *, create: bool = False) -> None:
         self.target = parse_url(url)
         self.url = self.target.display

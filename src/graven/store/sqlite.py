@@ -86,6 +86,11 @@ def _immutability_triggers() -> str:
 class SQLiteStore:
     """A log in one SQLite file. Thread-safe: one write connection, one read connection per thread."""
 
+    backend = "sqlite"
+
+    def location(self) -> Path:
+        return self.path
+
     def __init__(self, path: Path, *, create: bool = False) -> None:
         self.path = path
         self.url = f"sqlite:///{path}"

@@ -32,8 +32,8 @@ from graven.core.note import (
     note_signatures,
     verify_cosignature,
 )
+from graven.cosigned_file import CosignedFile, beside, checkpoint_of, kept_notes
 from graven.errors import ConfigError, GravenError, IntegrityError, ValidationError
-from graven.witnessing.files import CosignedFile, checkpoint_of
 from graven.witnessing.protocol import SIZE_CONTENT_TYPE, MalformedRequest, encode_request, parse_size_body
 
 if TYPE_CHECKING:
@@ -104,21 +104,13 @@ def parse_witness_urls(text: str, option: str = "GRAVEN_WITNESSES") -> tuple[str
 
 
 def cosigned_file(trail: Trail) -> CosignedFile | None:
-    """Where a trail keeps its cosigned checkpoints: beside its kept checkpoint, so beside its key.
-
-    ``signing.key.checkpoint`` gives ``signing.key.cosigned``; None when the trail keeps no copy.
-    """
-    if trail.witness is None:
-        return None
-    kept = trail.witness.path
-    name = kept.name.removesuffix(".checkpoint") + ".cosigned"
-    return CosignedFile(kept.with_name(name))
+    """Where a trail keeps its cosigned checkpoints (see :func:`graven.cosigned_file.beside`)."""
+    return beside(trail.witness)
 
 
 def kept_cosigned_notes(trail: Trail) -> list[str]:
     """Every cosigned checkpoint kept beside the trail's key (empty when none)."""
-    kept = cosigned_file(trail)
-    return [] if kept is None else list(kept.read().values())
+    return kept_notes(trail.witness)
 
 
 def _request(url: str, body: bytes | None, timeout: float) -> tuple[int, str, bytes]:

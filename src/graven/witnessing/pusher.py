@@ -103,3 +103,19 @@ class Pusher:
             thread = self._thread
         if thread is not None:
             thread.join(timeout)
+
+
+def attach(trail: Trail, urls: Sequence[str]) -> Pusher | None:
+    """Push each of ``trail``'s new checkpoints to ``urls`` in the background (None when there are none).
+
+    Wired through the trail's hooks: a signed checkpoint wakes the pusher (never blocking the write
+    path), and closing the trail waits for the last round of pushes before its store closes.
+    """
+    if not urls:
+        return None
+    pusher = Pusher(trail, urls)
+    trail.witnesses = tuple(urls)
+    trail.pusher = pusher
+    trail.on_signed(lambda _checkpoint: pusher.notify())
+    trail.on_close(pusher.close)
+    return pusher

@@ -38,9 +38,9 @@ from graven.core.note import (
     note_signatures,
     open_checkpoint,
 )
+from graven.cosigned_file import checkpoint_of, locked, replace_atomically
 from graven.errors import ConfigError, GravenError
 from graven.private_files import make_private_dir
-from graven.witnessing.files import checkpoint_of, locked, replace_atomically
 from graven.witnessing.protocol import (
     SIZE_CONTENT_TYPE,
     AddCheckpoint,

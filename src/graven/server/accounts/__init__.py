@@ -122,19 +122,15 @@ class AccountStore(Protocol):
 
 def open_accounts(store: Store) -> AccountStore:
     """The account storage that lives beside ``store`` (same SQLite file, or same PostgreSQL schema)."""
-    from graven.store.sqlite import SQLiteStore
-
-    if isinstance(store, SQLiteStore):
+    if store.backend == "sqlite":
         from graven.server.accounts.sqlite import SQLiteAccounts
 
-        return SQLiteAccounts(store.path)
-    from graven.store.postgres import PostgresStore
-
-    if isinstance(store, PostgresStore):
+        return SQLiteAccounts(store.location())
+    if store.backend == "postgresql":
         from graven.server.accounts.postgres import PostgresAccounts
 
-        return PostgresAccounts(store.target)
-    raise ConfigError(f"the HTTP service cannot keep accounts beside a {type(store).__name__}")
+        return PostgresAccounts(store.location())
+    raise ConfigError(f"the HTTP service cannot keep accounts beside a {store.backend} store")
 
 
 __all__ = ["ROLES", "AccountConflict", "AccountStore", "ApiKey", "Session", "User", "open_accounts"]

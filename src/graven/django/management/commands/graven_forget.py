@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from graven.capture.context import actor_of, scope
+from graven.context import actor_of, scope
 from graven.django import conf
 from graven.django.management import GravenCommand
 from graven.subject_keys import check_subject

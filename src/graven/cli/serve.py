@@ -18,8 +18,8 @@ from typing import Any
 import click
 import orjson
 
-from graven.capture.context import actor_of
 from graven.cli.options import log_options
+from graven.context import actor_of
 from graven.core import jsonlines
 from graven.keys import DEFAULT_KEY
 from graven.render import visible

@@ -4,15 +4,28 @@ Built on :mod:`contextvars`: each thread starts empty, each asyncio task starts 
 creator's context, and nested scopes add to (and override) the enclosing one, so one request's
 actor never leaks into another's. MUST NOT override what an event states itself: the event's own
 fields win over the context's.
+
+A new thread starts empty: work handed to a thread pool takes its submitter's context along through
+:func:`carry` or :class:`ContextThreadPoolExecutor` (``asyncio.to_thread`` copies it by itself;
+``loop.run_in_executor`` does not). The ids of an active OpenTelemetry span are added by
+:func:`apply` too (see :mod:`graven.otel`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import contextvars
+import functools
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
+
+from graven.otel import span_ids
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 ACTOR_KEYS = ("ip", "user_agent", "session")  # kept on the actor
 EVENT_KEYS = ("source", "reason", "tenant")  # top-level fields of the entry
@@ -39,6 +52,19 @@ def actor_of(value: Any) -> dict[str, Any] | None:
 @contextmanager
 def scope(**fields: Any) -> Iterator[Mapping[str, Any]]:
     """Add ``fields`` to the current context for the duration of the block (None values are ignored)."""
+    token = push(**fields)
+    try:
+        yield _current.get()
+    finally:
+        _current.reset(token)
+
+
+def push(**fields: Any) -> contextvars.Token[Mapping[str, Any]]:
+    """Add ``fields`` to the current context until ``reset(token)``, for hooks that cannot hold a block.
+
+    Prefer :func:`scope`. MUST be undone in the same :class:`contextvars.Context`, or be made in a
+    context that is thrown away afterwards (as the WSGI middleware runs each request in its own).
+    """
     merged = dict(_current.get())
     for key, value in fields.items():
         if value is None:
@@ -51,11 +77,12 @@ def scope(**fields: Any) -> Iterator[Mapping[str, Any]]:
             merged["actor"] = {**previous, **given} if same else given
         else:
             merged[key] = value
-    token = _current.set(MappingProxyType(merged))
-    try:
-        yield _current.get()
-    finally:
-        _current.reset(token)
+    return _current.set(MappingProxyType(merged))
+
+
+def reset(token: contextvars.Token[Mapping[str, Any]]) -> None:
+    """Undo a :func:`push`."""
+    _current.reset(token)
 
 
 def current() -> Mapping[str, Any]:
@@ -67,7 +94,10 @@ def apply(event: Mapping[str, Any], ctx: Mapping[str, Any] | None = None) -> dic
     """``event`` completed from the context: actor, where from, source, reason, tenant, context ids."""
     ctx = current() if ctx is None else ctx
     out = dict(event)
+    span = span_ids()
     if not ctx:
+        if span is not None and isinstance(out.get("context") or {}, Mapping):
+            out["context"] = {**span, **(out.get("context") or {})}
         return out
     actor = actor_of(out.get("actor")) if out.get("actor") is not None else actor_of(ctx.get("actor"))
     if actor is not None:
@@ -79,6 +109,35 @@ def apply(event: Mapping[str, Any], ctx: Mapping[str, Any] | None = None) -> dic
         if key in ctx and out.get(key) is None:
             out[key] = ctx[key]
     extra = {k: v for k, v in ctx.items() if k not in ("actor", *ACTOR_KEYS, *EVENT_KEYS)}
-    if extra:
+    if span is not None:
+        extra = {**span, **extra}
+    if extra and isinstance(out.get("context") or {}, Mapping):  # else validation names the bad context
         out["context"] = {**extra, **(out.get("context") or {})}
     return out
+
+
+def carry(function: Callable[P, R]) -> Callable[P, R]:
+    """``function`` bound to the context in force now, to run in another thread.
+
+    ``pool.submit(carry(work), item)``: entries ``work`` records carry this request's actor, ip,
+    request id... Each call runs in its own copy of that context, so calls may run at once in
+    several threads and what one of them sets does not reach the others or the caller.
+    """
+    captured = contextvars.copy_context()
+
+    @functools.wraps(function)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        return captured.copy().run(function, *args, **kwargs)
+
+    return run
+
+
+class ContextThreadPoolExecutor(ThreadPoolExecutor):
+    """A :class:`~concurrent.futures.ThreadPoolExecutor` whose tasks run in their submitter's context.
+
+    ``submit`` and ``map`` take the context in force where they are called (the actor and request
+    of ``trail.context``, an OpenTelemetry span) to the worker thread, as :func:`carry` does.
+    """
+
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+        return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)  # type: ignore[arg-type]

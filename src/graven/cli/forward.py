@@ -19,8 +19,8 @@ from typing import Any
 import click
 import orjson
 
-from graven.capture.context import actor_of
 from graven.cli.options import log_options
+from graven.context import actor_of
 from graven.errors import ConfigError, GravenError
 from graven.forward import config as forward_config
 from graven.forward.cursor import Cursors

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import orjson
 
+from graven.checkpoint_file import CheckpointFile
 from graven.core.note import Checkpoint, NoteError, note_signatures
 from graven.errors import ConfigError
 from graven.private_files import FILE_MODE, make_private_dir, open_private
@@ -116,3 +117,20 @@ def _size(note: str) -> int:
         return checkpoint_of(note).size
     except NoteError:
         return -1
+
+
+def beside(kept: CheckpointFile | None) -> CosignedFile | None:
+    """Where a log keeps its cosigned checkpoints: beside its kept checkpoint, so beside its key.
+
+    ``signing.key.checkpoint`` gives ``signing.key.cosigned``; None when the log keeps no copy.
+    """
+    if kept is None:
+        return None
+    name = kept.path.name.removesuffix(".checkpoint") + ".cosigned"
+    return CosignedFile(kept.path.with_name(name))
+
+
+def kept_notes(kept: CheckpointFile | None) -> list[str]:
+    """Every cosigned checkpoint kept beside ``kept`` (empty when none)."""
+    cosigned = beside(kept)
+    return [] if cosigned is None else list(cosigned.read().values())
