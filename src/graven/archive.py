@@ -172,6 +172,7 @@ def _write(store: Store, dest: Path, first: int, below: int, checkpoint_size: in
         entries_sha = hashlib.sha256()
         written = first
         with store.scan() as scan, open(temp / "entries.jsonl", "wb") as out:
+            chunk: list[bytes] = []
             for index, body in scan.entries():
                 if index < first:
                     continue
@@ -179,10 +180,12 @@ def _write(store: Store, dest: Path, first: int, below: int, checkpoint_size: in
                     break
                 if index != written:
                     raise IntegrityError(f"entry {written} is missing from the log; run `graven verify`")
-                line = bytes(body) + b"\n"
-                out.write(line)
-                entries_sha.update(line)
+                chunk.append(body)
                 written += 1
+                if len(chunk) == 4096:
+                    _write_lines(out, entries_sha, chunk)
+                    chunk = []
+            _write_lines(out, entries_sha, chunk)
             if written != below:
                 raise IntegrityError(f"entry {written} is missing from the log; run `graven verify`")
             _sync(out)
@@ -219,6 +222,13 @@ def _write(store: Store, dest: Path, first: int, below: int, checkpoint_size: in
         shutil.rmtree(temp, ignore_errors=True)
         raise
     return hashlib.sha256(data).hexdigest()
+
+
+def _write_lines(out: Any, digest: Any, bodies: list[bytes]) -> None:
+    if bodies:
+        data = b"\n".join(bodies) + b"\n"
+        out.write(data)
+        digest.update(data)
 
 
 def _move_into(temp: Path, dest: Path) -> None:
@@ -323,14 +333,13 @@ def verify_archive(path: str | Path, verifiers: Sequence[Verifier]) -> ArchiveCh
         )  # fmt: skip
     index = first
     try:
-        with open(folder / "entries.jsonl", "rb") as lines:
-            for line in lines:
-                if index >= below or merkle.leaf_hash(line.rstrip(b"\n")) != leaf_list[index]:
-                    return ArchiveCheck(
-                        False, f"{folder}: entry {index} does not match the hash the tree holds for it",
-                        first, below, index,
-                    )  # fmt: skip
-                index += 1
+        for line in _lines(folder / "entries.jsonl"):
+            if index >= below or merkle.leaf_hash(line) != leaf_list[index]:
+                return ArchiveCheck(
+                    False, f"{folder}: entry {index} does not match the hash the tree holds for it",
+                    first, below, index,
+                )  # fmt: skip
+            index += 1
     except OSError as exc:
         return ArchiveCheck(False, f"{folder}: cannot read entries.jsonl ({exc})", first, below)
     if index != below:
@@ -352,6 +361,18 @@ def archive_folders(path: str | Path) -> list[Path]:
     if not found:
         raise ConfigError(f"no Graven archive at {folder} (no manifest.json in it or its subfolders)")
     return found
+
+
+def _lines(path: Path) -> Iterator[bytes]:
+    """The lines of a file without their newlines, read in large blocks."""
+    rest = b""
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 23):
+            lines = (rest + block).split(b"\n")
+            rest = lines.pop()
+            yield from lines
+    if rest:
+        yield rest
 
 
 def check_archives(trail: Trail, path: str | Path, trusted: Sequence[Verifier]) -> list[audit.Problem]:
