@@ -13,7 +13,8 @@ Archiving MUST refuse a range no signed checkpoint covers, and MUST write, sync 
 archive before anything is pruned. The archiving is recorded as a ``log.archive`` entry before the
 bodies are removed; verification accepts missing entries only below a boundary that such an entry
 vouches for, taking their leaf hashes from the tiles, which are never pruned. Entries of the log's
-own actions (``log.*``) are never pruned by retention.
+own actions (``log.*``) are never pruned by retention. A pruned entry's event id no longer guards
+against a repeat: the same id recorded again after pruning is a new entry.
 """
 
 from __future__ import annotations
