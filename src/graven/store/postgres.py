@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
@@ -80,6 +81,17 @@ SELECT 'c', taken.seq, NULL, taken.event::text FROM taken
 """
 
 _ARCHIVED_BELOW = "SELECT coalesce(max(below), 0) FROM archives"
+
+# Batches of at least COPY_FROM entries go by binary COPY (a round trip of its own, but about a
+# quarter less client CPU per entry and a third more entries/s than the unnest INSERT); smaller ones
+# ride with the COMMIT in one INSERT.
+COPY_FROM = 64
+_COPY_ENTRIES = (
+    "COPY entries (idx, body, event_id, occurred_at, actor_id, action, outcome, source, tenant) "
+    "FROM STDIN (FORMAT BINARY)"
+)
+_ENTRY_TYPES = ["int8", "text", "text", "timestamptz", "text", "text", "text", "text", "text"]
+_COPY_TARGETS = "COPY entry_targets (type, id, idx) FROM STDIN (FORMAT BINARY)"
 
 # --- the store ------------------------------------------------------------------------------------
 
@@ -627,6 +639,39 @@ class _PgWriteTx:
         return Head(size, frontier, existing, [orjson.loads(event) for _, event in taken], bodies)
 
     def insert(self, first: int, entries: Sequence[Prepared], rows: Sequence[bytes]) -> None:
+        if len(entries) >= COPY_FROM:
+            self._copy(first, entries)
+            added, completions = pg_tiles.writes(first, rows)
+            self._pending += [(pg_tiles.ADD, added), *completions]
+        else:
+            self._insert(first, entries, rows)
+        if self.read is not None and self.read[0] == first:
+            self.grown = FrontierMemo.grown(first, self.read[1], rows)
+        self.read = None
+
+    def _copy(self, first: int, entries: Sequence[Prepared]) -> None:
+        """Send a large batch's entries and target rows by binary COPY, now (one round trip each)."""
+        self._send_pending()
+        targets: list[tuple[str | None, str | None, int]] = []
+        with self.conn.cursor() as cur:
+            with cur.copy(_COPY_ENTRIES) as copy:
+                copy.set_types(_ENTRY_TYPES)
+                for offset, item in enumerate(entries):
+                    doc = item.doc
+                    n = first + offset
+                    copy.write_row((
+                        n, item.leaf.decode(), column_value(doc["id"]), datetime.fromisoformat(doc["occurred_at"]),
+                        column_value(doc["actor"].get("id")), doc["action"], doc["outcome"],
+                        column_value(doc.get("source")), column_value(doc.get("tenant")),
+                    ))  # fmt: skip
+                    targets += [(column_value(t["type"]), column_value(t["id"]), n) for t in doc["targets"]]
+            if targets:
+                with cur.copy(_COPY_TARGETS) as copy:
+                    copy.set_types(["text", "text", "int8"])
+                    for row in targets:
+                        copy.write_row(row)
+
+    def _insert(self, first: int, entries: Sequence[Prepared], rows: Sequence[bytes]) -> None:
         idx: list[int] = []
         body: list[str] = []
         occurred: list[str] = []
@@ -672,9 +717,6 @@ class _PgWriteTx:
             (idx, body, event_id, occurred, actor, action, outcome, source, tenant, t_type, t_id, t_idx, *added),
         ))  # fmt: skip
         self._pending += completions
-        if self.read is not None and self.read[0] == first:
-            self.grown = FrontierMemo.grown(first, self.read[1], rows)
-        self.read = None
 
     def latest_checkpoint(self) -> StoredCheckpoint | None:
         row = self._execute("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
