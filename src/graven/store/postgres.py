@@ -92,6 +92,14 @@ _COPY_ENTRIES = (
 )
 _ENTRY_TYPES = ["int8", "text", "text", "timestamptz", "text", "text", "text", "text", "text"]
 _COPY_TARGETS = "COPY entry_targets (type, id, idx) FROM STDIN (FORMAT BINARY)"
+_ONE_ENTRY = """
+WITH e AS (
+    INSERT INTO entries (idx, body, event_id, occurred_at, actor_id, action, outcome, source, tenant)
+    VALUES (%s, %s, %s, %s::timestamptz, %s, %s, %s, %s, %s)
+), x AS (
+    INSERT INTO entry_targets (type, id, idx) SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[])
+)
+"""
 
 # --- the store ------------------------------------------------------------------------------------
 
@@ -701,8 +709,17 @@ class _PgWriteTx:
                 t_id.append(column_value(target["id"]))
                 t_idx.append(n)
         # One statement for the whole batch, sent with the COMMIT; arrays go in binary (%b): the
-        # text form would escape every quote of every body. Completing a tile adds two more.
+        # text form would escape every quote of every body. Completing a tile adds two more. One
+        # entry alone goes as plain values: dumping nine one-element arrays cost more client CPU.
         added, completions = pg_tiles.writes(first, rows)
+        if len(entries) == 1:
+            self._pending.append((
+                _ONE_ENTRY + pg_tiles.ADD,
+                (idx[0], body[0], event_id[0], occurred[0], actor[0], action[0], outcome[0], source[0], tenant[0],
+                 t_type, t_id, t_idx, *added),
+            ))  # fmt: skip
+            self._pending += completions
+            return
         self._pending.append((
             """
             WITH e AS (
