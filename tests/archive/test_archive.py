@@ -16,19 +16,13 @@ import orjson
 import pytest
 
 import graven
-from graven.archive import (
-    archive,
-    retention_rules,
-    run_retention,
-    set_retention,
-    tile_path,
-    verify_archive,
-)
+from graven.archive import archive, tile_path, verify_archive
 from graven.core import merkle
 from graven.core.note import Verifier
 from graven.core.shredding import PersonalData
 from graven.errors import ConfigError, ImmutableError, NotFoundError
 from graven.opening import open_trail
+from graven.retention import retention_rules, run_retention, set_retention
 from graven.sequencer import Sequencer
 from graven.testing.store_contract import make_event
 from graven.trail import Trail

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from graven import archive as archiving
+from graven import retention
 from graven.cli.base import Options, cli, err, out, pass_options
 from graven.core.model import parse_time
 from graven.render import literal
@@ -52,7 +53,7 @@ def retention_set(options: Options, pattern: str, age: str, tenant: str | None) 
     """Keep entries whose action matches PATTERN (user.login, session.*, *) for AGE (90d, 12h, 4w,
     forever) after they occurred. The rule is recorded as an entry; the latest per pattern wins."""
     with options.open() as trail:
-        index = archiving.set_retention(trail, pattern, age, tenant=tenant)
+        index = retention.set_retention(trail, pattern, age, tenant=tenant)
     out.print(
         literal(f"retention of {pattern!r}{f' (tenant {tenant!r})' if tenant else ''} set to {age}; entry {index}")
     )
@@ -63,7 +64,7 @@ def retention_set(options: Options, pattern: str, age: str, tenant: str | None) 
 def retention_list(options: Options) -> None:
     """Print the retention rules in force."""
     with options.open() as trail:
-        rules = archiving.retention_rules(trail)
+        rules = retention.retention_rules(trail)
     for rule in rules:
         out.print(literal(rule.describe()))
     if not rules:
@@ -76,7 +77,7 @@ def retention_run(options: Options) -> None:
     """Prune the bodies of archived entries whose time is up. Refused, nothing changed, when a rule
     would prune entries that are not archived yet. Each run is recorded as an entry."""
     with options.open() as trail:
-        done = archiving.run_retention(trail)
+        done = retention.run_retention(trail)
     if done.entry is None:
         out.print("nothing to prune")
     else:
