@@ -663,12 +663,12 @@ def profile(workdir: Path, entries: int, seed: int, top: int) -> None:
         derived, _ = timed(trail.store.derived_mismatch)
         with trail.store.scan() as scan:
             entry_rows, _ = timed(lambda: sum(1 for _ in scan.entries()))
-            tree_rows, _ = timed(lambda: sum(1 for _ in scan.tree_rows()))
+            tree_rows, _ = timed(lambda: sum(1 for _ in scan.tiles()))
     print(f"Without the profiler, on the same {entries:,}-entry log:")
     print(f"  verify()                                  {ms(total):>12}")
     print(f"  store.derived_mismatch() alone (SQL)      {ms(derived):>12}")
     print(f"  reading the entry rows alone              {ms(entry_rows):>12}")
-    print(f"  reading the tree rows alone               {ms(tree_rows):>12}")
+    print(f"  reading the tiles alone                   {ms(tree_rows):>12}")
 
 
 def print_profile(profiler: cProfile.Profile, top: int) -> None:

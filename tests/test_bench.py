@@ -126,3 +126,14 @@ def test_quick_metrics_benchmark_runs(tmp_path: Path) -> None:
     assert 0 == out.returncode, out.stdout[-2000:] + out.stderr[-2000:]
     assert "scrape latency, median (ms)" in out.stdout
     assert "< 5 ms: PASS" in out.stdout or "< 5 ms: MISS" in out.stdout
+
+
+def test_quick_archive_benchmark_runs(tmp_path: Path) -> None:
+    """`bench_archive.py --quick` archives and prunes a small log, verifies it and prints every goal."""
+    out = subprocess.run(
+        [sys.executable, BENCH.with_name("bench_archive.py"), "--quick", "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert 0 == out.returncode, out.stderr[-2000:]
+    for label in ("archive, 4,500 entries", "prune, 4,500 bodies", "proof of a kept entry", "bytes per pruned entry"):
+        assert label in out.stdout

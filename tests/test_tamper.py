@@ -126,10 +126,13 @@ class TestTamper:
         assert (15, "truncated") == (report.first_bad_index, report.kind)
 
     def test_tail_cut_with_its_hashes_and_checkpoints(self, log: Path) -> None:
-        """Removing the tail together with its tree rows and checkpoints is caught by the kept checkpoint."""
+        """Removing the tail together with its tree hashes and checkpoints is caught by the kept checkpoint."""
         conn = attacker(log)
-        for table in ("entries", "tree", "entry_targets"):
+        for table in ("entries", "entry_targets"):
             conn.execute(f"DELETE FROM {table} WHERE idx >= 15")
+        (part,) = conn.execute("SELECT hashes FROM tiles WHERE width = 16").fetchone()
+        conn.execute("DELETE FROM tiles WHERE width > 12")
+        conn.execute("INSERT INTO tiles VALUES (0, 0, 15, ?)", (part[:96],))
         conn.execute("DELETE FROM checkpoints WHERE size > 12")
         report = verify(log)
         assert (15, "truncated") == (report.first_bad_index, report.kind)
@@ -139,9 +142,8 @@ class TestTamper:
         conn = attacker(log)
         conn.execute("UPDATE entries SET body = replace(body, '\"u-2\"', '\"u-9\"') WHERE idx = 5")
         bodies = [b.encode() for (b,) in conn.execute("SELECT body FROM entries ORDER BY idx")]
-        rows = merkle.append(0, [], [merkle.leaf_hash(b) for b in bodies]).rows
-        for idx, row in enumerate(rows):
-            conn.execute("UPDATE tree SET hashes = ? WHERE idx = ?", (row, idx))
+        conn.execute("DELETE FROM tiles")
+        conn.execute("INSERT INTO tiles VALUES (0, 0, 20, ?)", (b"".join(merkle.leaf_hash(b) for b in bodies),))
         report = verify(log)
         assert (4, "modified") == (report.first_bad_index, report.kind)
         assert "between index 4 and 7" in report.message
@@ -159,14 +161,17 @@ class TestTamper:
         report = verify(log)
         assert (9, "modified") == (report.first_bad_index, report.kind)
 
-    def test_stored_tree_hash_altered(self, log: Path) -> None:
-        """Altering an internal tree hash (proofs would break) is reported at its first entry."""
-        conn = attacker(log)
-        row = conn.execute("SELECT hashes FROM tree WHERE idx = 7").fetchone()[0]
-        conn.execute("UPDATE tree SET hashes = ? WHERE idx = 7", (row[:64] + bytes(32) + row[96:],))
-        report = verify(log)
-        assert (4, "modified") == (report.first_bad_index, report.kind)
-        assert "stored tree hash over entries 4..7" in report.message
+    def test_stored_tree_hash_altered(self, tmp_path: Path) -> None:
+        """Altering a hash of an upper tile (proofs would break) is reported at its first entry."""
+        db, key = tmp_path / "big.db", tmp_path / "signing.key"
+        with graven.init(db, signing_key=key) as trail:
+            trail.record_many(make_event(n) for n in range(600))
+        conn = attacker(db)
+        (hashes,) = conn.execute("SELECT hashes FROM tiles WHERE level = 1").fetchone()
+        conn.execute("UPDATE tiles SET hashes = ? WHERE level = 1", (hashes[:32] + bytes(32),))
+        report = verify(db)
+        assert (256, "modified") == (report.first_bad_index, report.kind)
+        assert "stored tree hash over entries 256..511" in report.message
 
     def test_file_replaced_by_log_under_another_key(self, log: Path, tmp_path: Path) -> None:
         """A log rebuilt from scratch under another key and copied over the file is reported as forked."""
@@ -195,7 +200,7 @@ def test_trail_refuses_to_sign_inconsistent_tree(log: Path) -> None:
     """After the stored tree is rewritten, the sequencer refuses to sign a new checkpoint (and,
     holding the log to the checkpoint kept beside the key, to append at all)."""
     conn = attacker(log)
-    conn.execute("UPDATE tree SET hashes = zeroblob(length(hashes)) WHERE idx = 19")
+    conn.execute("UPDATE tiles SET hashes = zeroblob(length(hashes)) WHERE width = 20")
     with (
         graven.open(log, signing_key=log.with_name("signing.key"), checkpoint_interval=0) as trail,
         pytest.raises(graven.IntegrityError, match=r"refusing to (append|sign)"),
@@ -215,10 +220,10 @@ def test_forged_target_row_does_not_leak_into_history(log: Path) -> None:
 class TestWreckage:
     def test_dropped_table_is_damage_not_a_usage_error(self, log: Path) -> None:
         """Dropping a whole table of the log is reported as damage."""
-        attacker(log).execute("DROP TABLE tree")
+        attacker(log).execute("DROP TABLE tiles")
         report = verify(log)
         assert (0, "modified") == (report.first_bad_index, report.kind)
-        assert "tree" in report.message
+        assert "tiles" in report.message
 
     def test_garbage_body_reads_as_tampering(self, log: Path) -> None:
         """An entry whose stored text is not JSON is refused on read and reported by verify."""

@@ -27,6 +27,7 @@ import orjson
 
 from graven import context
 from graven.action import Action, Denied, audited
+from graven.archive import ARCHIVE_ACTION, check_archives, vouched_below
 from graven.checkpoint_file import CheckpointFile, kept_size
 from graven.core import audit, audit_stream, merkle
 from graven.core.bundle import make_bundle, make_state_bundle
@@ -413,6 +414,8 @@ class Trail:
         if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index <= MAX_INDEX:
             raise ValidationError("index", f"must be an integer from 0 to {MAX_INDEX}", index)
         body = self.store.entry(index)
+        if body is None and index < self.store.archived_below():
+            raise NotFoundError(f"entry {index} was archived and pruned from the live log: find it in the archive")
         if body is None:
             raise NotFoundError(f"no entry {index}: the log has {self.size} entries (0..{self.size - 1})")
         return body
@@ -607,6 +610,7 @@ class Trail:
         *,
         progress: Callable[[int], None] | None = None,
         witnessed: Sequence[str] = (),
+        archives: Sequence[str | Path] = (),
     ) -> audit.Report:
         """Check every entry, the tree, every checkpoint and the witnessed checkpoints.
 
@@ -616,6 +620,8 @@ class Trail:
         (which an attacker could replace too).
         Witnessed checkpoints are the copy kept beside the key, the cosigned ones kept there, and
         ``witnessed`` (e.g. fetched from witnesses). ``progress`` is called with entries hashed so far.
+        Entries pruned after archiving are checked by their stored hashes; ``archives`` (folders, see
+        :mod:`graven.archive`) are checked too, each against its signed checkpoint and this log.
         """
         trusted = self._trusted(key)
         kept: list[str] = []
@@ -625,6 +631,7 @@ class Trail:
             kept += archived_notes(self.witness.path)  # earlier lineages (see graven.lineage)
         witnessed = list(dict.fromkeys([*kept, *kept_notes(self.witness), *witnessed]))
         restores = self._restores()
+        archived = self._archived_below()
         derived: list[int | None] = []
 
         def check_derived() -> None:
@@ -638,15 +645,15 @@ class Trail:
         try:
             with self.store.scan() as scan:
                 signed = [(c.size, c.note) for c in scan.checkpoints()]
-                # One pass in constant memory; where the rows disagree, the whole log is read again
-                # (same snapshot) to locate and classify the damage.
-                streamed = audit_stream.verify_stream(
-                    scan.entries(), scan.tree_rows(), signed, trusted, witnessed=witnessed,
+                # One pass; where the rows disagree (or entries were pruned after archiving), the
+                # whole log is read again (same snapshot) to locate and classify the damage.
+                streamed = None if archived else audit_stream.verify_stream(
+                    scan.entries(), scan.tiles(), signed, trusted, witnessed=witnessed,
                     progress=progress, restores=restores,
                 )  # fmt: skip
                 report = streamed if streamed is not None else audit.verify_log(
-                    scan.entries(), scan.tree_rows(), signed, trusted, witnessed=witnessed,
-                    progress=progress, restores=restores,
+                    scan.entries(), scan.tiles(), signed, trusted, witnessed=witnessed,
+                    progress=progress, restores=restores, archived_below=archived,
                 )  # fmt: skip
         except IntegrityError as exc:
             checker.join()
@@ -660,7 +667,19 @@ class Trail:
         if isinstance(trusted, KeyHistory):
             for index, message in unannounced(trusted, self.store.entry):
                 report.problems.append(audit.Problem(index, "key-history", message, 1))
+        for folder in archives:
+            report.problems.extend(check_archives(self, folder, trusted_verifiers(trusted)))
         return report
+
+    def _archived_below(self) -> int:
+        """The archived boundary, as far as ``log.archive`` entries in the log vouch for it."""
+        try:
+            marked = self.store.archived_below()
+            if not marked:
+                return 0
+            return min(marked, vouched_below(self.store.query(Query(action=ARCHIVE_ACTION, limit=MAX_PAGE))))
+        except GravenError:
+            return 0  # a damaged store is reported by the scan
 
     def _restores(self) -> list[tuple[int, bytes]]:
         """The stored ``log.restore`` entries (verification checks each against its leaf)."""

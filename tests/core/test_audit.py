@@ -28,10 +28,16 @@ def build(
     return list(enumerate(entries)), list(enumerate(rows)), notes
 
 
+def tiles(rows: list[tuple[int, bytes]]) -> list[tuple[int, int, bytes]]:
+    """The C2SP tiles of a gapless run of ``merkle.append`` rows from index 0."""
+    assert [i for i, _ in rows] == list(range(len(rows)))
+    return [(level, idx, hashes) for (level, idx), _, hashes in merkle.tile_deltas(0, [r for _, r in rows])]
+
+
 def check(
     entries: list[tuple[int, bytes]], rows: list[tuple[int, bytes]], notes: list[tuple[int, str]]
 ) -> audit.Report:
-    return audit.verify_log(entries, rows, notes, [VERIFIER])
+    return audit.verify_log(entries, tiles(rows), notes, [VERIFIER])
 
 
 class TestVerifyLog:
@@ -115,7 +121,7 @@ class TestVerifyLog:
     def test_other_key_is_forked(self, entries: list[bytes]) -> None:
         """Checkpoints signed by a key that is not trusted are reported as a fork."""
         rows, tree, notes = build(entries)
-        report = audit.verify_log(rows, tree, notes, [Signer.generate("someone.else/log").verifier()])
+        report = audit.verify_log(rows, tiles(tree), notes, [Signer.generate("someone.else/log").verifier()])
         assert (0, "forked") == (report.first_bad_index, report.kind)
 
 

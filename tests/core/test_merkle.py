@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from graven.core.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
+    TILE_WIDTH,
     Node,
     ProofError,
     append,
@@ -20,6 +21,7 @@ from graven.core.merkle import (
     consistency_nodes,
     consistency_proof,
     consistency_proof_from_leaves,
+    frontier_after,
     frontier_nodes,
     inclusion_nodes,
     inclusion_proof,
@@ -31,6 +33,9 @@ from graven.core.merkle import (
     root_nodes,
     root_of,
     roots_at,
+    tile_deltas,
+    tile_hashes,
+    tile_of,
     verify_consistency,
     verify_inclusion,
 )
@@ -728,3 +733,62 @@ def test_proof_error_names_argument_limit_and_value(call: Callable[[], object], 
 def test_proof_error_is_a_value_error() -> None:
     """ProofError can be caught as a ValueError."""
     assert issubclass(ProofError, ValueError)
+
+
+# ------------------------------------------------------------------------------ tiles
+
+
+def _tiles_of(batches: Sequence[int]) -> tuple[list[bytes], dict[tuple[int, int], bytes]]:
+    """Leaves appended in batches of the given sizes, with the tiles their deltas build."""
+    leaves: list[bytes] = []
+    tiles: dict[tuple[int, int], bytes] = {}
+    for count in batches:
+        new = [hashlib.sha256(len(leaves).to_bytes(4, "big") + bytes([k % 256])).digest() for k in range(count)]
+        size = len(leaves)
+        leaves += new
+        rows = append(size, [roots_nodes_hash(leaves[:size], n) for n in frontier_nodes(size)], new).rows
+        for tile, slot, hashes in tile_deltas(size, rows):
+            assert len(tiles.get(tile, b"")) == 32 * slot
+            tiles[tile] = tiles.get(tile, b"") + hashes
+    return leaves, tiles
+
+
+def roots_nodes_hash(leaves: Sequence[bytes], node: tuple[int, int]) -> bytes:
+    """The hash of one perfect subtree, straight from the leaves."""
+    level, index = node
+    return root_of(leaves[index << level : (index + 1) << level])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(1, 700), min_size=1, max_size=6), st.data())
+def test_tiles_hold_every_proof(batches: list[int], data: st.DataObject) -> None:
+    """Tiles grown by batches of any sizes answer roots, inclusion and consistency proofs exactly."""
+    leaves, tiles = _tiles_of(batches)
+    size = len(leaves)
+    assert all(len(blob) <= 32 * TILE_WIDTH for blob in tiles.values())
+    assert root_of(leaves) == root_from(size, tile_hashes(root_nodes(size), tiles))
+    index = data.draw(st.integers(0, size - 1))
+    hashes = tile_hashes(inclusion_nodes(index, size), tiles)
+    assert inclusion_proof_from_leaves(index, leaves) == inclusion_proof(index, size, hashes)
+    old = data.draw(st.integers(0, size))
+    hashes = tile_hashes(consistency_nodes(old, size), tiles)
+    assert consistency_proof_from_leaves(old, leaves) == consistency_proof(old, size, hashes)
+
+
+@given(st.integers(0, 2000), st.integers(0, 600))
+def test_frontier_after_matches_append(size: int, count: int) -> None:
+    """The frontier grown from append's rows is the frontier append itself keeps."""
+    leaves = [hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(size + count)]
+    before = {n: roots_nodes_hash(leaves, n) for n in frontier_nodes(size)}
+    done = append(size, [before[n] for n in frontier_nodes(size)], leaves[size:])
+    grown = frontier_after(size, before, done.rows)
+    assert done.frontier == [grown[n] for n in frontier_nodes(size + count)]
+
+
+def test_tile_of_names_the_tile_and_its_slots() -> None:
+    """A node maps to the tile of its level's multiple of 8, at the run of slots beneath it."""
+    assert ((0, 0), 5, 1) == tile_of((0, 5))
+    assert ((0, 1), 0, 1) == tile_of((0, 256))
+    assert ((0, 1), 128, 128) == tile_of((7, 3))
+    assert ((1, 0), 3, 1) == tile_of((8, 3))
+    assert ((1, 2), 4, 4) == tile_of((10, 129))

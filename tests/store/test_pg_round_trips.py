@@ -21,7 +21,7 @@ from graven.errors import StoreError
 from graven.opening import open_trail
 from graven.sequencer import Sequencer
 from graven.store import Store, StoredCheckpoint, read_head
-from graven.store.postgres import PostgresStore
+from graven.store.postgres import COPY_FROM, PostgresStore
 from graven.store.sqlite import SQLiteStore
 from graven.testing.store_contract import T0, make_event
 from graven.trail import Trail
@@ -73,12 +73,24 @@ class TestRoundTrips:
         assert [3] == counted
 
     def test_record_many_costs_three_round_trips(self, pg_trail: Trail, tmp_path: Path) -> None:
-        """A batch of 500 is three exchanges too, and every entry lands at the next index."""
+        """A batch below COPY_FROM is three exchanges too, and every entry lands at the next index."""
+        store = pg_trail.store
+        assert isinstance(store, PostgresStore)
+        size = COPY_FROM - 1
+        with count_round_trips(store, tmp_path) as counted:
+            assert list(range(1, size + 1)) == pg_trail.record_many([dict(EVENT) for _ in range(size)])
+        assert [3] == counted
+        assert pg_trail.verify().ok
+
+    def test_large_batch_goes_by_copy(self, pg_trail: Trail, tmp_path: Path) -> None:
+        """A batch of 500 sends its entries and target rows by binary COPY (one exchange each)."""
         store = pg_trail.store
         assert isinstance(store, PostgresStore)
         with count_round_trips(store, tmp_path) as counted:
-            assert list(range(1, 501)) == pg_trail.record_many([dict(EVENT) for _ in range(500)])
-        assert [3] == counted
+            events = [{**EVENT, "targets": [{"type": "customer", "id": f"c-{n % 7}"}]} for n in range(500)]
+            assert list(range(1, 501)) == pg_trail.record_many(events)
+        assert [5] == counted  # BEGIN, head, COPY entries, COPY target rows, tiles + COMMIT
+        assert 71 == len(pg_trail.history("customer:c-3"))
         assert pg_trail.verify().ok
 
     def test_repeated_id_reads_and_writes_nothing_more(self, pg_trail: Trail, tmp_path: Path) -> None:

@@ -107,10 +107,14 @@ class TestPgTamper:
         assert (15, "truncated") == (report.first_bad_index, report.kind)
 
     def test_tail_cut_with_hashes_and_checkpoints(self, log: tuple[str, Path]) -> None:
-        """Removing the tail with its tree rows and checkpoints: caught by the kept checkpoint."""
+        """Removing the tail with its tree hashes and checkpoints: caught by the kept checkpoint."""
         conn = attacker(log[0])
-        for table in ("entries", "tree", "entry_targets"):
+        for table in ("entries", "entry_targets"):
             conn.execute(f"DELETE FROM {table} WHERE idx >= 15")
+        part = conn.execute("SELECT hashes FROM tiles WHERE width = 16").fetchone()
+        assert part is not None
+        conn.execute("DELETE FROM tiles WHERE width > 12")
+        conn.execute("INSERT INTO tiles VALUES (0, 0, 15, %s)", (bytes(part[0])[:96],))
         conn.execute("DELETE FROM checkpoints WHERE size > 12")
         report = verify(*log)
         assert (15, "truncated") == (report.first_bad_index, report.kind)
@@ -120,8 +124,8 @@ class TestPgTamper:
         conn = attacker(log[0])
         conn.execute("UPDATE entries SET body = replace(body, '\"u-2\"', '\"u-9\"') WHERE idx = 5")
         bodies = [b.encode() for (b,) in conn.execute("SELECT body FROM entries ORDER BY idx")]
-        for idx, row in enumerate(merkle.append(0, [], [merkle.leaf_hash(b) for b in bodies]).rows):
-            conn.execute("UPDATE tree SET hashes = %s WHERE idx = %s", (row, idx))
+        conn.execute("DELETE FROM tiles")
+        conn.execute("INSERT INTO tiles VALUES (0, 0, 20, %s)", (b"".join(merkle.leaf_hash(b) for b in bodies),))
         report = verify(*log)
         assert (4, "modified") == (report.first_bad_index, report.kind)
 

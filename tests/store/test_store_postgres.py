@@ -114,7 +114,7 @@ def fill(store: Store, signer: Signer, n: int, start: int = 0) -> list[int]:
 def verify(store: Store, signer: Signer) -> audit.Report:
     with store.scan() as scan:
         return audit.verify_log(
-            scan.entries(), scan.tree_rows(), [(c.size, c.note) for c in scan.checkpoints()], [signer.verifier()]
+            scan.entries(), scan.tiles(), [(c.size, c.note) for c in scan.checkpoints()], [signer.verifier()]
         )
 
 
@@ -292,7 +292,7 @@ class TestRoles:
             assert 3 == trail.record(make_event(3))
             trail.checkpoint()
         assert [4, 5] == sequencer(PostgresStore(url), key).append([prepared(4), prepared(5)])
-        for statement in ("DELETE FROM entries", "UPDATE tree SET hashes = hashes", "TRUNCATE checkpoints"):
+        for statement in ("DELETE FROM entries", "UPDATE tiles SET hashes = hashes", "TRUNCATE checkpoints"):
             with pytest.raises(StoreError, match="permission denied"):
                 raw_execute(store, statement, url=url)
         with pytest.raises(StoreError, match="permission denied for schema"):
@@ -320,7 +320,7 @@ class TestRoles:
         with pytest.raises(StoreError, match="permission denied"):
             raw_execute(store, "INSERT INTO checkpoints VALUES (99, 'x')", url=url)
         with pytest.raises(StoreError, match="permission denied"):
-            raw_execute(store, "SELECT pg_advisory_xact_lock(1); INSERT INTO tree VALUES (3, '')", url=url)
+            raw_execute(store, "SELECT pg_advisory_xact_lock(1); INSERT INTO tiles VALUES (0, 9, 1, '')", url=url)
         as_reader.close()
 
     def test_writer_cannot_create_a_log(self, pg: Server, roles: tuple[str, str]) -> None:
@@ -526,8 +526,8 @@ class TestReading:
 
     def test_scan_reports_dropped_tables(self, store: PostgresStore, signer: Signer) -> None:
         fill(store, signer, 2)
-        raw_execute(store, "DROP TABLE tree")
-        with pytest.raises(GravenError, match=r"tree of the log in schema .* was dropped"), store.scan():
+        raw_execute(store, "DROP TABLE tiles")
+        with pytest.raises(GravenError, match=r"tiles of the log in schema .* was dropped"), store.scan():
             pass
 
     def test_view(self, store: PostgresStore, signer: Signer) -> None:

@@ -11,7 +11,7 @@ from typing import NoReturn
 
 import click
 
-from graven.cli import backups, demo, entries, keys, pg, proofs, sourcing  # noqa: F401 (each registers its commands)
+from graven.cli import archive, backups, demo, entries, keys, pg, proofs, sourcing  # noqa: F401 (each registers its commands)
 from graven.cli.base import EXIT_USAGE, cli, fail
 from graven.cli.forward import forward_group, receive_group
 from graven.cli.serve import keys_group, serve_command, users_group

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 import orjson
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from graven.archive import archive_folders, verify_archive
 from graven.cli.base import EXIT_DAMAGE, Options, cli, err, out, pass_options
 from graven.core import jsonlines
 from graven.core.bundle import verify_bundle
 from graven.core.key_history import trusted_verifiers
 from graven.errors import ValidationError
-from graven.keys import load_trust
+from graven.keys import DEFAULT_DB, load_trust, load_verifier
 from graven.private_files import log_files, warnings_for
 from graven.render import literal
+from graven.store import sqlite_path
 from graven.trail import MAX_INDEX
 from graven.witnessing.client import witness_evidence
 from graven.witnessing.keys import load_cosigner_verifier
@@ -38,6 +42,9 @@ from graven.witnessing.keys import load_cosigner_verifier
               help="A witness's public key (text or file) that must have cosigned. Repeatable.")  # fmt: skip
 @click.option("--witness", "witness_urls", multiple=True, metavar="URL",
               help="Also hold the log against the newest checkpoint this witness cosigned. Repeatable.")  # fmt: skip
+@click.option("--archive", "archives", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Also check this archive (or a folder of archives); with --key and no log: offline. "
+                   "Repeatable.")  # fmt: skip
 @pass_options
 def verify_command(
     options: Options,
@@ -46,6 +53,7 @@ def verify_command(
     bundle: Path | None,
     witness_keys: tuple[str, ...],
     witness_urls: tuple[str, ...],
+    archives: tuple[Path, ...],
 ) -> None:
     """Check every entry, the Merkle tree, every signed checkpoint and the witnessed ones.
 
@@ -68,19 +76,24 @@ def verify_command(
         else:
             (out if check.ok else err).print(literal(("OK: " if check.ok else "FAILED: ") + check.message))
         sys.exit(0 if check.ok else EXIT_DAMAGE)
+    if archives and key is not None and not _log_here(options):
+        _verify_archives_offline(archives, key, as_json)
     cosigners = [load_cosigner_verifier(k) for k in witness_keys]
     with options.open() as trail:
         trusted = load_trust(key) if key else None
         log_key = None if trusted is None else trusted_verifiers(trusted)[-1]
         seen = witness_evidence(trail, keys=cosigners, urls=witness_urls, log_key=log_key)
         if as_json or not err.is_terminal:
-            report = trail.verify(key=trusted, witnessed=seen)
+            report = trail.verify(key=trusted, witnessed=seen, archives=archives)
         else:
             columns = (TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
             with Progress(*columns, console=err, transient=True) as bar:
                 task = bar.add_task("verify", total=trail.size)
                 report = trail.verify(
-                    key=trusted, witnessed=seen, progress=lambda done: bar.update(task, completed=done)
+                    key=trusted,
+                    witnessed=seen,
+                    archives=archives,
+                    progress=lambda done: bar.update(task, completed=done),
                 )
         warning = trail.kept_warning()
     if not as_json and warning:
@@ -99,6 +112,29 @@ def verify_command(
             + literal(f"first bad index {report.first_bad_index} ({report.kind}): {report.message}")
         )
     sys.exit(0 if report.ok else EXIT_DAMAGE)
+
+
+def _log_here(options: Options) -> bool:
+    """Whether the log the options name is there to open (a PostgreSQL URL is taken to be)."""
+    url = str(options.db or os.environ.get("GRAVEN_DB") or DEFAULT_DB)
+    if "://" in url and not url.startswith("sqlite://"):
+        return True
+    return sqlite_path(url).exists()
+
+
+def _verify_archives_offline(paths: tuple[Path, ...], key: str, as_json: bool) -> NoReturn:
+    """Check archives alone, with the log's public key (no database needed); exits."""
+    verifier = load_verifier(key)
+    checks = [verify_archive(folder, [verifier]) for path in paths for folder in archive_folders(path)]
+    ok = all(c.ok for c in checks)
+    if as_json:
+        sys.stdout.buffer.write(jsonlines.line({
+            "ok": ok, "archives": [{"ok": c.ok, "first": c.first, "below": c.below, "message": c.message}
+                                   for c in checks],
+        }))  # fmt: skip
+    for check in checks if not as_json else ():
+        (out if check.ok else err).print(literal(("OK  " if check.ok else "TAMPERED  ") + check.message))
+    sys.exit(0 if ok else EXIT_DAMAGE)
 
 
 @cli.command("prove")

@@ -1,7 +1,7 @@
 """Verification of a whole log from its raw stored rows: pure, given the rows and trusted keys.
 
 The entries' stored bytes are the only thing believed: every leaf is recomputed from them, the
-tree is rebuilt, and the result is compared with the stored tree rows, with every signed
+tree is rebuilt, and the result is compared with the stored tiles, with every signed
 checkpoint (whose signature MUST verify with a trusted key) and with checkpoints kept elsewhere
 (witnesses). The report names the first bad index and the kind of damage:
 
@@ -30,8 +30,9 @@ checkpoint larger than the superseded one, or one that no restore entry explains
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Any
 
@@ -174,37 +175,44 @@ def root_at(levels: Sequence[Sequence[bytes]], size: int) -> bytes:
 
 def verify_log(
     entries: Iterable[tuple[int, bytes]],
-    tree_rows: Iterable[tuple[int, bytes]],
+    tiles: Iterable[tuple[int, int, bytes]],
     checkpoints: Sequence[tuple[int, str]],
     trusted: Trust,
     *,
     witnessed: Sequence[str] = (),
     progress: Callable[[int], None] | None = None,
     restores: Sequence[tuple[int, bytes]] = (),
+    archived_below: int = 0,
 ) -> Report:
     """Check everything stored against itself, the signed checkpoints and the witnessed ones.
 
-    ``restores`` are the stored (index, bytes) of the ``log.restore`` entries (see Lineages above).
+    ``tiles`` are the stored (level, index, hashes) C2SP tiles (see ``merkle.tile_of``). ``restores``
+    are the stored (index, bytes) of the ``log.restore`` entries (see Lineages above). Entries below
+    ``archived_below`` (a boundary a ``log.archive`` entry vouches for) may be missing: they were
+    pruned after archiving, and their leaf hashes are taken from the tiles.
     """
     entry_indices, leaves = leaf_hashes(entries, progress)
-    tree = list(tree_rows)
-    tree_indices = [idx for idx, _ in tree]
-    blobs = [blob for _, blob in tree]
+    tree_indices, stored, upper = _tile_hashes(tiles)
+    pruned = 0
+    if archived_below:
+        entry_indices, leaves, pruned = _fill_pruned(entry_indices, leaves, tree_indices, stored, archived_below)
     problems: list[Problem] = []
     count = len(entry_indices)
     tree_size = len(tree_indices)
     entries_contiguous = count == 0 or (entry_indices[0] == 0 and entry_indices[-1] == count - 1)
     tree_contiguous = tree_size == 0 or (tree_indices[0] == 0 and tree_indices[-1] == tree_size - 1)
-    stored = [blob[:32] for blob in blobs]
     levels = tree_levels(leaves)
     if not (entries_contiguous and tree_contiguous and leaves == stored):
         problems += _compare_rows(entry_indices, leaves, tree_indices, stored)
-    elif tree_contiguous:
-        problems += _check_tree_rows(levels, blobs)
-    return judge(
+    else:
+        problems += _check_tiles(levels, upper)
+    report = judge(
         problems, count, tree_size, checkpoints, trusted, witnessed=witnessed, restores=restores,
         root=lambda size: root_at(levels, size), leaf=leaves.__getitem__,
     )  # fmt: skip
+    if pruned:
+        report = replace(report, notices=(*report.notices, _pruned_notice(pruned, archived_below)))
+    return report
 
 
 def judge(
@@ -247,6 +255,31 @@ def judge(
         witnessed=len(witnessed),
         trusted_keys=tuple(v.to_text() for v in trusted_verifiers(trusted)),
         notices=tuple(notices),
+    )
+
+
+def _fill_pruned(
+    indices: list[int], leaves: list[bytes], tree_indices: list[int], stored: list[bytes], below: int
+) -> tuple[list[int], list[bytes], int]:
+    """Stand the stored leaf hashes in for the entries missing below ``below`` (pruned)."""
+    if tree_indices[:1] != [0]:
+        return indices, leaves, 0
+    limit = min(below, len(stored))
+    kept = bisect_left(indices, limit)  # indices ascend: those below the boundary come first
+    if kept == limit:
+        return indices, leaves, 0
+    present = set(indices[:kept])
+    missing = [i for i in range(limit) if i not in present]
+    if not missing:
+        return indices, leaves, 0
+    merged = sorted([*zip(indices, leaves, strict=True), *((i, stored[i]) for i in missing)])
+    return [i for i, _ in merged], [h for _, h in merged], len(missing)
+
+
+def _pruned_notice(pruned: int, below: int) -> str:
+    return (
+        f"{pruned} entr{'y' if pruned == 1 else 'ies'} below index {below} {'was' if pruned == 1 else 'were'} "
+        "pruned after archiving (their hashes are still checked); check the archives with --archive."
     )
 
 
@@ -430,23 +463,48 @@ def _swapped(i: int, j: int) -> Problem:
     )
 
 
-def _check_tree_rows(levels: Sequence[Sequence[bytes]], blobs: Sequence[bytes]) -> list[Problem]:
-    """Every stored internal node must equal the one rebuilt from the leaves."""
-    for level in range(1, len(levels)):
-        step = 1 << level
-        offset = 32 * level
-        stored = [blob[offset : offset + 32] for blob in blobs[step - 1 :: step]]
-        if stored != levels[level]:
-            j = next(k for k, (a, b) in enumerate(zip(stored, levels[level], strict=False)) if a != b)
-            return [
+def _tile_hashes(
+    tiles: Iterable[tuple[int, int, bytes]],
+) -> tuple[list[int], list[bytes], list[tuple[int, int, bytes]]]:
+    """The stored leaf hashes with their indices (from the level-0 tiles), and the upper tiles."""
+    indices: list[int] = []
+    leaves: list[bytes] = []
+    upper: list[tuple[int, int, bytes]] = []
+    size = merkle.HASH_SIZE
+    for level, index, blob in tiles:
+        if level:
+            upper.append((level, index, blob))
+            continue
+        count = len(blob) // size
+        start = index * merkle.TILE_WIDTH
+        indices += range(start, start + count)
+        leaves += [blob[k : k + size] for k in range(0, count * size, size)]
+    return indices, leaves, upper
+
+
+def _check_tiles(levels: Sequence[Sequence[bytes]], upper: Sequence[tuple[int, int, bytes]]) -> list[Problem]:
+    """Every hash of an upper tile must equal the node rebuilt from the leaves; none may be extra."""
+    size = merkle.HASH_SIZE
+    found: list[Problem] = []
+    for level, index, blob in upper:
+        height = merkle.TILE_HEIGHT * level
+        rebuilt = levels[height] if height < len(levels) else []
+        first = index * merkle.TILE_WIDTH
+        for k in range(len(blob) // size):
+            node = first + k
+            if node < len(rebuilt) and blob[k * size : (k + 1) * size] == rebuilt[node]:
+                continue
+            step = 1 << height
+            found.append(
                 Problem(
-                    j * step,
+                    node * step,
                     "modified",
-                    f"The stored tree hash over entries {j * step}..{(j + 1) * step - 1} was altered; "
+                    f"The stored tree hash over entries {node * step}..{(node + 1) * step - 1} was altered; "
                     "the entries themselves match, but proofs served from this log would be wrong.",
                 )
-            ]
-    return []
+            )
+            break
+    return [min(found, key=lambda p: p.index)] if found else []
 
 
 def _check_checkpoints(

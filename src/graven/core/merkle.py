@@ -14,6 +14,10 @@ Guarantees:
   the nodes ``(l, i >> l)`` for ``l = 0..t``, ``t`` being the number of trailing one-bits
   of ``i``; their hashes, level 0 first, form the 32-byte-slotted *row* stored for ``i``,
   so node ``(l, j)`` is found in row ``(j + 1) * 2**l - 1`` at byte offset ``32 * l``.
+* Tiles (C2SP ``tlog-tiles``): the tile ``(L, N)`` holds the hashes of the nodes
+  ``(8 * L, 256 * N + k)`` for ``k`` below its width, the full width being 256; the tile at
+  the right edge of a level is partial. Any other node is the root of a power-of-two run of
+  one tile's hashes (``tile_of``), so a proof reads O(log n / 8) tiles.
 * ``verify_*`` never raise: malformed input or a bad proof yields ``False``. Every other
   function raises ``ProofError`` for out-of-range arguments.
 """
@@ -35,6 +39,7 @@ __all__ = [
     "consistency_nodes",
     "consistency_proof",
     "consistency_proof_from_leaves",
+    "frontier_after",
     "frontier_nodes",
     "inclusion_nodes",
     "inclusion_proof",
@@ -46,6 +51,10 @@ __all__ = [
     "root_nodes",
     "root_of",
     "roots_at",
+    "tile_deltas",
+    "tile_hashes",
+    "tile_of",
+    "tiles_for",
     "verify_consistency",
     "verify_inclusion",
 ]
@@ -482,3 +491,74 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
         fn >>= 1
         sn >>= 1
     return sn == 0 and fr == old_root and sr == new_root
+
+
+# ----------------------------------------------------------------------------- tiles
+
+TILE_HEIGHT = 8
+TILE_WIDTH = 1 << TILE_HEIGHT
+Tile = tuple[int, int]
+
+
+def tile_of(node: Node) -> tuple[Tile, int, int]:
+    """Return ``(tile, first, count)``: ``node`` is the root of ``count`` hashes of ``tile`` from slot ``first``."""
+    level_no, index = node
+    _check_non_negative("node level", level_no)
+    _check_non_negative("node index", index)
+    tile_level, height = divmod(level_no, TILE_HEIGHT)
+    start = index << height
+    return (tile_level, start >> TILE_HEIGHT), start & (TILE_WIDTH - 1), 1 << height
+
+
+def tiles_for(nodes: Iterable[Node]) -> set[Tile]:
+    """Return the tiles whose hashes ``tile_hashes`` needs for ``nodes``."""
+    return {tile_of(node)[0] for node in nodes}
+
+
+def tile_hashes(nodes: Iterable[Node], tiles: Mapping[Tile, bytes]) -> dict[Node, bytes]:
+    """Return the hash of every node that ``tiles`` (concatenated hashes per tile) holds; others are left out."""
+    out: dict[Node, bytes] = {}
+    for node in nodes:
+        tile, first, count = tile_of(node)
+        blob = tiles.get(tile)
+        if blob is None or len(blob) < HASH_SIZE * (first + count):
+            continue
+        level = [blob[HASH_SIZE * k : HASH_SIZE * (k + 1)] for k in range(first, first + count)]
+        while len(level) > 1:
+            level = _parents(level)
+        out[node] = level[0]
+    return out
+
+
+def tile_deltas(first: int, rows: Sequence[bytes]) -> list[tuple[Tile, int, bytes]]:
+    """Return, per tile that rows of leaves ``first, first + 1, ...`` (see ``append``) add to,
+    ``(tile, slot, hashes)``: the hashes they add, concatenated, starting at ``slot``; by tile level, then index.
+    """
+    _check_non_negative("first", first)
+    parts: dict[Tile, tuple[int, list[bytes]]] = {}
+    for offset, row in enumerate(rows):
+        i = first + offset
+        for tile_level in range((len(row) // HASH_SIZE + TILE_HEIGHT - 1) // TILE_HEIGHT):
+            at = HASH_SIZE * TILE_HEIGHT * tile_level
+            index = i >> (TILE_HEIGHT * tile_level)
+            tile = (tile_level, index >> TILE_HEIGHT)
+            part = parts.get(tile)
+            if part is None:
+                parts[tile] = (index & (TILE_WIDTH - 1), [row[at : at + HASH_SIZE]])
+            else:
+                part[1].append(row[at : at + HASH_SIZE])
+    return [(tile, slot, b"".join(hashes)) for tile, (slot, hashes) in sorted(parts.items())]
+
+
+def frontier_after(size: int, frontier: Mapping[Node, bytes], rows: Sequence[bytes]) -> dict[Node, bytes]:
+    """Return the hashes of ``frontier_nodes(size + len(rows))``, given those of ``frontier_nodes(size)``
+    and the ``append`` rows of the leaves from ``size`` on."""
+    out: dict[Node, bytes] = {}
+    for node in frontier_nodes(size + len(rows)):
+        level_no, index = node
+        last = ((index + 1) << level_no) - 1
+        if last >= size:
+            out[node] = rows[last - size][HASH_SIZE * level_no : HASH_SIZE * (level_no + 1)]
+        else:
+            out[node] = frontier[node]
+    return out

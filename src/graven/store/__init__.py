@@ -1,14 +1,16 @@
 """The storage port: a small protocol that every backend implements, and ``open_store(url)``.
 
-A backend keeps four things: the entries (their leaf bytes plus derived query columns), the tree
-rows (per leaf, the hashes of the perfect subtrees that leaf completes), the signed checkpoints, and
-a few settings. Every backend MUST refuse UPDATE and DELETE of stored entries, tree rows and
-checkpoints inside the engine, and MUST make an appended batch durable before ``WriteTx`` returns
-from its context (all of the batch or none of it).
+A backend keeps four things: the entries (their leaf bytes plus derived query columns), the Merkle
+tree as C2SP ``tlog-tiles`` (see ``merkle.tile_of``; a full tile is one row, the partial tile at the
+right edge of each level grows by one row per commit), the signed checkpoints, and a few settings.
+Every backend MUST refuse UPDATE and DELETE of stored entries, tiles and checkpoints inside the
+engine, except the removal of a partial tile's rows once its full tile is stored; and MUST make an
+appended batch durable before ``WriteTx`` returns from its context (all of the batch or none of it).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -96,7 +98,8 @@ class WriteTx(Protocol):
         ...
 
     def insert(self, first: int, entries: Sequence[Prepared], rows: Sequence[bytes]) -> None:
-        """Append entries at first, first+1, ... with their tree rows and, for entries of an aggregate
+        """Append entries at first, first+1, ... with the tree hashes they complete (``rows`` as
+        ``merkle.append`` gives them; the backend stores their tiles) and, for entries of an aggregate
         stream (:func:`graven.core.streams.stream_of`), their stream index rows. MUST NOT overwrite."""
         ...
 
@@ -107,6 +110,21 @@ class WriteTx(Protocol):
     def latest_checkpoint(self) -> StoredCheckpoint | None: ...
 
     def insert_checkpoint(self, checkpoint: StoredCheckpoint) -> None: ...
+
+    def archived_below(self) -> int:
+        """Every entry below this index is in a written archive (0 when none was written)."""
+        ...
+
+    def mark_archived(self, below: int, name: str, digest: str) -> None:
+        """Record that the archive ``name`` (its manifest's SHA-256 ``digest``) holds every entry below
+        ``below``. MUST be called only once that archive is durably written and checked."""
+        ...
+
+    def prune(self, first: int, below: int, only: Sequence[int] | None = None) -> int:
+        """Remove the stored bodies and target rows of the archived entries ``first .. below - 1``
+        (``only`` those listed, when given); returns how many bodies were removed. The tree's tiles
+        stay. The engine MUST refuse to remove an entry at or above ``archived_below()``."""
+        ...
 
     def take_captured(self, limit: int) -> list[Any]:
         """Events the engine captured itself (database triggers), oldest first, removed from the
@@ -140,8 +158,8 @@ class Scan(Protocol):
         """Stored (index, leaf bytes) in index order."""
         ...
 
-    def tree_rows(self) -> Iterator[tuple[int, bytes]]:
-        """Stored (index, concatenated subtree hashes) in index order."""
+    def tiles(self) -> Iterator[tuple[int, int, bytes]]:
+        """Stored (tile level, tile index, hashes) by level, then index (see :func:`join_tile`)."""
         ...
 
     def checkpoints(self) -> list[StoredCheckpoint]: ...
@@ -185,6 +203,10 @@ class Store(Protocol):
     def checkpoints(self) -> list[StoredCheckpoint]: ...
 
     def latest_checkpoint(self) -> StoredCheckpoint | None: ...
+
+    def archived_below(self) -> int:
+        """See :meth:`WriteTx.archived_below`."""
+        ...
 
     def query(self, query: Query) -> list[tuple[int, bytes]]: ...
 
@@ -234,3 +256,44 @@ def sqlite_path(url: str) -> Path:
     if not url:
         raise ConfigError("empty log path: give a file path or a sqlite:/// URL")
     return Path(url)
+
+
+def join_tile(parts: Iterable[tuple[int, bytes]]) -> bytes:
+    """A tile's hashes from its stored rows ``(width, hashes)``: the full tile (width 256) where it
+    is stored, else the parts of the partial tile concatenated in width order."""
+    ordered = sorted(parts, key=lambda part: part[0])
+    if ordered and ordered[-1][0] == merkle.TILE_WIDTH:
+        return bytes(ordered[-1][1])
+    return b"".join(bytes(hashes) for _, hashes in ordered)
+
+
+class FrontierMemo:
+    """The frontier hashes of the tree as this store object last committed it, so that its next write
+    need not read and rehash the partial tiles at the right edge. Tiles are append-only, so hashes
+    known at a size stay right while the log has that size; a commit by anyone else changes the size.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: tuple[int, dict[Node, bytes]] | None = None
+
+    def get(self, size: int) -> dict[Node, bytes] | None:
+        with self._lock:
+            known = self._known
+        return dict(known[1]) if known is not None and known[0] == size else None
+
+    def size(self) -> int:
+        """The size whose frontier is known (-1 when none is)."""
+        with self._lock:
+            return -1 if self._known is None else self._known[0]
+
+    def put(self, size: int, frontier: dict[Node, bytes]) -> None:
+        with self._lock:
+            self._known = (size, frontier)
+
+    @staticmethod
+    def grown(size: int, frontier: dict[Node, bytes], rows: Sequence[bytes]) -> tuple[int, dict[Node, bytes]] | None:
+        """The size and frontier after appending ``rows`` (None when ``frontier`` is incomplete)."""
+        if any(node not in frontier for node in merkle.frontier_nodes(size)):
+            return None
+        return size + len(rows), merkle.frontier_after(size, frontier, rows)

@@ -1,14 +1,17 @@
 """Backups of a PostgreSQL log: every log table copied in one snapshot, loaded into a new schema.
 
 :func:`dump` runs one REPEATABLE READ, read-only transaction and ``COPY``s the log's tables
-(entries, entry_targets, tree, checkpoints, stream_versions) to ``<table>.copy`` files in PostgreSQL's text format
+(entries, entry_targets, tiles, checkpoints, archives, stream_versions) to ``<table>.copy``
+files in PostgreSQL's text format
 and returns the settings read in the same snapshot, so the copy is consistent while writers go on
 (they are never blocked). The capture outbox is not log data and is not copied. No ``pg_dump`` is
 needed.
 
 :func:`load` creates the log in a schema that MUST NOT exist yet (the tables refuse UPDATE, DELETE
 and TRUNCATE, so nothing is overwritten in place) and ``COPY``s the files into it in one
-transaction; :func:`drop` removes such a freshly loaded schema again when the restore refuses it.
+transaction (a backup made before tiles, with ``tree.copy``, is loaded into the schema as it was
+then and converted by the migration that followed); :func:`drop` removes such a freshly loaded
+schema again when the restore refuses it.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from psycopg import sql
 
 from graven.core import merkle
 from graven.errors import ConfigError, IntegrityError
-from graven.store import Store
+from graven.store import Store, pg_tiles
 from graven.store.pg_connection import connect, parse_url, translate_error
-from graven.store.postgres import PostgresStore
+from graven.store.postgres import PostgresStore, migrate
 
-TABLES = ("entries", "entry_targets", "tree", "checkpoints", "stream_versions")
+TABLES = ("entries", "entry_targets", "tiles", "checkpoints", "archives", "stream_versions")
+LEGACY_TABLES = ("entries", "entry_targets", "tree", "checkpoints", "stream_versions")  # backups made before tiles
+LEGACY_VERSION = 3  # the last migration before the tree became tiles
 
 
 def dump(store: Store, dest: Path) -> tuple[int, bytes, dict[str, str]]:
@@ -48,21 +53,11 @@ def dump(store: Store, dest: Path) -> tuple[int, bytes, dict[str, str]]:
                         handle.write(chunk)
             settings = {str(k): str(v) for k, v in conn.execute(
                 sql.SQL("SELECT key, value FROM {}").format(sql.Identifier(target.schema, "settings")))}  # fmt: skip
-            row = conn.execute(
-                sql.SQL("SELECT max(idx) FROM {}").format(sql.Identifier(target.schema, "tree"))
-            ).fetchone()
-            size = 0 if row is None or row[0] is None else int(row[0]) + 1
-            wanted: dict[int, list[tuple[merkle.Node, int]]] = {}
-            for node in merkle.root_nodes(size):
-                idx, offset = merkle.node_row(node)
-                wanted.setdefault(idx, []).append((node, offset))
-            hashes: dict[merkle.Node, bytes] = {}
-            query = sql.SQL("SELECT idx, hashes FROM {} WHERE idx = ANY(%s::bigint[])").format(
-                sql.Identifier(target.schema, "tree")
-            )
-            for idx, blob in conn.execute(query, (list(wanted),)):
-                for node, offset in wanted[int(idx)]:
-                    hashes[node] = bytes(blob[offset : offset + merkle.HASH_SIZE])
+            conn.execute(sql.SQL("SET LOCAL search_path = {}").format(sql.Identifier(target.schema)))
+            row = conn.execute(f"SELECT {pg_tiles.SIZE}").fetchone()
+            size = 0 if row is None else int(row[0])
+            nodes = merkle.root_nodes(size)
+            hashes = pg_tiles.node_hashes(nodes, conn.execute(*pg_tiles.tiles_query(merkle.tiles_for(nodes))))
     except psycopg.Error as exc:
         raise translate_error(exc, target) from exc
     finally:
@@ -86,12 +81,16 @@ def load(url: str, folder: Path, settings: dict[str, str]) -> PostgresStore:
             f"move the old one aside first (ALTER SCHEMA {target.schema} RENAME TO {target.schema}_old) or name "
             "another with ?schema="
         )
+    legacy = not (folder / "tiles.copy").exists() and (folder / "tree.copy").exists()
     store = PostgresStore(url, create=True)
-    store.initialize(settings)
     conn = connect(target)
     try:
+        if legacy:
+            migrate(conn, target.schema, upto=LEGACY_VERSION)
+        else:
+            store.initialize(settings)
         with conn.transaction():
-            for table in TABLES:
+            for table in LEGACY_TABLES if legacy else TABLES:
                 if table == "stream_versions" and not (folder / f"{table}.copy").exists():
                     continue  # a backup made before streams existed, which therefore has none
                 name = sql.Identifier(target.schema, table)
@@ -109,6 +108,8 @@ def load(url: str, folder: Path, settings: dict[str, str]) -> PostgresStore:
         raise translate_error(exc, target) from exc
     finally:
         conn.close()
+    if legacy:
+        store.initialize(settings)  # the remaining migrations: the tree becomes tiles
     return store
 
 

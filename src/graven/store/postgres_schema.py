@@ -19,8 +19,10 @@ from dataclasses import dataclass
 #: SQLSTATE raised by the append-only triggers (class Z is free for implementations; G for Graven).
 IMMUTABLE_SQLSTATE = "ZG001"
 
-#: Tables holding log data: UPDATE, DELETE and TRUNCATE are refused on each, even for the owner.
-LOG_TABLES = ("entries", "entry_targets", "tree", "checkpoints", "settings")
+#: Tables holding log data: UPDATE, DELETE and TRUNCATE are refused on each, even for the owner
+#: (tiles: DELETE only of a partial tile's rows once its full tile is stored; entries and
+#: entry_targets: DELETE only below an archived boundary, see graven.archive).
+LOG_TABLES = ("entries", "entry_targets", "tiles", "checkpoints", "settings", "archives")
 
 #: The aggregate-stream index (migration 3): derived from the entries, append-only like them.
 STREAM_TABLE = "stream_versions"
@@ -29,7 +31,10 @@ STREAM_TABLE = "stream_versions"
 READABLE = (*LOG_TABLES, STREAM_TABLE, "schema_migrations", "entries_view")
 
 #: What a writer may INSERT into (settings are written once, by whoever runs ``graven init``).
-WRITABLE = ("entries", "entry_targets", "tree", "checkpoints", STREAM_TABLE)
+WRITABLE = ("entries", "entry_targets", "tiles", "checkpoints", STREAM_TABLE)
+
+#: What a writer may DELETE from (the triggers allow only superseded partial tiles).
+COMPACTED = "tiles"
 
 #: The capture outbox, which a writer empties (SELECT and DELETE) as it moves events into the log.
 OUTBOX = "captured"
@@ -50,9 +55,9 @@ class Migration:
     sql: str
 
 
-def _append_only_triggers() -> str:
+def _append_only_triggers(tables: tuple[str, ...]) -> str:
     parts = []
-    for table in LOG_TABLES:
+    for table in tables:
         parts.append(
             f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
             "FOR EACH ROW EXECUTE FUNCTION refuse_change();\n"
@@ -145,7 +150,7 @@ SELECT e.idx AS "index",
   FROM entries e
  CROSS JOIN LATERAL (SELECT body_jsonb(e.body) AS doc OFFSET 0) j;
 COMMENT ON VIEW entries_view IS 'Graven entries for reading; the body column of entries holds the signed bytes.';
-""" + _append_only_triggers()
+""" + _append_only_triggers(("entries", "entry_targets", "tree", "checkpoints", "settings"))
 
 # The outbox of trigger capture (graven.capture.pg writes it, in the transaction of each change; the
 # sequencer moves its rows into the log and deletes them in one transaction). Not log data: rows
@@ -176,10 +181,112 @@ CREATE TRIGGER stream_versions_no_truncate BEFORE TRUNCATE ON stream_versions
     FOR EACH STATEMENT EXECUTE FUNCTION refuse_change();
 """
 
+# The tree as C2SP tlog-tiles: tile (level, idx) holds the hashes of tree level 8 * level, nodes
+# 256 * idx on. A full tile is one row of width 256; until then each commit that adds hashes to the
+# tile adds a row holding those (from the previous row's width up to its own). The commit that
+# completes a tile writes the full tile and deletes the partial rows: the only DELETE allowed.
+# The rows of the former tree table (one per leaf) are converted, and its grants carried over.
+_V4 = r"""
+CREATE TABLE tiles (
+    level  integer NOT NULL CHECK (level >= 0),
+    idx    bigint NOT NULL CHECK (idx >= 0),
+    width  integer NOT NULL CHECK (width BETWEEN 1 AND 256),
+    hashes bytea NOT NULL CHECK (length(hashes) % 32 = 0 AND (width < 256 OR length(hashes) = 8192)),
+    PRIMARY KEY (level, idx, width)
+);
+
+CREATE FUNCTION tiles_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF TG_OP = 'DELETE' AND OLD.width < 256 AND EXISTS (
+        SELECT 1 FROM tiles t WHERE t.level = OLD.level AND t.idx = OLD.idx AND t.width = 256
+    ) THEN
+        RETURN OLD;  -- a partial tile's row, superseded by its full tile
+    END IF;
+    RAISE EXCEPTION USING
+        ERRCODE = 'ZG001',
+        MESSAGE = format('graven: %s is append-only; %s is refused', TG_TABLE_NAME, TG_OP),
+        HINT = 'A Graven log is never changed in place: record a new event that corrects it.';
+END
+$fn$;
+CREATE TRIGGER tiles_append_only BEFORE UPDATE OR DELETE ON tiles
+    FOR EACH ROW EXECUTE FUNCTION tiles_refuse_change();
+CREATE TRIGGER tiles_no_truncate BEFORE TRUNCATE ON tiles
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_change();
+
+INSERT INTO tiles (level, idx, width, hashes)
+SELECT l, (t.idx >> (8 * l)) >> 8, count(*),
+       string_agg(substring(t.hashes FROM 256 * l + 1 FOR 32), ''::bytea ORDER BY t.idx)
+  FROM tree t, generate_series(0, 7) AS l
+ WHERE length(t.hashes) > 256 * l
+ GROUP BY l, (t.idx >> (8 * l)) >> 8;
+
+DO $do$
+DECLARE g record;
+BEGIN
+    FOR g IN SELECT DISTINCT grantee, privilege_type FROM information_schema.role_table_grants
+              WHERE table_schema = current_schema() AND table_name = 'tree'
+                AND privilege_type IN ('SELECT', 'INSERT') AND grantee <> current_user LOOP
+        IF g.privilege_type = 'INSERT' THEN
+            EXECUTE format('GRANT INSERT, DELETE ON tiles TO %I', g.grantee);
+        ELSE
+            EXECUTE format('GRANT SELECT ON tiles TO %I', g.grantee);
+        END IF;
+    END LOOP;
+END
+$do$;
+
+DROP TABLE tree;
+"""
+
+# Archives: every entry below `below` is in the written archive `name`. Its body and target rows may
+# then be removed (pruned); nothing else may be, and the tiles stay, so proofs stay valid.
+_V5 = r"""
+CREATE TABLE archives (
+    below  bigint PRIMARY KEY CHECK (below > 0),
+    name   text NOT NULL,
+    digest text NOT NULL
+);
+CREATE TRIGGER archives_append_only BEFORE UPDATE OR DELETE ON archives
+    FOR EACH ROW EXECUTE FUNCTION refuse_change();
+CREATE TRIGGER archives_no_truncate BEFORE TRUNCATE ON archives
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_change();
+
+CREATE FUNCTION refuse_unarchived_change() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF TG_OP = 'DELETE' AND OLD.idx < (SELECT coalesce(max(below), 0) FROM archives) THEN
+        RETURN OLD;  -- pruning an entry a written archive holds
+    END IF;
+    RAISE EXCEPTION USING
+        ERRCODE = 'ZG001',
+        MESSAGE = format('graven: %s is append-only; %s is refused', TG_TABLE_NAME, TG_OP),
+        HINT = 'A Graven log is never changed in place: record a new event that corrects it.';
+END
+$fn$;
+DROP TRIGGER entries_append_only ON entries;
+CREATE TRIGGER entries_append_only BEFORE UPDATE OR DELETE ON entries
+    FOR EACH ROW EXECUTE FUNCTION refuse_unarchived_change();
+DROP TRIGGER entry_targets_append_only ON entry_targets;
+CREATE TRIGGER entry_targets_append_only BEFORE UPDATE OR DELETE ON entry_targets
+    FOR EACH ROW EXECUTE FUNCTION refuse_unarchived_change();
+
+DO $do$
+DECLARE g record;
+BEGIN
+    FOR g IN SELECT DISTINCT grantee FROM information_schema.role_table_grants
+              WHERE table_schema = current_schema() AND table_name = 'entries'
+                AND privilege_type = 'SELECT' AND grantee <> current_user LOOP
+        EXECUTE format('GRANT SELECT ON archives TO %I', g.grantee);
+    END LOOP;
+END
+$do$;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "log tables, query indexes, append-only triggers, entries_view", _V1),
     Migration(2, "captured: the outbox of trigger capture", _V2),
     Migration(3, "stream_versions: the index of aggregate streams", _V3),
+    Migration(4, "the Merkle tree as C2SP tiles (256 hashes a row) instead of a row per leaf", _V4),
+    Migration(5, "archives: entries below an archived boundary may be pruned", _V5),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -24,7 +24,16 @@ from graven.core.merkle import Node
 from graven.core.model import Prepared
 from graven.errors import ConfigError, ImmutableError, IntegrityError, StoreError
 from graven.private_files import create_private_file
-from graven.store import Head, Query, StoredCheckpoint, StreamQuery, read_head, sqlite_streams
+from graven.store import (
+    FrontierMemo,
+    Head,
+    Query,
+    StoredCheckpoint,
+    StreamQuery,
+    sqlite_pruning,
+    sqlite_streams,
+    sqlite_tiles,
+)
 from graven.store.querying import Dialect, select_entries
 
 SCHEMA_VERSION = 1
@@ -32,7 +41,7 @@ BUSY_TIMEOUT_MS = 60_000
 CACHE_KIB = 64 * 1024
 MMAP_BYTES = 256 * 1024 * 1024
 
-_TABLES = ("entries", "entry_targets", "tree", "checkpoints", "graven_settings")
+_TABLES = ("entries", "entry_targets", "checkpoints", "graven_settings")  # tiles: see sqlite_tiles
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS graven_settings (
@@ -63,11 +72,6 @@ CREATE TABLE IF NOT EXISTS entry_targets (
     idx  INTEGER NOT NULL,
     PRIMARY KEY (type, id, idx)
 ) WITHOUT ROWID;
--- Row i holds the hashes of the perfect subtrees completed by leaf i, level 0 (the leaf hash) first.
-CREATE TABLE IF NOT EXISTS tree (
-    idx    INTEGER PRIMARY KEY,
-    hashes BLOB NOT NULL
-);
 CREATE TABLE IF NOT EXISTS checkpoints (
     size INTEGER PRIMARY KEY,
     note TEXT NOT NULL
@@ -79,6 +83,8 @@ def _immutability_triggers() -> str:
     parts = []
     for table in _TABLES:
         for op in ("UPDATE", "DELETE"):
+            if op == "DELETE" and table in sqlite_pruning.PRUNABLE:
+                continue  # refused except below an archived boundary: see sqlite_pruning
             parts.append(
                 f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
                 f"BEGIN SELECT RAISE(ABORT, 'graven: {table} is append-only; {op} is refused'); END;"
@@ -102,6 +108,7 @@ class SQLiteStore:
         self._writer: sqlite3.Connection | None = None
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
+        self._frontier = FrontierMemo()
         if not create and not path.exists():
             hint = "" if path.parent.is_dir() else f" (folder {path.parent} does not exist)"
             raise ConfigError(f"no log at {path}{hint}; create one with `graven init`")
@@ -112,6 +119,28 @@ class SQLiteStore:
                 create_private_file(path)
             except OSError as exc:
                 raise ConfigError(f"cannot create the log {path}: {exc.strerror}") from None
+        else:
+            self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Bring a log written by an older Graven up to date in one write transaction: its tree
+        (a ``tree`` table) becomes tiles, and it gets the archives table."""
+        conn = self._connect()
+        try:
+            names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "tree" in names or ("entries" in names and "archives" not in names):
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    sqlite_tiles.migrate(conn, str(self.path))
+                    sqlite_pruning.upgrade(conn)
+                    conn.execute("COMMIT")
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+        except sqlite3.DatabaseError as exc:
+            raise translate_error(exc, self.path) from exc
+        finally:
+            self._forget(conn)
 
     # --- connections -----------------------------------------------------------------------
 
@@ -172,6 +201,9 @@ class SQLiteStore:
                 "BEGIN IMMEDIATE;" + SCHEMA + _immutability_triggers() + sqlite_streams.SCHEMA + "COMMIT;"
             )
             conn.execute("BEGIN IMMEDIATE")
+            sqlite_tiles.migrate(conn, str(self.path))
+            sqlite_tiles.create(conn)
+            sqlite_pruning.upgrade(conn)
             stored = dict(conn.execute("SELECT key, value FROM graven_settings").fetchall())
             wanted = {"schema_version": str(SCHEMA_VERSION), **settings}
             conn.executemany(
@@ -213,8 +245,11 @@ class SQLiteStore:
             except sqlite3.DatabaseError as exc:
                 raise translate_error(exc, self.path) from exc
             try:
-                yield _SQLiteWriteTx(conn)
+                tx = _SQLiteWriteTx(conn, self._frontier)
+                yield tx
                 conn.execute("COMMIT")
+                if tx.grown is not None:
+                    self._frontier.put(*tx.grown)
             except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -226,6 +261,9 @@ class SQLiteStore:
 
     def size(self) -> int:
         return _size(self._reader())
+
+    def archived_below(self) -> int:
+        return sqlite_pruning.archived_below(self._reader())
 
     def entry(self, index: int) -> bytes | None:
         row = self._reader().execute("SELECT body FROM entries WHERE idx = ?", (index,)).fetchone()
@@ -239,7 +277,7 @@ class SQLiteStore:
         try:
             conn.execute("BEGIN")
             present = {row[0].decode() for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            missing = [t for t in ("entries", "entry_targets", "tree", "checkpoints") if t not in present]
+            missing = [t for t in ("entries", "entry_targets", "tiles", "checkpoints") if t not in present]
             if missing:
                 raise IntegrityError(
                     f"the table{'s' if len(missing) > 1 else ''} {', '.join(missing)} of the log was dropped"
@@ -395,8 +433,8 @@ class _SQLiteScan:
     def entries(self) -> Iterator[tuple[int, bytes]]:
         return iter(self.conn.execute("SELECT idx, body FROM entries ORDER BY idx"))
 
-    def tree_rows(self) -> Iterator[tuple[int, bytes]]:
-        return iter(self.conn.execute("SELECT idx, hashes FROM tree ORDER BY idx"))
+    def tiles(self) -> Iterator[tuple[int, int, bytes]]:
+        return sqlite_tiles.scan(self.conn)
 
     def checkpoints(self) -> list[StoredCheckpoint]:
         rows = self.conn.execute("SELECT size, note FROM checkpoints ORDER BY size").fetchall()
@@ -404,8 +442,11 @@ class _SQLiteScan:
 
 
 class _SQLiteWriteTx:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, memo: FrontierMemo) -> None:
         self.conn = conn
+        self.memo = memo
+        self.read: tuple[int, dict[Node, bytes]] | None = None  # the size and frontier head() read
+        self.grown: tuple[int, dict[Node, bytes]] | None = None  # ... and after insert(), to remember
 
     def size(self) -> int:
         return _size(self.conn)
@@ -455,17 +496,28 @@ class _SQLiteWriteTx:
         conn.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", entry_rows)
         if target_rows:
             conn.executemany("INSERT INTO entry_targets VALUES (?, ?, ?)", target_rows)
-        conn.executemany(
-            "INSERT INTO tree (idx, hashes) VALUES (?, ?)",
-            [(first + offset, row) for offset, row in enumerate(rows)],
-        )
+        sqlite_tiles.insert(conn, first, rows)
         sqlite_streams.insert_rows(conn, first, entries)
+        if self.read is not None and self.read[0] == first:
+            self.grown = FrontierMemo.grown(first, self.read[1], rows)
+        self.read = None
 
     def stream_versions(self, streams: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
         return sqlite_streams.versions(self.conn, streams)
 
     def latest_checkpoint(self) -> StoredCheckpoint | None:
         return _latest_checkpoint(self.conn)
+
+    def archived_below(self) -> int:
+        return sqlite_pruning.archived_below(self.conn)
+
+    def mark_archived(self, below: int, name: str, digest: str) -> None:
+        sqlite_pruning.mark(self.conn, below, name, digest)
+
+    def prune(self, first: int, below: int, only: Sequence[int] | None = None) -> int:
+        if only is None:
+            return sqlite_pruning.prune_range(self.conn, first, below)
+        return sqlite_pruning.prune(self.conn, [i for i in only if first <= i < below])
 
     def insert_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
         self.conn.execute("INSERT INTO checkpoints (size, note) VALUES (?, ?)", (checkpoint.size, checkpoint.note))
@@ -474,32 +526,25 @@ class _SQLiteWriteTx:
         return []  # SQLite has no trigger capture
 
     def head(self, ids: Sequence[str], captured: int) -> Head:
-        return read_head(self, ids, captured)  # in-process reads: nothing to batch
+        size = self.size()
+        frontier = self.memo.get(size)
+        if frontier is None:
+            frontier = self.tree_hashes(merkle.frontier_nodes(size))
+        self.read = (size, frontier)
+        existing = self.existing_ids(ids)
+        bodies = self.entry_bodies(sorted(set(existing.values()))) if existing else {}
+        return Head(size, dict(frontier), existing, [], bodies)  # SQLite has no trigger capture
 
 
 def _size(conn: sqlite3.Connection) -> int:
     try:
-        row = conn.execute("SELECT max(idx) FROM tree").fetchone()
+        return sqlite_tiles.size(conn)
     except sqlite3.DatabaseError as exc:
         raise translate_error(exc, None) from exc
-    return 0 if row[0] is None else int(row[0]) + 1
 
 
 def _tree_hashes(conn: sqlite3.Connection, nodes: Iterable[Node]) -> dict[Node, bytes]:
-    wanted: dict[int, list[tuple[Node, int]]] = {}
-    for node in nodes:
-        row, offset = merkle.node_row(node)
-        wanted.setdefault(row, []).append((node, offset))
-    if not wanted:
-        return {}
-    marks = ",".join("?" * len(wanted))
-    out: dict[Node, bytes] = {}
-    for idx, blob in conn.execute(f"SELECT idx, hashes FROM tree WHERE idx IN ({marks})", list(wanted)):
-        for node, offset in wanted[idx]:
-            chunk = blob[offset : offset + merkle.HASH_SIZE]
-            if len(chunk) == 32:
-                out[node] = chunk
-    return out
+    return sqlite_tiles.tree_hashes(conn, nodes)
 
 
 def _latest_checkpoint(conn: sqlite3.Connection) -> StoredCheckpoint | None:

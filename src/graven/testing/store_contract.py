@@ -173,9 +173,9 @@ class StoreContract:
         with store.scan() as scan:
             signed = [(c.size, c.note) for c in scan.checkpoints()]
             trusted = [sequencer.signer.verifier()] if sequencer.signer else []
-            report = audit.verify_log(scan.entries(), scan.tree_rows(), signed, trusted)
+            report = audit.verify_log(scan.entries(), scan.tiles(), signed, trusted)
             # the one-pass check, in chunks smaller than the log, reads the same scan alike
-            streamed = audit_stream.verify_stream(scan.entries(), scan.tree_rows(), signed, trusted, chunk=16)
+            streamed = audit_stream.verify_stream(scan.entries(), scan.tiles(), signed, trusted, chunk=16)
         assert report.ok, report.message
         assert streamed is not None
         assert report.to_json() == streamed.to_json()
@@ -183,12 +183,30 @@ class StoreContract:
     # --- reading -------------------------------------------------------------------------
 
     def test_scan_returns_every_row_in_order(self, store: Store, sequencer: Sequencer) -> None:
-        """A scan yields entries and tree rows in index order within one snapshot."""
+        """A scan yields entries in index order and the tree's tiles, partial at the right edge."""
         self.fill(sequencer, 4)
         with store.scan() as scan:
             assert 4 == scan.size()
             assert [0, 1, 2, 3] == [i for i, _ in scan.entries()]
-            assert [0, 1, 2, 3] == [i for i, _ in scan.tree_rows()]
+            assert [(0, 0, 4)] == [(level, idx, len(h) // 32) for level, idx, h in scan.tiles()]
+
+    def test_tiles_fill_and_grow_a_level(self, store: Store, sequencer: Sequencer) -> None:
+        """Commits of every size leave one full tile per 256 hashes, the edge partial, and valid proofs."""
+        leaves: list[bytes] = []
+        for n in (1, 200, 54, 1, 300, 7):
+            items = [self.prepared(i) for i in range(len(leaves), len(leaves) + n)]
+            sequencer.append(items)
+            leaves += [item.leaf_hash for item in items]
+        size = len(leaves)
+        with store.scan() as scan:
+            widths = [(level, idx, len(h) // 32) for level, idx, h in scan.tiles()]
+        assert [(0, 0, 256), (0, 1, 256), (0, 2, 51), (1, 0, 2)] == widths
+        for index in (0, 255, 256, size - 1):
+            got, hashes = store.tree_hashes(merkle.inclusion_nodes(index, size))
+            assert got == size
+            assert merkle.inclusion_proof_from_leaves(index, leaves) == merkle.inclusion_proof(index, size, hashes)
+        _, hashes = store.tree_hashes(merkle.consistency_nodes(200, size))
+        assert merkle.consistency_proof_from_leaves(200, leaves) == merkle.consistency_proof(200, size, hashes)
 
     def test_query_filters(self, store: Store, sequencer: Sequencer) -> None:
         """Every filter narrows the result to the matching entries, in index order."""
@@ -250,6 +268,37 @@ class StoreContract:
                                                caught.value.position)  # fmt: skip
         assert 1 == store.size()
 
+    # --- archives and pruning ------------------------------------------------------------
+
+    def test_pruning_only_below_an_archived_boundary(self, store: Store, sequencer: Sequencer) -> None:
+        """Bodies below a recorded archive boundary can be removed; the tiles and proofs stay; nothing
+        at or above the boundary can be, and a refused prune changes nothing."""
+        items = [self.prepared(i) for i in range(30)]
+        sequencer.append(items)
+        _, before = store.tree_hashes(merkle.inclusion_nodes(25, 30))
+        assert 0 == store.archived_below()
+        with pytest.raises(ImmutableError, match="append-only"), store.write() as tx:
+            tx.prune(0, 5)
+        with store.write() as tx:
+            tx.mark_archived(10, "a1", "d1")
+            assert 10 == tx.archived_below()
+            assert 3 == tx.prune(0, 10, [1, 4, 7, 12])
+        assert [None, None, None] == [store.entry(i) for i in (1, 4, 7)]
+        assert store.entry(12) is not None
+        with store.write() as tx:
+            assert 7 == tx.prune(0, 10)
+        with pytest.raises(ImmutableError, match="append-only"), store.write() as tx:
+            tx.prune(10, 11)
+        assert 10 == store.archived_below()
+        assert store.entry(10) is not None
+        assert [11, 15, 19, 23, 27] == [i for i, _ in store.query(Query(target=("customer", "c-3")))]
+        _, after = store.tree_hashes(merkle.inclusion_nodes(25, 30))
+        assert before == after
+        with store.scan() as scan:
+            report = audit.verify_log(scan.entries(), scan.tiles(), [], [], archived_below=10)
+        assert report.ok, report.message
+        assert 30 == report.entries
+
     # --- immutability --------------------------------------------------------------------
 
     @pytest.mark.parametrize(
@@ -258,8 +307,8 @@ class StoreContract:
             "UPDATE entries SET action = 'x.y' WHERE idx = 0",
             "DELETE FROM entries WHERE idx = 0",
             "DELETE FROM entries",
-            "UPDATE tree SET hashes = hashes WHERE idx = 0",
-            "DELETE FROM tree",
+            "UPDATE tiles SET hashes = hashes",
+            "DELETE FROM tiles",
             "DELETE FROM checkpoints",
             "UPDATE checkpoints SET note = 'x'",
             "DELETE FROM entry_targets",
