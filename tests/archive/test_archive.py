@@ -24,6 +24,7 @@ from graven.errors import ConfigError, ImmutableError, NotFoundError
 from graven.opening import open_trail
 from graven.retention import retention_rules, run_retention, set_retention
 from graven.sequencer import Sequencer
+from graven.sourcing import EventStore, NewEvent
 from graven.testing.store_contract import make_event
 from graven.trail import Trail
 from tests.pgserver import Server
@@ -79,6 +80,22 @@ class TestArchive:
             trail.get(12)
         recorded = trail.get(done.entry)
         assert ("log.archive", 300) == (recorded.action, recorded.get("metadata")["below"])
+
+    def test_archived_aggregate_streams_still_verify(self, url: str, tmp_path: Path) -> None:
+        """Pruning the entries of an aggregate stream leaves its version index checked, not alarmed
+        at; the stream goes on at the next version."""
+        key = tmp_path / "signing.key"
+        graven.init(url, signing_key=key).close()
+        with open_trail(url, signing_key=key, checkpoint_interval=0) as opened:
+            events = EventStore(opened)
+            actor = {"type": "user", "id": "u-1"}
+            events.append("account:a-1", [NewEvent("Opened", entry={"actor": actor})] * 5, expected_version=0)
+            opened.record_many(make_event(n) for n in range(20))
+            archive(opened, tmp_path / "a1", below=10)
+            events.append("account:a-1", [NewEvent("Credited", entry={"actor": actor})], expected_version=5)
+            report = opened.verify()
+            assert report.ok, report.message
+            assert 6 == events.version("account:a-1")
 
     def test_archive_layout_is_c2sp_tiles_and_json_lines(self, trail: Trail, tmp_path: Path) -> None:
         """Entries are JSON Lines of the stored leaves; the tree is tile files, partial at the edge."""

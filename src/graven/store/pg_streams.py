@@ -98,6 +98,11 @@ def stream_mismatch(conn: Conn) -> int | None:
         int(idx): StreamPosition(str(kind), str(ident), int(version))
         for kind, ident, version, idx in conn.execute("SELECT type, id, version, idx FROM stream_versions")
     }
+    below = int(conn.execute("SELECT coalesce(max(below), 0) FROM archives").fetchall()[0][0])
+    gone = [i for i in stored if i < below and i not in declared]  # bodies pruned after archiving?
+    if gone:
+        kept = {int(i) for (i,) in conn.execute("SELECT idx FROM entries WHERE idx = ANY(%s::bigint[])", (gone,))}
+        declared.update({i: stored[i] for i in gone if i not in kept})  # their archive holds the entry
     bad = [i for i in declared.keys() | stored.keys() if declared.get(i) != stored.get(i)]
     gap = first_gap(sorted(declared.items()))
     if gap is not None:

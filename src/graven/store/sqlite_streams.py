@@ -118,6 +118,12 @@ def stream_mismatch(conn: sqlite3.Connection) -> int | None:
             kind = kind.decode() if isinstance(kind, bytes) else kind
             ident = ident.decode() if isinstance(ident, bytes) else ident
             stored[int(idx)] = StreamPosition(kind, ident, int(version))
+    has_archives = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'archives'").fetchone() is not None
+    below = int(conn.execute("SELECT coalesce(max(below), 0) FROM archives").fetchone()[0]) if has_archives else 0
+    gone = [i for i in stored if i < below and i not in declared]  # bodies pruned after archiving?
+    if gone:
+        kept = {int(i) for (i,) in conn.execute("SELECT idx FROM entries WHERE idx < ?", (below,))}
+        declared.update({i: stored[i] for i in gone if i not in kept})  # their archive holds the entry
     bad += [i for i in declared.keys() | stored.keys() if declared.get(i) != stored.get(i)]
     gap = first_gap(sorted(declared.items()))
     if gap is not None:
