@@ -36,6 +36,7 @@ import orjson
 from graven.core import audit, merkle
 from graven.core.note import NoteError, Verifier, open_checkpoint
 from graven.errors import ConfigError, IntegrityError
+from graven.private_files import sync_dir
 from graven.store import Store
 
 if TYPE_CHECKING:
@@ -214,7 +215,7 @@ def _write(store: Store, dest: Path, first: int, below: int, checkpoint_size: in
             _move_into(temp, dest)
         else:
             temp.rename(dest)
-        _sync_dir(dest.parent)
+        sync_dir(dest.parent)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
@@ -254,7 +255,7 @@ def _sync_tree(root: Path) -> None:
         for name in files:
             with open(Path(folder) / name, "rb+") as handle:
                 _sync(handle)
-        _sync_dir(Path(folder))
+        sync_dir(Path(folder))
 
 
 def _libc() -> Any:
@@ -262,14 +263,6 @@ def _libc() -> Any:
         return ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
     except OSError:
         return None
-
-
-def _sync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- checking -------------------------------------------------------------------------------------

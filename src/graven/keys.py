@@ -17,7 +17,7 @@ from pathlib import Path
 from graven.core.key_history import HEADER, KeyHistory, Trust
 from graven.core.note import NoteError, Signer, Verifier
 from graven.errors import ConfigError
-from graven.private_files import make_private_dir
+from graven.private_files import make_private_dir, sync_dir
 
 DEFAULT_DIR = Path(".graven")
 DEFAULT_DB = DEFAULT_DIR / "trail.db"
@@ -128,15 +128,7 @@ def write_history(path: Path, history: KeyHistory) -> None:
     aside.unlink(missing_ok=True)
     write_key_file(aside, history.to_text().rstrip("\n"), "key history", "")
     os.replace(aside, path)
-    _sync_dir(path.parent)
-
-
-def _sync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    sync_dir(path.parent)
 
 
 def load_trust(value: str | Path | Verifier | Trust) -> Trust:

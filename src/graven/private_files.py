@@ -81,3 +81,12 @@ def loose(paths: Iterable[Path]) -> list[tuple[Path, int]]:
         if mode & 0o077:
             found.append((path, mode))
     return found
+
+
+def sync_dir(folder: Path) -> None:
+    """fsync a folder, so that a rename or a new file inside it survives a crash."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
