@@ -106,8 +106,10 @@ def per_call(call: Callable[[], object], number: int, repeat: int) -> float:
     return best
 
 
-def intact_log(entries: int) -> tuple[list[tuple[int, bytes]], list[tuple[int, bytes]], list[tuple[int, str]], Any]:
-    """An in-memory log of ``entries`` ~500-byte leaves with its tree rows and a few signed checkpoints."""
+def intact_log(
+    entries: int,
+) -> tuple[list[tuple[int, bytes]], list[tuple[int, int, bytes]], list[tuple[int, str]], Any]:
+    """An in-memory log of ``entries`` ~500-byte leaves with its tree tiles and a few signed checkpoints."""
     signer = Signer.generate("bench.example/core")
     bodies = [model.prepare({**EVENT, "id": f"e-{i}"}, now=NOW, new_id=str).leaf for i in range(entries)]
     leaves = [merkle.leaf_hash(b) for b in bodies]
@@ -115,7 +117,8 @@ def intact_log(entries: int) -> tuple[list[tuple[int, bytes]], list[tuple[int, b
     sizes = sorted({entries, entries // 2, entries // 3})
     roots = merkle.roots_at(leaves, sizes)
     notes = [(n, sign_checkpoint(Checkpoint("bench.example/core", n, roots[n]), signer)) for n in sizes if n]
-    return list(enumerate(bodies)), list(enumerate(rows)), notes, signer.verifier()
+    tiles = [(level, idx, hashes) for (level, idx), _, hashes in merkle.tile_deltas(0, rows)]
+    return list(enumerate(bodies)), tiles, notes, signer.verifier()
 
 
 def main() -> None:

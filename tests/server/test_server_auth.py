@@ -24,6 +24,7 @@ ENDPOINTS: list[tuple[str, str, str, dict[str, Any], frozenset[str]]] = [
     ("GET", "/api/v1/entries", "/api/v1/entries", {}, READERS),
     ("GET", "/api/v1/entries/0", "/api/v1/entries/{index}", {}, READERS),
     ("GET", "/api/v1/history?target=user:u-1", "/api/v1/history", {}, READERS),
+    ("GET", "/api/v1/state?target=user:u-1", "/api/v1/state", {}, READERS),
     ("GET", "/api/v1/checkpoint", "/api/v1/checkpoint", {}, READERS),
     ("GET", "/api/v1/consistency?old=0&new=1", "/api/v1/consistency", {}, READERS),
     ("GET", "/api/v1/tail?from=0&limit=1", "/api/v1/tail", {}, READERS),

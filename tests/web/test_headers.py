@@ -229,7 +229,7 @@ def test_docs_page_in_a_browser_fetches_only_its_own_origin(browser: Browser, se
         assert heading is not None
         assert 200 == heading.status
         assert page.get_by_role("heading", level=1).inner_text().startswith("Graven API")
-        assert page.locator("#schema-Entry").count() == 1
+        assert page.locator("#schema-Event").count() == 1  # the event a client sends, from entry schema v1
         assert page.evaluate("getComputedStyle(document.querySelector('header.top')).display") != "inline"
     finally:
         context.close()
