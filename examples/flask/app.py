@@ -1,3 +1,6 @@
+import os
+import secrets
+
 import flask
 from flask_login import LoginManager, UserMixin, login_required
 
@@ -6,7 +9,7 @@ from graven.flask import Graven
 
 trail = graven.open("audit.db", signing_key="audit.key")  # created if absent
 app = flask.Flask(__name__)
-app.secret_key = "replace me"
+app.secret_key = os.environ.get("FLASK_SECRET_KEY") or secrets.token_hex(32)  # sessions: keep it secret
 login_manager = LoginManager(app)
 API_KEYS = {"dana-key": "u-1"}  # stands in for your users table
 
