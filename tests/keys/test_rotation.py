@@ -21,7 +21,7 @@ from graven.rotation import REVOKE_ACTION, ROTATE_ACTION, revoke_key, rotate_key
 from graven.store import StoredCheckpoint, open_store
 from graven.testing.store_contract import make_event
 from graven.witnessing import WitnessService, WitnessState, encode_request
-from graven.witnessing.keys import load_log_verifiers
+from graven.witnessing.keys import load_log_trust
 from graven.witnessing.protocol import parse_request
 
 EXE = Path(sys.executable).with_name("graven")
@@ -152,7 +152,7 @@ class TestWitness:
             proof = trail.consistency(during.size, after.size)
         assert 403 == only_old.add_checkpoint(_request(during.size, after.note, proof)).status
         history_file = str(key) + ".history"
-        updated = WitnessService(_COSIGNER, load_log_verifiers(history_file), WitnessState(tmp_path / "w-old"))
+        updated = WitnessService(_COSIGNER, [load_log_trust(history_file)], WitnessState(tmp_path / "w-old"))
         assert 200 == updated.add_checkpoint(_request(during.size, after.note, proof)).status
 
 
@@ -311,15 +311,45 @@ class TestRevokeCommand:
 
 
 class TestWitnessKeys:
-    def test_a_witness_takes_a_history_file_without_its_revoked_keys(self, tmp_path: Path) -> None:
-        """`--log FILE` with a key history gives the witness every key not revoked; a plain key
-        (text or file) stays one key."""
+    def test_a_witness_takes_a_history_file_whole(self, tmp_path: Path) -> None:
+        """`--log FILE` with a key history gives the witness the history (every key with its sizes);
+        a plain key (text or file) stays one key."""
         keys = [Signer.generate("example.org/log") for _ in range(3)]
         history = KeyHistory.single(keys[0].verifier()).rotated(keys[1].verifier(), 5, 2)
         history = history.rotated(keys[2].verifier(), 9, 2).revoked_from(f"{keys[0].key_id:08x}", 3)
         path = tmp_path / "keys.txt"
         path.write_text(history.to_text())
-        assert [k.verifier() for k in keys[1:]] == load_log_verifiers(str(path))
-        assert [keys[0].verifier()] == load_log_verifiers(keys[0].verifier().to_text())
+        assert history == load_log_trust(str(path))
+        assert keys[0].verifier() == load_log_trust(keys[0].verifier().to_text())
         (tmp_path / "one.vkey").write_text(keys[2].verifier().to_text() + "\n")
-        assert [keys[2].verifier()] == load_log_verifiers(str(tmp_path / "one.vkey"))
+        assert keys[2].verifier() == load_log_trust(str(tmp_path / "one.vkey"))
+
+    def test_a_witness_holds_each_key_to_its_sizes(self, tmp_path: Path) -> None:
+        """Given the history, the witness cosigns a retired key's checkpoints only below the end of
+        its overlap and a revoked key's only below the revocation point; beyond, whoever holds the
+        old key gets a 403 ``key-out-of-range`` and the checkpoint is kept as evidence."""
+        keys = [Signer.generate("example.org/log") for _ in range(3)]
+        history = KeyHistory.single(keys[0].verifier()).rotated(keys[1].verifier(), 4, 2)  # key 0: sizes < 6
+        history = history.rotated(keys[2].verifier(), 8, 1).revoked_from(f"{keys[1].key_id:08x}", 7)  # key 1: 4..6
+        tree = [merkle.leaf_hash(bytes([i])) for i in range(12)]
+
+        def note(size: int, *signers: Signer) -> str:
+            return sign_note(Checkpoint("example.org/log", size, merkle.root_of(tree[:size])).to_text(), signers)
+
+        def ask(witness: WitnessService, old: int, size: int, *signers: Signer) -> tuple[int, str]:
+            proof = merkle.consistency_proof_from_leaves(old, tree[:size]) if old else []
+            reply = witness.add_checkpoint(_request(old, note(size, *signers), proof))
+            return reply.status, reply.verdict.kind
+
+        witness = WitnessService(_COSIGNER, [history], WitnessState(tmp_path / "w"))
+        assert (200, "cosign") == ask(witness, 0, 5, keys[0])  # within the old key's overlap
+        assert (403, "key-out-of-range") == ask(witness, 5, 6, keys[0])  # retired at 6
+        assert (200, "cosign") == ask(witness, 5, 6, keys[1])
+        assert (403, "key-out-of-range") == ask(witness, 6, 9, keys[1])  # revoked from 7
+        assert (200, "cosign") == ask(witness, 6, 9, keys[1], keys[2])  # a valid signature beside it counts
+        assert 9 == witness.state.known("example.org/log").size
+        assert 2 == len(list((tmp_path / "w" / "evidence").iterdir()))
+        plain = WitnessService(_COSIGNER, [keys[0].verifier()], WitnessState(tmp_path / "plain"))
+        assert (200, "cosign") == ask(plain, 0, 11, keys[0])  # a plain key knows no sizes
+        with pytest.raises(ConfigError, match="given twice"):
+            WitnessService(_COSIGNER, [history, keys[2].verifier()], WitnessState(tmp_path / "x"))

@@ -21,7 +21,7 @@ from graven.witnessing.keys import (
     create_cosigner_key,
     load_cosigner_key,
     load_cosigner_verifier,
-    load_log_verifiers,
+    load_log_trust,
 )
 from graven.witnessing.service import EvidenceLimits, WitnessService, WitnessState
 
@@ -93,7 +93,7 @@ def serve_command(key_path: Path, state_dir: Path, logs: tuple[str, ...], host: 
     limits = EvidenceLimits(client_files=evidence_per_client, max_files=evidence_files, max_bytes=evidence_bytes)
     service = WitnessService(
         load_cosigner_key(key_path),
-        [k for v in logs for k in load_log_verifiers(v)],
+        [load_log_trust(v) for v in logs],
         WitnessState(state_dir),
         evidence=limits,
     )

@@ -71,12 +71,13 @@ def load_log_verifier(value: str | Verifier, option: str = "--log") -> Verifier:
         raise ConfigError(f"{option}: {source} is not a log verifier key: {one_line(exc)}") from None
 
 
-def load_log_verifiers(value: str, option: str = "--log") -> list[Verifier]:
-    """A log's public key as :func:`load_log_verifier` reads it, or every key of a key history file
-    (``graven key history``) that is not revoked: a witness keeps cosigning across rotations."""
+def load_log_trust(value: str, option: str = "--log") -> Verifier | KeyHistory:
+    """A log's public key as :func:`load_log_verifier` reads it, or its key history file (``graven
+    key history``): a witness keeps cosigning across rotations, each key only for the tree sizes the
+    history gives it (a retired or revoked key cannot get a larger checkpoint cosigned)."""
     path = Path(value.strip())
     if path.is_file():
         trust = load_trust(path)
         if isinstance(trust, KeyHistory):
-            return [key.verifier for key in trust.keys if key.revoked is None]
-    return [load_log_verifier(value, option)]
+            return trust
+    return load_log_verifier(value, option)

@@ -10,7 +10,8 @@ Statuses, in the order the checks run:
 
 - 400 the body is malformed, or its old size exceeds the checkpoint's size;
 - 404 the checkpoint's origin is not a log this witness serves (the spec's code for an unknown log);
-- 403 no signature on the checkpoint verifies under the log's keys;
+- 403 no signature on the checkpoint verifies under the log's keys, or (with a key history) every
+  good signature is by a key not valid at the checkpoint's size (retired after a rotation, or revoked);
 - 409 the old size is not the size the witness last cosigned (the body then carries that size,
   ``Content-Type: text/x.tlog.size``), or the checkpoint has the cosigned size but another root
   (a fork);
@@ -31,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from graven.core import merkle
+from graven.core.key_history import KeyHistory, OutOfRange, open_trusted
 from graven.core.note import (
     MAX_TREE_SIZE,
     Checkpoint,
@@ -185,19 +187,27 @@ def parse_size_body(body: bytes) -> int:
     return _size(text[:-1], f"the {SIZE_CONTENT_TYPE} body")
 
 
-def decide(request: AddCheckpoint, verifiers: Sequence[NoteVerifier] | None, known: Known | None) -> Verdict:
-    """Judge one request. ``verifiers`` are the log's keys (None: not a log this witness serves);
-    ``known`` is what was last cosigned for the origin (None: nothing yet).
+def decide(
+    request: AddCheckpoint, verifiers: Sequence[NoteVerifier] | KeyHistory | None, known: Known | None
+) -> Verdict:
+    """Judge one request. ``verifiers`` are the log's keys, or its key history (None: not a log this
+    witness serves); ``known`` is what was last cosigned for the origin (None: nothing yet).
 
     MUST NOT return a 200 for a checkpoint that is smaller than the cosigned one, that has the
-    cosigned size but another root, or that no proof links to the cosigned one.
+    cosigned size but another root, or that no proof links to the cosigned one; nor, given a key
+    history, for one whose only good signatures are by keys not valid at its size.
     """
     checkpoint = request.checkpoint
     origin = checkpoint.origin
     if verifiers is None:
         return Verdict(404, "unknown-log", f"this witness does not serve the log {origin!r}")
     try:
-        open_checkpoint(request.note, verifiers)
+        if isinstance(verifiers, KeyHistory):
+            open_trusted(request.note, verifiers)
+        else:
+            open_checkpoint(request.note, verifiers)
+    except OutOfRange as exc:
+        return Verdict(403, "key-out-of-range", f"{exc}: a retired or revoked key of {origin!r} signed it")
     except NoteError as exc:
         return Verdict(403, "bad-signature", f"the checkpoint is not signed by a key of {origin!r}: {exc}")
     if request.old_size > checkpoint.size:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import orjson
 
+from graven.core.key_history import KeyHistory, open_trusted, trusted_verifiers
 from graven.core.note import (
     CosignerKey,
     NoteError,
@@ -54,8 +55,9 @@ from graven.witnessing.protocol import (
 
 log = logging.getLogger("graven.witness")
 
-EVIDENCE_KINDS = frozenset({"forked", "bad-proof", "rollback"})
-"""Refusals of a checkpoint the log really signed: kept as evidence that the log misbehaved."""
+EVIDENCE_KINDS = frozenset({"forked", "bad-proof", "rollback", "key-out-of-range"})
+"""Refusals of a checkpoint the log really signed: kept as evidence that the log (or whoever holds
+one of its retired or revoked keys) misbehaved."""
 
 
 DROP_LOG_SECONDS = 60.0
@@ -200,7 +202,7 @@ class WitnessService:
     def __init__(
         self,
         key: CosignerKey,
-        logs: Sequence[Verifier],
+        logs: Sequence[Verifier | KeyHistory],
         state: WitnessState,
         *,
         clock: Callable[[], float] = time.time,
@@ -217,9 +219,23 @@ class WitnessService:
         self._evidence_lock = threading.Lock()
         self._kept_by: dict[str, deque[tuple[float, int]]] = {}
         self._dropped_logged_at: float | None = None
-        self.logs: dict[str, list[Verifier]] = {}
-        for verifier in logs:
-            self.logs.setdefault(verifier.name, []).append(verifier)
+        self.logs: dict[str, list[Verifier] | KeyHistory] = {}
+        """Each served origin's trust: plain keys (valid at every size) or its key history."""
+        for item in logs:
+            origin = item.current.verifier.name if isinstance(item, KeyHistory) else item.name
+            served = self.logs.get(origin)
+            if isinstance(item, KeyHistory) or isinstance(served, KeyHistory):
+                if served is not None:
+                    raise ConfigError(
+                        f"--log: {origin!r} is given twice, and once as a key history: give its key history "
+                        "alone (it names every key of the log and the sizes each may sign)"
+                    )
+                self.logs[origin] = item if isinstance(item, KeyHistory) else [item]
+            else:
+                self.logs.setdefault(origin, [])
+                served = self.logs[origin]
+                assert isinstance(served, list)
+                served.append(item)
 
     @property
     def verifier_key(self) -> str:
@@ -246,7 +262,7 @@ class WitnessService:
                     if verdict.kind in EVIDENCE_KINDS:
                         self._keep_evidence(request, verifiers, client)
                     return _error(verdict)
-                _, signatures = open_checkpoint(request.note, verifiers)
+                _, signatures = open_trusted(request.note, verifiers)
                 text, _ = note_signatures(request.note)
                 cosignature = cosign(text, self.key, int(self.clock()))
                 kept = text + "\n" + "".join(s.to_line() for s in [*signatures, cosignature])
@@ -255,10 +271,10 @@ class WitnessService:
             return _error(Verdict(500, "state-error", str(exc)))
         return Reply(200, "text/plain; charset=utf-8", cosignature.to_line().encode("utf-8"), verdict)
 
-    def _keep_evidence(self, request: AddCheckpoint, verifiers: Sequence[Verifier], client: str) -> None:
+    def _keep_evidence(self, request: AddCheckpoint, verifiers: list[Verifier] | KeyHistory, client: str) -> None:
         """Keep a refused request's evidence within the limits; only a log-signed checkpoint gets here."""
         try:
-            _, signatures = open_checkpoint(request.note, verifiers)
+            _, signatures = open_checkpoint(request.note, trusted_verifiers(verifiers))
         except NoteError:
             return  # decide() checked the signature; never store what the log did not sign
         item = evidence_of(request, signatures)
