@@ -11,6 +11,12 @@ actor. The sequencer later moves captured events into the Merkle log in one tran
 their removal from ``captured`` (see :func:`claim`), so each captured change becomes exactly one
 entry.
 
+Events the application states itself (not row changes) can take the same road: :func:`record`
+makes the event exactly as ``trail.record()`` would and writes it into ``captured`` through the
+SECURITY DEFINER function ``capture_record`` in the application's own transaction, so the
+application's commit is the only commit. EXECUTE on it is revoked from PUBLIC and given to a role
+by :func:`grant_record` (``graven pg grant-record ROLE``); that role gets no right on any table.
+
 MUST: a captured event is written in the transaction of the change it describes (a rollback
 leaves no trace; a commit leaves the event). MUST NOT: store the value of a redacted column.
 """
@@ -21,13 +27,17 @@ import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import orjson
 import psycopg
 from psycopg import sql
 
 from graven.context import actor_of
-from graven.errors import ConfigError
+from graven.errors import ConfigError, ValidationError
+
+if TYPE_CHECKING:
+    from graven.trail import Trail
 
 CONTEXT_SETTING = "graven.context"
 
@@ -202,7 +212,7 @@ RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 $fn$;
 REVOKE ALL ON FUNCTION {schema}.capture_note(text, text, text, jsonb) FROM PUBLIC;
 """
-    ).format(schema=_ident(schema), schema_text=sql.Literal(schema))
+    ).format(schema=_ident(schema), schema_text=sql.Literal(schema)) + record_sql(schema)
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,3 +364,178 @@ def context(
     with conn.transaction():
         conn.execute("SELECT set_config(%s, %s, true)", (CONTEXT_SETTING, json.dumps(payload)))
         yield
+
+
+# --- events recorded in the application's own transaction ---------------------------------------
+
+#: The most a staged event may weigh as jsonb in ``capture_record``: far above what validation lets
+#: through (an entry encodes to at most 1 MiB), so only an abuse of the function meets it.
+MAX_RECORD_BYTES = 4 * 1024 * 1024
+
+
+def record_sql(schema: str) -> sql.Composed:
+    """``<schema>.capture_record(events jsonb)``: events validated by Graven, written into the
+    outbox in the caller's transaction (idempotent; installed with :func:`install_sql`).
+
+    It runs as the log's owner (SECURITY DEFINER) with EXECUTE revoked from PUBLIC, so a role that
+    :func:`grant_record` named may add event rows to ``captured`` and do nothing else there: no
+    dynamic SQL, a fixed ``search_path``, one JSON object (or an array of them) each carrying a
+    text ``id`` and ``action``. What it writes is validated again when the sequencer moves it into
+    the log (a row that breaks a rule becomes a ``capture.invalid`` entry; an id already in the log
+    appends nothing).
+    """
+    return sql.SQL(
+        """
+CREATE OR REPLACE FUNCTION {schema}.capture_record(events jsonb) RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    written integer;
+BEGIN
+    IF jsonb_typeof(events) = 'object' THEN
+        events := jsonb_build_array(events);
+    END IF;
+    IF events IS NULL OR jsonb_typeof(events) <> 'array' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'graven: capture_record takes one event (a JSON object) or an array of events; got '
+                      || coalesce(jsonb_typeof(events), 'NULL');
+    END IF;
+    IF EXISTS (SELECT 1 FROM jsonb_array_elements(events) AS e
+                WHERE jsonb_typeof(e) <> 'object'
+                   OR jsonb_typeof(e -> 'id') IS DISTINCT FROM 'string'
+                   OR jsonb_typeof(e -> 'action') IS DISTINCT FROM 'string'
+                   OR pg_column_size(e) > {limit}) THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'graven: capture_record: each event must be a JSON object with a text id and action, '
+                      || 'of at most {limit} bytes';
+    END IF;
+    INSERT INTO {schema}.captured (event)
+    SELECT e.value - 'recorded_at' FROM jsonb_array_elements(events) WITH ORDINALITY AS e ORDER BY e.ordinality;
+    GET DIAGNOSTICS written = ROW_COUNT;
+    RETURN written;
+END
+$fn$;
+REVOKE ALL ON FUNCTION {schema}.capture_record(jsonb) FROM PUBLIC;
+"""
+    ).format(schema=_ident(schema), limit=sql.SQL(str(MAX_RECORD_BYTES)))
+
+
+def grant_record(conn: psycopg.Connection[Any], schema: str, role: str, *, revoke: bool = False) -> None:
+    """Let ``role`` record events into the log in ``schema`` from its own transactions (see
+    :func:`record`): USAGE on the schema and EXECUTE on ``capture_record`` only, no right on any
+    table. ``revoke=True`` takes EXECUTE back. Installs the capture functions first (so a log made
+    before they existed gets them); run as the log's owner, in the caller's transaction."""
+    if not role or len(role) > 63:
+        raise ConfigError(f"role name {role!r} must be 1 to 63 characters")
+    if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is None:
+        raise ConfigError(f"no log in schema {schema}; create one with `graven init` before granting roles")
+    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
+        raise ConfigError(f"no role {role!r} in this server: create the application's role first")
+    conn.execute(install_sql(schema))
+    function = sql.SQL("{}.capture_record(jsonb)").format(_ident(schema))
+    if revoke:
+        conn.execute(sql.SQL("REVOKE EXECUTE ON FUNCTION {} FROM {}").format(function, _ident(role)))
+        return
+    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(_ident(schema), _ident(role)))
+    conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(function, _ident(role)))
+
+
+def log_schema(trail: Trail) -> str:
+    """The schema of ``trail``'s PostgreSQL log; ConfigError for a log stored elsewhere."""
+    from graven.store.postgres import PostgresStore
+
+    store = trail.store
+    if not isinstance(store, PostgresStore):
+        raise ConfigError(
+            "recording in the application's transaction needs a PostgreSQL log in the application's "
+            f"database; this trail's log is a {type(store).__name__}"
+        )
+    return store.schema
+
+
+def staged(trail: Trail, event: Any = None, /, **fields: Any) -> dict[str, Any]:
+    """``event`` exactly as :meth:`Trail.record` would record it (validated, completed from the
+    current context, redacted, personal values sealed, its id given), ready for ``capture_record``.
+
+    Raises :class:`ValidationError` for what a jsonb value cannot carry exactly (U+0000 in a string).
+    """
+    doc = trail.prepare(event, **fields).doc
+    doc.pop("recorded_at", None)  # set by the log when the event is integrated
+    problem = jsonb_problem(doc)
+    if problem is not None:
+        raise problem
+    return doc
+
+
+def jsonb_problem(value: Any, where: str = "event") -> ValidationError | None:
+    """Why ``value`` cannot pass through PostgreSQL ``jsonb`` unchanged, or None.
+
+    jsonb refuses U+0000 in a string or key; its numbers keep the value of every double and integer
+    that validation lets through (a float comes back as the same double), so only text is checked.
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            return ValidationError(
+                where, "holds U+0000, which PostgreSQL jsonb cannot store: record this event with trail.record()",
+                "<text with U+0000>",
+            )  # fmt: skip
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            at = f"{where}.{key}"
+            if "\x00" in key:
+                return jsonb_problem(key, at)
+            problem = jsonb_problem(item, at)
+            if problem is not None:
+                return problem
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            problem = jsonb_problem(item, f"{where}[{i}]")
+            if problem is not None:
+                return problem
+    return None
+
+
+def record(conn: psycopg.Connection[Any], trail: Trail, event: Any = None, /, **fields: Any) -> str:
+    """Record one event in ``conn``'s current transaction; returns its id.
+
+    The event is made exactly as ``trail.record(event, **fields)`` makes it (same validation,
+    context, redaction, sealing, so the same entry but for ``recorded_at`` and its index) and
+    written through ``capture_record`` into the log's outbox: a rollback leaves nothing, the
+    application's commit is the only commit, and the sequencer moves it into the Merkle log at the
+    trail's next write, :meth:`Trail.integrate` or ``graven pg integrate --follow``. ``conn`` must
+    be connected to the log's own database as a role granted by :func:`grant_record`
+    (``graven pg grant-record ROLE``); in autocommit mode the event commits at once, on its own.
+    """
+    doc = staged(trail, event, **fields)
+    write(conn, log_schema(trail), [doc])
+    return str(doc["id"])
+
+
+def write(conn: psycopg.Connection[Any], schema: str, docs: Sequence[dict[str, Any]]) -> None:
+    """Write staged events (from :func:`staged`) through ``capture_record`` in ``conn``'s transaction."""
+    if not docs:
+        return
+    query = sql.SQL("SELECT {}.capture_record(%s::jsonb)").format(_ident(schema))
+    payload = orjson.dumps(docs[0] if len(docs) == 1 else list(docs)).decode()
+    try:
+        conn.execute(query, (payload,))
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise refused(schema, conn.info.user) from exc
+    except (psycopg.errors.UndefinedFunction, psycopg.errors.InvalidSchemaName) as exc:
+        raise missing(schema) from exc
+
+
+def refused(schema: str, role: str) -> ConfigError:
+    """The error of a role that may not run ``capture_record``."""
+    return ConfigError(
+        f"role {role} may not record events into the log in schema {schema} from its transactions; "
+        f"as the log's owner run `graven pg grant-record {role}` (the transaction is aborted)"
+    )
+
+
+def missing(schema: str) -> ConfigError:
+    """The error of a database without ``capture_record`` in ``schema``."""
+    return ConfigError(
+        f"no function {schema}.capture_record in this database: connect to the log's own database, and "
+        f"if the log predates it, run `graven pg grant-record ROLE` as its owner (the transaction is aborted)"
+    )
