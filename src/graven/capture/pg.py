@@ -33,8 +33,9 @@ import orjson
 import psycopg
 from psycopg import sql
 
+from graven.capture.outbox import jsonb_problem
 from graven.context import actor_of
-from graven.errors import ConfigError, ValidationError
+from graven.errors import ConfigError
 
 if TYPE_CHECKING:
     from graven.trail import Trail
@@ -464,35 +465,6 @@ def staged(trail: Trail, event: Any = None, /, **fields: Any) -> dict[str, Any]:
     if problem is not None:
         raise problem
     return doc
-
-
-def jsonb_problem(value: Any, where: str = "event") -> ValidationError | None:
-    """Why ``value`` cannot pass through PostgreSQL ``jsonb`` unchanged, or None.
-
-    jsonb refuses U+0000 in a string or key; its numbers keep the value of every double and integer
-    that validation lets through (a float comes back as the same double), so only text is checked.
-    """
-    if isinstance(value, str):
-        if "\x00" in value:
-            return ValidationError(
-                where, "holds U+0000, which PostgreSQL jsonb cannot store: record this event with trail.record()",
-                "<text with U+0000>",
-            )  # fmt: skip
-        return None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            at = f"{where}.{key}"
-            if "\x00" in key:
-                return jsonb_problem(key, at)
-            problem = jsonb_problem(item, at)
-            if problem is not None:
-                return problem
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            problem = jsonb_problem(item, f"{where}[{i}]")
-            if problem is not None:
-                return problem
-    return None
 
 
 def record(conn: psycopg.Connection[Any], trail: Trail, event: Any = None, /, **fields: Any) -> str:
