@@ -221,6 +221,16 @@ class TestRefused:
             shop.track(same_database=True)
         shop.track()  # the application's outbox needs no grant
 
+    def test_a_log_made_before_the_function_gets_it_from_the_trail(self, shop: Shop) -> None:
+        """The trail's role (the log's owner) installs capture_record; the application's role still needs the grant."""
+        function = f"{shop.schema}.capture_record(jsonb)"
+        shop.pg.db.execute(f"DROP FUNCTION {function}")
+        with pytest.raises(ConfigError, match="may not record events"):
+            shop.track(same_database=True)
+        assert shop.pg.db.execute("SELECT to_regprocedure(%s)", (function,)).fetchall()[0][0] is not None
+        capture.grant_record(shop.pg.db, shop.schema, shop.role)
+        shop.track(same_database=True)
+
     def test_another_database(self, shop: Shop) -> None:
         elsewhere = create_engine(owner_url(shop.pg).rpartition("/")[0] + "/postgres")
         try:

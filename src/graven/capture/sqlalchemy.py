@@ -708,6 +708,8 @@ def _quoted(name: str) -> str:
 
 def _same_database(trail: Trail, engine: Engine) -> str:
     """The log's schema, once sure that ``engine`` writes to the log's own database and may record there."""
+    import psycopg
+
     from graven.capture import pg
     from graven.store.pg_connection import connect
 
@@ -720,6 +722,13 @@ def _same_database(trail: Trail, engine: Engine) -> str:
     where += "pg_postmaster_start_time()"
     with connect(trail.store.target) as log_conn:  # type: ignore[attr-defined]
         log_side = tuple(log_conn.execute(where).fetchall()[0])
+        installed = log_conn.execute("SELECT to_regprocedure(%s)", (f"{_quoted(schema)}.capture_record(jsonb)",))
+        if installed.fetchall()[0][0] is None:  # a log made before capture_record: its owner installs it
+            try:
+                with log_conn.transaction():
+                    log_conn.execute(pg.install_sql(schema))
+            except psycopg.Error as exc:
+                log.warning("graven: could not install %s.capture_record as the trail's role: %s", schema, exc)
     with engine.connect() as conn:
         app_side = tuple(conn.exec_driver_sql(where).all()[0])
         if app_side != log_side:
