@@ -4,14 +4,17 @@ through the log's SECURITY DEFINER function ``capture_record``, on the real serv
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
 from psycopg import sql
@@ -184,6 +187,13 @@ class TestRights:
             conn.execute(query, (payload,))
         assert shop.pending() == 0
 
+    def test_the_function_refuses_an_oversized_event(self, shop: Shop) -> None:
+        query = sql.SQL("SELECT {}.capture_record(%s::jsonb)").format(sql.Identifier(shop.schema))
+        huge = orjson.dumps({"id": "x", "action": "a.b", "metadata": {"blob": "x" * capture.MAX_RECORD_BYTES}})
+        with shop.app() as conn, pytest.raises(psycopg.errors.InvalidParameterValue, match="at most 4194304 bytes"):
+            conn.execute(query, (huge.decode(),))
+        assert shop.pending() == 0
+
     def test_injection_attempts_are_plain_data(self, shop: Shop) -> None:
         """Whatever text the event holds, the function writes one row of it and runs no SQL."""
         evil = "x'); DROP TABLE entries; --"
@@ -289,3 +299,24 @@ class TestSameEntry:
                 capture.record(conn, trail, {**order_event(1), "metadata": {"note": "a\x00b"}})
             conn.commit()
         assert shop.pending() == 0
+
+
+def test_readme_example(shop: Shop) -> None:
+    """The README's example of an event in the application's own transaction runs as written."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    found = re.search(r"```python\n( *from graven\.capture import pg as audit\n.*?) *```", text, re.S)
+    assert found is not None
+    snippet = textwrap.dedent(found.group(1))
+    shop.pg.db.execute(sql.SQL("ALTER TABLE {} ADD COLUMN status text").format(sql.Identifier(shop.table)))
+    shop.pg.db.execute(sql.SQL("INSERT INTO {} (id, total) VALUES (42, 1)").format(sql.Identifier(shop.table)))
+    with shop.trail() as trail, shop.app() as conn:
+        size = trail.size
+        code = snippet.replace("UPDATE orders", f"UPDATE {shop.table}")
+        exec(code, {"conn": conn, "trail": trail, "order_id": 42})  # noqa: S102 (the README's own text)
+        assert trail.integrate() == 1
+        entry = trail.get(size)
+        assert (entry.action, entry.targets, entry.actor["id"]) == (
+            "order.ship",
+            [{"type": "order", "id": "42"}],
+            "u-17",
+        )
