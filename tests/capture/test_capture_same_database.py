@@ -234,7 +234,9 @@ class TestRefused:
     def test_another_database(self, shop: Shop) -> None:
         elsewhere = create_engine(owner_url(shop.pg).rpartition("/")[0] + "/postgres")
         try:
-            with pytest.raises(ConfigError, match="same_database=True, but the engine reaches database postgres"):
+            with pytest.raises(
+                ConfigError, match="same_database=True, but the application's connection reaches database postgres"
+            ):
                 shop.track(bind=elsewhere, same_database=True)
         finally:
             elsewhere.dispose()

@@ -24,7 +24,8 @@ leaves no trace; a commit leaves the event). MUST NOT: store the value of a reda
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     from graven.trail import Trail
 
 CONTEXT_SETTING = "graven.context"
+
+log = logging.getLogger(__name__)
 
 
 def _ident(name: str) -> sql.Identifier:
@@ -451,6 +454,53 @@ def log_schema(trail: Trail) -> str:
             f"database; this trail's log is a {type(store).__name__}"
         )
     return store.schema
+
+
+def quoted(name: str) -> str:
+    """A PostgreSQL identifier, quoted."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+_WHERE = (
+    "SELECT current_database(), (SELECT oid FROM pg_database WHERE datname = current_database()), "
+    "pg_postmaster_start_time()"
+)
+
+
+def same_database(trail: Trail, query: Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]) -> str:
+    """The log's schema, once sure that the application's connection reaches the log's own database
+    and may run ``capture_record`` there; ConfigError naming what is wrong otherwise.
+
+    ``query(sql, params)`` runs SQL (``%s`` placeholders) on the application's connection. The two
+    sides are the same database when its name, its oid and the server's start time agree. A log
+    made before ``capture_record`` gets it from the trail's own role (the log's owner, usually).
+    """
+    from graven.store.pg_connection import connect
+    from graven.store.postgres import PostgresStore
+
+    schema = log_schema(trail)
+    function = f"{quoted(schema)}.capture_record(jsonb)"
+    assert isinstance(trail.store, PostgresStore)  # log_schema said so
+    with connect(trail.store.target) as log_conn:
+        log_side = tuple(log_conn.execute(_WHERE).fetchall()[0])
+        if log_conn.execute("SELECT to_regprocedure(%s)", (function,)).fetchall()[0][0] is None:
+            try:
+                with log_conn.transaction():
+                    log_conn.execute(install_sql(schema))
+            except psycopg.Error as exc:
+                log.warning("graven: could not install %s as the trail's role: %s", function, exc)
+    app_side = tuple(query(_WHERE, ())[0])
+    if app_side != log_side:
+        raise ConfigError(
+            f"same_database=True, but the application's connection reaches database {app_side[0]} and the log "
+            f"lives in database {log_side[0]} (or on another server): track without same_database"
+        )
+    role, found = query("SELECT current_user, to_regprocedure(%s) IS NOT NULL", (function,))[0]
+    if not found:
+        raise missing(schema)
+    if not query("SELECT has_function_privilege(%s, 'EXECUTE')", (function,))[0][0]:
+        raise refused(schema, str(role))
+    return schema
 
 
 def staged(trail: Trail, event: Any = None, /, **fields: Any) -> dict[str, Any]:

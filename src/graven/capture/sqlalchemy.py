@@ -157,10 +157,11 @@ class Tracker:
         self._async = engine.dialect.is_async
         # same_database=True: events go into the log's own outbox in the session's transaction.
         self.log_schema = log_schema
-        self._record_events = (
-            None if log_schema is None
-            else text(f"SELECT {_quoted(log_schema)}.capture_record(CAST(:events AS jsonb))")
-        )  # fmt: skip
+        self._record_events = None
+        if log_schema is not None:
+            from graven.capture.pg import quoted
+
+            self._record_events = text(f"SELECT {quoted(log_schema)}.capture_record(CAST(:events AS jsonb))")
 
     # --- installing -------------------------------------------------------------------------
 
@@ -701,48 +702,17 @@ def _bound_engine(session: Session, mappers: list[Mapper[Any]]) -> Engine:
     return engines.pop()
 
 
-def _quoted(name: str) -> str:
-    """A PostgreSQL identifier, quoted."""
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _same_database(trail: Trail, engine: Engine) -> str:
     """The log's schema, once sure that ``engine`` writes to the log's own database and may record there."""
-    import psycopg
-
     from graven.capture import pg
-    from graven.store.pg_connection import connect
 
-    schema = pg.log_schema(trail)
+    pg.log_schema(trail)
     if engine.dialect.name != "postgresql":
         raise ConfigError(
             f"same_database=True needs the models in the log's PostgreSQL database; the engine is {engine.dialect.name}"
         )
-    where = "SELECT current_database(), (SELECT oid FROM pg_database WHERE datname = current_database()), "
-    where += "pg_postmaster_start_time()"
-    with connect(trail.store.target) as log_conn:  # type: ignore[attr-defined]
-        log_side = tuple(log_conn.execute(where).fetchall()[0])
-        installed = log_conn.execute("SELECT to_regprocedure(%s)", (f"{_quoted(schema)}.capture_record(jsonb)",))
-        if installed.fetchall()[0][0] is None:  # a log made before capture_record: its owner installs it
-            try:
-                with log_conn.transaction():
-                    log_conn.execute(pg.install_sql(schema))
-            except psycopg.Error as exc:
-                log.warning("graven: could not install %s.capture_record as the trail's role: %s", schema, exc)
     with engine.connect() as conn:
-        app_side = tuple(conn.exec_driver_sql(where).all()[0])
-        if app_side != log_side:
-            raise ConfigError(
-                f"same_database=True, but the engine reaches database {app_side[0]} and the log lives in database "
-                f"{log_side[0]} (or on another server): track without same_database"
-            )
-        function = f"{_quoted(schema)}.capture_record(jsonb)"
-        role, found = conn.execute(text("SELECT current_user, to_regprocedure(:f) IS NOT NULL"), {"f": function}).one()
-        if not found:
-            raise pg.missing(schema)
-        if not conn.execute(text("SELECT has_function_privilege(:f, 'EXECUTE')"), {"f": function}).scalar():
-            raise pg.refused(schema, str(role))
-    return schema
+        return pg.same_database(trail, lambda query, params: [tuple(r) for r in conn.exec_driver_sql(query, params)])
 
 
 def track(
