@@ -527,6 +527,8 @@ def record(conn: psycopg.Connection[Any], trail: Trail, event: Any = None, /, **
     trail's next write, :meth:`Trail.integrate` or ``graven pg integrate --follow``. ``conn`` must
     be connected to the log's own database as a role granted by :func:`grant_record`
     (``graven pg grant-record ROLE``); in autocommit mode the event commits at once, on its own.
+    Unlike ``trail.record()``, an explicit ``id`` the log already holds is not checked here: the
+    sequencer appends nothing for it, whatever the event says (no IdempotencyConflict).
     """
     doc = staged(trail, event, **fields)
     write(conn, log_schema(trail), [doc])
