@@ -134,9 +134,11 @@ class TestTransaction:
             conn.commit()
             assert trail.integrate() == 1
             capture.write(conn, shop.schema, [doc, doc])  # replayed: in the log already
+            capture.write(conn, shop.schema, [{**doc, "action": "order.other"}])  # a reused id: appends nothing
             conn.commit()
             trail.integrate()
             assert trail.size == size + 1
+            assert trail.get(size).action == "order.create"
             assert [e.data["id"] for e in trail.query(limit=10)].count(doc["id"]) == 1
             assert trail.verify().ok
 
