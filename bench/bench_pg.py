@@ -25,6 +25,12 @@ Three parts, each figure beside a baseline measured in the same run on the same 
    then ``trail.integrate()``, which moves the captured events into the Merkle log: the bulk
    UPDATE's events are integrated and timed on their own, and counted with the UPDATE against the
    goal (the whole price of a tracked bulk UPDATE).
+2b. A request's durable write and its audit event: a one-row UPDATE and its COMMIT bare, with the
+   event written in the same transaction by ``graven.capture.pg.record`` (the SECURITY DEFINER
+   ``capture_record``; the application's commit is the only commit), and with ``trail.record()``
+   after the commit (a second commit); then one-row ORM updates through SQLAlchemy, untracked
+   beside tracked with ``same_database=True`` and beside tracked through the application's outbox.
+   Sides take turns every 100 requests; each ratio comes from the run whose ratio is the median.
 3. Reading a big log (1,000,000 entries by default): ``trail.history(("customer", id))`` and
    ``trail.query(actor=..., since=..., until=...)`` at random targets and actors, cold (first call
    on a freshly opened trail) and warm, beside the same questions asked of a plain table of the same
