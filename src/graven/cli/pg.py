@@ -144,7 +144,10 @@ def pg_untrack_command(options: Options, table: str) -> None:
 )
 @pass_options
 def pg_integrate_command(options: Options, follow: bool, interval: float) -> None:
-    """Move changes captured by triggers into the Merkle log (any recording does this too)."""
+    """Move captured changes and events recorded in application transactions into the Merkle log.
+
+    Any recording to the log does this too.
+    """
     import time
 
     _pg_target(options)
