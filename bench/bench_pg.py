@@ -25,6 +25,12 @@ Three parts, each figure beside a baseline measured in the same run on the same 
    then ``trail.integrate()``, which moves the captured events into the Merkle log: the bulk
    UPDATE's events are integrated and timed on their own, and counted with the UPDATE against the
    goal (the whole price of a tracked bulk UPDATE).
+2b. A request's durable write and its audit event: a one-row UPDATE and its COMMIT bare, with the
+   event written in the same transaction by ``graven.capture.pg.record`` (the SECURITY DEFINER
+   ``capture_record``; the application's commit is the only commit), and with ``trail.record()``
+   after the commit (a second commit); then one-row ORM updates through SQLAlchemy, untracked
+   beside tracked with ``same_database=True`` and beside tracked through the application's outbox.
+   Sides take turns every 100 requests; each ratio comes from the run whose ratio is the median.
 3. Reading a big log (1,000,000 entries by default): ``trail.history(("customer", id))`` and
    ``trail.query(actor=..., since=..., until=...)`` at random targets and actors, cold (first call
    on a freshly opened trail) and warm, beside the same questions asked of a plain table of the same
@@ -48,7 +54,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -469,6 +475,174 @@ def capture_runs(scratch: Scratch, rows: int, updates: int, repeat: int, seed: i
     finally:
         setup.close()
         trail.close()
+
+
+# --------------------------------------------------------------------------- 2b. a request's write + its event
+
+REQUEST_SCHEMAS = ("req_tx", "req_after", "orm_tx", "orm_outbox")
+ORDERS = (
+    "CREATE TABLE {} (id bigint PRIMARY KEY, total bigint NOT NULL); "
+    "INSERT INTO {} SELECT g, 0 FROM generate_series(1, {}) g"
+)
+ORDER_UPDATE = "UPDATE {} SET total = total + 1 WHERE id = %s"
+ORDER_ROWS = 1_000
+
+
+@dataclass
+class RequestResult:
+    runs: list[dict[str, float]]  # seconds of ``requests`` requests per side, per run
+    requests: int
+    integrate: list[Run]  # integrate() of the in-transaction events, per run
+    orm: bool  # whether SQLAlchemy was there for the ORM sides
+
+
+REQUEST_SIDES = ("plain", "in transaction", "record() after")
+ORM_SIDES = ("orm untracked", "orm same_database", "orm outbox")
+
+
+def order_event(ident: int) -> dict[str, Any]:
+    return {"action": "order.update", "actor": {"type": "user", "id": f"u-{ident % 1000:05d}", "ip": "10.1.2.3"},
+            "targets": [{"type": "order", "id": str(ident)}], "changes": [{"field": "total", "old": 0, "new": 1}],
+            "context": {"request_id": f"req-{ident}"}}  # fmt: skip
+
+
+def request_runs(scratch: Scratch, requests: int, repeat: int, seed: int) -> RequestResult:
+    """A request's durable write (a one-row UPDATE and its COMMIT) bare, with its audit event written
+    in the same transaction (graven.capture.pg.record), and with trail.record() after the commit
+    (a second commit); then the same through the SQLAlchemy ORM: untracked, tracked with
+    same_database=True, tracked with the application's outbox. Sides take turns every SINGLE_BLOCK."""
+    from graven.capture import pg as capture
+
+    trails = {name: scratch.new_trail(name) for name in REQUEST_SCHEMAS}
+    setup = scratch.connect(autocommit=True)
+    tables = {side: f"orders_{n}" for n, side in enumerate(REQUEST_SIDES + ORM_SIDES)}
+    for table in tables.values():
+        t = sql.Identifier(table)
+        setup.execute(sql.SQL(ORDERS).format(t, t, sql.Literal(ORDER_ROWS)))
+    setup.execute(capture.install_sql("req_tx"))  # capture_record (graven pg grant-record does this too)
+    conns = {side: scratch.connect() for side in REQUEST_SIDES}
+    statements = {side: sql.SQL(ORDER_UPDATE).format(sql.Identifier(tables[side])).as_string(setup)
+                  for side in tables}  # fmt: skip
+    in_tx, after = trails["req_tx"], trails["req_after"]
+
+    def plain(conn: psycopg.Connection[Any], ident: int) -> None:
+        conn.execute(statements["plain"], (ident,))
+        conn.commit()
+
+    def in_transaction(conn: psycopg.Connection[Any], ident: int) -> None:
+        conn.execute(statements["in transaction"], (ident,))
+        capture.record(conn, in_tx, order_event(ident))
+        conn.commit()
+
+    def record_after(conn: psycopg.Connection[Any], ident: int) -> None:
+        conn.execute(statements["record() after"], (ident,))
+        conn.commit()
+        after.record(order_event(ident))
+
+    steps: dict[str, Callable[[int], None]] = {
+        "plain": lambda i: plain(conns["plain"], i),
+        "in transaction": lambda i: in_transaction(conns["in transaction"], i),
+        "record() after": lambda i: record_after(conns["record() after"], i),
+    }
+    closers: list[Callable[[], None]] = []
+    orm = orm_steps(scratch, tables, trails, steps, closers)
+    sides = list(steps)
+    rng = random.Random(seed)
+    runs: list[dict[str, float]] = []
+    integrate_runs: list[Run] = []
+    try:
+        for rep in range(repeat):
+            ids = [rng.randrange(1, ORDER_ROWS + 1) for _ in range(requests)]
+            clocks = {side: Stopwatch() for side in sides}
+            for k, first in enumerate(range(0, requests, SINGLE_BLOCK)):
+                block = ids[first : first + SINGLE_BLOCK]
+                for side in sides[k % len(sides) :] + sides[: k % len(sides)]:
+                    step = steps[side]
+                    with clocks[side]:
+                        for ident in block:
+                            step(ident)
+            runs.append({side: clocks[side].wall for side in sides})
+            with Stopwatch() as clock:
+                moved = in_tx.integrate()
+            if moved != requests:
+                raise SystemExit(f"integrate() moved {moved:,} of the {requests:,} events recorded in transactions")
+            integrate_runs.append(Run(moved, clock.wall, clock.cpu))
+            say("  run {}: {}".format(rep + 1, ", ".join(f"{side} {ms(runs[-1][side] / requests)}" for side in sides)))
+        for close in closers:
+            close()
+        expected = {"req_tx": requests * repeat, "req_after": requests * repeat}
+        if orm:
+            expected |= {"orm_tx": requests * repeat, "orm_outbox": requests * repeat}
+        for name, count in expected.items():
+            trail = trails[name]
+            trail.integrate()
+            if trail.size != count:
+                raise SystemExit(f"the {name} log holds {trail.size:,} entries, expected {count:,}")
+            report = trail.verify()
+            if not report.ok:
+                raise SystemExit(f"the {name} log fails verification: {report.message}")
+    finally:
+        for conn in conns.values():
+            conn.close()
+        setup.close()
+        for trail in trails.values():
+            trail.close()
+    return RequestResult(runs, requests, integrate_runs, orm)
+
+
+def orm_steps(scratch: Scratch, tables: dict[str, str], trails: dict[str, graven.Trail],
+              steps: dict[str, Callable[[int], None]], closers: list[Callable[[], None]]) -> bool:  # fmt: skip
+    """The ORM sides (one-row UPDATE through a Session, commit), when SQLAlchemy is installed."""
+    try:
+        import sqlalchemy as sa
+        from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+        from graven.capture.sqlalchemy import track as track_orm
+    except ImportError:
+        say("  (SQLAlchemy is not installed: no ORM figures)")
+        return False
+
+    class Base(DeclarativeBase):
+        pass
+
+    models = {}
+    for side in ORM_SIDES:
+        models[side] = type(f"Order{len(models)}", (Base,), {
+            "__tablename__": tables[side], "id": mapped_column(sa.BigInteger, primary_key=True),
+            "total": mapped_column(sa.BigInteger), "__annotations__": {"id": Mapped[int], "total": Mapped[int]},
+        })  # fmt: skip
+    engine = sa.create_engine(
+        scratch.server.url_for(scratch.dbname).replace("postgresql://", "postgresql+psycopg://", 1)
+    )
+    makers = {side: sessionmaker(engine) for side in ORM_SIDES}
+    trackers = [
+        track_orm(trails["orm_tx"], makers["orm same_database"], models["orm same_database"], same_database=True,
+                  outbox="graven_outbox_tx"),
+        track_orm(trails["orm_outbox"], makers["orm outbox"], models["orm outbox"], outbox="graven_outbox_ob"),
+    ]  # fmt: skip
+
+    def update(side: str) -> Callable[[int], None]:
+        maker, model = makers[side], models[side]
+
+        def step(ident: int) -> None:
+            with maker() as session:
+                row: Any = session.get(model, ident)
+                row.total += 1
+                session.commit()
+
+        return step
+
+    for side in ORM_SIDES:
+        steps[side] = update(side)
+
+    def close() -> None:
+        for tracker in trackers:
+            tracker.drain()
+            tracker.close()
+        engine.dispose()
+
+    closers.append(close)
+    return True
 
 
 def customers_sql(table: str, rows: int) -> sql.Composed:
@@ -950,6 +1124,8 @@ def run(server: Server, scratch: Scratch, sizes: Sizes, seed: int, *, keep: bool
     say(f"2. trigger capture: {sizes.updates:,} single-row UPDATEs per table and 1 bulk UPDATE of "
         f"{sizes.rows:,} rows, {repeat} runs")  # fmt: skip
     captured = capture_runs(scratch, sizes.rows, sizes.updates, repeat, seed + 3)
+    say(f"2b. a request's durable write and its audit event: {sizes.single:,} requests per side, {repeat} runs")
+    requests = request_runs(scratch, sizes.single, repeat, seed + 5)
 
     say(f"3. queries on a {sizes.big:,}-entry log")
     big = find_big(server, sizes.big)
@@ -982,6 +1158,16 @@ def run(server: Server, scratch: Scratch, sizes: Sizes, seed: int, *, keep: bool
           f"{orjson.__version__}, graven {graven.__version__}, {platform.system()} {platform.machine()}, "
           f"{cpu_count()} cores; load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at "
           "the end")  # fmt: skip
+
+    def request_pair(ours: str, base: str) -> tuple[float, float]:
+        """Seconds per request of two sides, from the run whose ratio is the median (same turns)."""
+        turns = sorted(requests.runs, key=lambda run: run[ours] / run[base])
+        middle = turns[(len(turns) - 1) // 2]
+        return middle[ours] / requests.requests, middle[base] / requests.requests
+
+    req_tx, req_plain = request_pair("in transaction", "plain")
+    req_after, req_plain2 = request_pair("record() after", "plain")
+    req_integ = min(requests.integrate, key=lambda r: r.wall)
     print(f"  events: {event_bytes:,.0f} bytes of JSON on average; throughput: of {repeat} runs, the one whose "
           f"ratio is the median (both sides from that run), the sides taking turns every batch; single-row "
           f"UPDATE times: the least of {repeat} runs, taking turns every {SINGLE_BLOCK}; latencies: p50")  # fmt: skip
@@ -1012,7 +1198,22 @@ def run(server: Server, scratch: Scratch, sizes: Sizes, seed: int, *, keep: bool
             f"{bulk_total / bulk_plain:.2f}x", "<= 3x untracked", verdict(bulk_total <= 3 * bulk_plain)),
         Row(f"integrate() of captured events ({integ.count:,})", per_second(integ.rate), per_second(libn.rate),
             f"{integ.rate / libn.rate:.0%}", "(beside record_many)", ""),
+        Row(f"request: UPDATE + event in its transaction ({requests.requests:,})", ms(req_tx), ms(req_plain),
+            f"{req_tx / req_plain:.2f}x", "<= 2x plain commit", verdict(req_tx <= 2 * req_plain)),
+        Row("  request: UPDATE, commit, then record()", ms(req_after), ms(req_plain2),
+            f"{req_after / req_plain2:.2f}x", "(today's way, reference)", ""),
+        Row(f"  integrate() of those events ({req_integ.count:,})", per_second(req_integ.rate),
+            per_second(libn.rate), f"{req_integ.rate / libn.rate:.0%}", "(off the request path)", ""),
     ]  # fmt: skip
+    if requests.orm:
+        orm_tx, orm_plain = request_pair("orm same_database", "orm untracked")
+        orm_ob, orm_plain2 = request_pair("orm outbox", "orm untracked")
+        rows += [
+            Row("ORM one-row UPDATE + commit, same_database=True", ms(orm_tx), ms(orm_plain),
+                f"{orm_tx / orm_plain:.2f}x", "<= 2x untracked", verdict(orm_tx <= 2 * orm_plain)),
+            Row("  the same, tracked through the app's outbox", ms(orm_ob), ms(orm_plain2),
+                f"{orm_ob / orm_plain2:.2f}x", "(reference)", ""),
+        ]  # fmt: skip
     for kind, label in (("history", 'history(("customer", id))'), ("actor", "query(actor=, since=, until=)")):
         for temp in ("cold", "warm"):
             ours, theirs = timings[f"{kind} {temp}"].median, timings[f"plain {kind} {temp}"].median
@@ -1033,6 +1234,12 @@ def run(server: Server, scratch: Scratch, sizes: Sizes, seed: int, *, keep: bool
     print("               in autocommit (one commit, one fsync) at the same random ids; 'context' rows wrap each")
     print("               UPDATE in pg_context(conn, actor=, ip=, reason=) on both sides (BEGIN, set_config,")
     print("               UPDATE, COMMIT); the bulk UPDATE is one statement, one commit")
+    print(f"  requests:    a one-row UPDATE of a {ORDER_ROWS:,}-row table (id bigint pk, total bigint) and its")
+    print("               COMMIT on a psycopg connection, at the same random ids on every side; 'in its")
+    print("               transaction' adds graven.capture.pg.record(conn, trail, event) before the COMMIT (the")
+    print("               SECURITY DEFINER capture_record); 'then record()' commits, then trail.record(event);")
+    print("               ORM: session.get(), one attribute changed, session.commit() through SQLAlchemy")
+    print("               (psycopg), untracked beside tracked; each ratio from the run whose ratio is the median")
     print("  queries:     a plain table of the same events (seq bigint pk, target_type, target_id, actor_id,")
     print("               occurred_at, body jsonb) with b-tree indexes on (target_type, target_id) and")
     print("               (actor_id, occurred_at); the same question in SQL through psycopg, bodies read as")
@@ -1051,6 +1258,9 @@ def run(server: Server, scratch: Scratch, sizes: Sizes, seed: int, *, keep: bool
     print(f"  bulk UPDATE of {r:,} rows, each run:")
     for name, values in captured.bulk.items():
         print(f"    {name:<19} {' / '.join(ms(v) for v in values)}  ({r / min(values):,.0f} rows/s at best)")
+    print("  requests, mean per request in each run:")
+    for side in requests.runs[0]:
+        print(f"    {side:<19} {' / '.join(ms(run[side] / requests.requests) for run in requests.runs)}")
     print(f"  verify(), every run, entries/s: graven {fmt_runs(ver_runs)}; read+hash {fmt_runs(hash_runs)}")
     print(f"  integrate() of the bulk UPDATE's events, each run: {fmt_runs(captured.integrate)} entries/s "
           f"({least_cpu(captured.integrate):,.1f} us client CPU per entry)")  # fmt: skip

@@ -76,6 +76,7 @@ def test_quick_pg_benchmark_runs(pg: Server) -> None:
     for label in (
         "record_many(), 1,000 per commit", "record(), 1 per commit", "verify() (2,000 entries)",
         "with integrate() of its events", "history((\"customer\", id)) at 20,000, warm, p50",
+        "request: UPDATE + event in its transaction", "ORM one-row UPDATE + commit, same_database=True",
     ):  # fmt: skip
         assert label in out.stdout
     goal_rows = [line for line in out.stdout.splitlines() if ">= " in line or "<= " in line or "< 5 ms" in line]

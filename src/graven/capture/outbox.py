@@ -23,7 +23,7 @@ from graven.errors import ValidationError
 if TYPE_CHECKING:
     from graven.trail import Trail
 
-__all__ = ["clean_context", "invalid", "record", "record_rows", "staged_event"]
+__all__ = ["clean_context", "invalid", "jsonb_problem", "record", "record_rows", "staged_event"]
 
 _INVALID = uuid.UUID("1b0c6f57-52c4-4a0e-9d43-8c0f3e2f4d11")  # namespace of stand-in ids for broken rows
 
@@ -83,3 +83,32 @@ def invalid(event_id: str, text: str, why: str) -> dict[str, Any]:
         "source": "db",
         "metadata": {"captured": text[:10_000]},  # at most 60 KB once escaped: within the metadata limit
     }
+
+
+def jsonb_problem(value: Any, where: str = "event") -> ValidationError | None:
+    """Why ``value`` cannot pass through PostgreSQL ``jsonb`` unchanged, or None.
+
+    jsonb refuses U+0000 in a string or key; its numbers keep the value of every double and integer
+    that validation lets through (a float comes back as the same double), so only text is checked.
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            return ValidationError(
+                where, "holds U+0000, which PostgreSQL jsonb cannot store: record this event with trail.record()",
+                "<text with U+0000>",
+            )  # fmt: skip
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            at = f"{where}.{key}"
+            if "\x00" in key:
+                return jsonb_problem(key, at)
+            problem = jsonb_problem(item, at)
+            if problem is not None:
+                return problem
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            problem = jsonb_problem(item, f"{where}[{i}]")
+            if problem is not None:
+                return problem
+    return None

@@ -11,6 +11,12 @@ actor. The sequencer later moves captured events into the Merkle log in one tran
 their removal from ``captured`` (see :func:`claim`), so each captured change becomes exactly one
 entry.
 
+Events the application states itself (not row changes) can take the same road: :func:`record`
+makes the event exactly as ``trail.record()`` would and writes it into ``captured`` through the
+SECURITY DEFINER function ``capture_record`` in the application's own transaction, so the
+application's commit is the only commit. EXECUTE on it is revoked from PUBLIC and given to a role
+by :func:`grant_record` (``graven pg grant-record ROLE``); that role gets no right on any table.
+
 MUST: a captured event is written in the transaction of the change it describes (a rollback
 leaves no trace; a commit leaves the event). MUST NOT: store the value of a redacted column.
 """
@@ -18,18 +24,26 @@ leaves no trace; a commit leaves the event). MUST NOT: store the value of a reda
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import orjson
 import psycopg
 from psycopg import sql
 
+from graven.capture.outbox import jsonb_problem
 from graven.context import actor_of
 from graven.errors import ConfigError
 
+if TYPE_CHECKING:
+    from graven.trail import Trail
+
 CONTEXT_SETTING = "graven.context"
+
+log = logging.getLogger(__name__)
 
 
 def _ident(name: str) -> sql.Identifier:
@@ -202,7 +216,7 @@ RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 $fn$;
 REVOKE ALL ON FUNCTION {schema}.capture_note(text, text, text, jsonb) FROM PUBLIC;
 """
-    ).format(schema=_ident(schema), schema_text=sql.Literal(schema))
+    ).format(schema=_ident(schema), schema_text=sql.Literal(schema)) + record_sql(schema)
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,3 +368,198 @@ def context(
     with conn.transaction():
         conn.execute("SELECT set_config(%s, %s, true)", (CONTEXT_SETTING, json.dumps(payload)))
         yield
+
+
+# --- events recorded in the application's own transaction ---------------------------------------
+
+#: The most a staged event may weigh as jsonb in ``capture_record``: far above what validation lets
+#: through (an entry encodes to at most 1 MiB), so only an abuse of the function meets it.
+MAX_RECORD_BYTES = 4 * 1024 * 1024
+
+
+def record_sql(schema: str) -> sql.Composed:
+    """``<schema>.capture_record(events jsonb)``: events validated by Graven, written into the
+    outbox in the caller's transaction (idempotent; installed with :func:`install_sql`).
+
+    It runs as the log's owner (SECURITY DEFINER) with EXECUTE revoked from PUBLIC, so a role that
+    :func:`grant_record` named may add event rows to ``captured`` and do nothing else there: no
+    dynamic SQL, a fixed ``search_path``, one JSON object (or an array of them) each carrying a
+    text ``id`` and ``action``. What it writes is validated again when the sequencer moves it into
+    the log (a row that breaks a rule becomes a ``capture.invalid`` entry; an id already in the log
+    appends nothing).
+    """
+    return sql.SQL(
+        """
+CREATE OR REPLACE FUNCTION {schema}.capture_record(events jsonb) RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    written integer;
+BEGIN
+    IF jsonb_typeof(events) = 'object' THEN
+        events := jsonb_build_array(events);
+    END IF;
+    IF events IS NULL OR jsonb_typeof(events) <> 'array' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'graven: capture_record takes one event (a JSON object) or an array of events; got '
+                      || coalesce(jsonb_typeof(events), 'NULL');
+    END IF;
+    IF EXISTS (SELECT 1 FROM jsonb_array_elements(events) AS e
+                WHERE jsonb_typeof(e) <> 'object'
+                   OR jsonb_typeof(e -> 'id') IS DISTINCT FROM 'string'
+                   OR jsonb_typeof(e -> 'action') IS DISTINCT FROM 'string'
+                   OR pg_column_size(e) > {limit}) THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'graven: capture_record: each event must be a JSON object with a text id and action, '
+                      || 'of at most {limit} bytes';
+    END IF;
+    INSERT INTO {schema}.captured (event)
+    SELECT e.value - 'recorded_at' FROM jsonb_array_elements(events) WITH ORDINALITY AS e ORDER BY e.ordinality;
+    GET DIAGNOSTICS written = ROW_COUNT;
+    RETURN written;
+END
+$fn$;
+REVOKE ALL ON FUNCTION {schema}.capture_record(jsonb) FROM PUBLIC;
+"""
+    ).format(schema=_ident(schema), limit=sql.SQL(str(MAX_RECORD_BYTES)))
+
+
+def grant_record(conn: psycopg.Connection[Any], schema: str, role: str, *, revoke: bool = False) -> None:
+    """Let ``role`` record events into the log in ``schema`` from its own transactions (see
+    :func:`record`): USAGE on the schema and EXECUTE on ``capture_record`` only, no right on any
+    table. ``revoke=True`` takes EXECUTE back. Installs the capture functions first (so a log made
+    before they existed gets them); run as the log's owner, in the caller's transaction."""
+    if not role or len(role) > 63:
+        raise ConfigError(f"role name {role!r} must be 1 to 63 characters")
+    if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is None:
+        raise ConfigError(f"no log in schema {schema}; create one with `graven init` before granting roles")
+    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
+        raise ConfigError(f"no role {role!r} in this server: create the application's role first")
+    conn.execute(install_sql(schema))
+    function = sql.SQL("{}.capture_record(jsonb)").format(_ident(schema))
+    if revoke:
+        conn.execute(sql.SQL("REVOKE EXECUTE ON FUNCTION {} FROM {}").format(function, _ident(role)))
+        return
+    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(_ident(schema), _ident(role)))
+    conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(function, _ident(role)))
+
+
+def log_schema(trail: Trail) -> str:
+    """The schema of ``trail``'s PostgreSQL log; ConfigError for a log stored elsewhere."""
+    from graven.store.postgres import PostgresStore
+
+    store = trail.store
+    if not isinstance(store, PostgresStore):
+        raise ConfigError(
+            "recording in the application's transaction needs a PostgreSQL log in the application's "
+            f"database; this trail's log is a {type(store).__name__}"
+        )
+    return store.schema
+
+
+def quoted(name: str) -> str:
+    """A PostgreSQL identifier, quoted."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+_WHERE = (
+    "SELECT current_database(), (SELECT oid FROM pg_database WHERE datname = current_database()), "
+    "pg_postmaster_start_time()"
+)
+
+
+def same_database(trail: Trail, query: Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]) -> str:
+    """The log's schema, once sure that the application's connection reaches the log's own database
+    and may run ``capture_record`` there; ConfigError naming what is wrong otherwise.
+
+    ``query(sql, params)`` runs SQL (``%s`` placeholders) on the application's connection. The two
+    sides are the same database when its name, its oid and the server's start time agree. A log
+    made before ``capture_record`` gets it from the trail's own role (the log's owner, usually).
+    """
+    from graven.store.pg_connection import connect
+    from graven.store.postgres import PostgresStore
+
+    schema = log_schema(trail)
+    function = f"{quoted(schema)}.capture_record(jsonb)"
+    assert isinstance(trail.store, PostgresStore)  # log_schema said so
+    with connect(trail.store.target) as log_conn:
+        log_side = tuple(log_conn.execute(_WHERE).fetchall()[0])
+        if log_conn.execute("SELECT to_regprocedure(%s)", (function,)).fetchall()[0][0] is None:
+            try:
+                with log_conn.transaction():
+                    log_conn.execute(install_sql(schema))
+            except psycopg.Error as exc:
+                log.warning("graven: could not install %s as the trail's role: %s", function, exc)
+    app_side = tuple(query(_WHERE, ())[0])
+    if app_side != log_side:
+        raise ConfigError(
+            f"same_database=True, but the application's connection reaches database {app_side[0]} and the log "
+            f"lives in database {log_side[0]} (or on another server): track without same_database"
+        )
+    role, found = query("SELECT current_user, to_regprocedure(%s) IS NOT NULL", (function,))[0]
+    if not found:
+        raise missing(schema)
+    if not query("SELECT has_function_privilege(%s, 'EXECUTE')", (function,))[0][0]:
+        raise refused(schema, str(role))
+    return schema
+
+
+def staged(trail: Trail, event: Any = None, /, **fields: Any) -> dict[str, Any]:
+    """``event`` exactly as :meth:`Trail.record` would record it (validated, completed from the
+    current context, redacted, personal values sealed, its id given), ready for ``capture_record``.
+
+    Raises :class:`ValidationError` for what a jsonb value cannot carry exactly (U+0000 in a string).
+    """
+    doc = trail.prepare(event, **fields).doc
+    doc.pop("recorded_at", None)  # set by the log when the event is integrated
+    problem = jsonb_problem(doc)
+    if problem is not None:
+        raise problem
+    return doc
+
+
+def record(conn: psycopg.Connection[Any], trail: Trail, event: Any = None, /, **fields: Any) -> str:
+    """Record one event in ``conn``'s current transaction; returns its id.
+
+    The event is made exactly as ``trail.record(event, **fields)`` makes it (same validation,
+    context, redaction, sealing, so the same entry but for ``recorded_at`` and its index) and
+    written through ``capture_record`` into the log's outbox: a rollback leaves nothing, the
+    application's commit is the only commit, and the sequencer moves it into the Merkle log at the
+    trail's next write, :meth:`Trail.integrate` or ``graven pg integrate --follow``. ``conn`` must
+    be connected to the log's own database as a role granted by :func:`grant_record`
+    (``graven pg grant-record ROLE``); in autocommit mode the event commits at once, on its own.
+    Unlike ``trail.record()``, an explicit ``id`` the log already holds is not checked here: the
+    sequencer appends nothing for it, whatever the event says (no IdempotencyConflict).
+    """
+    doc = staged(trail, event, **fields)
+    write(conn, log_schema(trail), [doc])
+    return str(doc["id"])
+
+
+def write(conn: psycopg.Connection[Any], schema: str, docs: Sequence[dict[str, Any]]) -> None:
+    """Write staged events (from :func:`staged`) through ``capture_record`` in ``conn``'s transaction."""
+    if not docs:
+        return
+    query = sql.SQL("SELECT {}.capture_record(%s::jsonb)").format(_ident(schema))
+    payload = orjson.dumps(docs[0] if len(docs) == 1 else list(docs)).decode()
+    try:
+        conn.execute(query, (payload,))
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise refused(schema, conn.info.user) from exc
+    except (psycopg.errors.UndefinedFunction, psycopg.errors.InvalidSchemaName) as exc:
+        raise missing(schema) from exc
+
+
+def refused(schema: str, role: str) -> ConfigError:
+    """The error of a role that may not run ``capture_record``."""
+    return ConfigError(
+        f"role {role} may not record events into the log in schema {schema} from its transactions; "
+        f"as the log's owner run `graven pg grant-record {role}` (the transaction is aborted)"
+    )
+
+
+def missing(schema: str) -> ConfigError:
+    """The error of a database without ``capture_record`` in ``schema``."""
+    return ConfigError(
+        f"no function {schema}.capture_record in this database: connect to the log's own database, and "
+        f"if the log predates it, run `graven pg grant-record ROLE` as its owner (the transaction is aborted)"
+    )

@@ -35,9 +35,21 @@ to the session instead. A bulk update that changes a primary key records that ro
 only. Server-computed columns appear once loaded (``eager_defaults``). Collection members are
 known as loaded. ``AsyncSession``: :func:`track_async`, the same guarantees, the trail written from a
 worker thread the event loop awaits. A change committed inside a ``trail.action()`` block of the
-same action and target is folded into that block's entry (:mod:`graven.action`). When the
-trail lives in the same PostgreSQL database, the outbox still lives on the
-application's side: application roles get no INSERT right on the log's own schema by design.
+same action and target is folded into that block's entry (:mod:`graven.action`).
+
+Same database (``same_database=True``): when the trail's log lives in the PostgreSQL database the
+models are written to, the events skip the application's outbox and the commit after it: each is
+written into the log's own outbox (``captured``) in the session's transaction, through the log's
+SECURITY DEFINER function ``capture_record`` (``graven pg grant-record ROLE`` lets the application's
+role run it; it gets no right on any table of the log). The application's commit is then the only
+commit, and a rollback (or a rolled-back savepoint) leaves nothing. The events enter the Merkle log
+at the trail's next write, :meth:`Tracker.drain` or ``trail.integrate()``, from ``graven pg
+integrate --follow``, or, with ``background=True``, from a worker thread that integrates after
+commits (one ``integrate()`` for every commit made while it was busy). Two kinds of event still go
+by the application's outbox: one that folds into an open ``trail.action()`` block (it must not
+enter the log on its own) and one holding U+0000, which jsonb cannot store. ``track`` checks that
+the engine reaches the log's own database (same server start, database name and oid) and that its
+role may run the function, and refuses otherwise.
 """
 
 from __future__ import annotations
@@ -68,6 +80,7 @@ from sqlalchemy import (
     event,
     inspect,
     select,
+    text,
     tuple_,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_scoped_session, async_sessionmaker
@@ -109,6 +122,7 @@ class Tracker:
         source: str | None,
         sweep_interval: float,
         background: bool,
+        log_schema: str | None = None,
     ) -> None:
         self.trail = trail
         self.engine = engine
@@ -141,6 +155,13 @@ class Tracker:
         self._listeners: list[tuple[Any, str, Callable[..., Any]]] = []
         self._worker = _Worker(self) if background else None
         self._async = engine.dialect.is_async
+        # same_database=True: events go into the log's own outbox in the session's transaction.
+        self.log_schema = log_schema
+        self._record_events = None
+        if log_schema is not None:
+            from graven.capture.pg import quoted
+
+            self._record_events = text(f"SELECT {quoted(log_schema)}.capture_record(CAST(:events AS jsonb))")
 
     # --- installing -------------------------------------------------------------------------
 
@@ -176,6 +197,8 @@ class Tracker:
         self._listeners.clear()
         if self._worker is not None:
             self._worker.stop()
+        elif self.log_schema is not None:
+            self._integrate_log()
         with self._lock:
             done, self._done = list(self._done), {}
         for i in range(0, len(done), BATCH):
@@ -332,20 +355,32 @@ class Tracker:
         return str(held[1])
 
     def _stage(self, session: Session, conn: Connection, docs: list[Any], *, piggyback: bool) -> None:
-        """Write events to the outbox in the session's transaction and remember them for the commit."""
-        now = time.time()
-        conn.execute(
-            self._insert,
-            [{"event_id": d["id"], "event": orjson.dumps(d).decode(), "created_at": now} for d in docs],
-        )
-        chain = _savepoints(session)
-        staged = session.info.setdefault(self._key, [])
-        staged.extend((chain, d) for d in docs)
+        """Write events to the outbox in the session's transaction and remember them for the commit
+        (same database: into the log's own outbox, but for those that fold into an open action)."""
         block = current_action()
-        if block is not None:  # one attempt, one entry: the block's own change is folded into its entry
-            owned = {d["id"]: block for d in docs if block.takes(d)}
-            if owned:
-                session.info.setdefault(self._key + ".fold", {}).update(owned)
+        chain = _savepoints(session)
+        if self._record_events is not None:
+            direct: list[Any] = []
+            kept: list[Any] = []
+            for d in docs:
+                folds = block is not None and block.takes(d)
+                (kept if folds or outbox.jsonb_problem(d) is not None else direct).append(d)
+            if direct:
+                conn.execute(self._record_events, {"events": orjson.dumps(direct).decode()})
+                session.info[self._key + ".direct"] = True
+            docs = kept
+        if docs:
+            now = time.time()
+            conn.execute(
+                self._insert,
+                [{"event_id": d["id"], "event": orjson.dumps(d).decode(), "created_at": now} for d in docs],
+            )
+            staged = session.info.setdefault(self._key, [])
+            staged.extend((chain, d) for d in docs)
+            if block is not None:  # one attempt, one entry: the block's own change is folded into its entry
+                owned = {d["id"]: block for d in docs if block.takes(d)}
+                if owned:
+                    session.info.setdefault(self._key + ".fold", {}).update(owned)
         if piggyback and not chain:
             with self._lock:
                 claimed = list(self._done)[:BATCH]
@@ -368,10 +403,13 @@ class Tracker:
         staged = session.info.pop(self._key, None)
         session.info.pop(self._key + ".claimed", None)  # their rows are gone for good
         owners = session.info.pop(self._key + ".fold", None) or {}
+        direct = session.info.pop(self._key + ".direct", False)
         docs = [doc for _, doc in staged or () if not self._folds(owners.get(doc["id"]), doc)]
         if self._worker is not None:
             if docs:
                 self._worker.submit(docs)
+            if direct:
+                self._worker.integrate()
             return
         if self._async:  # inside an AsyncSession's commit: the event loop awaits a worker thread
             await_only(asyncio.to_thread(self._sweep_and_record, docs))
@@ -427,6 +465,7 @@ class Tracker:
         # Whatever is still staged was never committed (rollback, close, failed commit).
         session.info.pop(self._key, None)
         session.info.pop(self._key + ".tx", None)
+        session.info.pop(self._key + ".direct", None)
         claimed = session.info.pop(self._key + ".claimed", None)
         if claimed:
             with self._lock:
@@ -448,7 +487,8 @@ class Tracker:
     # --- draining -----------------------------------------------------------------------------
 
     def drain(self, *, blocking: bool = True, wait: bool = True) -> int:
-        """Record every event waiting in the outbox (idempotently) and delete its row; returns how many rows.
+        """Record every event waiting in the outbox (idempotently) and delete its row; returns how many rows
+        (same database: and then integrate the log's own outbox, adding how many events that moved).
 
         When it returns, every change committed before the call is in the trail. Safe to run from
         many threads and processes at once: an event already in the trail is not appended again.
@@ -456,6 +496,19 @@ class Tracker:
         """
         if wait and self._worker is not None:
             self._worker.wait()
+        moved = self._drain_outbox(blocking=blocking)
+        if self.log_schema is not None and wait:
+            moved += self.trail.integrate()
+        return moved
+
+    def _integrate_log(self) -> None:
+        """Move the events committed into the log's own outbox into the log (same database)."""
+        try:
+            self.trail.integrate()
+        except Exception as exc:  # the events stay in the log's outbox for the next write or integrate
+            log.warning("graven: could not integrate the events waiting in the log's outbox: %s", exc)
+
+    def _drain_outbox(self, *, blocking: bool) -> int:
         if not self._sweeping.acquire(blocking=blocking):
             return 0
         try:
@@ -496,6 +549,7 @@ class _Worker:
         self._tracker = tracker
         self._cond = threading.Condition()
         self._queue: list[Any] = []
+        self._integrate = False  # a commit wrote into the log's own outbox since the last integrate()
         self._busy = False
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="graven-sqlalchemy-recorder", daemon=True)
@@ -506,10 +560,16 @@ class _Worker:
             self._queue.extend(docs)
             self._cond.notify_all()
 
+    def integrate(self) -> None:
+        """Integrate the log's own outbox soon (one integrate() for every call made meanwhile)."""
+        with self._cond:
+            self._integrate = True
+            self._cond.notify_all()
+
     def wait(self) -> None:
         """Until everything submitted so far has been recorded (or has failed and waits in the outbox)."""
         with self._cond:
-            while self._queue or self._busy:
+            while self._queue or self._integrate or self._busy:
                 self._cond.wait()
 
     def stop(self) -> None:
@@ -521,14 +581,18 @@ class _Worker:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._queue and not self._stopping:
+                while not self._queue and not self._integrate and not self._stopping:
                     self._cond.wait()
-                if not self._queue:
+                if not self._queue and not self._integrate:
                     return
                 batch, self._queue, self._busy = self._queue, [], True
+                integrate, self._integrate = self._integrate, False
             try:
-                self._tracker._sweep_if_due()
-                self._tracker._record_committed(batch)
+                if batch:
+                    self._tracker._sweep_if_due()
+                    self._tracker._record_committed(batch)
+                if integrate:
+                    self._tracker._integrate_log()
             finally:
                 with self._cond:
                     self._busy = False
@@ -638,6 +702,19 @@ def _bound_engine(session: Session, mappers: list[Mapper[Any]]) -> Engine:
     return engines.pop()
 
 
+def _same_database(trail: Trail, engine: Engine) -> str:
+    """The log's schema, once sure that ``engine`` writes to the log's own database and may record there."""
+    from graven.capture import pg
+
+    pg.log_schema(trail)
+    if engine.dialect.name != "postgresql":
+        raise ConfigError(
+            f"same_database=True needs the models in the log's PostgreSQL database; the engine is {engine.dialect.name}"
+        )
+    with engine.connect() as conn:
+        return pg.same_database(trail, lambda query, params: [tuple(r) for r in conn.exec_driver_sql(query, params)])
+
+
 def track(
     trail: Trail,
     bind: Engine | Session | sessionmaker[Any] | scoped_session[Any],
@@ -651,6 +728,7 @@ def track(
     outbox: str = DEFAULT_OUTBOX,
     sweep_interval: float = 30.0,
     background: bool = False,
+    same_database: bool = False,
 ) -> Tracker:
     """Record every ORM insert, update and delete of ``models`` made through ``bind``.
 
@@ -666,6 +744,9 @@ def track(
     transaction (outbox rows included) is durable, without waiting for the trail's write; the
     entries follow within milliseconds (:meth:`Tracker.drain` waits for them). The guarantees
     are the same: the outbox row is durable with the change it describes.
+    ``same_database``: the log is in the models' own PostgreSQL database: write the events into
+    the log's outbox in the application's transaction, so its commit is the only commit (see the
+    module's documentation); ``background=True`` then integrates them into the log after commits.
     """
     if not models:
         raise ConfigError("track() needs at least one mapped class to record")
@@ -707,9 +788,10 @@ def track(
         if not in_greenlet():
             raise ConfigError(f"an async {type(bind).__name__} is tracked with `await track_async(...)`")
     engine, targets = _engine_of(bind, mappers)
+    log_schema = _same_database(trail, engine) if same_database else None
     tracker = Tracker(
         trail, engine, targets, described, outbox=outbox, default_actor=default_actor, source=source,
-        sweep_interval=sweep_interval, background=background,
+        sweep_interval=sweep_interval, background=background, log_schema=log_schema,
     )  # fmt: skip
     try:
         tracker._install()

@@ -42,6 +42,40 @@ def pg_grant_command(options: Options, role: str, kind: str | None) -> None:
     out.print(literal(f"{role}: {kind} of the log in schema {target.schema}"))
 
 
+@pg_group.command("grant-record")
+@click.argument("role")
+@click.option("--revoke", is_flag=True, help="Take the right back.")
+@pass_options
+def pg_grant_record_command(options: Options, role: str, revoke: bool) -> None:
+    """Let ROLE record events into the log from its own transactions (run as the log's owner).
+
+    ROLE gets EXECUTE on the log's capture_record function (and USAGE on its schema), nothing
+    else: events written through it (graven.capture.pg.record, or SQLAlchemy tracking with
+    same_database=True) commit with the application's transaction and enter the log at its next
+    write, `graven pg integrate --follow` or trail.integrate(). Installs the function if the log
+    predates it.
+    """
+    import psycopg
+
+    from graven.capture import pg
+    from graven.store.pg_connection import connect, translate_error
+
+    target = _pg_target(options)
+    options.open().close()  # the log must exist (opening checks it)
+    conn = connect(target)
+    try:
+        with conn.transaction():
+            pg.grant_record(conn, target.schema, role, revoke=revoke)
+    except psycopg.Error as exc:
+        raise translate_error(exc, target) from exc
+    finally:
+        conn.close()
+    if revoke:
+        out.print(literal(f"{role}: may no longer record events into the log in schema {target.schema}"))
+    else:
+        out.print(literal(f"{role}: may record events in its own transactions into the log in schema {target.schema}"))
+
+
 def _columns(text: str | None) -> list[str]:
     return [c.strip() for c in text.split(",") if c.strip()] if text else []
 
@@ -110,7 +144,10 @@ def pg_untrack_command(options: Options, table: str) -> None:
 )
 @pass_options
 def pg_integrate_command(options: Options, follow: bool, interval: float) -> None:
-    """Move changes captured by triggers into the Merkle log (any recording does this too)."""
+    """Move captured changes and events recorded in application transactions into the Merkle log.
+
+    Any recording to the log does this too.
+    """
     import time
 
     _pg_target(options)

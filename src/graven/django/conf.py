@@ -12,6 +12,7 @@ Every key is optional::
         "TRUSTED_PROXIES": [],                # networks whose X-Forwarded-For is believed
         "RECORD_404": True,                   # an Http404 raised by a view is a denial
         "WITNESSES": [],                      # tlog-witness URLs
+        "SAME_DATABASE": [],                  # aliases whose PostgreSQL database holds the log itself
     }
 
 :func:`settings` validates the whole dictionary and raises :class:`graven.errors.ConfigError`
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
 KEYS = frozenset({
     "LOG", "SIGNING_KEY", "FINGERPRINT_KEY", "MODELS", "REDACT", "PERSONAL_FIELDS", "SUBJECT_TYPES",
-    "SUBJECT_KEYS", "TRUSTED_PROXIES", "RECORD_404", "WITNESSES", "DEFAULT_ACTOR", "SOURCE",
+    "SUBJECT_KEYS", "TRUSTED_PROXIES", "RECORD_404", "WITNESSES", "DEFAULT_ACTOR", "SOURCE", "SAME_DATABASE",
 })  # fmt: skip
 MODEL_OPTIONS = frozenset({"exclude", "include", "redact", "name"})
 
@@ -70,6 +71,7 @@ class Settings:
     witnesses: tuple[str, ...] | None = None
     default_actor: str = "system:django"
     source: str = "web"
+    same_database: tuple[str, ...] = ()  # database aliases whose events go into the log's own outbox
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -142,6 +144,11 @@ def parse(raw: Any) -> Settings:
     if not isinstance(record_404, bool):
         raise ConfigError(f"GRAVEN['RECORD_404'] must be True or False; got {record_404!r}")
     witnesses = raw.get("WITNESSES")
+    same_database = _names("SAME_DATABASE", raw.get("SAME_DATABASE", ()))
+    for alias in same_database:
+        if alias not in django_settings.DATABASES:
+            known = ", ".join(sorted(django_settings.DATABASES))
+            raise ConfigError(f"GRAVEN['SAME_DATABASE']: {alias!r} is not a database alias (DATABASES: {known})")
     return Settings(
         log=_text("LOG", raw.get("LOG")),
         signing_key=_text("SIGNING_KEY", raw.get("SIGNING_KEY")),
@@ -156,6 +163,7 @@ def parse(raw: Any) -> Settings:
         witnesses=None if witnesses is None else _names("WITNESSES", witnesses),
         default_actor=_text("DEFAULT_ACTOR", raw.get("DEFAULT_ACTOR")) or "system:django",
         source=_text("SOURCE", raw.get("SOURCE")) or "web",
+        same_database=same_database,
         raw=dict(raw),
     )
 

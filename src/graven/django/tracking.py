@@ -20,6 +20,15 @@ the events go into the trail and only then are their outbox rows deleted, so a c
 trail loses nothing, and rows left behind are recorded exactly once by :func:`drain` (at the first
 commit of a process, at a commit every ``SWEEP_INTERVAL`` seconds, and by ``manage.py graven_drain``).
 
+Same database (``GRAVEN["SAME_DATABASE"] = ["default"]``): when the log lives in that PostgreSQL
+database, each event is written into the log's own outbox (``captured``) in the transaction of the
+change, through the log's SECURITY DEFINER function ``capture_record`` (``graven pg grant-record
+ROLE`` for the application's role), instead of ``graven_outbox`` and the commit after it: the
+application's commit is the only commit. The events enter the log at the trail's next write,
+:func:`drain` (``manage.py graven_drain``) or ``graven pg integrate --follow``. The first such write
+checks that the alias reaches the log's database and may run the function (ConfigError otherwise);
+an event holding U+0000, which jsonb cannot store, still takes ``graven_outbox``.
+
 Not captured: raw SQL (``cursor.execute``, ``QuerySet.raw``), writes by other programs,
 ``bulk_create(..., ignore_conflicts=True)`` rows whose primary key the database does not return,
 and subclasses (multi-table inheritance) of a tracked model that are not registered themselves.
@@ -500,10 +509,24 @@ def _event(t: Tracked, verb: str, pk: Any, changes: list[dict[str, Any]],
 
 
 def _stage(using: str, docs: list[dict[str, Any]]) -> None:
-    """Write events to the outbox in the current transaction; deliver them after it commits."""
+    """Write events to the outbox in the current transaction; deliver them after it commits
+    (``SAME_DATABASE``: into the log's own outbox, for the sequencer to integrate)."""
     if not docs:
         return
     from graven.django.models import OutboxEvent
+
+    call = _record_call(using)
+    if call is not None:
+        direct: list[dict[str, Any]] = []
+        kept: list[dict[str, Any]] = []
+        for d in docs:  # an event holding U+0000 (which jsonb cannot hold) keeps graven_outbox
+            (direct if outbox.jsonb_problem(d) is None else kept).append(d)
+        if direct:
+            with connections[using].cursor() as cursor:
+                cursor.execute(call, [orjson.dumps(direct).decode()])
+        docs = kept
+        if not docs:
+            return
 
     now = time.time()
     rows = [OutboxEvent(event_id=d["id"], event=orjson.dumps(d).decode(), created_at=now) for d in docs]
@@ -515,6 +538,37 @@ def _stage(using: str, docs: list[dict[str, Any]]) -> None:
 
 _backlog: set[str] = set()
 _last_sweep: dict[str, float] = {}
+_same: dict[str, tuple[Any, str | None]] = {}  # alias -> (the trail it was checked with, the SQL or None)
+
+
+def _record_call(using: str) -> str | None:
+    """The SQL writing events through ``capture_record`` for ``using``, or None when it is not SAME_DATABASE."""
+    from graven.django import conf
+
+    if using not in conf.settings().same_database:
+        return None
+    trail = conf.trail()
+    known = _same.get(using)
+    if known is not None and known[0] is trail:
+        return known[1]
+    from graven.capture import pg
+
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        raise ConfigError(
+            f"GRAVEN['SAME_DATABASE'] names {using!r}, a {connection.vendor} database: "
+            "it must be the log's own PostgreSQL database"
+        )
+
+    def query(sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return [tuple(row) for row in cursor.fetchall()]
+
+    schema = pg.same_database(trail, query)
+    call = f"SELECT {pg.quoted(schema)}.capture_record(%s::jsonb)"
+    _same[using] = (trail, call)
+    return call
 
 
 def deliver(using: str, docs: list[dict[str, Any]]) -> None:
@@ -524,7 +578,7 @@ def deliver(using: str, docs: list[dict[str, Any]]) -> None:
 
     if using in _backlog or time.monotonic() - _last_sweep.get(using, float("-inf")) >= SWEEP_INTERVAL:
         try:
-            drain(using, exclude={d["id"] for d in docs})
+            drain(using, exclude={d["id"] for d in docs}, integrate=False)
         except Exception as exc:  # the commit stands; the rows wait for the next drain
             log.warning("graven: could not drain the outbox of database %r: %s", using, exc)
     try:
@@ -538,8 +592,9 @@ def deliver(using: str, docs: list[dict[str, Any]]) -> None:
         OutboxEvent.objects.using(using).filter(event_id__in=ids[i : i + BATCH]).delete()
 
 
-def drain(using: str | None = None, *, exclude: set[str] | None = None) -> int:
-    """Record every event waiting in the outbox of ``using`` (every database when None); returns how many.
+def drain(using: str | None = None, *, exclude: set[str] | None = None, integrate: bool = True) -> int:
+    """Record every event waiting in the outbox of ``using`` (every database when None); returns how many
+    (with ``SAME_DATABASE`` and ``integrate``: and integrate the log's own outbox, adding how many moved).
 
     Safe to run from many processes at once: an event already in the trail is not appended again.
     """
@@ -566,6 +621,8 @@ def drain(using: str | None = None, *, exclude: set[str] | None = None) -> int:
                 raise
             OutboxEvent.objects.using(alias).filter(seq__in=[r[0] for r in chosen]).delete()
             moved += len(chosen)
+    if integrate and conf.settings().same_database:
+        moved += conf.trail().integrate()
     return moved
 
 
