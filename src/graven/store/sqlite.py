@@ -21,6 +21,7 @@ import orjson
 
 from graven.core import merkle
 from graven.core.merkle import Node
+from graven.core.streams import MARKER
 from graven.core.model import Prepared
 from graven.errors import ConfigError, ImmutableError, IntegrityError, StoreError
 from graven.private_files import create_private_file
@@ -331,8 +332,7 @@ class SQLiteStore:
     def derived_mismatch(self) -> int | None:
         conn = self._connect()
         try:
-            found = [i for i in (_derived_mismatch(conn), sqlite_streams.stream_mismatch(conn)) if i is not None]
-            return min(found) if found else None
+            return _derived_mismatch(conn)
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError) and "malformed JSON" in str(exc):
                 return _first_malformed(conn)
@@ -347,24 +347,38 @@ _MAX = 2**63 - 1
 # would hide an entry from searches; extra rows (cheaply noticed by their count) would show it in
 # a search it does not match, which reads also guard against by checking the entry itself.
 #
-# MUST be exact for every code point: a false alarm on an intact log is as wrong as a miss. SQLite's
-# single-value JSON extraction (->>, json_each values) ends text at U+0000, so entries whose body
-# holds \u0000 are judged in Python; so is every entry the SQL below finds disagreeing, since that
-# comparison is of JSON texts (equal texts are equal values; unequal ones are confirmed exactly).
-_ODD_ROWS = """
+# MUST be exact for every code point: a false alarm on an intact log is as wrong as a miss. One pass
+# over the entries parses each body once (SQLite caches a parsed body for every JSON function of the
+# statement) and names candidates; every candidate is judged exactly in Python. The copied columns
+# are compared as JSON texts (equal texts are equal values; unequal ones are only candidates).
+# SQLite's single-value JSON extraction (->>, json_each values) ends text at U+0000, so a target
+# whose JSON holds \u0000 is never looked up by SQL: its entry is a candidate. The same pass names
+# the entries whose metadata declares a stream (for sqlite_streams.stream_mismatch).
+_COLUMNS_DIFFER = """
+json_extract(e.body, '$.id', '$.occurred_at', '$.actor.id', '$.action', '$.outcome', '$.source', '$.tenant')
+  IS NOT json_array(e.event_id, e.occurred_at, e.actor_id, e.action, e.outcome, e.source, e.tenant)
+"""
+_TARGET_UNSURE = """
+instr(t.value, '\\u0000') > 0
+ OR NOT EXISTS (SELECT 1 FROM entry_targets x
+                 WHERE x.type = t.value ->> 'type' AND x.id = t.value ->> 'id' AND x.idx = e.idx)
+"""
+_STREAM_MARKED = f"json_type(e.body, '$.metadata.{MARKER}') IS NOT NULL"
+# One row per target an entry names, or one row for an entry naming none (t.key is the target's
+# position: the entry-wide checks run on its first row only). Targets that are not a list (no entry
+# Graven writes) make the entry a candidate.
+_ONE_PASS = f"""
+SELECT count(t.key),
+       group_concat(CASE WHEN coalesce(t.key, 0) = 0 AND ({_COLUMNS_DIFFER})
+                           OR t.key IS NOT NULL AND ({_TARGET_UNSURE})
+                           OR t.type IS NOT NULL AND typeof(t.key) <> 'integer' THEN e.idx END),
+       group_concat(CASE WHEN coalesce(t.key, 0) = 0 AND {_STREAM_MARKED} THEN e.idx END)
+  FROM entries e LEFT JOIN json_each(json_extract(e.body, '$.targets')) t
+"""
+_CANDIDATES = """
 SELECT idx, body, event_id, occurred_at, actor_id, action, outcome, source, tenant FROM entries
- WHERE instr(body, '\\u0000') > 0
-    OR json_extract(body, '$.id', '$.occurred_at', '$.actor.id', '$.action', '$.outcome', '$.source', '$.tenant')
-       IS NOT json_array(event_id, occurred_at, actor_id, action, outcome, source, tenant)
- ORDER BY idx
+ WHERE idx IN (SELECT value FROM json_each(?)) ORDER BY idx
 """
-_TARGETS_MISSING = """
-SELECT count(*), min(CASE WHEN NOT EXISTS (SELECT 1 FROM entry_targets x
-                                            WHERE x.type = t.value ->> 'type' AND x.id = t.value ->> 'id'
-                                              AND x.idx = e.idx) THEN e.idx END)
-  FROM entries e, json_each(e.body, '$.targets') t
-"""
-_NOT_ODD = " WHERE e.idx NOT IN (SELECT value FROM json_each(?))"
 _TARGETS_EXTRA = """
 SELECT min(x.idx) FROM entry_targets x
  WHERE x.idx NOT IN (SELECT value FROM json_each(?))
@@ -375,22 +389,37 @@ _ODD_TARGETS = "SELECT idx, type, id FROM entry_targets WHERE idx IN (SELECT val
 _HAS_TARGET = "SELECT 1 FROM entry_targets WHERE type = ? AND id = ? AND idx = ?"
 
 
+def _indices(listed: str | None) -> list[int]:
+    """The distinct indices of a ``group_concat`` of indices, in order."""
+    return sorted({int(i) for i in listed.split(",")}) if listed else []
+
+
 def _derived_mismatch(conn: sqlite3.Connection) -> int | None:
-    """The first entry whose copied columns or target rows disagree with its body, or None."""
+    """The first entry whose copied columns, target rows or stream rows disagree with its body, or
+    None. Runs in one read transaction, so the counts compared are of one snapshot."""
+    conn.execute("BEGIN")
+    try:
+        named_count, unsure, marked = conn.execute(_ONE_PASS).fetchone()
+        streams = sqlite_streams.stream_mismatch(conn, _indices(marked))
+        return min((i for i in (_targets_mismatch(conn, named_count, _indices(unsure)), streams) if i is not None),
+                   default=None)  # fmt: skip
+    finally:
+        conn.execute("COMMIT")
+
+
+def _targets_mismatch(conn: sqlite3.Connection, named_count: int, unsure: list[int]) -> int | None:
+    """The first entry whose copied columns or target rows disagree, given the one pass's count of
+    the targets the bodies name and its candidates (judged here exactly, in Python)."""
     bad: list[int] = []
-    odd: dict[int, set[tuple[str, str]]] = {}  # entries judged in Python: the targets each names
-    for idx, body, *columns in conn.execute(_ODD_ROWS).fetchall():
+    odd: dict[int, set[tuple[str, str]]] = {}  # the candidates: the targets each names
+    skip = orjson.dumps(unsure).decode()
+    for idx, body, *columns in conn.execute(_CANDIDATES, (skip,)).fetchall():
         named = _named_targets(body)
         odd[idx] = named or set()
+        named_count += len(odd[idx]) - _listed_targets(body)  # SQL counted each listed target
         has = (conn.execute(_HAS_TARGET, (*t, idx)).fetchone() is not None for t in named or ())
         if named is None or _columns_of(body) != columns or not all(has):
             bad.append(idx)
-    skip = orjson.dumps(sorted(odd)).decode()
-    query, params = (_TARGETS_MISSING + _NOT_ODD, (skip,)) if odd else (_TARGETS_MISSING, ())
-    named_count, missing = conn.execute(query, params).fetchone()
-    if missing is not None:
-        bad.append(missing)
-    named_count += sum(len(t) for t in odd.values())
     if named_count != conn.execute("SELECT count(*) FROM entry_targets").fetchone()[0]:
         extra = conn.execute(_TARGETS_EXTRA, (skip,)).fetchone()[0]  # slow, but only after tampering
         if extra is not None:
@@ -416,6 +445,16 @@ def _named_targets(body: str) -> set[tuple[str, str]] | None:
         return {(t["type"], t["id"]) for t in orjson.loads(body)["targets"]}
     except (orjson.JSONDecodeError, TypeError, KeyError):
         return None
+
+
+def _listed_targets(body: str) -> int:
+    """How many rows with a key SQL's json_each gives for the body's targets (a list's items, an
+    object's members; 0 for anything else)."""
+    try:
+        targets = orjson.loads(body).get("targets")
+    except (orjson.JSONDecodeError, AttributeError):
+        return 0
+    return len(targets) if isinstance(targets, list | dict) else 0
 
 
 def _first_malformed(conn: sqlite3.Connection) -> int | None:

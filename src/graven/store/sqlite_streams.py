@@ -97,12 +97,20 @@ def select_after(conn: sqlite3.Connection, after: int, limit: int) -> list[tuple
     return [(int(i), body.encode()) for i, body in rows]
 
 
-def stream_mismatch(conn: sqlite3.Connection) -> int | None:
+def stream_mismatch(conn: sqlite3.Connection, marked: Sequence[int] | None = None) -> int | None:
     """The first index whose stream row disagrees with its entry (missing, extra, different) or
-    whose version breaks its stream's gapless run from 1; None when the index is exact."""
+    whose version breaks its stream's gapless run from 1; None when the index is exact.
+
+    ``marked``: the indices of every entry whose metadata has a ``sourcing`` member, when the
+    caller's own pass over the entries found them (otherwise the entries are searched here)."""
     declared: dict[int, StreamPosition] = {}
     bad: list[int] = []
-    for idx, body in conn.execute(f"SELECT idx, body FROM entries WHERE instr(body, '{MARKER_TEXT}') > 0"):
+    if marked is None:
+        candidates = conn.execute(f"SELECT idx, body FROM entries WHERE instr(body, '{MARKER_TEXT}') > 0")
+    else:
+        listed = orjson.dumps(list(marked)).decode()
+        candidates = conn.execute("SELECT idx, body FROM entries WHERE idx IN (SELECT value FROM json_each(?))", (listed,))
+    for idx, body in candidates:
         body_text = body.decode() if isinstance(body, bytes) else body
         try:
             doc = orjson.loads(body_text)
