@@ -10,6 +10,7 @@ signed checkpoints catch anyone who removes the triggers. Several processes may 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -21,8 +22,8 @@ import orjson
 
 from graven.core import merkle
 from graven.core.merkle import Node
-from graven.core.streams import MARKER
 from graven.core.model import Prepared
+from graven.core.streams import MARKER
 from graven.errors import ConfigError, ImmutableError, IntegrityError, StoreError
 from graven.private_files import create_private_file
 from graven.store import (
@@ -329,18 +330,63 @@ class SQLiteStore:
         except sqlite3.DatabaseError as exc:
             raise translate_error(exc, self.path) from exc
 
-    def derived_mismatch(self) -> int | None:
-        conn = self._connect()
+    def derived_mismatch(self, parts: int | None = None) -> int | None:
+        """The first index whose copied columns, target rows or stream rows disagree with its body.
+
+        The entries are checked in ``parts`` ranges of indices at once (default: one per core this
+        process may use), each on its own connection and thread: SQLite runs them without the GIL,
+        so beside the scan of ``verify()`` they use every core. Each range's rows are compared in
+        one snapshot of that range (entries are only appended, so a later snapshot of a range
+        holds an earlier one's rows of it)."""
+        parts = _check_parts() if parts is None else parts
+        if parts < 1:
+            raise ValueError(f"parts must be at least 1, got {parts}")
+        conns = [self._connect() for _ in range(parts)]
         try:
-            return _derived_mismatch(conn)
+            size = _size(conns[0])
+            bounds = [size * k // parts for k in range(parts)] + [_MAX]
+            found: list[tuple[int | None, list[int], int] | BaseException | None] = [None] * parts
+
+            def check(k: int) -> None:
+                try:
+                    found[k] = _range_mismatch(conns[k], bounds[k], bounds[k + 1])
+                except BaseException as exc:  # raised below, in the caller's thread
+                    found[k] = exc
+
+            helpers = [threading.Thread(target=check, args=(k,)) for k in range(1, parts)]
+            for helper in helpers:
+                helper.start()
+            check(0)
+            for helper in helpers:
+                helper.join()
+            results: list[tuple[int | None, list[int], int]] = []
+            for result in found:
+                if isinstance(result, BaseException):
+                    raise result
+                assert result is not None
+                results.append(result)
+            marked = [i for _, listed, _ in results for i in listed]
+            streams = sqlite_streams.stream_mismatch(conns[0], marked, below=results[-1][2])
+            return min((i for i in (*(r[0] for r in results), streams) if i is not None), default=None)
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError) and "malformed JSON" in str(exc):
-                return _first_malformed(conn)
+                return _first_malformed(conns[0])
             raise translate_error(exc, self.path) from exc
         finally:
-            self._forget(conn)
+            for conn in conns:
+                self._forget(conn)
 
 
+def _check_parts() -> int:
+    """Ranges checked at once by ``derived_mismatch``: one per core this process may run on."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, _MAX_PARTS))
+
+
+_MAX_PARTS = 8
 _MAX = 2**63 - 1
 
 # Copied columns and target rows against the entry's own JSON. Rows missing or copied wrongly
@@ -359,9 +405,9 @@ json_extract(e.body, '$.id', '$.occurred_at', '$.actor.id', '$.action', '$.outco
   IS NOT json_array(e.event_id, e.occurred_at, e.actor_id, e.action, e.outcome, e.source, e.tenant)
 """
 _TARGET_UNSURE = """
-instr(t.value, '\\u0000') > 0
- OR NOT EXISTS (SELECT 1 FROM entry_targets x
-                 WHERE x.type = t.value ->> 'type' AND x.id = t.value ->> 'id' AND x.idx = e.idx)
+CASE WHEN t.type IS NOT 'object' OR instr(t.value, '\\u0000') > 0 THEN 1
+     ELSE NOT EXISTS (SELECT 1 FROM entry_targets x
+                       WHERE x.type = t.value ->> 'type' AND x.id = t.value ->> 'id' AND x.idx = e.idx) END
 """
 _STREAM_MARKED = f"json_type(e.body, '$.metadata.{MARKER}') IS NOT NULL"
 # One row per target an entry names, or one row for an entry naming none (t.key is the target's
@@ -373,7 +419,8 @@ SELECT count(t.key),
                            OR t.key IS NOT NULL AND ({_TARGET_UNSURE})
                            OR t.type IS NOT NULL AND typeof(t.key) <> 'integer' THEN e.idx END),
        group_concat(CASE WHEN coalesce(t.key, 0) = 0 AND {_STREAM_MARKED} THEN e.idx END)
-  FROM entries e LEFT JOIN json_each(json_extract(e.body, '$.targets')) t
+  FROM entries e LEFT JOIN json_each(e.body -> '$.targets') t
+ WHERE e.idx >= ? AND e.idx < ?
 """
 _CANDIDATES = """
 SELECT idx, body, event_id, occurred_at, actor_id, action, outcome, source, tenant FROM entries
@@ -381,7 +428,7 @@ SELECT idx, body, event_id, occurred_at, actor_id, action, outcome, source, tena
 """
 _TARGETS_EXTRA = """
 SELECT min(x.idx) FROM entry_targets x
- WHERE x.idx NOT IN (SELECT value FROM json_each(?))
+ WHERE x.idx >= ? AND x.idx < ? AND x.idx NOT IN (SELECT value FROM json_each(?))
    AND NOT EXISTS (SELECT 1 FROM entries e, json_each(e.body, '$.targets') t
                     WHERE e.idx = x.idx AND t.value ->> 'type' = x.type AND t.value ->> 'id' = x.id)
 """
@@ -394,34 +441,43 @@ def _indices(listed: str | None) -> list[int]:
     return sorted({int(i) for i in listed.split(",")}) if listed else []
 
 
-def _derived_mismatch(conn: sqlite3.Connection) -> int | None:
-    """The first entry whose copied columns, target rows or stream rows disagree with its body, or
-    None. Runs in one read transaction, so the counts compared are of one snapshot."""
+def _range_mismatch(conn: sqlite3.Connection, lo: int, hi: int) -> tuple[int | None, list[int], int]:
+    """For the entries ``lo <= idx < hi``, in one read transaction: the first whose copied columns
+    or target rows disagree with its body (or None), the indices of those whose metadata declares
+    a stream, and the tree size in that snapshot."""
     conn.execute("BEGIN")
     try:
-        named_count, unsure, marked = conn.execute(_ONE_PASS).fetchone()
-        streams = sqlite_streams.stream_mismatch(conn, _indices(marked))
-        return min((i for i in (_targets_mismatch(conn, named_count, _indices(unsure)), streams) if i is not None),
-                   default=None)  # fmt: skip
+        named_count, unsure, marked = conn.execute(_ONE_PASS, (lo, hi)).fetchone()
+        if lo == 0 and hi == _MAX:
+            stored = conn.execute("SELECT count(*) FROM entry_targets").fetchone()[0]
+        else:
+            stored = conn.execute("SELECT count(*) FROM entry_targets WHERE idx >= ? AND idx < ?", (lo, hi)).fetchone()[
+                0
+            ]
+        bad = _targets_mismatch(conn, (lo, hi), named_count - stored, _indices(unsure))
+        return bad, _indices(marked), _size(conn)
     finally:
         conn.execute("COMMIT")
 
 
-def _targets_mismatch(conn: sqlite3.Connection, named_count: int, unsure: list[int]) -> int | None:
-    """The first entry whose copied columns or target rows disagree, given the one pass's count of
-    the targets the bodies name and its candidates (judged here exactly, in Python)."""
+def _targets_mismatch(
+    conn: sqlite3.Connection, between: tuple[int, int], surplus: int, unsure: list[int]
+) -> int | None:
+    """The first entry of the range ``between`` whose copied columns or target rows disagree, given
+    the one pass's candidates (judged here exactly, in Python) and how many more targets the bodies
+    list than the range has target rows."""
     bad: list[int] = []
     odd: dict[int, set[tuple[str, str]]] = {}  # the candidates: the targets each names
     skip = orjson.dumps(unsure).decode()
     for idx, body, *columns in conn.execute(_CANDIDATES, (skip,)).fetchall():
         named = _named_targets(body)
         odd[idx] = named or set()
-        named_count += len(odd[idx]) - _listed_targets(body)  # SQL counted each listed target
+        surplus += len(odd[idx]) - _listed_targets(body)  # SQL counted each listed target
         has = (conn.execute(_HAS_TARGET, (*t, idx)).fetchone() is not None for t in named or ())
         if named is None or _columns_of(body) != columns or not all(has):
             bad.append(idx)
-    if named_count != conn.execute("SELECT count(*) FROM entry_targets").fetchone()[0]:
-        extra = conn.execute(_TARGETS_EXTRA, (skip,)).fetchone()[0]  # slow, but only after tampering
+    if surplus or bad:  # counts may balance a missing row with an extra one before it
+        extra = conn.execute(_TARGETS_EXTRA, (*between, skip)).fetchone()[0]  # slow, but only after tampering
         if extra is not None:
             bad.append(extra)
         bad += [idx for idx, kind, ident in conn.execute(_ODD_TARGETS, (skip,)) if (kind, ident) not in odd[idx]]
