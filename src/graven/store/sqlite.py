@@ -338,7 +338,7 @@ class SQLiteStore:
         so beside the scan of ``verify()`` they use every core. Each range's rows are compared in
         one snapshot of that range (entries are only appended, so a later snapshot of a range
         holds an earlier one's rows of it)."""
-        parts = _check_parts() if parts is None else parts
+        parts = check_parts() if parts is None else parts
         if parts < 1:
             raise ValueError(f"parts must be at least 1, got {parts}")
         conns = [self._connect() for _ in range(parts)]
@@ -377,7 +377,7 @@ class SQLiteStore:
                 self._forget(conn)
 
 
-def _check_parts() -> int:
+def check_parts() -> int:
     """Ranges checked at once by ``derived_mismatch``: one per core this process may run on."""
     try:
         cores = len(os.sched_getaffinity(0))
