@@ -15,6 +15,7 @@ import pytest
 import graven
 from graven.core import merkle
 from graven.core.note import Signer
+from graven.store import sqlite as sqlite_store
 from graven.store import sqlite_streams
 from graven.store.sqlite import SQLiteStore
 from graven.testing.store_contract import make_event
@@ -299,3 +300,26 @@ def test_stream_rows_of_entries_appended_after_the_pass_are_not_judged(log: Path
     assert sqlite_streams.stream_mismatch(conn, [], below=20) is None
     assert 20 == sqlite_streams.stream_mismatch(conn, [], below=21)
     assert 20 == sqlite_streams.stream_mismatch(conn)  # no pass: the entries are searched here
+
+
+@pytest.mark.parametrize(("cores", "min_range", "ranges"), [(4, 4096, 1), (4, 5, 4), (3, 5, 3), (4, 8, 2), (1, 5, 1)])
+def test_default_ranges_one_per_core_of_at_least_min_range(
+    log: Path, monkeypatch: pytest.MonkeyPatch, cores: int, min_range: int, ranges: int
+) -> None:
+    """By default a range per core, each of at least MIN_RANGE entries: one connection per range."""
+    monkeypatch.setattr(sqlite_store, "check_parts", lambda: cores)
+    monkeypatch.setattr(sqlite_store, "MIN_RANGE", min_range)
+    opened: list[object] = []
+    connect = SQLiteStore._connect
+
+    def counting(self: SQLiteStore) -> sqlite3.Connection:
+        opened.append(self)
+        return connect(self)
+
+    store = SQLiteStore(log)
+    monkeypatch.setattr(SQLiteStore, "_connect", counting)
+    try:
+        assert store.derived_mismatch() is None
+    finally:
+        store.close()
+    assert ranges == len(opened)

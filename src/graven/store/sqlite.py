@@ -334,22 +334,24 @@ class SQLiteStore:
         """The first index whose copied columns, target rows or stream rows disagree with its body.
 
         The entries are checked in ``parts`` ranges of indices at once (default: one per core this
-        process may use), each on its own connection and thread: SQLite runs them without the GIL,
-        so beside the scan of ``verify()`` they use every core. Each range's rows are compared in
-        one snapshot of that range (entries are only appended, so a later snapshot of a range
-        holds an earlier one's rows of it)."""
-        parts = check_parts() if parts is None else parts
-        if parts < 1:
+        process may use, each of at least ``MIN_RANGE`` entries), each on its own connection and
+        thread: SQLite runs them without the GIL, so beside the scan of ``verify()`` they use every
+        core. Each range is read in a snapshot of its own: entries are only appended, so the target
+        rows counted in the last range's snapshot are those of every range's entries. Where
+        anything is off, the whole log is checked again in one snapshot to locate it."""
+        if parts is not None and parts < 1:
             raise ValueError(f"parts must be at least 1, got {parts}")
-        conns = [self._connect() for _ in range(parts)]
+        conns = [self._connect()]
         try:
             size = _size(conns[0])
+            parts = min(check_parts(), max(1, size // MIN_RANGE)) if parts is None else parts
+            conns += [self._connect() for _ in range(1, parts)]
             bounds = [size * k // parts for k in range(parts)] + [_MAX]
-            found: list[tuple[int | None, list[int], int] | BaseException | None] = [None] * parts
+            found: list[tuple[int, list[int], list[int], int] | BaseException | None] = [None] * parts
 
             def check(k: int) -> None:
                 try:
-                    found[k] = _range_mismatch(conns[k], bounds[k], bounds[k + 1])
+                    found[k] = _range_check(conns[k], bounds[k], bounds[k + 1], rows=k == parts - 1, locate=parts == 1)
                 except BaseException as exc:  # raised below, in the caller's thread
                     found[k] = exc
 
@@ -359,15 +361,19 @@ class SQLiteStore:
             check(0)
             for helper in helpers:
                 helper.join()
-            results: list[tuple[int | None, list[int], int]] = []
+            results: list[tuple[int, list[int], list[int], int]] = []
             for result in found:
                 if isinstance(result, BaseException):
                     raise result
                 assert result is not None
                 results.append(result)
-            marked = [i for _, listed, _ in results for i in listed]
-            streams = sqlite_streams.stream_mismatch(conns[0], marked, below=results[-1][2])
-            return min((i for i in (*(r[0] for r in results), streams) if i is not None), default=None)
+            off = sum(r[0] for r in results) != 0 or any(len(r[1]) > 0 for r in results)
+            if parts > 1 and off:
+                results = [_range_check(conns[0], 0, _MAX, rows=True, locate=True)]  # located in one snapshot
+            bad = [i for r in results for i in r[1]]
+            marked = [i for r in results for i in r[2]]
+            streams = sqlite_streams.stream_mismatch(conns[0], marked, below=results[-1][3])
+            return min((*bad, *([] if streams is None else [streams])), default=None)
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError) and "malformed JSON" in str(exc):
                 return _first_malformed(conns[0])
@@ -387,6 +393,9 @@ def check_parts() -> int:
 
 
 _MAX_PARTS = 8
+#: The fewest entries ``derived_mismatch`` gives a range of its own by default (below, the cost of
+#: another connection and thread outweighs what it saves).
+MIN_RANGE = 4096
 _MAX = 2**63 - 1
 
 # Copied columns and target rows against the entry's own JSON. Rows missing or copied wrongly
@@ -441,47 +450,46 @@ def _indices(listed: str | None) -> list[int]:
     return sorted({int(i) for i in listed.split(",")}) if listed else []
 
 
-def _range_mismatch(conn: sqlite3.Connection, lo: int, hi: int) -> tuple[int | None, list[int], int]:
-    """For the entries ``lo <= idx < hi``, in one read transaction: the first whose copied columns
-    or target rows disagree with its body (or None), the indices of those whose metadata declares
-    a stream, and the tree size in that snapshot."""
+def _range_check(
+    conn: sqlite3.Connection, lo: int, hi: int, *, rows: bool, locate: bool
+) -> tuple[int, list[int], list[int], int]:
+    """In one read transaction, for the entries ``lo <= idx < hi``: how many more targets their bodies
+    list than there are target rows (rows counted only when ``rows``: every row of the log, for the
+    range that ends the log), the entries found bad (when ``locate`` and anything is off, also those
+    of target rows no body names), the entries whose metadata declares a stream, and the tree size."""
     conn.execute("BEGIN")
     try:
-        named_count, unsure, marked = conn.execute(_ONE_PASS, (lo, hi)).fetchone()
-        if lo == 0 and hi == _MAX:
-            stored = conn.execute("SELECT count(*) FROM entry_targets").fetchone()[0]
-        else:
-            stored = conn.execute("SELECT count(*) FROM entry_targets WHERE idx >= ? AND idx < ?", (lo, hi)).fetchone()[
-                0
-            ]
-        bad = _targets_mismatch(conn, (lo, hi), named_count - stored, _indices(unsure))
-        return bad, _indices(marked), _size(conn)
+        named_count, listed, marked = conn.execute(_ONE_PASS, (lo, hi)).fetchone()
+        unsure = _indices(listed)
+        surplus, bad, odd = _judge(conn, unsure)
+        surplus += named_count
+        if rows:
+            surplus -= conn.execute("SELECT count(*) FROM entry_targets").fetchone()[0]
+        if locate and (surplus or bad):  # counts may balance a missing row with an extra one before it
+            skip = orjson.dumps(unsure).decode()
+            extra = conn.execute(_TARGETS_EXTRA, (lo, hi, skip)).fetchone()[0]  # slow, but only after tampering
+            if extra is not None:
+                bad.append(extra)
+            bad += [idx for idx, kind, ident in conn.execute(_ODD_TARGETS, (skip,)) if (kind, ident) not in odd[idx]]
+        return surplus, bad, _indices(marked), _size(conn)
     finally:
         conn.execute("COMMIT")
 
 
-def _targets_mismatch(
-    conn: sqlite3.Connection, between: tuple[int, int], surplus: int, unsure: list[int]
-) -> int | None:
-    """The first entry of the range ``between`` whose copied columns or target rows disagree, given
-    the one pass's candidates (judged here exactly, in Python) and how many more targets the bodies
-    list than the range has target rows."""
+def _judge(conn: sqlite3.Connection, unsure: list[int]) -> tuple[int, list[int], dict[int, set[tuple[str, str]]]]:
+    """The one pass's candidates judged exactly, in Python: how many more targets each names than
+    SQL counted for it (summed), the bad ones, and the targets each names."""
+    surplus = 0
     bad: list[int] = []
-    odd: dict[int, set[tuple[str, str]]] = {}  # the candidates: the targets each names
-    skip = orjson.dumps(unsure).decode()
-    for idx, body, *columns in conn.execute(_CANDIDATES, (skip,)).fetchall():
+    odd: dict[int, set[tuple[str, str]]] = {}
+    for idx, body, *columns in conn.execute(_CANDIDATES, (orjson.dumps(unsure).decode(),)).fetchall():
         named = _named_targets(body)
         odd[idx] = named or set()
         surplus += len(odd[idx]) - _listed_targets(body)  # SQL counted each listed target
         has = (conn.execute(_HAS_TARGET, (*t, idx)).fetchone() is not None for t in named or ())
         if named is None or _columns_of(body) != columns or not all(has):
             bad.append(idx)
-    if surplus or bad:  # counts may balance a missing row with an extra one before it
-        extra = conn.execute(_TARGETS_EXTRA, (*between, skip)).fetchone()[0]  # slow, but only after tampering
-        if extra is not None:
-            bad.append(extra)
-        bad += [idx for idx, kind, ident in conn.execute(_ODD_TARGETS, (skip,)) if (kind, ident) not in odd[idx]]
-    return min(bad) if bad else None
+    return surplus, bad, odd
 
 
 def _columns_of(body: str) -> list[Any] | None:
