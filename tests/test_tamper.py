@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,9 @@ import pytest
 import graven
 from graven.core import merkle
 from graven.core.note import Signer
+from graven.store import sqlite as sqlite_store
+from graven.store import sqlite_streams
+from graven.store.sqlite import SQLiteStore
 from graven.testing.store_contract import make_event
 from graven.trail import Trail
 
@@ -233,3 +237,120 @@ class TestWreckage:
                 trail.get(3)
             report = trail.verify()
         assert (3, "modified") == (report.first_bad_index, report.kind)
+
+
+def derived(db: Path, parts: int) -> int | None:
+    """The SQLite store's derived-data check alone, over ``parts`` ranges checked at once."""
+    store = SQLiteStore(db)
+    try:
+        return store.derived_mismatch(parts)
+    finally:
+        store.close()
+
+
+class TestDerivedDataInRanges:
+    """The copied columns, target rows and stream rows are checked in ranges of indices, each on its
+    own connection and thread: every range split finds the same first bad index, at either end."""
+
+    PARTS = (1, 2, 3, 7, 40)  # 40: more ranges than entries (some empty)
+
+    @pytest.mark.parametrize(
+        ("tamper", "first"),
+        [
+            ([], None),
+            (["UPDATE entries SET actor_id = 'u-9' WHERE idx = 13"], 13),
+            (["UPDATE entries SET tenant = 't' WHERE idx = 0"], 0),
+            (["UPDATE entries SET source = NULL WHERE idx = 19"], 19),
+            (["DELETE FROM entry_targets WHERE idx = 11"], 11),
+            (["UPDATE entry_targets SET id = 'c-9' WHERE idx = 6"], 6),
+            (["INSERT INTO entry_targets VALUES ('customer', 'c-secret', 5)"], 5),
+            (["INSERT INTO entry_targets VALUES ('customer', 'c-0', 99)"], 99),  # beyond the last entry
+            (["DELETE FROM entry_targets WHERE idx = 17", "INSERT INTO entry_targets VALUES ('x', 'y', 2)"], 2),
+            (["INSERT INTO stream_versions VALUES ('account', 'a', 1, 12)"], 12),
+            (["UPDATE entries SET actor_id = 'u-9' WHERE idx = 18", "DELETE FROM entry_targets WHERE idx = 9"], 9),
+        ],
+    )
+    def test_every_split_finds_the_first_bad_index(self, log: Path, tamper: list[str], first: int | None) -> None:
+        conn = attacker(log)
+        for sql in tamper:
+            conn.execute(sql)
+        conn.close()
+        assert [first] * len(self.PARTS) == [derived(log, parts) for parts in self.PARTS]
+
+    def test_parts_must_be_positive(self, log: Path) -> None:
+        with pytest.raises(ValueError, match="parts must be at least 1, got 0"):
+            derived(log, 0)
+
+    @pytest.mark.parametrize("targets", ['{"customer": "c-1"}', '"c-1"', "[1, 2]"])
+    def test_targets_that_are_not_target_objects_are_reported(self, log: Path, targets: str) -> None:
+        """A body whose targets are not a list of target objects (no entry Graven writes) is judged in
+        Python and reported, not passed over by the SQL that expects a list."""
+        conn = attacker(log)
+        head = '{"action":"a","actor":{"type":"system"},"id":"odd","occurred_at":"t","outcome":"success"'
+        body = f'{head},"targets":{targets}}}'
+        conn.execute("INSERT INTO entries VALUES (20, ?, 'odd', 't', NULL, 'a', 'success', NULL, NULL)", (body,))
+        conn.close()
+        assert [20] * len(self.PARTS) == [derived(log, parts) for parts in self.PARTS]
+
+
+def test_stream_rows_of_entries_appended_after_the_pass_are_not_judged(log: Path) -> None:
+    """``below`` (the tree size the one pass saw) keeps stream rows of later entries out of the check."""
+    conn = attacker(log)
+    conn.execute("INSERT INTO stream_versions VALUES ('account', 'a', 1, 20)")  # as if entry 20 came since
+    conn.text_factory = bytes
+    assert sqlite_streams.stream_mismatch(conn, [], below=20) is None
+    assert 20 == sqlite_streams.stream_mismatch(conn, [], below=21)
+    assert 20 == sqlite_streams.stream_mismatch(conn)  # no pass: the entries are searched here
+
+
+@pytest.mark.parametrize(("cores", "min_range", "ranges"), [(4, 4096, 1), (4, 5, 4), (3, 5, 3), (4, 8, 2), (1, 5, 1)])
+def test_default_ranges_one_per_core_of_at_least_min_range(
+    log: Path, monkeypatch: pytest.MonkeyPatch, cores: int, min_range: int, ranges: int
+) -> None:
+    """By default a range per core, each of at least MIN_RANGE entries: one connection per range."""
+    monkeypatch.setattr(sqlite_store, "check_parts", lambda: cores)
+    monkeypatch.setattr(sqlite_store, "MIN_RANGE", min_range)
+    opened: list[object] = []
+    connect = SQLiteStore._connect
+
+    def counting(self: SQLiteStore) -> sqlite3.Connection:
+        opened.append(self)
+        return connect(self)
+
+    store = SQLiteStore(log)
+    monkeypatch.setattr(SQLiteStore, "_connect", counting)
+    try:
+        assert store.derived_mismatch() is None
+    finally:
+        store.close()
+    assert ranges == len(opened)
+
+
+def test_no_false_alarm_while_another_connection_appends(tmp_path: Path) -> None:
+    """Each range reads its own snapshot while a writer appends entries with targets and stream rows:
+    the counts still agree (the last range counts every target row in its own snapshot)."""
+    db, key = tmp_path / "busy.db", tmp_path / "busy.key"
+    graven.init(db, signing_key=key).close()
+    with graven.open(db, signing_key=key, checkpoint_interval=0) as trail:
+        trail.record_many(make_event(n) for n in range(200))
+    stop = threading.Event()
+    written: list[int] = []
+
+    def writer() -> None:
+        with graven.open(db, signing_key=key, checkpoint_interval=0) as trail:
+            n = 200
+            while not stop.is_set():
+                two = [{"type": "customer", "id": f"c-{n}"}, {"type": "plan", "id": "p"}]
+                trail.record_many(make_event(n + i, targets=two) for i in range(20))
+                n += 20
+                written.append(n)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        found = [derived(db, parts) for parts in (1, 2, 3, 4, 5, 6) * 3]
+    finally:
+        stop.set()
+        thread.join()
+    assert len(written) >= 2  # the writer did append while the checks ran
+    assert [None] * len(found) == found

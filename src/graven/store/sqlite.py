@@ -10,6 +10,7 @@ signed checkpoints catch anyone who removes the triggers. Several processes may 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -22,6 +23,7 @@ import orjson
 from graven.core import merkle
 from graven.core.merkle import Node
 from graven.core.model import Prepared
+from graven.core.streams import MARKER
 from graven.errors import ConfigError, ImmutableError, IntegrityError, StoreError
 from graven.private_files import create_private_file
 from graven.store import (
@@ -328,46 +330,114 @@ class SQLiteStore:
         except sqlite3.DatabaseError as exc:
             raise translate_error(exc, self.path) from exc
 
-    def derived_mismatch(self) -> int | None:
-        conn = self._connect()
+    def derived_mismatch(self, parts: int | None = None) -> int | None:
+        """The first index whose copied columns, target rows or stream rows disagree with its body.
+
+        The entries are checked in ``parts`` ranges of indices at once (default: one per core this
+        process may use, each of at least ``MIN_RANGE`` entries), each on its own connection and
+        thread: SQLite runs them without the GIL, so beside the scan of ``verify()`` they use every
+        core. Each range is read in a snapshot of its own: entries are only appended, so the target
+        rows counted in the last range's snapshot are those of every range's entries. Where
+        anything is off, the whole log is checked again in one snapshot to locate it."""
+        if parts is not None and parts < 1:
+            raise ValueError(f"parts must be at least 1, got {parts}")
+        conns = [self._connect()]
         try:
-            found = [i for i in (_derived_mismatch(conn), sqlite_streams.stream_mismatch(conn)) if i is not None]
-            return min(found) if found else None
+            size = _size(conns[0])
+            parts = min(check_parts(), max(1, size // MIN_RANGE)) if parts is None else parts
+            conns += [self._connect() for _ in range(1, parts)]
+            bounds = [size * k // parts for k in range(parts)] + [_MAX]
+            found: list[tuple[int, list[int], list[int], int] | BaseException | None] = [None] * parts
+
+            def check(k: int) -> None:
+                try:
+                    found[k] = _range_check(conns[k], bounds[k], bounds[k + 1], rows=k == parts - 1, locate=parts == 1)
+                except BaseException as exc:  # raised below, in the caller's thread
+                    found[k] = exc
+
+            helpers = [threading.Thread(target=check, args=(k,)) for k in range(1, parts)]
+            for helper in helpers:
+                helper.start()
+            check(0)
+            for helper in helpers:
+                helper.join()
+            results: list[tuple[int, list[int], list[int], int]] = []
+            for result in found:
+                if isinstance(result, BaseException):
+                    raise result
+                assert result is not None
+                results.append(result)
+            off = sum(r[0] for r in results) != 0 or any(len(r[1]) > 0 for r in results)
+            if parts > 1 and off:
+                results = [_range_check(conns[0], 0, _MAX, rows=True, locate=True)]  # located in one snapshot
+            bad = [i for r in results for i in r[1]]
+            marked = [i for r in results for i in r[2]]
+            streams = sqlite_streams.stream_mismatch(conns[0], marked, below=results[-1][3])
+            return min((*bad, *([] if streams is None else [streams])), default=None)
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError) and "malformed JSON" in str(exc):
-                return _first_malformed(conn)
+                return _first_malformed(conns[0])
             raise translate_error(exc, self.path) from exc
         finally:
-            self._forget(conn)
+            for conn in conns:
+                self._forget(conn)
 
 
+def check_parts() -> int:
+    """Ranges checked at once by ``derived_mismatch``: one per core this process may run on."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, _MAX_PARTS))
+
+
+_MAX_PARTS = 8
+#: The fewest entries ``derived_mismatch`` gives a range of its own by default (below, the cost of
+#: another connection and thread outweighs what it saves).
+MIN_RANGE = 4096
 _MAX = 2**63 - 1
 
 # Copied columns and target rows against the entry's own JSON. Rows missing or copied wrongly
 # would hide an entry from searches; extra rows (cheaply noticed by their count) would show it in
 # a search it does not match, which reads also guard against by checking the entry itself.
 #
-# MUST be exact for every code point: a false alarm on an intact log is as wrong as a miss. SQLite's
-# single-value JSON extraction (->>, json_each values) ends text at U+0000, so entries whose body
-# holds \u0000 are judged in Python; so is every entry the SQL below finds disagreeing, since that
-# comparison is of JSON texts (equal texts are equal values; unequal ones are confirmed exactly).
-_ODD_ROWS = """
+# MUST be exact for every code point: a false alarm on an intact log is as wrong as a miss. One pass
+# over the entries parses each body once (SQLite caches a parsed body for every JSON function of the
+# statement) and names candidates; every candidate is judged exactly in Python. The copied columns
+# are compared as JSON texts (equal texts are equal values; unequal ones are only candidates).
+# SQLite's single-value JSON extraction (->>, json_each values) ends text at U+0000, so a target
+# whose JSON holds \u0000 is never looked up by SQL: its entry is a candidate. The same pass names
+# the entries whose metadata declares a stream (for sqlite_streams.stream_mismatch).
+_COLUMNS_DIFFER = """
+json_extract(e.body, '$.id', '$.occurred_at', '$.actor.id', '$.action', '$.outcome', '$.source', '$.tenant')
+  IS NOT json_array(e.event_id, e.occurred_at, e.actor_id, e.action, e.outcome, e.source, e.tenant)
+"""
+_TARGET_UNSURE = """
+CASE WHEN t.type IS NOT 'object' OR instr(t.value, '\\u0000') > 0 THEN 1
+     ELSE NOT EXISTS (SELECT 1 FROM entry_targets x
+                       WHERE x.type = t.value ->> 'type' AND x.id = t.value ->> 'id' AND x.idx = e.idx) END
+"""
+_STREAM_MARKED = f"json_type(e.body, '$.metadata.{MARKER}') IS NOT NULL"
+# One row per target an entry names, or one row for an entry naming none (t.key is the target's
+# position: the entry-wide checks run on its first row only). Targets that are not a list (no entry
+# Graven writes) make the entry a candidate.
+_ONE_PASS = f"""
+SELECT count(t.key),
+       group_concat(CASE WHEN coalesce(t.key, 0) = 0 AND ({_COLUMNS_DIFFER})
+                           OR t.key IS NOT NULL AND ({_TARGET_UNSURE})
+                           OR t.type IS NOT NULL AND typeof(t.key) <> 'integer' THEN e.idx END),
+       group_concat(CASE WHEN coalesce(t.key, 0) = 0 AND {_STREAM_MARKED} THEN e.idx END)
+  FROM entries e LEFT JOIN json_each(e.body -> '$.targets') t
+ WHERE e.idx >= ? AND e.idx < ?
+"""
+_CANDIDATES = """
 SELECT idx, body, event_id, occurred_at, actor_id, action, outcome, source, tenant FROM entries
- WHERE instr(body, '\\u0000') > 0
-    OR json_extract(body, '$.id', '$.occurred_at', '$.actor.id', '$.action', '$.outcome', '$.source', '$.tenant')
-       IS NOT json_array(event_id, occurred_at, actor_id, action, outcome, source, tenant)
- ORDER BY idx
+ WHERE idx IN (SELECT value FROM json_each(?)) ORDER BY idx
 """
-_TARGETS_MISSING = """
-SELECT count(*), min(CASE WHEN NOT EXISTS (SELECT 1 FROM entry_targets x
-                                            WHERE x.type = t.value ->> 'type' AND x.id = t.value ->> 'id'
-                                              AND x.idx = e.idx) THEN e.idx END)
-  FROM entries e, json_each(e.body, '$.targets') t
-"""
-_NOT_ODD = " WHERE e.idx NOT IN (SELECT value FROM json_each(?))"
 _TARGETS_EXTRA = """
 SELECT min(x.idx) FROM entry_targets x
- WHERE x.idx NOT IN (SELECT value FROM json_each(?))
+ WHERE x.idx >= ? AND x.idx < ? AND x.idx NOT IN (SELECT value FROM json_each(?))
    AND NOT EXISTS (SELECT 1 FROM entries e, json_each(e.body, '$.targets') t
                     WHERE e.idx = x.idx AND t.value ->> 'type' = x.type AND t.value ->> 'id' = x.id)
 """
@@ -375,28 +445,51 @@ _ODD_TARGETS = "SELECT idx, type, id FROM entry_targets WHERE idx IN (SELECT val
 _HAS_TARGET = "SELECT 1 FROM entry_targets WHERE type = ? AND id = ? AND idx = ?"
 
 
-def _derived_mismatch(conn: sqlite3.Connection) -> int | None:
-    """The first entry whose copied columns or target rows disagree with its body, or None."""
+def _indices(listed: str | None) -> list[int]:
+    """The distinct indices of a ``group_concat`` of indices, in order."""
+    return sorted({int(i) for i in listed.split(",")}) if listed else []
+
+
+def _range_check(
+    conn: sqlite3.Connection, lo: int, hi: int, *, rows: bool, locate: bool
+) -> tuple[int, list[int], list[int], int]:
+    """In one read transaction, for the entries ``lo <= idx < hi``: how many more targets their bodies
+    list than there are target rows (rows counted only when ``rows``: every row of the log, for the
+    range that ends the log), the entries found bad (when ``locate`` and anything is off, also those
+    of target rows no body names), the entries whose metadata declares a stream, and the tree size."""
+    conn.execute("BEGIN")
+    try:
+        named_count, listed, marked = conn.execute(_ONE_PASS, (lo, hi)).fetchone()
+        unsure = _indices(listed)
+        surplus, bad, odd = _judge(conn, unsure)
+        surplus += named_count
+        if rows:
+            surplus -= conn.execute("SELECT count(*) FROM entry_targets").fetchone()[0]
+        if locate and (surplus or bad):  # counts may balance a missing row with an extra one before it
+            skip = orjson.dumps(unsure).decode()
+            extra = conn.execute(_TARGETS_EXTRA, (lo, hi, skip)).fetchone()[0]  # slow, but only after tampering
+            if extra is not None:
+                bad.append(extra)
+            bad += [idx for idx, kind, ident in conn.execute(_ODD_TARGETS, (skip,)) if (kind, ident) not in odd[idx]]
+        return surplus, bad, _indices(marked), _size(conn)
+    finally:
+        conn.execute("COMMIT")
+
+
+def _judge(conn: sqlite3.Connection, unsure: list[int]) -> tuple[int, list[int], dict[int, set[tuple[str, str]]]]:
+    """The one pass's candidates judged exactly, in Python: how many more targets each names than
+    SQL counted for it (summed), the bad ones, and the targets each names."""
+    surplus = 0
     bad: list[int] = []
-    odd: dict[int, set[tuple[str, str]]] = {}  # entries judged in Python: the targets each names
-    for idx, body, *columns in conn.execute(_ODD_ROWS).fetchall():
+    odd: dict[int, set[tuple[str, str]]] = {}
+    for idx, body, *columns in conn.execute(_CANDIDATES, (orjson.dumps(unsure).decode(),)).fetchall():
         named = _named_targets(body)
         odd[idx] = named or set()
+        surplus += len(odd[idx]) - _listed_targets(body)  # SQL counted each listed target
         has = (conn.execute(_HAS_TARGET, (*t, idx)).fetchone() is not None for t in named or ())
         if named is None or _columns_of(body) != columns or not all(has):
             bad.append(idx)
-    skip = orjson.dumps(sorted(odd)).decode()
-    query, params = (_TARGETS_MISSING + _NOT_ODD, (skip,)) if odd else (_TARGETS_MISSING, ())
-    named_count, missing = conn.execute(query, params).fetchone()
-    if missing is not None:
-        bad.append(missing)
-    named_count += sum(len(t) for t in odd.values())
-    if named_count != conn.execute("SELECT count(*) FROM entry_targets").fetchone()[0]:
-        extra = conn.execute(_TARGETS_EXTRA, (skip,)).fetchone()[0]  # slow, but only after tampering
-        if extra is not None:
-            bad.append(extra)
-        bad += [idx for idx, kind, ident in conn.execute(_ODD_TARGETS, (skip,)) if (kind, ident) not in odd[idx]]
-    return min(bad) if bad else None
+    return surplus, bad, odd
 
 
 def _columns_of(body: str) -> list[Any] | None:
@@ -416,6 +509,16 @@ def _named_targets(body: str) -> set[tuple[str, str]] | None:
         return {(t["type"], t["id"]) for t in orjson.loads(body)["targets"]}
     except (orjson.JSONDecodeError, TypeError, KeyError):
         return None
+
+
+def _listed_targets(body: str) -> int:
+    """How many rows with a key SQL's json_each gives for the body's targets (a list's items, an
+    object's members; 0 for anything else)."""
+    try:
+        targets = orjson.loads(body).get("targets")
+    except (orjson.JSONDecodeError, AttributeError):
+        return 0
+    return len(targets) if isinstance(targets, list | dict) else 0
 
 
 def _first_malformed(conn: sqlite3.Connection) -> int | None:

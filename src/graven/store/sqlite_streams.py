@@ -97,12 +97,28 @@ def select_after(conn: sqlite3.Connection, after: int, limit: int) -> list[tuple
     return [(int(i), body.encode()) for i, body in rows]
 
 
-def stream_mismatch(conn: sqlite3.Connection) -> int | None:
+_MAX = 2**63 - 1
+
+
+def stream_mismatch(
+    conn: sqlite3.Connection, marked: Sequence[int] | None = None, *, below: int | None = None
+) -> int | None:
     """The first index whose stream row disagrees with its entry (missing, extra, different) or
-    whose version breaks its stream's gapless run from 1; None when the index is exact."""
+    whose version breaks its stream's gapless run from 1; None when the index is exact.
+
+    ``marked``: the indices of every entry whose metadata has a ``sourcing`` member, when the
+    caller's own pass over the entries found them (otherwise the entries are searched here);
+    ``below``: the tree size that pass saw (stream rows of entries appended since are not judged)."""
     declared: dict[int, StreamPosition] = {}
     bad: list[int] = []
-    for idx, body in conn.execute(f"SELECT idx, body FROM entries WHERE instr(body, '{MARKER_TEXT}') > 0"):
+    if marked is None:
+        candidates = conn.execute(f"SELECT idx, body FROM entries WHERE instr(body, '{MARKER_TEXT}') > 0")
+    else:
+        listed = orjson.dumps(list(marked)).decode()
+        candidates = conn.execute(
+            "SELECT idx, body FROM entries WHERE idx IN (SELECT value FROM json_each(?))", (listed,)
+        )
+    for idx, body in candidates:
         body_text = body.decode() if isinstance(body, bytes) else body
         try:
             doc = orjson.loads(body_text)
@@ -114,15 +130,17 @@ def stream_mismatch(conn: sqlite3.Connection) -> int | None:
     has_table = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'stream_versions'").fetchone() is not None
     stored: dict[int, StreamPosition] = {}
     if has_table:
-        for kind, ident, version, idx in conn.execute("SELECT type, id, version, idx FROM stream_versions"):
+        limit = _MAX if below is None else below
+        rows = conn.execute("SELECT type, id, version, idx FROM stream_versions WHERE idx < ?", (limit,))
+        for kind, ident, version, idx in rows:
             kind = kind.decode() if isinstance(kind, bytes) else kind
             ident = ident.decode() if isinstance(ident, bytes) else ident
             stored[int(idx)] = StreamPosition(kind, ident, int(version))
     has_archives = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'archives'").fetchone() is not None
-    below = int(conn.execute("SELECT coalesce(max(below), 0) FROM archives").fetchone()[0]) if has_archives else 0
-    gone = [i for i in stored if i < below and i not in declared]  # bodies pruned after archiving?
+    archived = int(conn.execute("SELECT coalesce(max(below), 0) FROM archives").fetchone()[0]) if has_archives else 0
+    gone = [i for i in stored if i < archived and i not in declared]  # bodies pruned after archiving?
     if gone:
-        kept = {int(i) for (i,) in conn.execute("SELECT idx FROM entries WHERE idx < ?", (below,))}
+        kept = {int(i) for (i,) in conn.execute("SELECT idx FROM entries WHERE idx < ?", (archived,))}
         declared.update({i: stored[i] for i in gone if i not in kept})  # their archive holds the entry
     bad += [i for i in declared.keys() | stored.keys() if declared.get(i) != stored.get(i)]
     gap = first_gap(sorted(declared.items()))
