@@ -1061,7 +1061,7 @@ def run(server: Server, scratch: Scratch, sizes: Sizes, seed: int, *, keep: bool
     print(f"  verify(), every run, entries/s: graven {fmt_runs(ver_runs)}; read+hash {fmt_runs(hash_runs)}")
     print(f"  integrate() of the bulk UPDATE's events, each run: {fmt_runs(captured.integrate)} entries/s "
           f"({least_cpu(captured.integrate):,.1f} us client CPU per entry)")  # fmt: skip
-    print(f"  stored per change: graven's outbox event {captured.captured_bytes:,.0f} B (jsonb, before "
+    print(f"  stored per change: graven's outbox event {captured.captured_bytes:,.0f} B (json, before "
           f"integration); the audit trigger's old_row + new_row {captured.audit_bytes:,.0f} B")  # fmt: skip
     print(f"  capture log: {captured.log_size:,} entries; verify(): {captured.verified}")
     print(f"  big log: {big.shape.size:,} entries over {big.shape.targets:,} customers and {big.shape.actors:,} "

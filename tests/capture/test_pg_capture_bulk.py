@@ -146,10 +146,7 @@ class TestBulkUpdateCapture:
                     sql.Identifier(name), sql.Identifier(small)))  # fmt: skip
             plan = "\n".join(
                 row[0]
-                for row in conn.execute(
-                    "EXPLAIN (VERBOSE, COSTS OFF) "
-                    + built[0].replace("$1", "'{}'::jsonb").replace("$2", "'a'::text").replace("$3", "'t'::text")
-                )
+                for row in conn.execute("EXPLAIN (VERBOSE, COSTS OFF) " + built[0].replace("$1", "'{\"k\": '::text"))
             )
             conn.rollback()
         assert plan.count("array_remove") == 1, plan  # pulled up: in the filter and in the output

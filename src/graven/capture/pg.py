@@ -40,9 +40,12 @@ def install_sql(schema: str) -> sql.Composed:
     """The outbox table and the trigger functions, created or replaced (idempotent)."""
     return sql.SQL(
         """
+-- The event is json (text), not jsonb: the sequencer parses it anyway, and a big UPDATE writes it
+-- as text without a jsonb round trip. A log made by an earlier release has jsonb here until store
+-- migration 6 converts it; every insert below works with either (json and jsonb cast on assignment).
 CREATE TABLE IF NOT EXISTS {schema}.captured (
     seq        bigserial PRIMARY KEY,
-    event      jsonb NOT NULL,
+    event      json NOT NULL,
     created_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 -- What every event of the current statement shares: when, actor, source, context, reason, tenant.
@@ -113,7 +116,11 @@ BEGIN
     ELSIF EXISTS (SELECT 1 FROM graven_new_rows OFFSET bulk_rows - 1) THEN
         -- A big UPDATE: one statement written for this table's columns (no subquery per row),
         -- giving exactly the events of the general form below.
-        EXECUTE {schema}.capture_update_sql(TG_RELID, excluded, redacted, pk) USING base, action, label;
+        -- What every event of the statement starts with, as JSON text: base, action and the target
+        -- type, up to the target id (base is a non-empty object, so its last character is its brace).
+        EXECUTE {schema}.capture_update_sql(TG_RELID, excluded, redacted, pk)
+          USING left(base::text, -1) || ', "action": ' || to_json(action)::text
+                || ', "targets": [{{"type": ' || to_json(label)::text || ', "id": ';
     ELSE
         -- Old and new images pair up by primary key; a row whose key changed shows as its old
         -- image (all fields old) and its new image (all fields new).
@@ -144,7 +151,8 @@ $fn$;
 -- Built afresh for each big statement, so added and dropped columns are always seen. The OFFSET 0
 -- fences keep the planner from pulling the subqueries up: pulled up, every to_jsonb(r.col) was
 -- evaluated again in each CASE branch and the changes array twice (filter and output), which cost
--- about 40 % of the statement.
+-- about 40 % of the statement. Each event is written as JSON text (``$1``: the statement's shared
+-- start, see capture_statement), the same object capture_event would build, without building jsonb.
 CREATE OR REPLACE FUNCTION {schema}.capture_update_sql(rel oid, excluded text[], redacted text[], pk text[])
 RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
     WITH cols AS (
@@ -158,7 +166,8 @@ RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
     )
     SELECT format(
         'INSERT INTO %1$s.captured (event) '
-        'SELECT %1$s.capture_event($1, $2, $3, c.k, c.changes) '
+        'SELECT ($1 || to_json(c.k)::text || ''}}], "id": "'' || gen_random_uuid() || ''", "changes": '' '
+        '|| c.changes::text || ''}}'')::json '
         'FROM (SELECT coalesce(n.k, o.k) AS k, to_jsonb(array_remove(ARRAY[%3$s]::jsonb[], NULL)) AS changes '
         'FROM (SELECT %2$s AS k%4$s FROM graven_old_rows r OFFSET 0) AS o '
         'FULL JOIN (SELECT %2$s AS k%4$s FROM graven_new_rows r OFFSET 0) AS n ON o.k = n.k OFFSET 0) AS c '
