@@ -151,6 +151,30 @@ class TestBulkUpdateCapture:
             conn.rollback()
         assert plan.count("array_remove") == 1, plan  # pulled up: in the filter and in the output
         outputs = [line.strip() for line in plan.splitlines() if line.strip().startswith("Output:")]
-        # Each image's scan yields the jsonb of every column (pulled up, it yields the raw columns).
+        # Each image's scan yields the jsonb of the columns compared as jsonb (pulled up, it yields
+        # the raw columns); text, numbers and times are compared as they are, the key is text.
         for image in ("r", "r_1"):
-            assert any(f", to_jsonb({image}.email), " in line for line in outputs), plan
+            assert any(f", to_jsonb({image}.flags), " in line for line in outputs), plan
+            assert any(f"({image}.id)::text, {image}.id, {image}.email, " in line for line in outputs), plan
+
+    def test_text_compared_bytewise_whatever_the_collation(self, pg: Server, schema: str) -> None:
+        """A change the column's collation calls equal (case only, here) is still a change, as in
+        the general form, which compares jsonb values."""
+        collation = f"ci_{secrets.token_hex(3)}"
+        pg.db.execute(
+            sql.SQL("CREATE COLLATION {} (provider = icu, locale = 'und-u-ks-level2', deterministic = false)").format(
+                sql.Identifier(collation)
+            )
+        )
+        columns = COLUMNS.replace("email text", f'email text COLLATE "{collation}"')
+        small, big = two_tables(pg, schema, columns=columns)
+        statements = ["UPDATE {} SET email = upper(email) WHERE id <= 10"]
+        general = captured_after(pg, schema, small, 1_000_000, statements)
+        built = captured_after(pg, schema, big, 1, statements)
+        assert 10 == len(built)
+        assert general == built
+        assert {"field": "email", "old": "user3@example.com", "new": "USER3@EXAMPLE.COM"} in [
+            c for e in built for c in e["changes"]
+        ]
+        pg.db.execute(sql.SQL("DROP TABLE {}, {}").format(sql.Identifier(small), sql.Identifier(big)))
+        pg.db.execute(sql.SQL("DROP COLLATION {}").format(sql.Identifier(collation)))

@@ -155,14 +155,32 @@ $fn$;
 -- start, see capture_statement), the same object capture_event would build, without building jsonb.
 CREATE OR REPLACE FUNCTION {schema}.capture_update_sql(rel oid, excluded text[], redacted text[], pk text[])
 RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
-    WITH cols AS (
-        SELECT a.attname::text AS k, quote_ident(a.attname) AS q, quote_literal(a.attname::text) AS l,
-               'c' || row_number() OVER () AS c
+    WITH typed AS (
+        -- raw: a type whose equality holds exactly when the jsonb values are equal (text compared
+        -- bytewise, COLLATE "C"): compared as it is, and turned into jsonb only once it changed.
+        SELECT a.attname, a.atttypid,
+               a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'bool'::regtype, 'uuid'::regtype,
+                              'numeric'::regtype, 'date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype,
+                              'text'::regtype, 'varchar'::regtype) AS raw,
+               CASE WHEN a.atttypid IN ('text'::regtype, 'varchar'::regtype) THEN ' COLLATE "C"' ELSE '' END AS coll
           FROM pg_attribute a
-         WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped AND NOT a.attname::text = ANY(excluded)
+         WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+    ), cols AS (
+        SELECT t.attname::text AS k, quote_ident(t.attname) AS q, quote_literal(t.attname::text) AS l, t.c, t.raw,
+               CASE WHEN t.raw THEN format('to_jsonb(o.%s)', t.c) ELSE 'o.' || t.c END AS ov,
+               CASE WHEN t.raw THEN format('to_jsonb(n.%s)', t.c) ELSE 'n.' || t.c END AS nv,
+               format('o.%1$s%2$s IS DISTINCT FROM n.%1$s%2$s', t.c, t.coll) AS diff
+          FROM (SELECT typed.*, 'c' || row_number() OVER () AS c FROM typed
+                 WHERE NOT typed.attname::text = ANY(excluded)) AS t
     ), keys AS (
-        SELECT string_agg(format('to_jsonb(r.%s) #>> ''{{}}''', quote_ident(c)), ', ' ORDER BY ord) AS parts
+        -- A key of these types has the very text of its jsonb value (which the general form uses).
+        SELECT string_agg(CASE WHEN t.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype,
+                                                   'text'::regtype, 'varchar'::regtype, 'uuid'::regtype)
+                               THEN format('r.%s::text', quote_ident(u.c))
+                               ELSE format('to_jsonb(r.%s) #>> ''{{}}''', quote_ident(u.c)) END,
+                          ', ' ORDER BY ord) AS parts
           FROM unnest(pk) WITH ORDINALITY AS u(c, ord)
+          LEFT JOIN typed AS t ON t.attname::text = u.c
     )
     SELECT format(
         'INSERT INTO %1$s.captured (event) '
@@ -177,15 +195,16 @@ RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
              ELSE format('concat_ws('','', %s)', (SELECT parts FROM keys)) END,
         coalesce((SELECT string_agg(
             CASE WHEN c.k = ANY(redacted) THEN format(
-                     'CASE WHEN o.k IS NULL OR n.k IS NULL OR o.%1$s IS DISTINCT FROM n.%1$s '
-                     'THEN jsonb_build_object(''field'', %2$s, ''redacted'', true) END', c.c, c.l)
+                     'CASE WHEN o.k IS NULL OR n.k IS NULL OR %1$s '
+                     'THEN jsonb_build_object(''field'', %2$s, ''redacted'', true) END', c.diff, c.l)
                  ELSE format(
-                     'CASE WHEN o.k IS NULL THEN jsonb_build_object(''field'', %2$s, ''new'', n.%1$s) '
-                     'WHEN n.k IS NULL THEN jsonb_build_object(''field'', %2$s, ''old'', o.%1$s) '
-                     'WHEN o.%1$s IS DISTINCT FROM n.%1$s THEN '
-                     'jsonb_build_object(''field'', %2$s, ''old'', o.%1$s, ''new'', n.%1$s) END', c.c, c.l)
+                     'CASE WHEN o.k IS NULL THEN jsonb_build_object(''field'', %2$s, ''new'', %4$s) '
+                     'WHEN n.k IS NULL THEN jsonb_build_object(''field'', %2$s, ''old'', %3$s) '
+                     'WHEN %1$s THEN jsonb_build_object(''field'', %2$s, ''old'', %3$s, ''new'', %4$s) END',
+                     c.diff, c.l, c.ov, c.nv)
             END, ', ' ORDER BY c.k COLLATE "default") FROM cols AS c), 'NULL'),
-        (SELECT string_agg(format(', to_jsonb(r.%s) AS %s', c.q, c.c), '') FROM cols AS c))
+        (SELECT string_agg(CASE WHEN c.raw THEN format(', r.%s AS %s', c.q, c.c)
+                                ELSE format(', to_jsonb(r.%s) AS %s', c.q, c.c) END, '') FROM cols AS c))
 $fn$;
 -- One event; ``base`` carries actor, context and, for a statement's rows, one occurred_at.
 CREATE OR REPLACE FUNCTION {schema}.capture_event(base jsonb, action text, label text, target_id text, changes jsonb)
