@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterator
 from typing import Any
@@ -36,6 +37,8 @@ STATEMENTS = [
     "UPDATE {} SET note = 'n' || id, seen = seen + interval '1 day'",
     "ALTER TABLE {} DROP COLUMN tags",
     "UPDATE {} SET email = email || '.org' WHERE id > 1000",
+    r'ALTER TABLE {} ADD COLUMN "q""uote\back ü" text',  # a name JSON must escape
+    r"""UPDATE {} SET "q""uote\back ü" = E'tab\t "x" \\ ü\n' || id WHERE id > 1020""",
 ]
 
 
@@ -67,7 +70,8 @@ def captured_after(pg: Server, schema: str, table: str, bulk_rows: int, statemen
         event["action"] = event["action"].removeprefix(table)
         event["targets"][0]["type"] = "t"
         events.append(event)
-    return sorted(events, key=lambda e: (e["action"], e["targets"][0]["id"], str(e["changes"])))
+    # Sorted by content: key order within a change is not part of it (jsonb and JSON text differ).
+    return sorted(events, key=lambda e: (e["action"], e["targets"][0]["id"], json.dumps(e["changes"], sort_keys=True)))
 
 
 def two_tables(pg: Server, schema: str, pk: str = "", columns: str = COLUMNS) -> tuple[str, str]:
@@ -149,7 +153,7 @@ class TestBulkUpdateCapture:
                 for row in conn.execute("EXPLAIN (VERBOSE, COSTS OFF) " + built[0].replace("$1", "'{\"k\": '::text"))
             )
             conn.rollback()
-        assert plan.count("array_remove") == 1, plan  # pulled up: in the filter and in the output
+        assert plan.count("array_to_string") == 1, plan  # pulled up: in the filter and in the output
         outputs = [line.strip() for line in plan.splitlines() if line.strip().startswith("Output:")]
         # Each image's scan yields the jsonb of the columns compared as jsonb (pulled up, it yields
         # the raw columns); text, numbers and times are compared as they are, the key is text.

@@ -147,12 +147,12 @@ END
 $fn$;
 -- The UPDATE capture of capture_statement as one statement naming the table's columns: rows pair
 -- up by primary key text, and each column that is not excluded (in name order) adds a change when
--- its jsonb values differ, so a bulk UPDATE costs a few expressions per row instead of a subquery.
--- Built afresh for each big statement, so added and dropped columns are always seen. The OFFSET 0
--- fences keep the planner from pulling the subqueries up: pulled up, every to_jsonb(r.col) was
--- evaluated again in each CASE branch and the changes array twice (filter and output), which cost
--- about 40 % of the statement. Each event is written as JSON text (``$1``: the statement's shared
--- start, see capture_statement), the same object capture_event would build, without building jsonb.
+-- its value differs (as jsonb would), so a bulk UPDATE costs a few expressions per row instead of a
+-- subquery. Built afresh for each big statement, so added and dropped columns are always seen. The
+-- OFFSET 0 fences keep the planner from pulling the subqueries up (it would evaluate each column's
+-- value again in every CASE branch). Each event is written as JSON text: ``$1``, the statement's
+-- shared start (see capture_statement), then the target id, a fresh id and the changes, each change
+-- the text of the object capture_statement's general form builds (no jsonb is built per row).
 CREATE OR REPLACE FUNCTION {schema}.capture_update_sql(rel oid, excluded text[], redacted text[], pk text[])
 RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
     WITH typed AS (
@@ -166,9 +166,13 @@ RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
           FROM pg_attribute a
          WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
     ), cols AS (
-        SELECT t.attname::text AS k, quote_ident(t.attname) AS q, quote_literal(t.attname::text) AS l, t.c, t.raw,
-               CASE WHEN t.raw THEN format('to_jsonb(o.%s)', t.c) ELSE 'o.' || t.c END AS ov,
-               CASE WHEN t.raw THEN format('to_jsonb(n.%s)', t.c) ELSE 'n.' || t.c END AS nv,
+        -- The value's JSON text (null for NULL), and the change's opening '{{"field": "name"'.
+        SELECT t.attname::text AS k, quote_ident(t.attname) AS q, t.c, t.raw,
+               quote_literal('{{"field": ' || to_json(t.attname::text)::text) AS l,
+               format(CASE WHEN t.raw THEN 'coalesce(to_jsonb(o.%s)::text, ''null'')'
+                           ELSE 'coalesce(o.%s::text, ''null'')' END, t.c) AS ov,
+               format(CASE WHEN t.raw THEN 'coalesce(to_jsonb(n.%s)::text, ''null'')'
+                           ELSE 'coalesce(n.%s::text, ''null'')' END, t.c) AS nv,
                format('o.%1$s%2$s IS DISTINCT FROM n.%1$s%2$s', t.c, t.coll) AS diff
           FROM (SELECT typed.*, 'c' || row_number() OVER () AS c FROM typed
                  WHERE NOT typed.attname::text = ANY(excluded)) AS t
@@ -184,23 +188,23 @@ RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
     )
     SELECT format(
         'INSERT INTO %1$s.captured (event) '
-        'SELECT ($1 || to_json(c.k)::text || ''}}], "id": "'' || gen_random_uuid() || ''", "changes": '' '
-        '|| c.changes::text || ''}}'')::json '
-        'FROM (SELECT coalesce(n.k, o.k) AS k, to_jsonb(array_remove(ARRAY[%3$s]::jsonb[], NULL)) AS changes '
+        'SELECT ($1 || to_json(c.k)::text || ''}}], "id": "'' || gen_random_uuid() || ''", "changes": ['' '
+        '|| c.changes || '']}}'')::json '
+        'FROM (SELECT coalesce(n.k, o.k) AS k, array_to_string(ARRAY[%3$s]::text[], '', '') AS changes '
         'FROM (SELECT %2$s AS k%4$s FROM graven_old_rows r OFFSET 0) AS o '
         'FULL JOIN (SELECT %2$s AS k%4$s FROM graven_new_rows r OFFSET 0) AS n ON o.k = n.k OFFSET 0) AS c '
-        'WHERE c.changes <> ''[]''::jsonb',
+        'WHERE c.changes <> ''''',
         quote_ident({schema_text}),
         CASE WHEN cardinality(pk) = 1 THEN (SELECT parts FROM keys)
              ELSE format('concat_ws('','', %s)', (SELECT parts FROM keys)) END,
         coalesce((SELECT string_agg(
             CASE WHEN c.k = ANY(redacted) THEN format(
-                     'CASE WHEN o.k IS NULL OR n.k IS NULL OR %1$s '
-                     'THEN jsonb_build_object(''field'', %2$s, ''redacted'', true) END', c.diff, c.l)
+                     'CASE WHEN o.k IS NULL OR n.k IS NULL OR %1$s THEN %2$s || '', "redacted": true}}'' END',
+                     c.diff, c.l)
                  ELSE format(
-                     'CASE WHEN o.k IS NULL THEN jsonb_build_object(''field'', %2$s, ''new'', %4$s) '
-                     'WHEN n.k IS NULL THEN jsonb_build_object(''field'', %2$s, ''old'', %3$s) '
-                     'WHEN %1$s THEN jsonb_build_object(''field'', %2$s, ''old'', %3$s, ''new'', %4$s) END',
+                     'CASE WHEN o.k IS NULL THEN %2$s || '', "new": '' || %4$s || ''}}'' '
+                     'WHEN n.k IS NULL THEN %2$s || '', "old": '' || %3$s || ''}}'' '
+                     'WHEN %1$s THEN %2$s || '', "old": '' || %3$s || '', "new": '' || %4$s || ''}}'' END',
                      c.diff, c.l, c.ov, c.nv)
             END, ', ' ORDER BY c.k COLLATE "default") FROM cols AS c), 'NULL'),
         (SELECT string_agg(CASE WHEN c.raw THEN format(', r.%s AS %s', c.q, c.c)
