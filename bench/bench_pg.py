@@ -663,6 +663,12 @@ def single_block(trail: graven.Trail, conn: psycopg.Connection[Any], side: Side,
                 execute(statement, (ident,))
 
 
+def median_turn(ours: list[float], theirs: list[float]) -> tuple[float, float]:
+    """Both seconds of the run whose ratio is the median (the two sides of one run saw one machine)."""
+    turns = sorted(zip(ours, theirs, strict=True), key=lambda t: t[0] / t[1])
+    return turns[(len(turns) - 1) // 2]
+
+
 def count_of(conn: psycopg.Connection[Any], table: str) -> int:
     row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
     return int(row[0]) if row else 0
@@ -1147,11 +1153,12 @@ def run(server: Server, scratch: Scratch, sizes: Sizes, seed: int, *, keep: bool
     lib1, plain1 = paired(one_runs, insert_runs)
     ver, hashed = paired(ver_runs, hash_runs)
     single = {name: min(values) / captured.updates for name, values in captured.single.items()}
-    bulk = {name: min(values) for name, values in captured.bulk.items()}
+    # Bulk UPDATE figures: both sides from the run whose ratio is the median (never each side's best).
+    bulk_ours, bulk_plain0 = median_turn(captured.bulk["graven"], captured.bulk["untracked"])
+    bulk_ours_a, bulk_audit = median_turn(captured.bulk["graven"], captured.bulk["audit trigger"])
     # The tracked bulk UPDATE's whole cost: the statement plus integrate() of its events, same run.
     tracked_runs = [b + i.wall for b, i in zip(captured.bulk["graven"], captured.integrate, strict=True)]
-    turns = sorted(zip(tracked_runs, captured.bulk["untracked"], strict=True), key=lambda t: t[0] / t[1])
-    bulk_total, bulk_plain = turns[(len(turns) - 1) // 2]
+    bulk_total, bulk_plain = median_turn(tracked_runs, captured.bulk["untracked"])
     integ = min(captured.integrate, key=lambda r: r.wall)
     print("Graven on PostgreSQL: the library beside what an engineer would otherwise write, in this run")
     print(f"  {description}; Python {platform.python_version()}, psycopg {psycopg.__version__}, orjson "
@@ -1170,7 +1177,8 @@ def run(server: Server, scratch: Scratch, sizes: Sizes, seed: int, *, keep: bool
     req_integ = min(requests.integrate, key=lambda r: r.wall)
     print(f"  events: {event_bytes:,.0f} bytes of JSON on average; throughput: of {repeat} runs, the one whose "
           f"ratio is the median (both sides from that run), the sides taking turns every batch; single-row "
-          f"UPDATE times: the least of {repeat} runs, taking turns every {SINGLE_BLOCK}; latencies: p50")  # fmt: skip
+          f"UPDATE times: the least of {repeat} runs, taking turns every {SINGLE_BLOCK}; bulk UPDATE: of {repeat} "
+          "runs, the one whose ratio is the median; latencies: p50")  # fmt: skip
     print()
     u, r, b = captured.updates, captured.rows, sizes.big
     rows = [
@@ -1189,11 +1197,10 @@ def run(server: Server, scratch: Scratch, sizes: Sizes, seed: int, *, keep: bool
             "<= 2x untracked", verdict(single["graven, context"] <= 2 * single["untracked, context"])),
         Row("  beside the hand-written audit trigger", ms(single["graven"]), ms(single["audit trigger"]),
             f"{single['graven'] / single['audit trigger']:.2f}x", "(for reference)", ""),
-        Row(f"tracked bulk UPDATE of all {r:,} rows", ms(bulk["graven"]), ms(bulk["untracked"]),
-            f"{bulk['graven'] / bulk['untracked']:.2f}x", "<= 2x untracked",
-            verdict(bulk["graven"] <= 2 * bulk["untracked"])),
-        Row("  beside the hand-written audit trigger", ms(bulk["graven"]), ms(bulk["audit trigger"]),
-            f"{bulk['graven'] / bulk['audit trigger']:.2f}x", "(for reference)", ""),
+        Row(f"tracked bulk UPDATE of all {r:,} rows", ms(bulk_ours), ms(bulk_plain0),
+            f"{bulk_ours / bulk_plain0:.2f}x", "<= 2x untracked", verdict(bulk_ours <= 2 * bulk_plain0)),
+        Row("  beside the hand-written audit trigger", ms(bulk_ours_a), ms(bulk_audit),
+            f"{bulk_ours_a / bulk_audit:.2f}x", "(for reference)", ""),
         Row("  with integrate() of its events (median run)", ms(bulk_total), ms(bulk_plain),
             f"{bulk_total / bulk_plain:.2f}x", "<= 3x untracked", verdict(bulk_total <= 3 * bulk_plain)),
         Row(f"integrate() of captured events ({integ.count:,})", per_second(integ.rate), per_second(libn.rate),
@@ -1264,7 +1271,7 @@ def run(server: Server, scratch: Scratch, sizes: Sizes, seed: int, *, keep: bool
     print(f"  verify(), every run, entries/s: graven {fmt_runs(ver_runs)}; read+hash {fmt_runs(hash_runs)}")
     print(f"  integrate() of the bulk UPDATE's events, each run: {fmt_runs(captured.integrate)} entries/s "
           f"({least_cpu(captured.integrate):,.1f} us client CPU per entry)")  # fmt: skip
-    print(f"  stored per change: graven's outbox event {captured.captured_bytes:,.0f} B (jsonb, before "
+    print(f"  stored per change: graven's outbox event {captured.captured_bytes:,.0f} B (json, before "
           f"integration); the audit trigger's old_row + new_row {captured.audit_bytes:,.0f} B")  # fmt: skip
     print(f"  capture log: {captured.log_size:,} entries; verify(): {captured.verified}")
     print(f"  big log: {big.shape.size:,} entries over {big.shape.targets:,} customers and {big.shape.actors:,} "

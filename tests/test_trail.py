@@ -15,7 +15,7 @@ from graven.core import canonical, merkle
 from graven.core.note import Checkpoint, note_signatures
 from graven.errors import IdempotencyConflict
 from graven.testing.store_contract import make_event
-from graven.trail import Trail
+from graven.trail import Trail, _safe_numbers
 
 
 class TestRecord:
@@ -252,3 +252,21 @@ class TestDefaultKey:
         with graven.open() as trail:
             report = trail.verify()
         assert (0, "forked") == (report.first_bad_index, report.kind)
+
+
+class TestCapturedNumbers:
+    """Captured events: integers beyond +-(2**53 - 1) become text anywhere; other events pass as they are."""
+
+    @pytest.mark.parametrize("big", [2**53, -(2**53), 2**63, 2**64, -(10**30)])
+    def test_big_integers_become_text_at_any_depth(self, big: int) -> None:
+        event = {"targets": [{"type": "t", "id": big}], "changes": [{"field": "n", "new": {"deep": [1, big]}}]}
+        assert _safe_numbers(event) == {
+            "targets": [{"type": "t", "id": str(big)}],
+            "changes": [{"field": "n", "new": {"deep": [1, str(big)]}}],
+        }
+
+    def test_an_event_without_them_is_not_copied(self) -> None:
+        edge = 2**53 - 1
+        event = {"id": "9007199254740993", "changes": [{"field": "n", "old": -edge, "new": edge, "f": 1e300}]}
+        assert _safe_numbers(event) is event
+        assert event["changes"][0]["new"] == edge

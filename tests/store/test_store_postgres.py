@@ -8,6 +8,7 @@ a schema of its own. Without a server the tests are skipped, except on CI, where
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import secrets
 import socket
@@ -618,6 +619,33 @@ class TestCapture:
             assert ["a.three"] == [e["action"] for e in tx.take_captured(2)]
             assert [] == tx.take_captured(2)
         assert 0 == captured_count(pg, store)
+
+    @pytest.mark.parametrize("enabled_before", [True, False])
+    def test_integrate_pauses_the_collector(self, pg: Server, store: PostgresStore, enabled_before: bool) -> None:
+        """integrate_captured prepares a batch with the cyclic collector paused (its many fresh dicts
+        would set off full collections) and leaves it as it found it, also when preparing fails."""
+        self.add_captured(pg, store, "a.one", "a.two")
+        seen: list[bool] = []
+
+        def prepared(events: list[Any]) -> list[Prepared]:
+            seen.append(gc.isenabled())
+            return [prepare(e, now=T0, new_id=lambda: "unused") for e in events]
+
+        def failing(events: list[Any]) -> list[Prepared]:
+            raise RuntimeError("boom")
+
+        if not enabled_before:
+            gc.disable()
+        try:
+            assert 2 == Sequencer(store, ORIGIN, prepare_captured=prepared).integrate_captured()
+            assert [False] == seen
+            assert enabled_before == gc.isenabled()
+            self.add_captured(pg, store, "a.three")
+            with pytest.raises(RuntimeError):
+                Sequencer(store, ORIGIN, prepare_captured=failing).integrate_captured()
+            assert enabled_before == gc.isenabled()
+        finally:
+            gc.enable()
 
     def test_tracked_table_changes_enter_the_log(self, pg: Server, store: PostgresStore, signer: Signer) -> None:
         """Changes to a tracked table (committed ones only) become entries; a writer role can move them."""

@@ -54,9 +54,12 @@ def install_sql(schema: str) -> sql.Composed:
     """The outbox table and the trigger functions, created or replaced (idempotent)."""
     return sql.SQL(
         """
+-- The event is json (text), not jsonb: the sequencer parses it anyway, and a big UPDATE writes it
+-- as text without a jsonb round trip. A log made by an earlier release has jsonb here until store
+-- migration 6 converts it; every insert below works with either (json and jsonb cast on assignment).
 CREATE TABLE IF NOT EXISTS {schema}.captured (
     seq        bigserial PRIMARY KEY,
-    event      jsonb NOT NULL,
+    event      json NOT NULL,
     created_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 -- What every event of the current statement shares: when, actor, source, context, reason, tenant.
@@ -127,7 +130,11 @@ BEGIN
     ELSIF EXISTS (SELECT 1 FROM graven_new_rows OFFSET bulk_rows - 1) THEN
         -- A big UPDATE: one statement written for this table's columns (no subquery per row),
         -- giving exactly the events of the general form below.
-        EXECUTE {schema}.capture_update_sql(TG_RELID, excluded, redacted, pk) USING base, action, label;
+        -- What every event of the statement starts with, as JSON text: base, action and the target
+        -- type, up to the target id (base is a non-empty object, so its last character is its brace).
+        EXECUTE {schema}.capture_update_sql(TG_RELID, excluded, redacted, pk)
+          USING left(base::text, -1) || ', "action": ' || to_json(action)::text
+                || ', "targets": [{{"type": ' || to_json(label)::text || ', "id": ';
     ELSE
         -- Old and new images pair up by primary key; a row whose key changed shows as its old
         -- image (all fields old) and its new image (all fields new).
@@ -154,40 +161,68 @@ END
 $fn$;
 -- The UPDATE capture of capture_statement as one statement naming the table's columns: rows pair
 -- up by primary key text, and each column that is not excluded (in name order) adds a change when
--- its jsonb values differ, so a bulk UPDATE costs a few expressions per row instead of a subquery.
--- Built afresh for each big statement, so added and dropped columns are always seen.
+-- its value differs (as jsonb would), so a bulk UPDATE costs a few expressions per row instead of a
+-- subquery. Built afresh for each big statement, so added and dropped columns are always seen. The
+-- OFFSET 0 fences keep the planner from pulling the subqueries up (it would evaluate each column's
+-- value again in every CASE branch). Each event is written as JSON text: ``$1``, the statement's
+-- shared start (see capture_statement), then the target id, a fresh id and the changes, each change
+-- the text of the object capture_statement's general form builds (no jsonb is built per row).
 CREATE OR REPLACE FUNCTION {schema}.capture_update_sql(rel oid, excluded text[], redacted text[], pk text[])
 RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
-    WITH cols AS (
-        SELECT a.attname::text AS k, quote_ident(a.attname) AS q, quote_literal(a.attname::text) AS l,
-               'c' || row_number() OVER () AS c
+    WITH typed AS (
+        -- raw: a type whose equality holds exactly when the jsonb values are equal (text compared
+        -- bytewise, COLLATE "C"): compared as it is, and turned into jsonb only once it changed.
+        SELECT a.attname, a.atttypid,
+               a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'bool'::regtype, 'uuid'::regtype,
+                              'numeric'::regtype, 'date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype,
+                              'text'::regtype, 'varchar'::regtype) AS raw,
+               CASE WHEN a.atttypid IN ('text'::regtype, 'varchar'::regtype) THEN ' COLLATE "C"' ELSE '' END AS coll
           FROM pg_attribute a
-         WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped AND NOT a.attname::text = ANY(excluded)
+         WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+    ), cols AS (
+        -- The value's JSON text (null for NULL), and the change's opening '{{"field": "name"'.
+        SELECT t.attname::text AS k, quote_ident(t.attname) AS q, t.c, t.raw,
+               quote_literal('{{"field": ' || to_json(t.attname::text)::text) AS l,
+               format(CASE WHEN t.raw THEN 'coalesce(to_jsonb(o.%s)::text, ''null'')'
+                           ELSE 'coalesce(o.%s::text, ''null'')' END, t.c) AS ov,
+               format(CASE WHEN t.raw THEN 'coalesce(to_jsonb(n.%s)::text, ''null'')'
+                           ELSE 'coalesce(n.%s::text, ''null'')' END, t.c) AS nv,
+               format('o.%1$s%2$s IS DISTINCT FROM n.%1$s%2$s', t.c, t.coll) AS diff
+          FROM (SELECT typed.*, 'c' || row_number() OVER () AS c FROM typed
+                 WHERE NOT typed.attname::text = ANY(excluded)) AS t
     ), keys AS (
-        SELECT string_agg(format('to_jsonb(r.%s) #>> ''{{}}''', quote_ident(c)), ', ' ORDER BY ord) AS parts
+        -- A key of these types has the very text of its jsonb value (which the general form uses).
+        SELECT string_agg(CASE WHEN t.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype,
+                                                   'text'::regtype, 'varchar'::regtype, 'uuid'::regtype)
+                               THEN format('r.%s::text', quote_ident(u.c))
+                               ELSE format('to_jsonb(r.%s) #>> ''{{}}''', quote_ident(u.c)) END,
+                          ', ' ORDER BY ord) AS parts
           FROM unnest(pk) WITH ORDINALITY AS u(c, ord)
+          LEFT JOIN typed AS t ON t.attname::text = u.c
     )
     SELECT format(
         'INSERT INTO %1$s.captured (event) '
-        'SELECT %1$s.capture_event($1, $2, $3, coalesce(n.k, o.k), c.changes) '
-        'FROM (SELECT %2$s AS k%4$s FROM graven_old_rows r) AS o '
-        'FULL JOIN (SELECT %2$s AS k%4$s FROM graven_new_rows r) AS n ON o.k = n.k '
-        'CROSS JOIN LATERAL (SELECT to_jsonb(array_remove(ARRAY[%3$s]::jsonb[], NULL)) AS changes) AS c '
-        'WHERE c.changes <> ''[]''::jsonb',
+        'SELECT ($1 || to_json(c.k)::text || ''}}], "id": "'' || gen_random_uuid() || ''", "changes": ['' '
+        '|| c.changes || '']}}'')::json '
+        'FROM (SELECT coalesce(n.k, o.k) AS k, array_to_string(ARRAY[%3$s]::text[], '', '') AS changes '
+        'FROM (SELECT %2$s AS k%4$s FROM graven_old_rows r OFFSET 0) AS o '
+        'FULL JOIN (SELECT %2$s AS k%4$s FROM graven_new_rows r OFFSET 0) AS n ON o.k = n.k OFFSET 0) AS c '
+        'WHERE c.changes <> ''''',
         quote_ident({schema_text}),
         CASE WHEN cardinality(pk) = 1 THEN (SELECT parts FROM keys)
              ELSE format('concat_ws('','', %s)', (SELECT parts FROM keys)) END,
         coalesce((SELECT string_agg(
             CASE WHEN c.k = ANY(redacted) THEN format(
-                     'CASE WHEN o.k IS NULL OR n.k IS NULL OR o.%1$s IS DISTINCT FROM n.%1$s '
-                     'THEN jsonb_build_object(''field'', %2$s, ''redacted'', true) END', c.c, c.l)
+                     'CASE WHEN o.k IS NULL OR n.k IS NULL OR %1$s THEN %2$s || '', "redacted": true}}'' END',
+                     c.diff, c.l)
                  ELSE format(
-                     'CASE WHEN o.k IS NULL THEN jsonb_build_object(''field'', %2$s, ''new'', n.%1$s) '
-                     'WHEN n.k IS NULL THEN jsonb_build_object(''field'', %2$s, ''old'', o.%1$s) '
-                     'WHEN o.%1$s IS DISTINCT FROM n.%1$s THEN '
-                     'jsonb_build_object(''field'', %2$s, ''old'', o.%1$s, ''new'', n.%1$s) END', c.c, c.l)
+                     'CASE WHEN o.k IS NULL THEN %2$s || '', "new": '' || %4$s || ''}}'' '
+                     'WHEN n.k IS NULL THEN %2$s || '', "old": '' || %3$s || ''}}'' '
+                     'WHEN %1$s THEN %2$s || '', "old": '' || %3$s || '', "new": '' || %4$s || ''}}'' END',
+                     c.diff, c.l, c.ov, c.nv)
             END, ', ' ORDER BY c.k COLLATE "default") FROM cols AS c), 'NULL'),
-        (SELECT string_agg(format(', to_jsonb(r.%s) AS %s', c.q, c.c), '') FROM cols AS c))
+        (SELECT string_agg(CASE WHEN c.raw THEN format(', r.%s AS %s', c.q, c.c)
+                                ELSE format(', to_jsonb(r.%s) AS %s', c.q, c.c) END, '') FROM cols AS c))
 $fn$;
 -- One event; ``base`` carries actor, context and, for a statement's rows, one occurred_at.
 CREATE OR REPLACE FUNCTION {schema}.capture_event(base jsonb, action text, label text, target_id text, changes jsonb)
