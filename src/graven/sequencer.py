@@ -38,7 +38,7 @@ from graven.core.model import Prepared
 from graven.core.note import Checkpoint, NoteError, Signer, Verifier, open_checkpoint, sign_note
 from graven.core.streams import stream_of
 from graven.errors import ConflictError, IdempotencyConflict, IntegrityError, RollbackRefused
-from graven.store import Head, Store, StoredCheckpoint, WriteTx
+from graven.store import Head, HeadMoved, Store, StoredCheckpoint, WriteTx
 
 MAX_BATCH = 10_000
 log = logging.getLogger("graven.signing")
@@ -110,9 +110,16 @@ class Sequencer:
         return batch
 
     def _write(self, batch: list[_Request]) -> None:
+        items = [item for r in batch for item in r.items]
         try:
-            with self.store.write() as tx:
-                results, signed, _ = self._integrate(tx, [item for r in batch for item in r.items])
+            try:
+                with self.store.write() as tx:
+                    results, signed, _ = self._integrate(tx, items)
+            except HeadMoved:
+                # The store guessed the head and the guess failed: nothing was written. The store
+                # reads the head this time (it MUST NOT guess right after HeadMoved).
+                with self.store.write() as tx:
+                    results, signed, _ = self._integrate(tx, items)
         except BaseException as exc:
             if isinstance(exc, IdempotencyConflict | ConflictError) and len(batch) > 1:
                 self._write_apart(batch, exc)

@@ -17,8 +17,9 @@ through server-side cursors.
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -36,6 +37,7 @@ from graven.errors import ConfigError, GravenError, IntegrityError, StoreError
 from graven.store import (
     FrontierMemo,
     Head,
+    HeadMoved,
     Query,
     Scan,
     Store,
@@ -91,6 +93,43 @@ UNION ALL
 SELECT 'c', taken.seq, NULL, taken.event::text FROM taken
 """
 
+# A write that guesses the head (``_PgWriteTx.head``: the size this store last committed, its frontier
+# remembered, no id stored yet, nothing captured) sends the lock and one statement of this shape in
+# one pipeline, committed at its Sync: one round trip. The guess is checked under the lock by the
+# statement itself (READ COMMITTED: it sees every commit made before the lock was granted): when the
+# size is not the one guessed, or captured events wait in the outbox, it writes nothing and counts
+# no row. A stored id fails the INSERT on the unique index, which rolls the transaction back whole.
+# It reads no entries, so a cached generic plan of it cannot scan them (see ``head``).
+_GUESSED_HEAD = f"""
+WITH ok AS (
+    SELECT 1 FROM (SELECT {pg_tiles.SIZE} AS n) s WHERE s.n = %s AND (%s OR NOT EXISTS (SELECT 1 FROM captured))
+), e AS (
+    INSERT INTO entries (idx, body, event_id, occurred_at, actor_id, action, outcome, source, tenant)
+    SELECT v.* FROM ok, (VALUES {{entries}}) v
+){{targets}}, t AS (
+    INSERT INTO tiles (level, idx, width, hashes) SELECT v.* FROM ok, (VALUES {{tiles}}) v
+)
+SELECT count(*) FROM ok
+"""
+_GUESSED_TARGETS = """, x AS (
+    INSERT INTO entry_targets (type, id, idx) SELECT v.* FROM ok, (VALUES {}) v
+)"""
+_ENTRY_VALUES = "(%s::bigint, %s::text, %s::text, %s::timestamptz, %s::text, %s::text, %s::text, %s::text, %s::text)"
+_TARGET_VALUES = "(%s::text, %s::text, %s::bigint)"
+_TILE_VALUES = "(%s::int, %s::bigint, %s::int, %b::bytea)"
+
+
+@functools.lru_cache(maxsize=256)
+def _guessed_sql(entries: int, targets: int, tiles: int) -> str:
+    """The guarded write of ``entries`` entries with ``targets`` target rows adding ``tiles`` tile rows."""
+    return _GUESSED_HEAD.format(
+        entries=", ".join([_ENTRY_VALUES] * entries),
+        targets=_GUESSED_TARGETS.format(", ".join([_TARGET_VALUES] * targets)) if targets else "",
+        tiles=", ".join([_TILE_VALUES] * tiles),
+    )
+
+
+_LOCK = "SELECT pg_advisory_xact_lock(%s)"
 _ARCHIVED_BELOW = "SELECT coalesce(max(below), 0) FROM archives"
 
 # Batches of at least COPY_FROM entries go by binary COPY (a round trip of its own, but about a
@@ -134,6 +173,7 @@ class PostgresStore:
         self._scans: set[Conn] = set()
         self._connections_lock = threading.Lock()
         self._frontier = FrontierMemo()
+        self._guess = True  # False after a guessed head proved wrong, until a write reads the head
         if not create and not self._schema_exists():
             self.close()
             raise ConfigError(self._no_log())
@@ -282,24 +322,34 @@ class PostgresStore:
         """Lock the log head, yield a transaction, commit durably (or roll back).
 
         Round trips per write: BEGIN with the lock, ``tx.head`` (everything read before writing),
-        then the INSERT and COMMIT pipelined together. The commit MUST have returned before this
-        context exits normally (``synchronous_commit = on``).
+        then the INSERT and COMMIT pipelined together. A write of fewer than ``COPY_FROM`` entries
+        by the store that made the last commit it knows of guesses the head instead (see
+        ``_PgWriteTx.head``): the lock and the guarded INSERT go in one pipeline, one round trip,
+        and a wrong guess writes nothing and raises :class:`HeadMoved` (the next write reads).
+        The commit MUST have returned before this context exits normally (``synchronous_commit = on``).
         """
         with self._write_lock:
-            conn = self._begin_write()
-            tx = _PgWriteTx(conn, self._frontier)
+            guess = self._writer_connection if PIPELINE and self._guess else None
+            tx = _PgWriteTx(self._begin_write, guess, self._frontier, self._head_key)
             try:
                 yield tx
             except BaseException as exc:
-                _rollback(conn)
+                self._guess = not isinstance(exc, HeadMoved)
+                if tx.begun is not None:
+                    _rollback(tx.begun)
                 if isinstance(exc, psycopg.Error):
                     raise self.translate(exc) from exc
                 raise
             try:
                 tx.commit()
+            except HeadMoved:
+                self._guess = False
+                raise
             except psycopg.OperationalError as exc:
-                if not conn.broken:
-                    _rollback(conn)
+                conn = tx.begun
+                if conn is None or not conn.broken:
+                    if conn is not None:
+                        _rollback(conn)
                     raise self.translate(exc) from exc
                 # The server may have committed before the connection went: nobody can say here.
                 raise StoreError(
@@ -308,8 +358,10 @@ class PostgresStore:
                     "an event id already in the log keeps its index"
                 ) from exc
             except psycopg.Error as exc:
-                _rollback(conn)  # a deferred statement failed: COMMIT was never run
+                if tx.begun is not None:
+                    _rollback(tx.begun)  # a deferred statement failed: COMMIT was never run
                 raise self.translate(exc) from exc
+            self._guess = True
             if tx.grown is not None:
                 self._frontier.put(*tx.grown)
 
@@ -343,8 +395,10 @@ class PostgresStore:
         self._writer = None
         conn = self._connect()
         try:
+            # A guessed write runs without BEGIN (see _PgWriteTx.head): it must be READ COMMITTED too.
             conn.execute(
-                "SELECT set_config('synchronous_commit', 'on', false), set_config('lock_timeout', %s, false)",
+                "SELECT set_config('synchronous_commit', 'on', false), set_config('lock_timeout', %s, false), "
+                "set_config('default_transaction_isolation', 'read committed', false)",
                 (f"{LOCK_TIMEOUT_S}s",),
             )
         except psycopg.Error as exc:
@@ -580,12 +634,31 @@ class _PgWriteTx:
     with COMMIT, so a batch's INSERT and its COMMIT cost one round trip. A failed deferred write
     therefore surfaces at that next statement or at commit, and the transaction is rolled back."""
 
-    def __init__(self, conn: Conn, memo: FrontierMemo) -> None:
-        self.conn = conn
+    def __init__(
+        self, begin: Callable[[], Conn], guess: Callable[[], Conn] | None, memo: FrontierMemo, lock_key: int
+    ) -> None:
+        self._lock_key = lock_key
+        self._begin = begin  # BEGIN and take the head lock: the transaction starts at the first need
+        self._guess = guess  # the writer connection, when head() may guess (see head)
+        self.begun: Conn | None = None
         self.memo = memo
         self.read: tuple[int, dict[Node, bytes]] | None = None  # the size and frontier head() read
         self.grown: tuple[int, dict[Node, bytes]] | None = None  # ... and after insert(), to remember
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
+        self.guessed: tuple[int, bool] | None = None  # the size head() guessed; whether it took captured events
+        self._guarded: tuple[str, list[Any]] | None = None  # the guarded write of a guessed head
+
+    @property
+    def conn(self) -> Conn:
+        """The connection of this transaction, begun (BEGIN and the head lock) at first use.
+
+        A transaction whose head was guessed cannot begin late (what it decided rests on the
+        guess): it raises :class:`HeadMoved`, nothing written, and the write runs again reading."""
+        if self.begun is None:
+            if self.guessed is not None:
+                raise HeadMoved("this write guessed the log head and needs a read; it is run again reading the head")
+            self.begun = self._begin()
+        return self.begun
 
     def _execute(
         self, query: str, params: Sequence[Any] = (), *, prepare: bool | None = None
@@ -607,6 +680,9 @@ class _PgWriteTx:
 
     def commit(self) -> None:
         """Send the deferred writes and COMMIT together; returns once the commit is durable."""
+        if self.guessed is not None:
+            self._commit_guessed()
+            return
         if not self._pending or not PIPELINE:
             self._send_pending()
             self.conn.execute("COMMIT")
@@ -614,6 +690,30 @@ class _PgWriteTx:
         with self.conn.pipeline():
             self._send_pending()
             self.conn.execute("COMMIT")
+
+    def _commit_guessed(self) -> None:
+        """Take the head lock and write under the guess, in one pipeline: one round trip, committed at
+        its Sync (statements up to a Sync are one transaction). Raises :class:`HeadMoved` when the guess
+        was wrong, an id was stored already, or the connection failed: nothing is known written, and
+        the write runs again reading the head (a batch the server did commit before the connection
+        went is then found by its ids, each keeping its index)."""
+        if self._guarded is None or self._pending or self._guess is None:
+            raise HeadMoved("a write that guessed the log head wrote nothing new; it is run again reading the head")
+        query, params = self._guarded
+        conn = self._guess()
+        try:
+            with conn.pipeline():
+                conn.execute(_LOCK, (self._lock_key,))
+                cur = conn.execute(query, params)
+            row = cur.fetchone()
+        except pgerrors.UniqueViolation as exc:
+            raise HeadMoved("an event id of this write is stored already; it is run again reading the head") from exc
+        except psycopg.OperationalError as exc:
+            if not conn.broken:
+                raise
+            raise HeadMoved("the connection failed during a write that guessed the head; it is run again") from exc
+        if row is None or row[0] != 1:
+            raise HeadMoved(f"the log no longer has the {self.guessed[0]} entries this write guessed; it is run again")
 
     def size(self) -> int:
         return int(self._execute(f"SELECT {pg_tiles.SIZE}").fetchall()[0][0])
@@ -649,8 +749,16 @@ class _PgWriteTx:
         The frontier comes from the memo when the size is the one it knows, else from the tiles that
         hold it; the sequencer checks that every hash it needs came back.
         """
-        stored = {column_value(i): i for i in ids}
         known = self.memo.size()
+        if self.begun is None and self._guess is not None and 0 < len(ids) < COPY_FROM:
+            remembered = self.memo.get(known)
+            if remembered is not None:
+                # Guessed: the size this store last committed, nothing stored under these ids, no
+                # captured event waiting. commit() checks it under the lock (see _GUESSED_HEAD).
+                self.guessed = (known, captured > 0)
+                self.read = (known, remembered)
+                return Head(known, dict(remembered), {}, [], {})
+        stored = {column_value(i): i for i in ids}
         # Planned afresh each time (not a server-side prepared statement): a generic plan made while
         # the log was small scans all of entries for the ids, and stays until the next ANALYZE.
         rows = self._execute(_HEAD_SQL, (captured, known, list(stored)), prepare=False).fetchall()
@@ -678,7 +786,9 @@ class _PgWriteTx:
         return Head(size, frontier, existing, [orjson.loads(event) for _, event in taken], bodies)
 
     def insert(self, first: int, entries: Sequence[Prepared], rows: Sequence[bytes]) -> None:
-        if len(entries) >= COPY_FROM:
+        if self.guessed is not None:
+            self._insert_guessed(first, entries, rows)
+        elif len(entries) >= COPY_FROM:
             self._copy(first, entries)
             added, completions = pg_tiles.writes(first, rows)
             self._pending += [(pg_tiles.ADD, added), *completions]
@@ -690,6 +800,32 @@ class _PgWriteTx:
         if self.read is not None and self.read[0] == first:
             self.grown = FrontierMemo.grown(first, self.read[1], rows)
         self.read = None
+
+    def _insert_guessed(self, first: int, entries: Sequence[Prepared], rows: Sequence[bytes]) -> None:
+        """Build the guarded write (see _GUESSED_HEAD); completing a tile or writing stream rows
+        needs statements of their own, so such a write runs again reading the head."""
+        assert self.guessed is not None
+        added, completions = pg_tiles.writes(first, rows)
+        if completions or self._guarded is not None or first != self.guessed[0]:
+            raise HeadMoved("this write completes a tile; it is run again reading the head")
+        if pg_streams.insert_params(first, entries) is not None:
+            raise HeadMoved("this write adds stream rows; it is run again reading the head")
+        params: list[Any] = [first, not self.guessed[1]]
+        targets: list[Any] = []
+        for offset, item in enumerate(entries):
+            doc = item.doc
+            n = first + offset
+            params += (
+                n, item.leaf.decode(), column_value(doc["id"]), doc["occurred_at"],
+                column_value(doc["actor"].get("id")), doc["action"], doc["outcome"],
+                column_value(doc.get("source")), column_value(doc.get("tenant")),
+            )  # fmt: skip
+            for target in doc["targets"]:
+                targets += (column_value(target["type"]), column_value(target["id"]), n)
+        params += targets
+        for row in zip(*added, strict=True):
+            params += row
+        self._guarded = (_guessed_sql(len(entries), len(targets) // 3, len(added[0])), params)
 
     def _copy(self, first: int, entries: Sequence[Prepared]) -> None:
         """Send a large batch's entries and target rows by binary COPY, now (one round trip each)."""
@@ -793,6 +929,8 @@ class _PgWriteTx:
         return self._execute("DELETE FROM entries WHERE idx = ANY(%s::bigint[])", (chosen,)).rowcount
 
     def insert_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
+        if self.guessed is not None:
+            raise HeadMoved("this write signs a checkpoint; it is run again reading the head")
         self._pending.append(
             ("INSERT INTO checkpoints (size, note) VALUES (%s, %s)", (checkpoint.size, checkpoint.note))
         )
