@@ -3,6 +3,9 @@
 Sequencing: ``write()`` opens a READ COMMITTED transaction and takes ``pg_advisory_xact_lock`` on a
 key derived from the schema (the lock on the log head) before anything is read, so every statement
 after it sees the previous writer's commit; indices stay gapless across connections and processes.
+A write that guesses the head (the size this store object last committed) sends the lock and a
+guarded INSERT in one pipeline, one transaction ended by its Sync: the INSERT re-reads the size
+under the lock and writes nothing unless it is the guessed one (see ``_GUESSED_HEAD``).
 Commits run with ``synchronous_commit = on``. A writer whose connection drops mid-batch leaves
 nothing: the server rolls its transaction back and releases the lock.
 
