@@ -6,6 +6,7 @@ Query and every Sync is one exchange with the server.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -336,4 +337,46 @@ class TestGuessedHead:
         assert ["accounts.insert"] == [
             e.action for i in range(1, index) if (e := pg_trail.get(i)).action.endswith(".insert")
         ]
+        assert pg_trail.verify().ok
+
+    def test_the_write_run_again_reads_the_head(self, pg_trail: Trail) -> None:
+        """After HeadMoved, the same thread's next write reads the head, even when another thread
+        (the background signer, say) wrote in between and its guess held."""
+        store = pg_trail.store
+        assert isinstance(store, PostgresStore)
+
+        def guess_then_read() -> None:
+            with store.write() as tx:
+                tx.head([prepared(1).id], 0)
+                tx.size()
+
+        with pytest.raises(HeadMoved):
+            guess_then_read()
+        other = threading.Thread(target=pg_trail.record, args=(EVENT,))
+        other.start()
+        other.join()
+        assert 2 == pg_trail.size
+        with store.write() as tx:
+            assert 2 == tx.head([prepared(2).id], 0).size
+            assert tx.guessed is None
+            assert 2 == tx.size()
+
+    def test_guesses_back_off_while_another_writer_commits(self, pg_trail: Trail, tmp_path: Path) -> None:
+        """Each guess another writer's commit made wrong doubles the writes that read the head
+        before the next guess; a guess that holds starts over."""
+        store = pg_trail.store
+        assert isinstance(store, PostgresStore)
+        other = open_trail(store.url, signing_key=tmp_path / "signing.key", checkpoint_interval=3600)
+        counts = []
+        try:
+            for step in range(5):
+                if step < 2:
+                    other.record(EVENT)
+                with count_round_trips(store, tmp_path) as counted:
+                    pg_trail.record(EVENT)
+                counts += counted
+        finally:
+            other.close()
+        # missed (1) and read (3); missed again, read, and one more write reads; then guesses again
+        assert [4, 4, 3, 1, 1] == counts
         assert pg_trail.verify().ok

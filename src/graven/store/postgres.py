@@ -176,7 +176,12 @@ class PostgresStore:
         self._scans: set[Conn] = set()
         self._connections_lock = threading.Lock()
         self._frontier = FrontierMemo()
-        self._guess = True  # False after a guessed head proved wrong, until a write reads the head
+        # Guessing the head (see write): the threads whose next write must read it (their write
+        # raised HeadMoved and runs again), and after guesses that cost a round trip for nothing
+        # (another writer committed), how many writes read the head before the next guess.
+        self._read_next: set[int] = set()
+        self._skip = 0
+        self._backoff = 1
         if not create and not self._schema_exists():
             self.close()
             raise ConfigError(self._no_log())
@@ -332,12 +337,12 @@ class PostgresStore:
         The commit MUST have returned before this context exits normally (``synchronous_commit = on``).
         """
         with self._write_lock:
-            guess = self._writer_connection if PIPELINE and self._guess else None
-            tx = _PgWriteTx(self._begin_write, guess, self._frontier, self._head_key)
+            tx = _PgWriteTx(self._begin_write, self._guessing(), self._frontier, self._head_key)
             try:
                 yield tx
             except BaseException as exc:
-                self._guess = not isinstance(exc, HeadMoved)
+                if isinstance(exc, HeadMoved):
+                    self._moved(tx)
                 if tx.begun is not None:
                     _rollback(tx.begun)
                 if isinstance(exc, psycopg.Error):
@@ -346,7 +351,7 @@ class PostgresStore:
             try:
                 tx.commit()
             except HeadMoved:
-                self._guess = False
+                self._moved(tx)
                 raise
             except psycopg.OperationalError as exc:
                 conn = tx.begun
@@ -364,9 +369,34 @@ class PostgresStore:
                 if tx.begun is not None:
                     _rollback(tx.begun)  # a deferred statement failed: COMMIT was never run
                 raise self.translate(exc) from exc
-            self._guess = True
+            if tx.guessed is not None:
+                self._backoff = 1
             if tx.grown is not None:
                 self._frontier.put(*tx.grown)
+
+    def _guessing(self) -> Callable[[], Conn] | None:
+        """The writer connection when this write may guess the head (see ``_PgWriteTx.head``); None
+        when it must read it: right after this thread's write raised HeadMoved (it is that write run
+        again), or while backing off after guesses another writer's commits made wrong."""
+        if not PIPELINE:
+            return None
+        ident = threading.get_ident()
+        again = ident in self._read_next
+        self._read_next.discard(ident)
+        if self._skip > 0:
+            self._skip -= 1
+            return None
+        return None if again else self._writer_connection
+
+    def _moved(self, tx: _PgWriteTx) -> None:
+        """A guessed write raised HeadMoved: this thread's next write reads the head. A guess sent
+        for nothing makes that many writes read it (counting the one run again), twice as many after
+        each such miss in a row (up to 64), so writers that keep committing in turn stop paying for
+        guesses; a guess that holds starts the count over."""
+        self._read_next.add(threading.get_ident())
+        if tx.sent:
+            self._skip = self._backoff
+            self._backoff = min(2 * self._backoff, 64)
 
     def _begin_write(self) -> Conn:
         """BEGIN and take the head lock (one round trip); a writer connection found dead is replaced once.
@@ -649,6 +679,7 @@ class _PgWriteTx:
         self.grown: tuple[int, dict[Node, bytes]] | None = None  # ... and after insert(), to remember
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
         self.guessed: tuple[int, bool] | None = None  # the size head() guessed; whether it took captured events
+        self.sent = False  # the guessed write went to the server
         self._guarded: tuple[str, list[Any]] | None = None  # the guarded write of a guessed head
 
     @property
@@ -700,10 +731,12 @@ class _PgWriteTx:
         was wrong, an id was stored already, or the connection failed: nothing is known written, and
         the write runs again reading the head (a batch the server did commit before the connection
         went is then found by its ids, each keeping its index)."""
-        if self._guarded is None or self._pending or self._guess is None:
+        guessed = self.guessed
+        if guessed is None or self._guarded is None or self._pending or self._guess is None:
             raise HeadMoved("a write that guessed the log head wrote nothing new; it is run again reading the head")
         query, params = self._guarded
         conn = self._guess()
+        self.sent = True
         try:
             with conn.pipeline():
                 conn.execute(_LOCK, (self._lock_key,))
@@ -716,7 +749,7 @@ class _PgWriteTx:
                 raise
             raise HeadMoved("the connection failed during a write that guessed the head; it is run again") from exc
         if row is None or row[0] != 1:
-            raise HeadMoved(f"the log no longer has the {self.guessed[0]} entries this write guessed; it is run again")
+            raise HeadMoved(f"the log no longer has the {guessed[0]} entries this write guessed; it is run again")
 
     def size(self) -> int:
         return int(self._execute(f"SELECT {pg_tiles.SIZE}").fetchall()[0][0])
