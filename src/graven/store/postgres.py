@@ -21,6 +21,7 @@ through server-side cursors.
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -97,12 +98,14 @@ SELECT 'c', taken.seq, NULL, taken.event::text FROM taken
 """
 
 # A write that guesses the head (``_PgWriteTx.head``: the size this store last committed, its frontier
-# remembered, no id stored yet, nothing captured) sends the lock and one statement of this shape in
-# one pipeline, committed at its Sync: one round trip. The guess is checked under the lock by the
-# statement itself (READ COMMITTED: it sees every commit made before the lock was granted): when the
-# size is not the one guessed, or captured events wait in the outbox, it writes nothing and counts
-# no row. A stored id fails the INSERT on the unique index, which rolls the transaction back whole.
-# It reads no entries, so a cached generic plan of it cannot scan them (see ``head``).
+# remembered, no id stored yet, nothing captured) sends the lock and a statement of this shape (a
+# server-side prepared statement, EXECUTEd) in one simple query: two statements in one message are
+# one transaction, committed when the message ends: one round trip. The guess is checked under the
+# lock by the statement itself (READ COMMITTED: its snapshot is taken after the lock was granted, so
+# it sees every commit made before): when the size is not the one guessed, or captured events wait
+# in the outbox, it writes nothing and counts no row. A stored id fails the INSERT on the unique
+# index, which rolls the transaction back whole. It reads no entries, so its cached generic plan
+# cannot scan them (see ``head``).
 _GUESSED_HEAD = f"""
 WITH ok AS (
     SELECT 1 FROM (SELECT {pg_tiles.SIZE} AS n) s WHERE s.n = %s AND (%s OR NOT EXISTS (SELECT 1 FROM captured))
@@ -123,16 +126,22 @@ _TILE_VALUES = "(%s::int, %s::bigint, %s::int, %b::bytea)"
 
 
 @functools.lru_cache(maxsize=256)
-def _guessed_sql(entries: int, targets: int, tiles: int) -> str:
-    """The guarded write of ``entries`` entries with ``targets`` target rows adding ``tiles`` tile rows."""
-    return _GUESSED_HEAD.format(
+def _guessed_sql(entries: int, targets: int, tiles: int) -> tuple[str, str, str]:
+    """The guarded write of ``entries`` entries with ``targets`` target rows adding ``tiles`` tile
+    rows, as a prepared statement: its name, its PREPARE and its EXECUTE (with ``%s`` placeholders,
+    bound on the client)."""
+    name = f"graven_guessed_{entries}_{targets}_{tiles}"
+    text = _GUESSED_HEAD.format(
         entries=", ".join([_ENTRY_VALUES] * entries),
         targets=_GUESSED_TARGETS.format(", ".join([_TARGET_VALUES] * targets)) if targets else "",
         tiles=", ".join([_TILE_VALUES] * tiles),
     )
+    parts = re.split("%[sb]", text)
+    numbered = "".join(part + (f"${i + 1}" if i < len(parts) - 1 else "") for i, part in enumerate(parts))
+    execute = f"EXECUTE {name}({', '.join(['%s'] * (len(parts) - 1))})"
+    return name, f"PREPARE {name} AS {numbered}", execute
 
 
-_LOCK = "SELECT pg_advisory_xact_lock(%s)"
 _ARCHIVED_BELOW = "SELECT coalesce(max(below), 0) FROM archives"
 
 # Batches of at least COPY_FROM entries go by binary COPY (a round trip of its own, but about a
@@ -180,6 +189,7 @@ class PostgresStore:
         # raised HeadMoved and runs again), and after guesses that cost a round trip for nothing
         # (another writer committed), how many writes read the head before the next guess.
         self._read_next: set[int] = set()
+        self._prepared: tuple[Conn | None, set[str]] = (None, set())  # the writer's guessed-write statements
         self._skip = 0
         self._backoff = 1
         if not create and not self._schema_exists():
@@ -374,7 +384,7 @@ class PostgresStore:
             if tx.grown is not None:
                 self._frontier.put(*tx.grown)
 
-    def _guessing(self) -> Callable[[], Conn] | None:
+    def _guessing(self) -> Callable[[], tuple[Conn, set[str]]] | None:
         """The writer connection when this write may guess the head (see ``_PgWriteTx.head``); None
         when it must read it: right after this thread's write raised HeadMoved (it is that write run
         again), or while backing off after guesses another writer's commits made wrong."""
@@ -386,7 +396,14 @@ class PostgresStore:
         if self._skip > 0:
             self._skip -= 1
             return None
-        return None if again else self._writer_connection
+        return None if again else self._guess_connection
+
+    def _guess_connection(self) -> tuple[Conn, set[str]]:
+        """The writer connection and the names of the guessed-write statements prepared on it."""
+        conn = self._writer_connection()
+        if self._prepared[0] is not conn:
+            self._prepared = (conn, set())
+        return conn, self._prepared[1]
 
     def _moved(self, tx: _PgWriteTx) -> None:
         """A guessed write raised HeadMoved: this thread's next write reads the head. A guess sent
@@ -668,7 +685,11 @@ class _PgWriteTx:
     therefore surfaces at that next statement or at commit, and the transaction is rolled back."""
 
     def __init__(
-        self, begin: Callable[[], Conn], guess: Callable[[], Conn] | None, memo: FrontierMemo, lock_key: int
+        self,
+        begin: Callable[[], Conn],
+        guess: Callable[[], tuple[Conn, set[str]]] | None,
+        memo: FrontierMemo,
+        lock_key: int,
     ) -> None:
         self._lock_key = lock_key
         self._begin = begin  # BEGIN and take the head lock: the transaction starts at the first need
@@ -680,7 +701,7 @@ class _PgWriteTx:
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
         self.guessed: tuple[int, bool] | None = None  # the size head() guessed; whether it took captured events
         self.sent = False  # the guessed write went to the server
-        self._guarded: tuple[str, list[Any]] | None = None  # the guarded write of a guessed head
+        self._guarded: tuple[tuple[str, str, str], list[Any]] | None = None  # the guarded write of a guessed head
 
     @property
     def conn(self) -> Conn:
@@ -726,21 +747,28 @@ class _PgWriteTx:
             self.conn.execute("COMMIT")
 
     def _commit_guessed(self) -> None:
-        """Take the head lock and write under the guess, in one pipeline: one round trip, committed at
-        its Sync (statements up to a Sync are one transaction). Raises :class:`HeadMoved` when the guess
-        was wrong, an id was stored already, or the connection failed: nothing is known written, and
-        the write runs again reading the head (a batch the server did commit before the connection
-        went is then found by its ids, each keeping its index)."""
+        """Take the head lock and write under the guess in one simple query (the PREPARE of its
+        statement too, the first time on this connection): one round trip, one transaction, committed
+        when the query ends. Raises :class:`HeadMoved` when the guess was wrong, an id was stored
+        already, or the connection failed: nothing is known written, and the write runs again reading
+        the head (a batch the server did commit before the connection went is then found by its ids,
+        each keeping its index)."""
         guessed = self.guessed
         if guessed is None or self._guarded is None or self._pending or self._guess is None:
             raise HeadMoved("a write that guessed the log head wrote nothing new; it is run again reading the head")
-        query, params = self._guarded
-        conn = self._guess()
+        (name, prepare, execute), params = self._guarded
+        conn, prepared = self._guess()
+        query = f"SELECT pg_advisory_xact_lock({int(self._lock_key)}); {execute}"
+        if name not in prepared:
+            # A PREPARE stays even when the rest of its message fails: count it as made from now on.
+            query = f"{prepare}; {query}"
+            prepared.add(name)
         self.sent = True
         try:
-            with conn.pipeline():
-                conn.execute(_LOCK, (self._lock_key,))
-                cur = conn.execute(query, params)
+            cur = psycopg.ClientCursor(conn)
+            cur.execute(query, params)
+            while cur.nextset():
+                pass  # the EXECUTE's row count comes last
             row = cur.fetchone()
         except pgerrors.UniqueViolation as exc:
             raise HeadMoved("an event id of this write is stored already; it is run again reading the head") from exc
