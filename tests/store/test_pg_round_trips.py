@@ -24,7 +24,7 @@ from graven.errors import StoreError
 from graven.opening import open_trail
 from graven.sequencer import Sequencer
 from graven.store import HeadMoved, Store, StoredCheckpoint, read_head
-from graven.store.postgres import COPY_FROM, PostgresStore
+from graven.store.postgres import COPY_FROM, PostgresStore, lock_key
 from graven.store.sqlite import SQLiteStore
 from graven.testing.store_contract import T0, make_event
 from graven.trail import Trail
@@ -380,3 +380,24 @@ class TestGuessedHead:
         # missed (1) and read (3); missed again, read, and one more write reads; then guesses again
         assert [4, 4, 3, 1, 1] == counts
         assert pg_trail.verify().ok
+
+    def test_a_guessed_write_that_cannot_get_the_lock_says_so(
+        self, pg: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The lock wait of a guessed write is bounded like any write's; nothing is written."""
+        monkeypatch.setattr("graven.store.postgres.LOCK_TIMEOUT_S", 1)  # the wait
+        monkeypatch.setattr("graven.store.pg_connection.LOCK_TIMEOUT_S", 1)  # the message
+        trail = open_trail(pg.schema_url(), signing_key=tmp_path / "signing.key", checkpoint_interval=3600)
+        try:
+            trail.record(EVENT)  # reads the head: the next write guesses
+            store = trail.store
+            assert isinstance(store, PostgresStore)
+            with psycopg.connect(store.target.conninfo, autocommit=True) as holder:
+                holder.execute("SELECT pg_advisory_lock(%s)", (lock_key(store.schema, "head"),))
+                with pytest.raises(StoreError, match="locked by another writer for over 1s"):
+                    trail.record(EVENT)
+            assert 1 == trail.size
+            assert 1 == trail.record(EVENT)
+            assert trail.verify().ok
+        finally:
+            trail.close()
