@@ -3,7 +3,10 @@
 Callers in many threads hand over validated entries; whoever finds no write in progress becomes the
 leader, takes everything queued so far and writes it as one transaction; the others wait for that
 commit or lead the next one. Several processes are serialised by the store's write lock, and each
-transaction re-reads the head inside the lock, so indices stay gapless.
+transaction re-reads the head inside the lock, so indices stay gapless. (A store may instead guess
+the head, from its own last commit, and check the guess under the lock in the statement that
+writes: a wrong guess writes nothing and raises :class:`graven.store.HeadMoved`, and the batch is
+written again, the head read this time.)
 
 MUST NOT return an index before the transaction that stored it has committed durably.
 MUST NOT sign a checkpoint for a tree that is inconsistent with the latest signed checkpoint.
