@@ -401,3 +401,17 @@ class TestGuessedHead:
             assert trail.verify().ok
         finally:
             trail.close()
+
+    def test_a_deallocated_statement_is_prepared_again(self, pg_trail: Trail) -> None:
+        """A guessed write whose prepared statement the session lost (DEALLOCATE, DISCARD ALL) writes
+        nothing, runs again reading the head, and the next guessed write prepares it anew."""
+        store = pg_trail.store
+        assert isinstance(store, PostgresStore)
+        assert 1 == pg_trail.record(EVENT)  # guessed: prepares the statement
+        assert store._writer is not None
+        store._writer.execute("DEALLOCATE ALL")
+        assert 2 == pg_trail.record(EVENT)
+        assert 3 == pg_trail.record(EVENT)
+        rows = store._writer.execute("SELECT name FROM pg_prepared_statements").fetchall()
+        assert any(name.startswith("graven_guessed_") for (name,) in rows)
+        assert pg_trail.verify().ok

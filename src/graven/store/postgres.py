@@ -772,6 +772,9 @@ class _PgWriteTx:
             row = cur.fetchone()
         except pgerrors.UniqueViolation as exc:
             raise HeadMoved("an event id of this write is stored already; it is run again reading the head") from exc
+        except pgerrors.InvalidSqlStatementName as exc:
+            prepared.discard(name)  # deallocated behind our back (DISCARD ALL, a pooler): prepared anew next time
+            raise HeadMoved("the prepared statement of a guessed write was gone; it is run again") from exc
         except psycopg.OperationalError as exc:
             if not conn.broken:
                 raise
