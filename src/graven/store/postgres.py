@@ -4,8 +4,8 @@ Sequencing: ``write()`` opens a READ COMMITTED transaction and takes ``pg_adviso
 key derived from the schema (the lock on the log head) before anything is read, so every statement
 after it sees the previous writer's commit; indices stay gapless across connections and processes.
 A write that guesses the head (the size this store object last committed) sends the lock and a
-guarded INSERT in one pipeline, one transaction ended by its Sync: the INSERT re-reads the size
-under the lock and writes nothing unless it is the guessed one (see ``_GUESSED_HEAD``).
+guarded INSERT in one simple query, one transaction: the INSERT, a statement after the lock, reads
+the size again and writes nothing unless it is the guessed one (see ``_GUESSED_HEAD``).
 Commits run with ``synchronous_commit = on``. A writer whose connection drops mid-batch leaves
 nothing: the server rolls its transaction back and releases the lock.
 
@@ -342,8 +342,8 @@ class PostgresStore:
         Round trips per write: BEGIN with the lock, ``tx.head`` (everything read before writing),
         then the INSERT and COMMIT pipelined together. A write of fewer than ``COPY_FROM`` entries
         by the store that made the last commit it knows of guesses the head instead (see
-        ``_PgWriteTx.head``): the lock and the guarded INSERT go in one pipeline, one round trip,
-        and a wrong guess writes nothing and raises :class:`HeadMoved` (the next write reads).
+        ``_PgWriteTx.head``): the lock and the guarded INSERT go in one simple query, one round
+        trip, and a wrong guess writes nothing and raises :class:`HeadMoved` (the next write reads).
         The commit MUST have returned before this context exits normally (``synchronous_commit = on``).
         """
         with self._write_lock:
@@ -389,7 +389,7 @@ class PostgresStore:
         when it must read it: right after this thread's write raised HeadMoved (it is that write run
         again), or while backing off after guesses another writer's commits made wrong."""
         if not PIPELINE:
-            return None
+            return None  # a guess needs no pipeline, but a libpq without one keeps the long way it was tested with
         ident = threading.get_ident()
         again = ident in self._read_next
         self._read_next.discard(ident)
@@ -872,8 +872,10 @@ class _PgWriteTx:
         """Build the guarded write (see _GUESSED_HEAD); completing a tile or writing stream rows
         needs statements of their own, so such a write runs again reading the head."""
         assert self.guessed is not None
+        if self._guarded is not None or first != self.guessed[0]:
+            raise HeadMoved(f"an insert at {first} after a guessed head of {self.guessed[0]}; it is run again reading")
         added, completions = pg_tiles.writes(first, rows)
-        if completions or self._guarded is not None or first != self.guessed[0]:
+        if completions:
             raise HeadMoved("this write completes a tile; it is run again reading the head")
         if pg_streams.insert_params(first, entries) is not None:
             raise HeadMoved("this write adds stream rows; it is run again reading the head")
