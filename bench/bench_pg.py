@@ -974,6 +974,23 @@ def profile(server: Server, scratch: Scratch, sizes: Sizes, seed: int, top: int)
     print(f"== cProfile: record_many of {sizes.entries:,} events in batches of {BATCH:,} into PostgreSQL, "
           f"top {top} by tottime ({clock.wall:.2f} s wall under the profiler) ==")  # fmt: skip
     print_profile(profiler, top)
+    verify_parts(trail, sizes.entries)
+    trail.close()
+
+    single = make_events(sizes.single, seed + 4)
+    trail = scratch.new_trail("profile_one")
+    for event in single[:20]:
+        trail.record(event)  # connects and learns the head, as a running application has
+    profiler = cProfile.Profile(time.process_time)
+    with Stopwatch() as clock:
+        profiler.enable()
+        for event in single[20:]:
+            trail.record(event)
+        profiler.disable()
+    print(f"== cProfile by client CPU time: {len(single) - 20:,} record() calls, one per commit, top {top} by "
+          f"tottime ({clock.wall:.2f} s wall, {clock.cpu / (len(single) - 20) * 1e6:,.0f} us CPU per record "
+          "under the profiler) ==")  # fmt: skip
+    print_profile(profiler, top)
     trail.close()
 
     trail = scratch.new_trail(CAPTURE_SCHEMA)
@@ -1027,6 +1044,34 @@ def profile(server: Server, scratch: Scratch, sizes: Sizes, seed: int, top: int)
         print(built[0])
         print("\n".join(row[0] for row in plan))
         print()
+
+
+def verify_parts(trail: graven.Trail, entries: int) -> None:
+    """verify() beside its two halves alone: the streamed scan (read, hash, check the tree) and the
+    server's check of the copied columns and target rows (which verify() runs beside the scan)."""
+    store = trail.store
+    timings = []
+    for name, part in (
+        ("verify()", lambda: trail.verify().ok),
+        ("  the scan alone (read, hash, tree)", lambda: _scan_only(store)),
+        ("  the derived check alone (server)", lambda: store.derived_mismatch() is None),
+    ):
+        with Stopwatch() as clock:
+            ok = part()
+        timings.append(f"  {name:<38} {ms(clock.wall)} wall, {ms(clock.cpu)} client CPU, "
+                       f"{per_second(entries / clock.wall)}{'' if ok else '  (NOT OK)'}")  # fmt: skip
+    print(f"== verify() of the {entries:,}-entry log and its parts, each alone ==")
+    print("\n".join(timings))
+    print()
+
+
+def _scan_only(store: Any) -> bool:
+    """Every entry read and hashed and the tree checked against the tiles (no signatures)."""
+    from graven.core import audit
+
+    with store.scan() as scan:
+        report = audit.verify_log(scan.entries(), scan.tiles(), [], [])
+    return report.entries == store.size()
 
 
 def trigger_profile(conn: psycopg.Connection[Any], rows: int) -> None:

@@ -3,7 +3,10 @@
 Callers in many threads hand over validated entries; whoever finds no write in progress becomes the
 leader, takes everything queued so far and writes it as one transaction; the others wait for that
 commit or lead the next one. Several processes are serialised by the store's write lock, and each
-transaction re-reads the head inside the lock, so indices stay gapless.
+transaction re-reads the head inside the lock, so indices stay gapless. (A store may instead guess
+the head, from its own last commit, and check the guess under the lock in the statement that
+writes: a wrong guess writes nothing and raises :class:`graven.store.HeadMoved`, and the batch is
+written again, the head read this time.)
 
 MUST NOT return an index before the transaction that stored it has committed durably.
 MUST NOT sign a checkpoint for a tree that is inconsistent with the latest signed checkpoint.
@@ -40,7 +43,7 @@ from graven.core.model import Prepared
 from graven.core.note import Checkpoint, NoteError, Signer, Verifier, open_checkpoint, sign_note
 from graven.core.streams import stream_of
 from graven.errors import ConflictError, IdempotencyConflict, IntegrityError, RollbackRefused
-from graven.store import Head, Store, StoredCheckpoint, WriteTx
+from graven.store import Head, HeadMoved, Store, StoredCheckpoint, WriteTx
 
 MAX_BATCH = 10_000
 log = logging.getLogger("graven.signing")
@@ -112,9 +115,16 @@ class Sequencer:
         return batch
 
     def _write(self, batch: list[_Request]) -> None:
+        items = [item for r in batch for item in r.items]
         try:
-            with self.store.write() as tx:
-                results, signed, _ = self._integrate(tx, [item for r in batch for item in r.items])
+            try:
+                with self.store.write() as tx:
+                    results, signed, _ = self._integrate(tx, items)
+            except HeadMoved:
+                # The store guessed the head and the guess failed: nothing was written. The store
+                # reads the head this time (it MUST NOT guess right after HeadMoved).
+                with self.store.write() as tx:
+                    results, signed, _ = self._integrate(tx, items)
         except BaseException as exc:
             if isinstance(exc, IdempotencyConflict | ConflictError) and len(batch) > 1:
                 self._write_apart(batch, exc)

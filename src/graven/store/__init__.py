@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from graven.core import merkle
 from graven.core.merkle import Node
 from graven.core.model import Prepared
-from graven.errors import ConfigError
+from graven.errors import ConfigError, StoreError
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +67,12 @@ class Head:
     existing: dict[str, int]
     captured: list[Any]
     bodies: dict[int, bytes] = field(default_factory=dict)  # of existing entries, where read with them
+
+
+class HeadMoved(StoreError):
+    """A write that guessed the log head (see :meth:`WriteTx.head`) found it moved, or needed a
+    read the guess cannot answer: nothing of it was written. Run the write again; the store then
+    reads the head first (the next ``write()`` after this error MUST NOT guess)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +142,12 @@ class WriteTx(Protocol):
         """The size, the stored hashes of ``merkle.frontier_nodes(size)`` (missing ones left out),
         ``existing_ids(ids)``, ``entry_bodies`` of those and ``take_captured(captured)`` (nothing
         taken when 0), read together in this transaction: a backend with round trips SHOULD make
-        it one. :func:`read_head` composes it from the other methods."""
+        it one. :func:`read_head` composes it from the other methods.
+
+        A backend MAY instead answer from what it remembers of its own last commit (no read, no
+        existing ids, nothing captured) and check that guess under the head lock in the statement
+        that writes; when the guess was wrong, or a later call of this transaction needs a read,
+        it raises :class:`HeadMoved` having written nothing."""
         ...
 
 

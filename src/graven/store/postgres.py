@@ -3,6 +3,9 @@
 Sequencing: ``write()`` opens a READ COMMITTED transaction and takes ``pg_advisory_xact_lock`` on a
 key derived from the schema (the lock on the log head) before anything is read, so every statement
 after it sees the previous writer's commit; indices stay gapless across connections and processes.
+A write that guesses the head (the size this store object last committed) sends the lock and a
+guarded INSERT in one simple query, one transaction: the INSERT, a statement after the lock, reads
+the size again and writes nothing unless it is the guessed one (see ``_GUESSED_HEAD``).
 Commits run with ``synchronous_commit = on``. A writer whose connection drops mid-batch leaves
 nothing: the server rolls its transaction back and releases the lock.
 
@@ -17,8 +20,10 @@ through server-side cursors.
 
 from __future__ import annotations
 
+import functools
+import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -36,6 +41,7 @@ from graven.errors import ConfigError, GravenError, IntegrityError, StoreError
 from graven.store import (
     FrontierMemo,
     Head,
+    HeadMoved,
     Query,
     Scan,
     Store,
@@ -91,6 +97,51 @@ UNION ALL
 SELECT 'c', taken.seq, NULL, taken.event::text FROM taken
 """
 
+# A write that guesses the head (``_PgWriteTx.head``: the size this store last committed, its frontier
+# remembered, no id stored yet, nothing captured) sends the lock and a statement of this shape (a
+# server-side prepared statement, EXECUTEd) in one simple query: two statements in one message are
+# one transaction, committed when the message ends: one round trip. The guess is checked under the
+# lock by the statement itself (READ COMMITTED: its snapshot is taken after the lock was granted, so
+# it sees every commit made before): when the size is not the one guessed, or captured events wait
+# in the outbox, it writes nothing and counts no row. A stored id fails the INSERT on the unique
+# index, which rolls the transaction back whole. It reads no entries, so its cached generic plan
+# cannot scan them (see ``head``).
+_GUESSED_HEAD = f"""
+WITH ok AS (
+    SELECT 1 FROM (SELECT {pg_tiles.SIZE} AS n) s WHERE s.n = %s AND (%s OR NOT EXISTS (SELECT 1 FROM captured))
+), e AS (
+    INSERT INTO entries (idx, body, event_id, occurred_at, actor_id, action, outcome, source, tenant)
+    SELECT v.* FROM ok, (VALUES {{entries}}) v
+){{targets}}, t AS (
+    INSERT INTO tiles (level, idx, width, hashes) SELECT v.* FROM ok, (VALUES {{tiles}}) v
+)
+SELECT count(*) FROM ok
+"""
+_GUESSED_TARGETS = """, x AS (
+    INSERT INTO entry_targets (type, id, idx) SELECT v.* FROM ok, (VALUES {}) v
+)"""
+_ENTRY_VALUES = "(%s::bigint, %s::text, %s::text, %s::timestamptz, %s::text, %s::text, %s::text, %s::text, %s::text)"
+_TARGET_VALUES = "(%s::text, %s::text, %s::bigint)"
+_TILE_VALUES = "(%s::int, %s::bigint, %s::int, %b::bytea)"
+
+
+@functools.lru_cache(maxsize=256)
+def _guessed_sql(entries: int, targets: int, tiles: int) -> tuple[str, str, str]:
+    """The guarded write of ``entries`` entries with ``targets`` target rows adding ``tiles`` tile
+    rows, as a prepared statement: its name, its PREPARE and its EXECUTE (with ``%s`` placeholders,
+    bound on the client)."""
+    name = f"graven_guessed_{entries}_{targets}_{tiles}"
+    text = _GUESSED_HEAD.format(
+        entries=", ".join([_ENTRY_VALUES] * entries),
+        targets=_GUESSED_TARGETS.format(", ".join([_TARGET_VALUES] * targets)) if targets else "",
+        tiles=", ".join([_TILE_VALUES] * tiles),
+    )
+    parts = re.split("%[sb]", text)
+    numbered = "".join(part + (f"${i + 1}" if i < len(parts) - 1 else "") for i, part in enumerate(parts))
+    execute = f"EXECUTE {name}({', '.join(['%s'] * (len(parts) - 1))})"
+    return name, f"PREPARE {name} AS {numbered}", execute
+
+
 _ARCHIVED_BELOW = "SELECT coalesce(max(below), 0) FROM archives"
 
 # Batches of at least COPY_FROM entries go by binary COPY (a round trip of its own, but about a
@@ -134,6 +185,13 @@ class PostgresStore:
         self._scans: set[Conn] = set()
         self._connections_lock = threading.Lock()
         self._frontier = FrontierMemo()
+        # Guessing the head (see write): the threads whose next write must read it (their write
+        # raised HeadMoved and runs again), and after guesses that cost a round trip for nothing
+        # (another writer committed), how many writes read the head before the next guess.
+        self._read_next: set[int] = set()
+        self._prepared: tuple[Conn | None, set[str]] = (None, set())  # the writer's guessed-write statements
+        self._skip = 0
+        self._backoff = 1
         if not create and not self._schema_exists():
             self.close()
             raise ConfigError(self._no_log())
@@ -282,24 +340,34 @@ class PostgresStore:
         """Lock the log head, yield a transaction, commit durably (or roll back).
 
         Round trips per write: BEGIN with the lock, ``tx.head`` (everything read before writing),
-        then the INSERT and COMMIT pipelined together. The commit MUST have returned before this
-        context exits normally (``synchronous_commit = on``).
+        then the INSERT and COMMIT pipelined together. A write of fewer than ``COPY_FROM`` entries
+        by the store that made the last commit it knows of guesses the head instead (see
+        ``_PgWriteTx.head``): the lock and the guarded INSERT go in one simple query, one round
+        trip, and a wrong guess writes nothing and raises :class:`HeadMoved` (the next write reads).
+        The commit MUST have returned before this context exits normally (``synchronous_commit = on``).
         """
         with self._write_lock:
-            conn = self._begin_write()
-            tx = _PgWriteTx(conn, self._frontier)
+            tx = _PgWriteTx(self._begin_write, self._guessing(), self._frontier, self._head_key)
             try:
                 yield tx
             except BaseException as exc:
-                _rollback(conn)
+                if isinstance(exc, HeadMoved):
+                    self._moved(tx)
+                if tx.begun is not None:
+                    _rollback(tx.begun)
                 if isinstance(exc, psycopg.Error):
                     raise self.translate(exc) from exc
                 raise
             try:
                 tx.commit()
+            except HeadMoved:
+                self._moved(tx)
+                raise
             except psycopg.OperationalError as exc:
-                if not conn.broken:
-                    _rollback(conn)
+                conn = tx.begun
+                if conn is None or not conn.broken:
+                    if conn is not None:
+                        _rollback(conn)
                     raise self.translate(exc) from exc
                 # The server may have committed before the connection went: nobody can say here.
                 raise StoreError(
@@ -308,10 +376,44 @@ class PostgresStore:
                     "an event id already in the log keeps its index"
                 ) from exc
             except psycopg.Error as exc:
-                _rollback(conn)  # a deferred statement failed: COMMIT was never run
+                if tx.begun is not None:
+                    _rollback(tx.begun)  # a deferred statement failed: COMMIT was never run
                 raise self.translate(exc) from exc
+            if tx.guessed is not None:
+                self._backoff = 1
             if tx.grown is not None:
                 self._frontier.put(*tx.grown)
+
+    def _guessing(self) -> Callable[[], tuple[Conn, set[str]]] | None:
+        """The writer connection when this write may guess the head (see ``_PgWriteTx.head``); None
+        when it must read it: right after this thread's write raised HeadMoved (it is that write run
+        again), or while backing off after guesses another writer's commits made wrong."""
+        if not PIPELINE:
+            return None  # a guess needs no pipeline, but a libpq without one keeps the long way it was tested with
+        ident = threading.get_ident()
+        again = ident in self._read_next
+        self._read_next.discard(ident)
+        if self._skip > 0:
+            self._skip -= 1
+            return None
+        return None if again else self._guess_connection
+
+    def _guess_connection(self) -> tuple[Conn, set[str]]:
+        """The writer connection and the names of the guessed-write statements prepared on it."""
+        conn = self._writer_connection()
+        if self._prepared[0] is not conn:
+            self._prepared = (conn, set())
+        return conn, self._prepared[1]
+
+    def _moved(self, tx: _PgWriteTx) -> None:
+        """A guessed write raised HeadMoved: this thread's next write reads the head. A guess sent
+        for nothing makes that many writes read it (counting the one run again), twice as many after
+        each such miss in a row (up to 64), so writers that keep committing in turn stop paying for
+        guesses; a guess that holds starts the count over."""
+        self._read_next.add(threading.get_ident())
+        if tx.sent:
+            self._skip = self._backoff
+            self._backoff = min(2 * self._backoff, 64)
 
     def _begin_write(self) -> Conn:
         """BEGIN and take the head lock (one round trip); a writer connection found dead is replaced once.
@@ -343,8 +445,10 @@ class PostgresStore:
         self._writer = None
         conn = self._connect()
         try:
+            # A guessed write runs without BEGIN (see _PgWriteTx.head): it must be READ COMMITTED too.
             conn.execute(
-                "SELECT set_config('synchronous_commit', 'on', false), set_config('lock_timeout', %s, false)",
+                "SELECT set_config('synchronous_commit', 'on', false), set_config('lock_timeout', %s, false), "
+                "set_config('default_transaction_isolation', 'read committed', false)",
                 (f"{LOCK_TIMEOUT_S}s",),
             )
         except psycopg.Error as exc:
@@ -580,12 +684,36 @@ class _PgWriteTx:
     with COMMIT, so a batch's INSERT and its COMMIT cost one round trip. A failed deferred write
     therefore surfaces at that next statement or at commit, and the transaction is rolled back."""
 
-    def __init__(self, conn: Conn, memo: FrontierMemo) -> None:
-        self.conn = conn
+    def __init__(
+        self,
+        begin: Callable[[], Conn],
+        guess: Callable[[], tuple[Conn, set[str]]] | None,
+        memo: FrontierMemo,
+        lock_key: int,
+    ) -> None:
+        self._lock_key = lock_key
+        self._begin = begin  # BEGIN and take the head lock: the transaction starts at the first need
+        self._guess = guess  # the writer connection, when head() may guess (see head)
+        self.begun: Conn | None = None
         self.memo = memo
         self.read: tuple[int, dict[Node, bytes]] | None = None  # the size and frontier head() read
         self.grown: tuple[int, dict[Node, bytes]] | None = None  # ... and after insert(), to remember
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
+        self.guessed: tuple[int, bool] | None = None  # the size head() guessed; whether it took captured events
+        self.sent = False  # the guessed write went to the server
+        self._guarded: tuple[tuple[str, str, str], list[Any]] | None = None  # the guarded write of a guessed head
+
+    @property
+    def conn(self) -> Conn:
+        """The connection of this transaction, begun (BEGIN and the head lock) at first use.
+
+        A transaction whose head was guessed cannot begin late (what it decided rests on the
+        guess): it raises :class:`HeadMoved`, nothing written, and the write runs again reading."""
+        if self.begun is None:
+            if self.guessed is not None:
+                raise HeadMoved("this write guessed the log head and needs a read; it is run again reading the head")
+            self.begun = self._begin()
+        return self.begun
 
     def _execute(
         self, query: str, params: Sequence[Any] = (), *, prepare: bool | None = None
@@ -607,6 +735,9 @@ class _PgWriteTx:
 
     def commit(self) -> None:
         """Send the deferred writes and COMMIT together; returns once the commit is durable."""
+        if self.guessed is not None:
+            self._commit_guessed()
+            return
         if not self._pending or not PIPELINE:
             self._send_pending()
             self.conn.execute("COMMIT")
@@ -614,6 +745,42 @@ class _PgWriteTx:
         with self.conn.pipeline():
             self._send_pending()
             self.conn.execute("COMMIT")
+
+    def _commit_guessed(self) -> None:
+        """Take the head lock and write under the guess in one simple query (the PREPARE of its
+        statement too, the first time on this connection): one round trip, one transaction, committed
+        when the query ends. Raises :class:`HeadMoved` when the guess was wrong, an id was stored
+        already, or the connection failed: nothing is known written, and the write runs again reading
+        the head (a batch the server did commit before the connection went is then found by its ids,
+        each keeping its index)."""
+        guessed = self.guessed
+        if guessed is None or self._guarded is None or self._pending or self._guess is None:
+            raise HeadMoved("a write that guessed the log head wrote nothing new; it is run again reading the head")
+        (name, prepare, execute), params = self._guarded
+        conn, prepared = self._guess()
+        query = f"SELECT pg_advisory_xact_lock({int(self._lock_key)}); {execute}"
+        if name not in prepared:
+            # A PREPARE stays even when the rest of its message fails: count it as made from now on.
+            query = f"{prepare}; {query}"
+            prepared.add(name)
+        self.sent = True
+        try:
+            cur = psycopg.ClientCursor(conn)
+            cur.execute(query, params)
+            while cur.nextset():
+                pass  # the EXECUTE's row count comes last
+            row = cur.fetchone()
+        except pgerrors.UniqueViolation as exc:
+            raise HeadMoved("an event id of this write is stored already; it is run again reading the head") from exc
+        except pgerrors.InvalidSqlStatementName as exc:
+            prepared.discard(name)  # deallocated behind our back (DISCARD ALL, a pooler): prepared anew next time
+            raise HeadMoved("the prepared statement of a guessed write was gone; it is run again") from exc
+        except psycopg.OperationalError as exc:
+            if not conn.broken:
+                raise
+            raise HeadMoved("the connection failed during a write that guessed the head; it is run again") from exc
+        if row is None or row[0] != 1:
+            raise HeadMoved(f"the log no longer has the {guessed[0]} entries this write guessed; it is run again")
 
     def size(self) -> int:
         return int(self._execute(f"SELECT {pg_tiles.SIZE}").fetchall()[0][0])
@@ -649,8 +816,16 @@ class _PgWriteTx:
         The frontier comes from the memo when the size is the one it knows, else from the tiles that
         hold it; the sequencer checks that every hash it needs came back.
         """
-        stored = {column_value(i): i for i in ids}
         known = self.memo.size()
+        if self.begun is None and self._guess is not None and 0 < len(ids) < COPY_FROM:
+            remembered = self.memo.get(known)
+            if remembered is not None:
+                # Guessed: the size this store last committed, nothing stored under these ids, no
+                # captured event waiting. commit() checks it under the lock (see _GUESSED_HEAD).
+                self.guessed = (known, captured > 0)
+                self.read = (known, remembered)
+                return Head(known, dict(remembered), {}, [], {})
+        stored = {column_value(i): i for i in ids}
         # Planned afresh each time (not a server-side prepared statement): a generic plan made while
         # the log was small scans all of entries for the ids, and stays until the next ANALYZE.
         rows = self._execute(_HEAD_SQL, (captured, known, list(stored)), prepare=False).fetchall()
@@ -678,7 +853,9 @@ class _PgWriteTx:
         return Head(size, frontier, existing, [orjson.loads(event) for _, event in taken], bodies)
 
     def insert(self, first: int, entries: Sequence[Prepared], rows: Sequence[bytes]) -> None:
-        if len(entries) >= COPY_FROM:
+        if self.guessed is not None:
+            self._insert_guessed(first, entries, rows)
+        elif len(entries) >= COPY_FROM:
             self._copy(first, entries)
             added, completions = pg_tiles.writes(first, rows)
             self._pending += [(pg_tiles.ADD, added), *completions]
@@ -690,6 +867,34 @@ class _PgWriteTx:
         if self.read is not None and self.read[0] == first:
             self.grown = FrontierMemo.grown(first, self.read[1], rows)
         self.read = None
+
+    def _insert_guessed(self, first: int, entries: Sequence[Prepared], rows: Sequence[bytes]) -> None:
+        """Build the guarded write (see _GUESSED_HEAD); completing a tile or writing stream rows
+        needs statements of their own, so such a write runs again reading the head."""
+        assert self.guessed is not None
+        if self._guarded is not None or first != self.guessed[0]:
+            raise HeadMoved(f"an insert at {first} after a guessed head of {self.guessed[0]}; it is run again reading")
+        added, completions = pg_tiles.writes(first, rows)
+        if completions:
+            raise HeadMoved("this write completes a tile; it is run again reading the head")
+        if pg_streams.insert_params(first, entries) is not None:
+            raise HeadMoved("this write adds stream rows; it is run again reading the head")
+        params: list[Any] = [first, not self.guessed[1]]
+        targets: list[Any] = []
+        for offset, item in enumerate(entries):
+            doc = item.doc
+            n = first + offset
+            params += (
+                n, item.leaf.decode(), column_value(doc["id"]), doc["occurred_at"],
+                column_value(doc["actor"].get("id")), doc["action"], doc["outcome"],
+                column_value(doc.get("source")), column_value(doc.get("tenant")),
+            )  # fmt: skip
+            for target in doc["targets"]:
+                targets += (column_value(target["type"]), column_value(target["id"]), n)
+        params += targets
+        for row in zip(*added, strict=True):
+            params += row
+        self._guarded = (_guessed_sql(len(entries), len(targets) // 3, len(added[0])), params)
 
     def _copy(self, first: int, entries: Sequence[Prepared]) -> None:
         """Send a large batch's entries and target rows by binary COPY, now (one round trip each)."""
@@ -793,6 +998,8 @@ class _PgWriteTx:
         return self._execute("DELETE FROM entries WHERE idx = ANY(%s::bigint[])", (chosen,)).rowcount
 
     def insert_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
+        if self.guessed is not None:
+            raise HeadMoved("this write signs a checkpoint; it is run again reading the head")
         self._pending.append(
             ("INSERT INTO checkpoints (size, note) VALUES (%s, %s)", (checkpoint.size, checkpoint.note))
         )
