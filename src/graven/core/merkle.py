@@ -24,6 +24,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -357,8 +358,12 @@ class Appended:
     """Per appended leaf, its completed hashes (``completed_nodes``) concatenated, level 0 first."""
     frontier: list[bytes]
     """Hashes of ``frontier_nodes(size + len(leaf_hashes))``."""
-    root: bytes
-    """Tree head of the grown tree."""
+
+    @functools.cached_property
+    def root(self) -> bytes:
+        """Tree head of the grown tree (folded from the frontier when first asked for: a writer
+        needs it only when it signs, not on every append)."""
+        return _fold(self.frontier)
 
 
 def append(size: int, frontier: Sequence[bytes], leaf_hashes: Sequence[bytes]) -> Appended:
@@ -384,7 +389,7 @@ def append(size: int, frontier: Sequence[bytes], leaf_hashes: Sequence[bytes]) -
         stack.append(h)
         rows.append(b"".join(parts))
         i += 1
-    return Appended(rows=rows, frontier=stack, root=_fold(stack))
+    return Appended(rows=rows, frontier=stack)
 
 
 # --------------------------------------------------- reference proofs (RFC recursion)

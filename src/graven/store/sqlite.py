@@ -14,6 +14,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,6 @@ from graven.core.model import Prepared
 from graven.errors import ConfigError, ImmutableError, IntegrityError, StoreError
 from graven.private_files import create_private_file
 from graven.store import (
-    FrontierMemo,
     Head,
     Query,
     StoredCheckpoint,
@@ -108,7 +108,7 @@ class SQLiteStore:
         self._writer: sqlite3.Connection | None = None
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
-        self._frontier = FrontierMemo()
+        self._known: _Known | None = None  # the writer connection's view after its last commit
         if not create and not path.exists():
             hint = "" if path.parent.is_dir() else f" (folder {path.parent} does not exist)"
             raise ConfigError(f"no log at {path}{hint}; create one with `graven init`")
@@ -188,7 +188,7 @@ class SQLiteStore:
             for conn in self._connections:
                 conn.close()
             self._connections.clear()
-        self._writer = None
+        self._writer, self._known = None, None
         self._local = threading.local()
 
     # --- schema ----------------------------------------------------------------------------
@@ -238,18 +238,17 @@ class SQLiteStore:
                     sqlite_streams.ensure_schema(conn)  # a log made before aggregate streams existed
                 except sqlite3.DatabaseError as exc:
                     raise translate_error(exc, self.path) from exc
-                self._writer = conn
+                self._writer, self._known = conn, None  # data_version counts per connection
             conn = self._writer
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.DatabaseError as exc:
                 raise translate_error(exc, self.path) from exc
             try:
-                tx = _SQLiteWriteTx(conn, self._frontier)
+                tx = _SQLiteWriteTx(conn, self._known)
                 yield tx
                 conn.execute("COMMIT")
-                if tx.grown is not None:
-                    self._frontier.put(*tx.grown)
+                self._known = tx.known
             except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -342,6 +341,9 @@ class SQLiteStore:
 
 
 _MAX = 2**63 - 1
+
+_INSERT_ENTRY = "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_TARGET = "INSERT INTO entry_targets VALUES (?, ?, ?)"
 
 # Copied columns and target rows against the entry's own JSON. Rows missing or copied wrongly
 # would hide an entry from searches; extra rows (cheaply noticed by their count) would show it in
@@ -441,12 +443,28 @@ class _SQLiteScan:
         return [StoredCheckpoint(int(size), note.decode()) for size, note in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """What the writer connection knew of the log when its last transaction committed: its
+    ``PRAGMA data_version`` then, the tree size and frontier hashes, and an upper bound of the
+    stored event ids (pruning may remove the greatest; it never adds one).
+
+    ``PRAGMA data_version`` changes exactly when another connection (of this process or another)
+    commits, so while it is unchanged nothing but this connection wrote the file and the next
+    transaction need not read the head again: only the size and the newest id it wrote itself.
+    """
+
+    version: int
+    size: int
+    frontier: dict[Node, bytes]
+    newest: str | None
+
+
 class _SQLiteWriteTx:
-    def __init__(self, conn: sqlite3.Connection, memo: FrontierMemo) -> None:
+    def __init__(self, conn: sqlite3.Connection, known: _Known | None) -> None:
         self.conn = conn
-        self.memo = memo
-        self.read: tuple[int, dict[Node, bytes]] | None = None  # the size and frontier head() read
-        self.grown: tuple[int, dict[Node, bytes]] | None = None  # ... and after insert(), to remember
+        self.known = known  # after commit: what the store remembers (see _Known)
+        self._read: _Known | None = None  # what head() found, for insert() to extend
 
     def size(self) -> int:
         return _size(self.conn)
@@ -455,10 +473,16 @@ class _SQLiteWriteTx:
         return _tree_hashes(self.conn, nodes)
 
     def existing_ids(self, ids: Sequence[str]) -> dict[str, int]:
+        return self._existing(ids, self._newest())
+
+    def _newest(self) -> str | None:
+        newest: str | None = self.conn.execute("SELECT max(event_id) FROM entries").fetchone()[0]
+        return newest
+
+    def _existing(self, ids: Sequence[str], newest: str | None) -> dict[str, int]:
         # An id above the greatest stored one (BINARY order: UTF-8 bytes, which is code point order,
         # as Python compares text) cannot be stored yet. UUIDv7 ids grow with time, so most batches
-        # are settled by this one index read instead of one index probe per id.
-        newest = self.conn.execute("SELECT max(event_id) FROM entries").fetchone()[0]
+        # are settled by this comparison instead of one index probe per id.
         if newest is None:
             return {}
         ids = [i for i in ids if i <= newest]
@@ -482,9 +506,9 @@ class _SQLiteWriteTx:
         conn = self.conn
         entry_rows = []
         target_rows = []
-        for offset, item in enumerate(entries):
+        idx = first
+        for item in entries:
             doc = item.doc
-            idx = first + offset
             entry_rows.append(
                 (
                     idx, item.leaf.decode(), doc["id"], doc["occurred_at"], doc["actor"].get("id"),
@@ -493,14 +517,27 @@ class _SQLiteWriteTx:
             )  # fmt: skip
             for target in doc["targets"]:
                 target_rows.append((target["type"], target["id"], idx))
-        conn.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", entry_rows)
-        if target_rows:
-            conn.executemany("INSERT INTO entry_targets VALUES (?, ?, ?)", target_rows)
+            idx += 1
+        if len(entry_rows) == 1:
+            conn.execute(_INSERT_ENTRY, entry_rows[0])
+        else:
+            conn.executemany(_INSERT_ENTRY, entry_rows)
+        if len(target_rows) == 1:
+            conn.execute(_INSERT_TARGET, target_rows[0])
+        elif target_rows:
+            conn.executemany(_INSERT_TARGET, target_rows)
         sqlite_tiles.insert(conn, first, rows)
         sqlite_streams.insert_rows(conn, first, entries)
-        if self.read is not None and self.read[0] == first:
-            self.grown = FrontierMemo.grown(first, self.read[1], rows)
-        self.read = None
+        read, self._read = self._read, None
+        self.known = None
+        if read is not None and read.size == first:
+            try:
+                frontier = merkle.frontier_after(first, read.frontier, rows)
+            except KeyError:  # the head lacked hashes: the next writer reads them (and refuses)
+                return
+            top = max(row[2] for row in entry_rows)
+            newest = top if read.newest is None or top > read.newest else read.newest
+            self.known = _Known(read.version, first + len(rows), frontier, newest)
 
     def stream_versions(self, streams: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
         return sqlite_streams.versions(self.conn, streams)
@@ -526,14 +563,18 @@ class _SQLiteWriteTx:
         return []  # SQLite has no trigger capture
 
     def head(self, ids: Sequence[str], captured: int) -> Head:
-        size = self.size()
-        frontier = self.memo.get(size)
-        if frontier is None:
-            frontier = self.tree_hashes(merkle.frontier_nodes(size))
-        self.read = (size, frontier)
-        existing = self.existing_ids(ids)
+        version = int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+        known = self.known
+        if known is not None and known.version == version:
+            # Nobody else committed since this connection's last commit: the head is as it left it.
+            read = known
+        else:
+            size = self.size()
+            read = _Known(version, size, self.tree_hashes(merkle.frontier_nodes(size)), self._newest())
+        self._read = read
+        existing = self._existing(ids, read.newest)
         bodies = self.entry_bodies(sorted(set(existing.values()))) if existing else {}
-        return Head(size, dict(frontier), existing, [], bodies)  # SQLite has no trigger capture
+        return Head(read.size, dict(read.frontier), existing, [], bodies)  # SQLite has no trigger capture
 
 
 def _size(conn: sqlite3.Connection) -> int:
