@@ -217,13 +217,13 @@ class Sequencer:
         if new:
             _check_streams(tx, new, new_at, checked_from)
             self._hold_to_kept(tx, size, "append")
-            nodes = merkle.frontier_nodes(size)
-            hashes = head.frontier
-            if any(n not in hashes for n in nodes):
+            try:
+                frontier = [head.frontier[n] for n in merkle.frontier_nodes(size)]
+            except KeyError:
                 raise IntegrityError(
                     f"the stored tree is missing hashes needed to append at size {size}; run `graven verify`"
-                )
-            appended = merkle.append(size, [hashes[n] for n in nodes], [item.leaf_hash for item in new])
+                ) from None
+            appended = merkle.append(size, frontier, [item.leaf_hash for item in new])
             tx.insert(size, new, appended.rows)
             now = self.monotonic()
             if self.signer is not None and now - self._last_signed >= self.checkpoint_interval:

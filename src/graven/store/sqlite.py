@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import orjson
@@ -228,33 +229,44 @@ class SQLiteStore:
 
     # --- writing ---------------------------------------------------------------------------
 
-    @contextmanager
-    def write(self) -> Iterator[_SQLiteWriteTx]:
+    def write(self) -> _Writing:
         """Take the file's write lock, yield a transaction, commit durably (or roll back)."""
-        with self._write_lock:
-            if self._writer is None:
-                conn = self._connect()
-                try:
-                    sqlite_streams.ensure_schema(conn)  # a log made before aggregate streams existed
-                except sqlite3.DatabaseError as exc:
-                    raise translate_error(exc, self.path) from exc
-                self._writer, self._known = conn, None  # data_version counts per connection
-            conn = self._writer
+        return _Writing(self)
+
+    def _begin(self) -> _SQLiteWriteTx:
+        """``BEGIN IMMEDIATE`` on the writer connection (made on first use); the caller holds the lock."""
+        if self._writer is None:
+            conn = self._connect()
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                sqlite_streams.ensure_schema(conn)  # a log made before aggregate streams existed
             except sqlite3.DatabaseError as exc:
                 raise translate_error(exc, self.path) from exc
+            self._writer, self._known = conn, None  # data_version counts per connection
+        conn = self._writer
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.DatabaseError as exc:
+            raise translate_error(exc, self.path) from exc
+        return _SQLiteWriteTx(conn, self._known)
+
+    def _end(self, tx: _SQLiteWriteTx, exc: BaseException | None) -> None:
+        """Commit ``tx`` (``exc`` None: durably, synchronous=FULL) or roll it back; the driver's
+        errors come out translated, others propagate as they are."""
+        if exc is None:
             try:
-                tx = _SQLiteWriteTx(conn, self._known)
-                yield tx
-                conn.execute("COMMIT")
-                self._known = tx.known
-            except BaseException as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.DatabaseError):
-                    raise translate_error(exc, self.path) from exc
+                tx.conn.execute("COMMIT")
+            except BaseException as failed:
+                self._abort(tx.conn, failed)
                 raise
+            self._known = tx.known
+            return
+        self._abort(tx.conn, exc)
+
+    def _abort(self, conn: sqlite3.Connection, exc: BaseException) -> None:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.DatabaseError):
+            raise translate_error(exc, self.path) from exc
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -441,6 +453,36 @@ class _SQLiteScan:
     def checkpoints(self) -> list[StoredCheckpoint]:
         rows = self.conn.execute("SELECT size, note FROM checkpoints ORDER BY size").fetchall()
         return [StoredCheckpoint(int(size), note.decode()) for size, note in rows]
+
+
+class _Writing:
+    """``with store.write() as tx``: the write lock is held from enter to exit. (A class rather
+    than a generator context manager: this runs once per commit.)"""
+
+    __slots__ = ("_store", "_tx")
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+        self._tx: _SQLiteWriteTx | None = None
+
+    def __enter__(self) -> _SQLiteWriteTx:
+        store = self._store
+        store._write_lock.acquire()
+        try:
+            self._tx = store._begin()
+        except BaseException:
+            store._write_lock.release()
+            raise
+        return self._tx
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        store, tx = self._store, self._tx
+        self._tx = None
+        try:
+            assert tx is not None
+            store._end(tx, exc)
+        finally:
+            store._write_lock.release()
 
 
 @dataclass(frozen=True, slots=True)
