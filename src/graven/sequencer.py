@@ -197,20 +197,24 @@ class Sequencer:
         event as the one holding their id (captured events before it are not compared)."""
         size = head.size
         signed: StoredCheckpoint | None = None
-        existing = dict(existing)
         indices: list[int] = []
         new: list[Prepared] = []
         new_at: list[int] = []
         repeats: list[int] = []
-        for ident, item in zip(ids, items, strict=True):
-            known = existing.get(ident)
-            if known is None:
-                known = existing[ident] = size + len(new)
-                new.append(item)
-                new_at.append(len(indices))
-            else:
-                repeats.append(len(indices))
-            indices.append(known)
+        if not existing and len(set(ids)) == len(ids) == len(items):
+            # The common case (no id stored yet, none repeated in the batch): all are new, in order.
+            new, new_at, indices = list(items), list(range(len(items))), list(range(size, size + len(items)))
+        else:
+            existing = dict(existing)
+            for ident, item in zip(ids, items, strict=True):
+                known = existing.get(ident)
+                if known is None:
+                    known = existing[ident] = size + len(new)
+                    new.append(item)
+                    new_at.append(len(indices))
+                else:
+                    repeats.append(len(indices))
+                indices.append(known)
         if repeats:
             self._refuse_other_events(tx, head, new, items, indices, [p for p in repeats if p >= checked_from],
                                       checked_from)  # fmt: skip

@@ -378,15 +378,24 @@ def append(size: int, frontier: Sequence[bytes], leaf_hashes: Sequence[bytes]) -
                 raise ProofError(f"{name}[{position}] must be {HASH_SIZE} bytes long, got {len(h)} bytes")
     stack = list(frontier)
     rows: list[bytes] = []
+    push, pop, copy = stack.append, stack.pop, _NODE_CTX.copy
     i = size
     for h in leaf_hashes:
+        if not i & 1:  # an even index completes no subtree: its row is its leaf hash
+            push(h)
+            rows.append(h)
+            i += 1
+            continue
         parts = [h]
         carry = i
         while carry & 1:
-            h = node_hash(stack.pop(), h)
+            node = copy()
+            node.update(pop())
+            node.update(h)
+            h = node.digest()
             parts.append(h)
             carry >>= 1
-        stack.append(h)
+        push(h)
         rows.append(b"".join(parts))
         i += 1
     return Appended(rows=rows, frontier=stack)
