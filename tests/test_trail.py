@@ -252,3 +252,23 @@ class TestDefaultKey:
         with graven.open() as trail:
             report = trail.verify()
         assert (0, "forked") == (report.first_bad_index, report.kind)
+
+
+def test_record_leaves_the_callers_dict_as_it_was(tmp_path: Path) -> None:
+    """record() of a plain dict works on its own copy: redaction and the context never reach the
+    caller's dict, nor its nested values."""
+    import copy
+
+    with graven.init(tmp_path / "t.db") as trail, trail.context(request_id="r-1"):
+        event = {
+            "actor": "u-1",
+            "action": "user.update",
+            "changes": [{"field": "password", "old": "a", "new": "b"}],
+            "context": {"api_key": "k-1"},
+        }
+        before = copy.deepcopy(event)
+        index = trail.record(event)
+        assert before == event
+        stored = trail.get(index)
+        assert "r-1" == stored.context["request_id"]
+        assert stored.changes[0].get("redacted") is True
