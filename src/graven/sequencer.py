@@ -3,7 +3,8 @@
 Callers in many threads hand over validated entries; whoever finds no write in progress becomes the
 leader, takes everything queued so far and writes it as one transaction; the others wait for that
 commit or lead the next one. Several processes are serialised by the store's write lock, and each
-transaction re-reads the head inside the lock, so indices stay gapless.
+transaction learns the head inside the lock (``tx.head``: read again, or, where the store can prove
+that nobody else committed since its own last commit, known), so indices stay gapless.
 
 MUST NOT return an index before the transaction that stored it has committed durably.
 MUST NOT sign a checkpoint for a tree that is inconsistent with the latest signed checkpoint.

@@ -5,7 +5,10 @@ Durability: a write transaction commits with ``synchronous=FULL`` in WAL mode, s
 commit survives power loss. Immutability: triggers refuse UPDATE and DELETE on every table that
 holds log data; this stops accidents and the application's own mistakes, while the hashes and
 signed checkpoints catch anyone who removes the triggers. Several processes may write one file:
-``BEGIN IMMEDIATE`` takes SQLite's single write lock before the head is read.
+``BEGIN IMMEDIATE`` takes SQLite's single write lock before the head is read. Inside that lock the
+writer reads ``PRAGMA data_version``; only when it shows that no other connection committed since
+this writer's own last commit does the writer use the head it knows (size, frontier, greatest id)
+instead of reading it again, so indices stay gapless across connections and processes.
 """
 
 from __future__ import annotations
