@@ -254,12 +254,12 @@ class TestDefaultKey:
         assert (0, "forked") == (report.first_bad_index, report.kind)
 
 
-def test_record_leaves_the_callers_dict_as_it_was(tmp_path: Path) -> None:
+def test_record_leaves_the_callers_dict_as_it_was(trail: Trail) -> None:
     """record() of a plain dict works on its own copy: redaction and the context never reach the
     caller's dict, nor its nested values."""
     import copy
 
-    with graven.init(tmp_path / "t.db") as trail, trail.context(request_id="r-1"):
+    with trail.context(request_id="r-1"):
         event = {
             "actor": "u-1",
             "action": "user.update",
