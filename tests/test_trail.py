@@ -270,3 +270,23 @@ class TestCapturedNumbers:
         event = {"id": "9007199254740993", "changes": [{"field": "n", "old": -edge, "new": edge, "f": 1e300}]}
         assert _safe_numbers(event) is event
         assert event["changes"][0]["new"] == edge
+
+
+def test_record_leaves_the_callers_dict_as_it_was(trail: Trail) -> None:
+    """record() of a plain dict works on its own copy: redaction and the context never reach the
+    caller's dict, nor its nested values."""
+    import copy
+
+    with trail.context(request_id="r-1"):
+        event = {
+            "actor": "u-1",
+            "action": "user.update",
+            "changes": [{"field": "password", "old": "a", "new": "b"}],
+            "context": {"api_key": "k-1"},
+        }
+        before = copy.deepcopy(event)
+        index = trail.record(event)
+        assert before == event
+        stored = trail.get(index)
+        assert "r-1" == stored.context["request_id"]
+        assert stored.changes[0].get("redacted") is True

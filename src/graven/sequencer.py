@@ -3,10 +3,11 @@
 Callers in many threads hand over validated entries; whoever finds no write in progress becomes the
 leader, takes everything queued so far and writes it as one transaction; the others wait for that
 commit or lead the next one. Several processes are serialised by the store's write lock, and each
-transaction re-reads the head inside the lock, so indices stay gapless. (A store may instead guess
-the head, from its own last commit, and check the guess under the lock in the statement that
-writes: a wrong guess writes nothing and raises :class:`graven.store.HeadMoved`, and the batch is
-written again, the head read this time.)
+transaction learns the head inside the lock (``tx.head``: read again, or, where the store can prove
+that nobody else committed since its own last commit, known), so indices stay gapless. (A store may
+instead guess the head, from its own last commit, and check the guess under the lock in the
+statement that writes: a wrong guess writes nothing and raises :class:`graven.store.HeadMoved`, and
+the batch is written again, the head read this time.)
 
 MUST NOT return an index before the transaction that stored it has committed durably.
 MUST NOT sign a checkpoint for a tree that is inconsistent with the latest signed checkpoint.
@@ -214,33 +215,37 @@ class Sequencer:
         event as the one holding their id (captured events before it are not compared)."""
         size = head.size
         signed: StoredCheckpoint | None = None
-        existing = dict(existing)
         indices: list[int] = []
         new: list[Prepared] = []
         new_at: list[int] = []
         repeats: list[int] = []
-        for ident, item in zip(ids, items, strict=True):
-            known = existing.get(ident)
-            if known is None:
-                known = existing[ident] = size + len(new)
-                new.append(item)
-                new_at.append(len(indices))
-            else:
-                repeats.append(len(indices))
-            indices.append(known)
+        if not existing and len(set(ids)) == len(ids) == len(items):
+            # The common case (no id stored yet, none repeated in the batch): all are new, in order.
+            new, new_at, indices = list(items), list(range(len(items))), list(range(size, size + len(items)))
+        else:
+            existing = dict(existing)
+            for ident, item in zip(ids, items, strict=True):
+                known = existing.get(ident)
+                if known is None:
+                    known = existing[ident] = size + len(new)
+                    new.append(item)
+                    new_at.append(len(indices))
+                else:
+                    repeats.append(len(indices))
+                indices.append(known)
         if repeats:
             self._refuse_other_events(tx, head, new, items, indices, [p for p in repeats if p >= checked_from],
                                       checked_from)  # fmt: skip
         if new:
             _check_streams(tx, new, new_at, checked_from)
             self._hold_to_kept(tx, size, "append")
-            nodes = merkle.frontier_nodes(size)
-            hashes = head.frontier
-            if any(n not in hashes for n in nodes):
+            try:
+                frontier = [head.frontier[n] for n in merkle.frontier_nodes(size)]
+            except KeyError:
                 raise IntegrityError(
                     f"the stored tree is missing hashes needed to append at size {size}; run `graven verify`"
-                )
-            appended = merkle.append(size, [hashes[n] for n in nodes], [item.leaf_hash for item in new])
+                ) from None
+            appended = merkle.append(size, frontier, [item.leaf_hash for item in new])
             tx.insert(size, new, appended.rows)
             now = self.monotonic()
             if self.signer is not None and now - self._last_signed >= self.checkpoint_interval:

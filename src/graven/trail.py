@@ -129,7 +129,9 @@ class Trail:
 
     def prepare(self, event: Any = None, /, **fields: Any) -> Prepared:
         """Validate one event, completed from the current context, without writing it."""
-        return self._make(self._shaped(event_from(event, **fields)), self._clock())
+        # context.apply copies the event, so a plain dict needs no copy of its own first
+        plain = type(event) is dict and not fields
+        return self._make(self._shaped(event if plain else event_from(event, **fields)), self._clock())
 
     def record(self, event: Any = None, /, *, durable: Durable = "committed", **fields: Any) -> int:
         """Record one event (a dict, an Event, or keyword arguments); returns its index once durable.

@@ -792,3 +792,25 @@ def test_tile_of_names_the_tile_and_its_slots() -> None:
     assert ((0, 1), 128, 128) == tile_of((7, 3))
     assert ((1, 0), 3, 1) == tile_of((8, 3))
     assert ((1, 2), 4, 4) == tile_of((10, 129))
+
+
+def test_append_folds_the_root_only_when_it_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Appending a leaf that completes no subtree hashes nothing; the root (which a writer needs
+    only when it signs) is folded from the frontier on first use, and is the tree's root."""
+    from graven.core import merkle
+
+    calls: list[int] = []
+    real = merkle.node_hash
+
+    def counted(left: bytes, right: bytes) -> bytes:
+        calls.append(1)
+        return real(left, right)
+
+    monkeypatch.setattr(merkle, "node_hash", counted)
+    leaves = [leaf_hash(bytes([i])) for i in range(7)]
+    grown = append(6, [root_of(leaves[:4]), root_of(leaves[4:6])], [leaves[6]])
+    assert [] == calls
+    assert root_of(leaves) == grown.root
+    assert 2 == len(calls)
+    assert root_of(leaves) == grown.root
+    assert 2 == len(calls)

@@ -1597,6 +1597,17 @@ class TestUUID7:
         assert uuid.RFC_4122 == parsed.variant
         assert 1_700_000_000_123 == parsed.int >> 80
 
+    def test_ids_made_within_one_millisecond_sort_in_order(self) -> None:
+        """The sub-millisecond time leads the random bits, so later ids sort higher (which lets
+        the store settle a new id with one comparison against the greatest stored one)."""
+        from graven.core.ids import uuid7
+
+        times = iter([1_700_000_000_123_000_000, 1_700_000_000_123_000_500, 1_700_000_000_123_999_000])
+        randoms = iter([b"\xff" * 10, b"\x00" * 10, b"\x7f" * 10])
+        ids = [uuid7(lambda: next(times), lambda n: next(randoms)[:n]) for _ in range(3)]
+        assert sorted(ids) == ids
+        assert 3 == len(set(ids))
+
 
 class TestDuplicateTargets:
     def test_repeated_target_is_rejected(self) -> None:

@@ -24,6 +24,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -357,8 +358,12 @@ class Appended:
     """Per appended leaf, its completed hashes (``completed_nodes``) concatenated, level 0 first."""
     frontier: list[bytes]
     """Hashes of ``frontier_nodes(size + len(leaf_hashes))``."""
-    root: bytes
-    """Tree head of the grown tree."""
+
+    @functools.cached_property
+    def root(self) -> bytes:
+        """Tree head of the grown tree (folded from the frontier when first asked for: a writer
+        needs it only when it signs, not on every append)."""
+        return _fold(self.frontier)
 
 
 def append(size: int, frontier: Sequence[bytes], leaf_hashes: Sequence[bytes]) -> Appended:
@@ -373,18 +378,27 @@ def append(size: int, frontier: Sequence[bytes], leaf_hashes: Sequence[bytes]) -
                 raise ProofError(f"{name}[{position}] must be {HASH_SIZE} bytes long, got {len(h)} bytes")
     stack = list(frontier)
     rows: list[bytes] = []
+    push, pop, copy = stack.append, stack.pop, _NODE_CTX.copy
     i = size
     for h in leaf_hashes:
+        if not i & 1:  # an even index completes no subtree: its row is its leaf hash
+            push(h)
+            rows.append(h)
+            i += 1
+            continue
         parts = [h]
         carry = i
         while carry & 1:
-            h = node_hash(stack.pop(), h)
+            node = copy()
+            node.update(pop())
+            node.update(h)
+            h = node.digest()
             parts.append(h)
             carry >>= 1
-        stack.append(h)
+        push(h)
         rows.append(b"".join(parts))
         i += 1
-    return Appended(rows=rows, frontier=stack, root=_fold(stack))
+    return Appended(rows=rows, frontier=stack)
 
 
 # --------------------------------------------------- reference proofs (RFC recursion)

@@ -364,6 +364,8 @@ def _format_now(now: datetime) -> str:
 
 def format_time(moment: datetime, name: str, given: Any = None) -> str:
     """A timezone-aware datetime as UTC ISO 8601 with microseconds and a ``Z`` (1970..9999)."""
+    if moment.tzinfo is UTC and moment >= EPOCH:  # the clock's own readings: one formatting, no conversion
+        return moment.isoformat(timespec="microseconds")[:-6] + "Z"
     shown = moment.isoformat() if given is None else given
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValidationError(name, "must be timezone-aware (naive datetimes are ambiguous)", shown)

@@ -5,7 +5,10 @@ Durability: a write transaction commits with ``synchronous=FULL`` in WAL mode, s
 commit survives power loss. Immutability: triggers refuse UPDATE and DELETE on every table that
 holds log data; this stops accidents and the application's own mistakes, while the hashes and
 signed checkpoints catch anyone who removes the triggers. Several processes may write one file:
-``BEGIN IMMEDIATE`` takes SQLite's single write lock before the head is read.
+``BEGIN IMMEDIATE`` takes SQLite's single write lock before the head is read. Inside that lock the
+writer reads ``PRAGMA data_version``; only when it shows that no other connection committed since
+this writer's own last commit does the writer use the head it knows (size, frontier, greatest id)
+instead of reading it again, so indices stay gapless across connections and processes.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import orjson
@@ -27,7 +32,6 @@ from graven.core.streams import MARKER
 from graven.errors import ConfigError, ImmutableError, IntegrityError, StoreError
 from graven.private_files import create_private_file
 from graven.store import (
-    FrontierMemo,
     Head,
     Query,
     StoredCheckpoint,
@@ -110,7 +114,7 @@ class SQLiteStore:
         self._writer: sqlite3.Connection | None = None
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
-        self._frontier = FrontierMemo()
+        self._known: _Known | None = None  # the writer connection's view after its last commit
         if not create and not path.exists():
             hint = "" if path.parent.is_dir() else f" (folder {path.parent} does not exist)"
             raise ConfigError(f"no log at {path}{hint}; create one with `graven init`")
@@ -190,7 +194,7 @@ class SQLiteStore:
             for conn in self._connections:
                 conn.close()
             self._connections.clear()
-        self._writer = None
+        self._writer, self._known = None, None
         self._local = threading.local()
 
     # --- schema ----------------------------------------------------------------------------
@@ -230,34 +234,44 @@ class SQLiteStore:
 
     # --- writing ---------------------------------------------------------------------------
 
-    @contextmanager
-    def write(self) -> Iterator[_SQLiteWriteTx]:
+    def write(self) -> _Writing:
         """Take the file's write lock, yield a transaction, commit durably (or roll back)."""
-        with self._write_lock:
-            if self._writer is None:
-                conn = self._connect()
-                try:
-                    sqlite_streams.ensure_schema(conn)  # a log made before aggregate streams existed
-                except sqlite3.DatabaseError as exc:
-                    raise translate_error(exc, self.path) from exc
-                self._writer = conn
-            conn = self._writer
+        return _Writing(self)
+
+    def _begin(self) -> _SQLiteWriteTx:
+        """``BEGIN IMMEDIATE`` on the writer connection (made on first use); the caller holds the lock."""
+        if self._writer is None:
+            conn = self._connect()
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                sqlite_streams.ensure_schema(conn)  # a log made before aggregate streams existed
             except sqlite3.DatabaseError as exc:
                 raise translate_error(exc, self.path) from exc
+            self._writer, self._known = conn, None  # data_version counts per connection
+        conn = self._writer
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.DatabaseError as exc:
+            raise translate_error(exc, self.path) from exc
+        return _SQLiteWriteTx(conn, self._known)
+
+    def _end(self, tx: _SQLiteWriteTx, exc: BaseException | None) -> None:
+        """Commit ``tx`` (``exc`` None: durably, synchronous=FULL) or roll it back; the driver's
+        errors come out translated, others propagate as they are."""
+        if exc is None:
             try:
-                tx = _SQLiteWriteTx(conn, self._frontier)
-                yield tx
-                conn.execute("COMMIT")
-                if tx.grown is not None:
-                    self._frontier.put(*tx.grown)
-            except BaseException as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.DatabaseError):
-                    raise translate_error(exc, self.path) from exc
+                tx.conn.execute("COMMIT")
+            except BaseException as failed:
+                self._abort(tx.conn, failed)
                 raise
+            self._known = tx.known
+            return
+        self._abort(tx.conn, exc)
+
+    def _abort(self, conn: sqlite3.Connection, exc: BaseException) -> None:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.DatabaseError):
+            raise translate_error(exc, self.path) from exc
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -397,6 +411,9 @@ _MAX_PARTS = 8
 #: another connection and thread outweighs what it saves).
 MIN_RANGE = 4096
 _MAX = 2**63 - 1
+
+_INSERT_ENTRY = "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_TARGET = "INSERT INTO entry_targets VALUES (?, ?, ?)"
 
 # Copied columns and target rows against the entry's own JSON. Rows missing or copied wrongly
 # would hide an entry from searches; extra rows (cheaply noticed by their count) would show it in
@@ -544,12 +561,58 @@ class _SQLiteScan:
         return [StoredCheckpoint(int(size), note.decode()) for size, note in rows]
 
 
+class _Writing:
+    """``with store.write() as tx``: the write lock is held from enter to exit. (A class rather
+    than a generator context manager: this runs once per commit.)"""
+
+    __slots__ = ("_store", "_tx")
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+        self._tx: _SQLiteWriteTx | None = None
+
+    def __enter__(self) -> _SQLiteWriteTx:
+        store = self._store
+        store._write_lock.acquire()
+        try:
+            self._tx = store._begin()
+        except BaseException:
+            store._write_lock.release()
+            raise
+        return self._tx
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        store, tx = self._store, self._tx
+        self._tx = None
+        try:
+            assert tx is not None
+            store._end(tx, exc)
+        finally:
+            store._write_lock.release()
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """What the writer connection knew of the log when its last transaction committed: its
+    ``PRAGMA data_version`` then, the tree size and frontier hashes, and an upper bound of the
+    stored event ids (pruning may remove the greatest; it never adds one).
+
+    ``PRAGMA data_version`` changes exactly when another connection (of this process or another)
+    commits, so while it is unchanged nothing but this connection wrote the file and the next
+    transaction need not read the head again: only the size and the newest id it wrote itself.
+    """
+
+    version: int
+    size: int
+    frontier: dict[Node, bytes]
+    newest: str | None
+
+
 class _SQLiteWriteTx:
-    def __init__(self, conn: sqlite3.Connection, memo: FrontierMemo) -> None:
+    def __init__(self, conn: sqlite3.Connection, known: _Known | None) -> None:
         self.conn = conn
-        self.memo = memo
-        self.read: tuple[int, dict[Node, bytes]] | None = None  # the size and frontier head() read
-        self.grown: tuple[int, dict[Node, bytes]] | None = None  # ... and after insert(), to remember
+        self.known = known  # after commit: what the store remembers (see _Known)
+        self._read: _Known | None = None  # what head() found, for insert() to extend
 
     def size(self) -> int:
         return _size(self.conn)
@@ -558,10 +621,16 @@ class _SQLiteWriteTx:
         return _tree_hashes(self.conn, nodes)
 
     def existing_ids(self, ids: Sequence[str]) -> dict[str, int]:
+        return self._existing(ids, self._newest())
+
+    def _newest(self) -> str | None:
+        newest: str | None = self.conn.execute("SELECT max(event_id) FROM entries").fetchone()[0]
+        return newest
+
+    def _existing(self, ids: Sequence[str], newest: str | None) -> dict[str, int]:
         # An id above the greatest stored one (BINARY order: UTF-8 bytes, which is code point order,
         # as Python compares text) cannot be stored yet. UUIDv7 ids grow with time, so most batches
-        # are settled by this one index read instead of one index probe per id.
-        newest = self.conn.execute("SELECT max(event_id) FROM entries").fetchone()[0]
+        # are settled by this comparison instead of one index probe per id.
         if newest is None:
             return {}
         ids = [i for i in ids if i <= newest]
@@ -585,9 +654,9 @@ class _SQLiteWriteTx:
         conn = self.conn
         entry_rows = []
         target_rows = []
-        for offset, item in enumerate(entries):
+        idx = first
+        for item in entries:
             doc = item.doc
-            idx = first + offset
             entry_rows.append(
                 (
                     idx, item.leaf.decode(), doc["id"], doc["occurred_at"], doc["actor"].get("id"),
@@ -596,14 +665,27 @@ class _SQLiteWriteTx:
             )  # fmt: skip
             for target in doc["targets"]:
                 target_rows.append((target["type"], target["id"], idx))
-        conn.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", entry_rows)
-        if target_rows:
-            conn.executemany("INSERT INTO entry_targets VALUES (?, ?, ?)", target_rows)
+            idx += 1
+        if len(entry_rows) == 1:
+            conn.execute(_INSERT_ENTRY, entry_rows[0])
+        else:
+            conn.executemany(_INSERT_ENTRY, entry_rows)
+        if len(target_rows) == 1:
+            conn.execute(_INSERT_TARGET, target_rows[0])
+        elif target_rows:
+            conn.executemany(_INSERT_TARGET, target_rows)
         sqlite_tiles.insert(conn, first, rows)
         sqlite_streams.insert_rows(conn, first, entries)
-        if self.read is not None and self.read[0] == first:
-            self.grown = FrontierMemo.grown(first, self.read[1], rows)
-        self.read = None
+        read, self._read = self._read, None
+        self.known = None
+        if read is not None and read.size == first:
+            try:
+                frontier = merkle.frontier_after(first, read.frontier, rows)
+            except KeyError:  # the head lacked hashes: the next writer reads them (and refuses)
+                return
+            top = max(row[2] for row in entry_rows)
+            newest = top if read.newest is None or top > read.newest else read.newest
+            self.known = _Known(read.version, first + len(rows), frontier, newest)
 
     def stream_versions(self, streams: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
         return sqlite_streams.versions(self.conn, streams)
@@ -629,14 +711,18 @@ class _SQLiteWriteTx:
         return []  # SQLite has no trigger capture
 
     def head(self, ids: Sequence[str], captured: int) -> Head:
-        size = self.size()
-        frontier = self.memo.get(size)
-        if frontier is None:
-            frontier = self.tree_hashes(merkle.frontier_nodes(size))
-        self.read = (size, frontier)
-        existing = self.existing_ids(ids)
+        version = int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+        known = self.known
+        if known is not None and known.version == version:
+            # Nobody else committed since this connection's last commit: the head is as it left it.
+            read = known
+        else:
+            size = self.size()
+            read = _Known(version, size, self.tree_hashes(merkle.frontier_nodes(size)), self._newest())
+        self._read = read
+        existing = self._existing(ids, read.newest)
         bodies = self.entry_bodies(sorted(set(existing.values()))) if existing else {}
-        return Head(size, dict(frontier), existing, [], bodies)  # SQLite has no trigger capture
+        return Head(read.size, dict(read.frontier), existing, [], bodies)  # SQLite has no trigger capture
 
 
 def _size(conn: sqlite3.Connection) -> int:

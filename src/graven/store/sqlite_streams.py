@@ -44,7 +44,8 @@ def insert_rows(conn: sqlite3.Connection, first: int, entries: Sequence[Prepared
     """The index rows of the entries that belong to a stream (none for plain entries)."""
     rows = []
     for offset, item in enumerate(entries):
-        pos = stream_of(item.doc)
+        doc = item.doc
+        pos = stream_of(doc) if "metadata" in doc else None  # (most entries: no call)
         if pos is not None:
             rows.append((pos.type, pos.id, pos.version, first + offset))
     if rows:
