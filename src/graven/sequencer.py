@@ -70,6 +70,9 @@ class Sequencer:
     on_signed: Callable[[StoredCheckpoint], None] | None = None
     on_committed: Callable[[int], None] | None = None
     prepare_captured: Callable[[list[Any]], list[Prepared]] | None = None
+    captured_conflict: Callable[[Prepared, int | None, list[str]], Prepared] | None = None
+    """The entry written in place of a captured event whose id another event holds with other
+    content (index held, or None for an earlier captured event; the differing fields)."""
     kept: Callable[[], KeptCheckpoint | None] | None = None
     open_sealed: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     co_signers: list[tuple[Signer, int]] = field(default_factory=list)
@@ -196,6 +199,9 @@ class Sequencer:
             extra = self.prepare_captured(head.captured)
             extra_ids = [item.id for item in extra]
             existing = {**existing, **tx.existing_ids(extra_ids)}
+            if self.captured_conflict is not None:
+                extra = self._captured_conflicts(tx, head, existing, extra)
+                extra_ids = [item.id for item in extra]
             items, ids = [*extra, *items], [*extra_ids, *ids]
         else:
             extra = []
@@ -336,6 +342,35 @@ class Sequencer:
             if fields:
                 held = index if index < size else None
                 raise IdempotencyConflict(items[position].id, held, fields, position - checked_from)
+
+    def _captured_conflicts(
+        self, tx: WriteTx, head: Head, existing: dict[str, int], extra: list[Prepared]
+    ) -> list[Prepared]:
+        """Captured events whose id is already held: the same event again is left for the append
+        to skip; another event becomes the ``captured_conflict`` entry in its place (nothing of it
+        is appended), so a reused id is recorded rather than silently dropped."""
+        assert self.captured_conflict is not None
+        first_at: dict[str, int] = {}
+        stored_at = {
+            i: existing[item.id] for i, item in enumerate(extra) if existing.get(item.id, head.size) < head.size
+        }
+        repeated = [i for i, item in enumerate(extra) if first_at.setdefault(item.id, i) != i and i not in stored_at]
+        if not stored_at and not repeated:
+            return extra
+        bodies = dict(head.bodies)
+        missing = sorted(set(stored_at.values()) - bodies.keys())
+        if missing:
+            bodies.update(tx.entry_bodies(missing))
+        out = list(extra)
+        for position in sorted([*stored_at, *repeated]):
+            index = stored_at.get(position)
+            first = bodies.get(index) if index is not None else extra[first_at[extra[position].id]].leaf
+            if first is None:
+                raise IntegrityError(f"entry {index} holds an event id but cannot be read; run `graven verify`")
+            fields = differing_fields(self._opened(first), self._opened(extra[position].leaf))
+            if fields:
+                out[position] = self.captured_conflict(extra[position], index, fields)
+        return out
 
     def _opened(self, leaf: bytes) -> dict[str, Any]:
         doc: dict[str, Any] = orjson.loads(leaf)

@@ -108,6 +108,7 @@ class Trail:
         self._sequencer = Sequencer(
             store, self.origin, signer, checkpoint_interval,
             on_signed=self._push_witness, prepare_captured=self._prepare_captured,
+            captured_conflict=self._captured_conflict,
         )  # fmt: skip
         self._signing = BackgroundSigner(self._sequencer, witness, checkpoint_interval) if signer else None
         if self._signing is not None:
@@ -269,6 +270,14 @@ class Trail:
                 )
         return out
 
+    def _captured_conflict(self, refused: Prepared, index: int | None, fields: list[str]) -> Prepared:
+        """What goes into the log in place of a captured event (``capture_record``) whose id another
+        event holds: its ``event.id_conflict`` entry, by the refused event's actor."""
+        actor = {k: v for k, v in refused.doc["actor"].items() if k in ("type", "id")}
+        event = _conflict_event(refused.id, index, fields, actor)
+        event["source"] = "db"
+        return prepare(event, now=self._clock(), new_id=self._new_id)
+
     def _append(self, prepared: list[Prepared], durable: Durable = "committed") -> list[int]:
         if self.write_refusal is not None:
             raise ConfigError(self.write_refusal)
@@ -322,15 +331,7 @@ class Trail:
         actor = _writer.get() or context.current().get("actor")
         if actor is None:
             actor = {k: v for k, v in refused.doc["actor"].items() if k in ("type", "id")}
-        first = "an earlier event of the same batch" if conflict.index is None else f"entry {conflict.index}"
-        event = {
-            "action": ID_CONFLICT_ACTION, "actor": dict(actor), "outcome": "denied",
-            "targets": [{"type": "event", "id": conflict.event_id}],
-            "reason": f"the event id is held by {first}; a repeat with other content "
-                      f"({', '.join(conflict.fields)}) was refused",
-            "metadata": {"event_id": conflict.event_id, "first_index": conflict.index,
-                         "differing_fields": conflict.fields},
-        }  # fmt: skip
+        event = _conflict_event(conflict.event_id, conflict.index, conflict.fields, dict(actor))
         try:
             self._sequencer.append([self._make(self._shaped(event), self._clock())])
         except GravenError as exc:
@@ -725,6 +726,18 @@ class Trail:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _conflict_event(event_id: str, index: int | None, fields: list[str], actor: dict[str, Any]) -> dict[str, Any]:
+    """The ``event.id_conflict`` entry of a refused id reuse: the id, the index holding it and the
+    names of the fields that differ, nothing of the refused content."""
+    first = "an earlier event of the same batch" if index is None else f"entry {index}"
+    return {
+        "action": ID_CONFLICT_ACTION, "actor": actor, "outcome": "denied",
+        "targets": [{"type": "event", "id": event_id}],
+        "reason": f"the event id is held by {first}; a repeat with other content ({', '.join(fields)}) was refused",
+        "metadata": {"event_id": event_id, "first_index": index, "differing_fields": fields},
+    }  # fmt: skip
 
 
 def _invalid_capture(event: Any, error: ValidationError, personal: bool) -> dict[str, Any]:

@@ -134,12 +134,39 @@ class TestTransaction:
             conn.commit()
             assert trail.integrate() == 1
             capture.write(conn, shop.schema, [doc, doc])  # replayed: in the log already
-            capture.write(conn, shop.schema, [{**doc, "action": "order.other"}])  # a reused id: appends nothing
             conn.commit()
             trail.integrate()
             assert trail.size == size + 1
             assert trail.get(size).action == "order.create"
             assert [e.data["id"] for e in trail.query(limit=10)].count(doc["id"]) == 1
+            assert trail.verify().ok
+
+    def test_a_reused_id_is_recorded_as_a_conflict_not_dropped(self, shop: Shop) -> None:
+        """Another event under an id the log holds (or an earlier captured event holds) appends
+        nothing of it: an ``event.id_conflict`` entry in its place names the id, the index holding
+        it and the fields that differ, by the refused event's actor."""
+        with shop.trail() as trail, shop.app() as conn:
+            size = trail.size
+            doc = capture.staged(trail, order_event(8))
+            capture.write(conn, shop.schema, [doc])
+            conn.commit()
+            trail.integrate()
+            fresh = capture.staged(trail, order_event(9))
+            other = {**fresh, "action": "order.other", "changes": []}
+            capture.write(conn, shop.schema, [{**doc, "action": "order.other"}, fresh, other])
+            conn.commit()
+            assert trail.integrate() == 3
+            assert trail.size == size + 4
+            stored, first, second = trail.get(size + 1), trail.get(size + 2), trail.get(size + 3)
+            assert ("event.id_conflict", "denied", "db") == (stored.action, stored.outcome, stored.data["source"])
+            assert {"event_id": doc["id"], "first_index": size, "differing_fields": ["action"]} == stored.metadata
+            assert {"type": "user", "id": "u-1"} == {k: stored.data["actor"][k] for k in ("type", "id")}
+            assert (fresh["id"], "order.create") == (first.data["id"], first.action)
+            assert "event.id_conflict" == second.action
+            assert {"event_id": fresh["id"], "first_index": None, "differing_fields": ["action", "changes"]} == (
+                second.metadata
+            )
+            assert [e.data["id"] for e in trail.query(limit=20)].count(doc["id"]) == 1
             assert trail.verify().ok
 
     def test_an_autocommit_connection_commits_the_event_alone(self, shop: Shop) -> None:

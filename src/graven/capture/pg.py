@@ -422,7 +422,7 @@ def record_sql(schema: str) -> sql.Composed:
     dynamic SQL, a fixed ``search_path``, one JSON object (or an array of them) each carrying a
     text ``id`` and ``action``. What it writes is validated again when the sequencer moves it into
     the log (a row that breaks a rule becomes a ``capture.invalid`` entry; an id already in the log
-    appends nothing).
+    appends nothing of the event, and an ``event.id_conflict`` entry when the content differs).
     """
     return sql.SQL(
         """
@@ -573,8 +573,9 @@ def record(conn: psycopg.Connection[Any], trail: Trail, event: Any = None, /, **
     trail's next write, :meth:`Trail.integrate` or ``graven pg integrate --follow``. ``conn`` must
     be connected to the log's own database as a role granted by :func:`grant_record`
     (``graven pg grant-record ROLE``); in autocommit mode the event commits at once, on its own.
-    Unlike ``trail.record()``, an explicit ``id`` the log already holds is not checked here: the
-    sequencer appends nothing for it, whatever the event says (no IdempotencyConflict).
+    Unlike ``trail.record()``, an explicit ``id`` the log already holds is not checked here (no
+    IdempotencyConflict): at integration the same event again appends nothing, and another event
+    under that id appends nothing of it but an ``event.id_conflict`` entry in its place.
     """
     doc = staged(trail, event, **fields)
     write(conn, log_schema(trail), [doc])
