@@ -614,8 +614,13 @@ class Trail:
         progress: Callable[[int], None] | None = None,
         witnessed: Sequence[str] = (),
         archives: Sequence[str | Path] = (),
+        deep: bool = False,
     ) -> audit.Report:
         """Check every entry, the tree, every checkpoint and the witnessed checkpoints.
+
+        ``deep`` also checks the engine's structures around the entries (indexes and append-only
+        triggers as a new log has them, and the engine's own index checks; see
+        :meth:`graven.store.Store.structure_problems`), each finding reported as kind ``structure``.
 
         Trust comes from ``key`` (a verifier key, or a key history after rotations) when given;
         otherwise from the key history beside the signing key (a log that rotated its key); otherwise
@@ -672,6 +677,11 @@ class Trail:
                 report.problems.append(audit.Problem(index, "key-history", message, 1))
         for folder in archives:
             report.problems.extend(check_archives(self, folder, trusted_verifiers(trusted)))
+        if deep:
+            for finding in self.store.structure_problems():
+                message = f"The log's storage was altered around the entries: {finding}."
+                # No entry is wrong: reported at the log's size, after any finding about entries.
+                report.problems.append(audit.Problem(report.size, "structure", message, 3))
         return report
 
     def _archived_below(self) -> int:

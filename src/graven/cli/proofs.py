@@ -45,6 +45,9 @@ from graven.witnessing.keys import load_cosigner_verifier
 @click.option("--archive", "archives", multiple=True, type=click.Path(file_okay=False, path_type=Path),
               help="Also check this archive (or a folder of archives); with --key and no log: offline. "
                    "Repeatable.")  # fmt: skip
+@click.option("--deep", is_flag=True,
+              help="Also check the storage around the entries: indexes and append-only triggers as a new log "
+                   "has them, and the engine's own index checks (reads every index).")  # fmt: skip
 @pass_options
 def verify_command(
     options: Options,
@@ -54,6 +57,7 @@ def verify_command(
     witness_keys: tuple[str, ...],
     witness_urls: tuple[str, ...],
     archives: tuple[Path, ...],
+    deep: bool,
 ) -> None:
     """Check every entry, the Merkle tree, every signed checkpoint and the witnessed ones.
 
@@ -84,7 +88,7 @@ def verify_command(
         log_key = None if trusted is None else trusted_verifiers(trusted)[-1]
         seen = witness_evidence(trail, keys=cosigners, urls=witness_urls, log_key=log_key)
         if as_json or not err.is_terminal:
-            report = trail.verify(key=trusted, witnessed=seen, archives=archives)
+            report = trail.verify(key=trusted, witnessed=seen, archives=archives, deep=deep)
         else:
             columns = (TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
             with Progress(*columns, console=err, transient=True) as bar:
@@ -94,6 +98,7 @@ def verify_command(
                     witnessed=seen,
                     archives=archives,
                     progress=lambda done: bar.update(task, completed=done),
+                    deep=deep,
                 )
         warning = trail.kept_warning()
     if not as_json and warning:

@@ -230,6 +230,11 @@ class Store(Protocol):
         index order (at most ``limit``)."""
         ...
 
+    def structure_problems(self) -> list[str]:
+        """The deep check: a sentence for each engine structure (index, trigger) that differs from
+        a new log's, or that the engine's own checks find broken; empty when all is as made."""
+        ...
+
     def derived_mismatch(self) -> int | None:
         """The first index whose derived query columns or target rows disagree with its leaf bytes."""
         ...

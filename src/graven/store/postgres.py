@@ -49,6 +49,7 @@ from graven.store import (
     StreamQuery,
     WriteTx,
     pg_streams,
+    pg_structure,
     pg_tiles,
 )
 from graven.store.pg_connection import (
@@ -525,6 +526,16 @@ class PostgresStore:
 
     def stream_entries_after(self, after: int, limit: int) -> list[tuple[int, bytes]]:
         return [(int(idx), str(body).encode()) for idx, body in self._read(pg_streams.SELECT_AFTER, (after, limit))]
+
+    def structure_problems(self) -> list[str]:
+        """See :mod:`graven.store.pg_structure` (the deep check); needs the log owner's rights."""
+        conn = connect(self.target)
+        try:
+            return pg_structure.problems(conn, self.schema, migrate)
+        except psycopg.Error as exc:
+            raise self.translate(exc) from exc
+        finally:
+            conn.close()
 
     def derived_mismatch(self) -> int | None:
         """The first index whose copied columns, target rows or stream rows disagree with its body."""

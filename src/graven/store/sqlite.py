@@ -38,6 +38,7 @@ from graven.store import (
     StreamQuery,
     sqlite_pruning,
     sqlite_streams,
+    sqlite_structure,
     sqlite_tiles,
 )
 from graven.store.querying import Dialect, select_entries
@@ -343,6 +344,16 @@ class SQLiteStore:
             return sqlite_streams.select_after(self._reader(), after, limit)
         except sqlite3.DatabaseError as exc:
             raise translate_error(exc, self.path) from exc
+
+    def structure_problems(self) -> list[str]:
+        """See :mod:`graven.store.sqlite_structure` (the deep check)."""
+        conn = self._connect()
+        try:
+            return sqlite_structure.problems(conn, sqlite_structure.reference(_new_log))
+        except sqlite3.DatabaseError as exc:
+            raise translate_error(exc, self.path) from exc
+        finally:
+            self._forget(conn)
 
     def derived_mismatch(self, parts: int | None = None) -> int | None:
         """The first index whose copied columns, target rows or stream rows disagree with its body.
@@ -747,6 +758,15 @@ _DIALECT = Dialect(mark="?", like="LIKE", time="?")
 
 def _query_sql(q: Query) -> tuple[str, list[Any]]:
     return select_entries(q, _DIALECT)
+
+
+def _new_log(path: Path) -> None:
+    """A new, empty log at ``path`` (the deep check's reference)."""
+    store = SQLiteStore(path, create=True)
+    try:
+        store.initialize({})
+    finally:
+        store.close()
 
 
 def translate_error(exc: sqlite3.DatabaseError, path: Path | None) -> Exception:
