@@ -312,6 +312,31 @@ class TestVerification:
         recorded = served.entries(action="audit.verify")
         assert [("success", job_id)] == [(e.outcome, e.get("metadata")["job"]) for e in recorded]
 
+    def test_a_deep_job_names_a_dropped_trigger(self, served: Served) -> None:
+        """?deep=true runs `verify --deep`: the entries verify, the dropped trigger is named."""
+        import sqlite3
+
+        import psycopg
+        from psycopg import sql
+
+        served.client.post("/api/v1/events", json=[event(i) for i in range(5)], headers=served.auth("writer"))
+        store: Any = served.trail.store
+        if store.backend == "sqlite":
+            with sqlite3.connect(store.location()) as conn:
+                conn.execute("DROP TRIGGER entries_no_update")
+        else:
+            with psycopg.connect(store.target.conninfo, autocommit=True) as pg:
+                pg.execute(sql.SQL("DROP TRIGGER entries_append_only ON {}").format(
+                    sql.Identifier(store.schema, "entries")))  # fmt: skip
+        job = served.client.post("/api/v1/verifications?deep=true", headers=served.auth("auditor")).json()
+        assert job["deep"] is True
+        deadline = time.monotonic() + 30
+        while job["status"] == "running" and time.monotonic() < deadline:
+            time.sleep(0.05)
+            job = served.client.get(f"/api/v1/verifications/{job['id']}", headers=served.auth("auditor")).json()
+        assert ("done", False, "structure") == (job["status"], job["result"]["ok"], job["result"]["kind"])
+        assert ("entries_no_update" if store.backend == "sqlite" else "entries_append_only") in job["result"]["message"]
+
     def test_unknown_job_is_404(self, served: Served) -> None:
         assert 404 == served.client.get("/api/v1/verifications/nope", headers=served.auth("auditor")).status_code
 

@@ -408,8 +408,12 @@ async def tail(request: Request, who: Reader,
 
 @router.post("/verifications", status_code=202, response_model=schemas.Job,
              summary="Start verifying the whole log in the background (or get the running job)")  # fmt: skip
-async def start_verification(request: Request, who: Auditor) -> Response:
-    job, _ = await asyncio.to_thread(state(request).jobs.start, who.actor, who.source)
+async def start_verification(
+    request: Request,
+    who: Auditor,
+    deep: Annotated[bool, Query(description="also check indexes and append-only triggers (verify --deep)")] = False,
+) -> Response:
+    job, _ = await asyncio.to_thread(state(request).jobs.start, who.actor, who.source, deep=deep)
     return json_response(job, 202)
 
 

@@ -51,8 +51,9 @@ class Jobs:
     def _save(self, job: dict[str, Any]) -> None:
         self.store.upsert_job(job["id"], orjson.dumps(job).decode(), self._now())
 
-    def start(self, actor: Mapping[str, Any], source: str) -> tuple[dict[str, Any], bool]:
-        """The running job, or a new one started in a thread; and whether it is new."""
+    def start(self, actor: Mapping[str, Any], source: str, *, deep: bool = False) -> tuple[dict[str, Any], bool]:
+        """The running job, or a new one started in a thread; and whether it is new. ``deep`` also
+        checks the storage structures (see :meth:`graven.trail.Trail.verify`)."""
         with self._lock:
             for job_id, _, _ in self.store.select_jobs(20):
                 job = self.get(job_id)
@@ -60,7 +61,7 @@ class Jobs:
                     return job, False
             job = {"id": uuid.uuid4().hex, "status": "running", "started_at": self._now(),
                    "started_by": f"{actor.get('type')}:{actor.get('id', '')}", "finished_at": None,
-                   "total": self.trail.size, "done": 0, "result": None, "error": None}  # fmt: skip
+                   "total": self.trail.size, "done": 0, "result": None, "error": None, "deep": deep}  # fmt: skip
             self._save(job)
         threading.Thread(target=self._run, args=(job, dict(actor), source), name=f"graven-verify-{job['id'][:8]}",
                          daemon=True).start()  # fmt: skip
@@ -87,7 +88,7 @@ class Jobs:
                 self._save(job)
 
         try:
-            report = self.trail.verify(progress=progress)
+            report = self.trail.verify(progress=progress, deep=bool(job.get("deep")))
         except Exception as exc:
             job.update(status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=self._now())
             log.warning("graven: verification job %s failed: %s", job["id"], job["error"])

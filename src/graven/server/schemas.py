@@ -100,6 +100,7 @@ class Job(BaseModel):
     done: int = Field(description="entries checked so far")
     result: Report | None
     error: str | None
+    deep: bool = Field(False, description="whether the storage structures are checked too (verify --deep)")
 
 
 class KeyIn(BaseModel):
