@@ -22,6 +22,7 @@ from psycopg import sql
 
 from graven.errors import ConfigError
 from graven.store.pg_connection import Conn
+from graven.store.structure import differences
 
 _OBJECTS = """
 SELECT c.relname, 'index', t.relname, pg_get_indexdef(c.oid)
@@ -61,19 +62,7 @@ def problems(conn: Conn, schema: str, migrate: Callable[[Conn, str], object]) ->
         ) from exc
     tables = {str(r[0]) for r in conn.execute(_TABLES, (schema,))}
     actual = _objects(conn, schema)
-    found = []
-    for name, (kind, table, text) in sorted(expected.items()):
-        if table not in tables:
-            continue  # a dropped table is reported by the scan
-        have = actual.get(name)
-        if have is None:
-            found.append(f"the {kind} {name} on {table} is missing (dropped)")
-        elif have != (kind, table, text):
-            found.append(f"the {kind} {name} on {table} was changed: {have[2]!r}")
-    graven_tables = {table for _, table, _ in expected.values()}
-    for name, (kind, table, _) in sorted(actual.items()):
-        if kind == "trigger" and name not in expected and table in graven_tables:
-            found.append(f"a trigger nobody made, {name}, is on {table}")
+    found = differences(expected, actual, tables)
     return found + _amcheck(conn, schema)
 
 

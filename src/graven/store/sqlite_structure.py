@@ -20,6 +20,8 @@ from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
+from graven.store.structure import differences
+
 MAX_REPORTED = 5  # integrity_check lines named in one sentence
 
 _SPACE = re.compile(r"\s+")
@@ -54,19 +56,7 @@ def problems(conn: sqlite3.Connection, expected: dict[str, tuple[str, str, str]]
     """Sentences naming each structure that differs from ``expected`` (empty: all as made)."""
     tables = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     actual = _objects(conn)
-    found = []
-    for name, (kind, table, text) in sorted(expected.items()):
-        if table not in tables:
-            continue  # a table of a later feature this log has not used yet (or a dropped one: the scan says so)
-        have = actual.get(name)
-        if have is None:
-            found.append(f"the {kind} {name} on {table} is missing (dropped)")
-        elif have != (kind, table, text):
-            found.append(f"the {kind} {name} on {table} was redefined: {have[2]!r}")
-    graven_tables = {table for _, table, _ in expected.values()}
-    for name, (kind, table, _) in sorted(actual.items()):
-        if kind == "trigger" and name not in expected and table in graven_tables:
-            found.append(f"a trigger nobody made, {name}, is on {table}")
+    found = differences(expected, actual, tables)
     lines = [str(r[0]) for r in conn.execute("PRAGMA integrity_check")]
     if lines != ["ok"]:
         shown = "; ".join(lines[:MAX_REPORTED]) + ("; ..." if len(lines) > MAX_REPORTED else "")
