@@ -31,7 +31,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -329,10 +329,7 @@ class Sequencer:
         if not repeats:
             return
         size = head.size
-        stored = dict(head.bodies)
-        missing = sorted({indices[p] for p in repeats if indices[p] < size} - stored.keys())
-        if missing:
-            stored.update(tx.entry_bodies(missing))
+        stored = _stored_bodies(tx, head, [indices[p] for p in repeats if indices[p] < size])
         for position in repeats:
             index = indices[position]
             first = new[index - size].leaf if index >= size else stored.get(index)
@@ -357,10 +354,7 @@ class Sequencer:
         repeated = [i for i, item in enumerate(extra) if first_at.setdefault(item.id, i) != i and i not in stored_at]
         if not stored_at and not repeated:
             return extra
-        bodies = dict(head.bodies)
-        missing = sorted(set(stored_at.values()) - bodies.keys())
-        if missing:
-            bodies.update(tx.entry_bodies(missing))
+        bodies = _stored_bodies(tx, head, stored_at.values())
         out = list(extra)
         for position in sorted([*stored_at, *repeated]):
             index = stored_at.get(position)
@@ -426,6 +420,15 @@ class Sequencer:
                 return
             raise _refusal(verb, size, anchor, forked=True)
         self._held = anchor
+
+
+def _stored_bodies(tx: WriteTx, head: Head, indices: Iterable[int]) -> dict[int, bytes]:
+    """The stored bytes of these entries: those the head read brought along, the rest read now."""
+    bodies = dict(head.bodies)
+    missing = sorted(set(indices) - bodies.keys())
+    if missing:
+        bodies.update(tx.entry_bodies(missing))
+    return bodies
 
 
 @contextmanager

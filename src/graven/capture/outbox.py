@@ -85,12 +85,20 @@ def invalid(event_id: str, text: str, why: str) -> dict[str, Any]:
     }
 
 
-def jsonb_problem(value: Any, where: str = "event") -> ValidationError | None:
-    """Why ``value`` cannot pass through PostgreSQL ``jsonb`` unchanged, or None.
+def jsonb_problem(value: Any, where: str = "event", encoded: bytes | None = None) -> ValidationError | None:
+    """Why ``value`` (a JSON-ready event; ``encoded``: its orjson encoding, when already made) cannot
+    pass through PostgreSQL ``jsonb`` unchanged, or None.
 
     jsonb refuses U+0000 in a string or key; its numbers keep the value of every double and integer
     that validation lets through (a float comes back as the same double), so only text is checked.
+    orjson writes U+0000 as the escape ``\\u0000``: without that text, nothing needs walking.
     """
+    if b"\\u0000" not in (orjson.dumps(value) if encoded is None else encoded):
+        return None
+    return _jsonb_walk(value, where)
+
+
+def _jsonb_walk(value: Any, where: str) -> ValidationError | None:
     if isinstance(value, str):
         if "\x00" in value:
             return ValidationError(
@@ -102,13 +110,13 @@ def jsonb_problem(value: Any, where: str = "event") -> ValidationError | None:
         for key, item in value.items():
             at = f"{where}.{key}"
             if "\x00" in key:
-                return jsonb_problem(key, at)
-            problem = jsonb_problem(item, at)
+                return _jsonb_walk(key, at)
+            problem = _jsonb_walk(item, at)
             if problem is not None:
                 return problem
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            problem = jsonb_problem(item, f"{where}[{i}]")
+            problem = _jsonb_walk(item, f"{where}[{i}]")
             if problem is not None:
                 return problem
     return None

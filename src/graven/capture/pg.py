@@ -500,11 +500,6 @@ def log_schema(trail: Trail) -> str:
     return store.schema
 
 
-def quoted(name: str) -> str:
-    """A PostgreSQL identifier, quoted."""
-    return '"' + name.replace('"', '""') + '"'
-
-
 _WHERE = (
     "SELECT current_database(), (SELECT oid FROM pg_database WHERE datname = current_database()), "
     "pg_postmaster_start_time()"
@@ -523,7 +518,7 @@ def same_database(trail: Trail, query: Callable[[str, tuple[Any, ...]], list[tup
     from graven.store.postgres import PostgresStore
 
     schema = log_schema(trail)
-    function = f"{quoted(schema)}.capture_record(jsonb)"
+    function = f"{sql.Identifier(schema).as_string()}.capture_record(jsonb)"
     assert isinstance(trail.store, PostgresStore)  # log_schema said so
     with connect(trail.store.target) as log_conn:
         log_side = tuple(log_conn.execute(_WHERE).fetchall()[0])
@@ -551,15 +546,10 @@ def staged(trail: Trail, event: Any = None, /, **fields: Any) -> dict[str, Any]:
     """``event`` exactly as :meth:`Trail.record` would record it (validated, completed from the
     current context, redacted, personal values sealed, its id given), ready for ``capture_record``.
 
-    Raises :class:`ValidationError` for what a jsonb value cannot carry exactly (U+0000 in a string).
+    What a jsonb value cannot carry exactly (U+0000 in a string) is refused by :func:`write`.
     """
     doc = trail.prepare(event, **fields).doc
     doc.pop("recorded_at", None)  # set by the log when the event is integrated
-    # orjson writes U+0000 as the escape \u0000: without that text the walk cannot find one.
-    if "\\u0000" in orjson.dumps(doc).decode():
-        problem = jsonb_problem(doc)
-        if problem is not None:
-            raise problem
     return doc
 
 
@@ -583,11 +573,17 @@ def record(conn: psycopg.Connection[Any], trail: Trail, event: Any = None, /, **
 
 
 def write(conn: psycopg.Connection[Any], schema: str, docs: Sequence[dict[str, Any]]) -> None:
-    """Write staged events (from :func:`staged`) through ``capture_record`` in ``conn``'s transaction."""
+    """Write staged events (from :func:`staged`) through ``capture_record`` in ``conn``'s transaction;
+    :class:`ValidationError`, before anything is written, for one a jsonb value cannot carry exactly."""
     if not docs:
         return
     query = _record_query(schema)
-    payload = orjson.dumps(docs[0] if len(docs) == 1 else list(docs)).decode()
+    encoded = orjson.dumps(docs[0] if len(docs) == 1 else list(docs))
+    for doc in docs:
+        problem = jsonb_problem(doc, encoded=encoded if len(docs) == 1 else None)
+        if problem is not None:
+            raise problem
+    payload = encoded.decode()
     try:
         conn.execute(query, (payload,))
     except psycopg.errors.InsufficientPrivilege as exc:

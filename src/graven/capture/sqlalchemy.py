@@ -159,9 +159,10 @@ class Tracker:
         self.log_schema = log_schema
         self._record_events = None
         if log_schema is not None:
-            from graven.capture.pg import quoted
+            from psycopg.sql import Identifier
 
-            self._record_events = text(f"SELECT {quoted(log_schema)}.capture_record(CAST(:events AS jsonb))")
+            function = f"{Identifier(log_schema).as_string()}.capture_record"
+            self._record_events = text(f"SELECT {function}(CAST(:events AS jsonb))")
 
     # --- installing -------------------------------------------------------------------------
 

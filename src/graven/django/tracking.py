@@ -566,7 +566,9 @@ def _record_call(using: str) -> str | None:
             return [tuple(row) for row in cursor.fetchall()]
 
     schema = pg.same_database(trail, query)
-    call = f"SELECT {pg.quoted(schema)}.capture_record(%s::jsonb)"
+    from psycopg.sql import Identifier
+
+    call = f"SELECT {Identifier(schema).as_string()}.capture_record(%s::jsonb)"
     _same[using] = (trail, call)
     return call
 
